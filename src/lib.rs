@@ -1,0 +1,12 @@
+//! sipshard: a carrier-edge stateless SIP proxy and registrar.
+//!
+//! # Contract of the core
+//!
+//! Everything under [`sip`] is sans-I/O: it takes the bytes of one datagram and returns views,
+//! errors and edits. It opens no socket, reads no clock and never panics on input. The shard
+//! runtime is the only code that touches sockets and executors.
+//!
+//! # Layout
+//!
+//! - [`sip`]: parse a datagram into a borrowed view; rewrite it in place.
+pub mod sip;

@@ -1,0 +1,459 @@
+//! Address headers (From, To, Contact, Route, Record-Route), CSeq and digest credentials.
+//!
+//! ```text
+//! name-addr    = [ display-name ] LAQUOT addr-spec RAQUOT
+//! display-name = *(token LWS) / quoted-string
+//! ```
+//! Without angle brackets the URI ends at the first `;`: parameters there belong to the header,
+//! and a `,` or `?` would be ambiguous, so such URIs are rejected (RFC 3261 section 20.10).
+
+use super::error::{ParseError, Required};
+use super::header::{is_token, trim, HeaderName};
+use super::params::{self, quoted_end, unquote, HeaderParams};
+use super::parse::{parse_delta_seconds, parse_u64, Message};
+use super::span::Span;
+use super::uri::Uri;
+
+/// A name-addr or addr-spec with its header parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// Display name as written (quotes included), if any.
+    pub display: Option<&'a [u8]>,
+    pub uri: Uri<'a>,
+    /// Header parameters after the address, without the leading `;`.
+    pub params: &'a [u8],
+    /// The whole value element in the message.
+    pub span: Span,
+    /// The line it is on (index into `Message::fields`).
+    pub field: usize,
+}
+
+impl<'a> NameAddr<'a> {
+    pub fn parse(buf: &'a [u8], span: Span, field: usize) -> Option<NameAddr<'a>> {
+        let s = span.of(buf);
+        let lt = find_unquoted_lt(s)?;
+        let (display, uri_raw, rest) = match lt {
+            Some(lt) => {
+                let display = trim(s, Span::new(0, lt)).of(s);
+                let display = if display.is_empty() {
+                    None
+                } else {
+                    if !valid_display_name(display) {
+                        return None;
+                    }
+                    Some(display)
+                };
+                let gt = lt + memchr::memchr(b'>', &s[lt..])?;
+                (display, &s[lt + 1..gt], &s[gt + 1..])
+            }
+            None => {
+                let end = memchr::memchr(b';', s).unwrap_or(s.len());
+                let uri = &s[..end];
+                if uri
+                    .iter()
+                    .any(|&b| matches!(b, b'?' | b',' | b' ' | b'\t' | b'"'))
+                {
+                    return None;
+                }
+                (None, uri, &s[end..])
+            }
+        };
+        let uri = Uri::parse(uri_raw).ok()?;
+        let rest_t = trim(rest, Span::new(0, rest.len())).of(rest);
+        let params = match rest_t.first() {
+            None => &[][..],
+            Some(b';') => &rest_t[1..],
+            Some(_) => return None,
+        };
+        if !params::validate(params) {
+            return None;
+        }
+        Some(NameAddr {
+            display,
+            uri,
+            params,
+            span,
+            field,
+        })
+    }
+
+    pub fn param(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
+        params::find(self.params, name)
+    }
+
+    pub fn tag(&self) -> Option<&'a [u8]> {
+        self.param(b"tag").flatten()
+    }
+
+    /// `expires` contact parameter (RFC 3261 section 20.10), saturating.
+    pub fn expires(&self) -> Option<u32> {
+        self.param(b"expires")
+            .flatten()
+            .and_then(parse_delta_seconds)
+    }
+
+    /// `q` in thousandths (RFC 3261 `qvalue`: 0 to 1 with up to three decimals); default 1000.
+    pub fn q(&self) -> Result<u16, ()> {
+        match self.param(b"q") {
+            None => Ok(1000),
+            Some(None) => Err(()),
+            Some(Some(v)) => parse_qvalue(v).ok_or(()),
+        }
+    }
+}
+
+/// Position of `<` outside a quoted display name: `Ok(None)` when there is none.
+fn find_unquoted_lt(s: &[u8]) -> Option<Option<usize>> {
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'"' => i += quoted_end(&s[i..])?,
+            b'<' => return Some(Some(i)),
+            _ => i += 1,
+        }
+    }
+    Some(None)
+}
+
+fn valid_display_name(d: &[u8]) -> bool {
+    if d[0] == b'"' {
+        return quoted_end(d) == Some(d.len());
+    }
+    d.iter()
+        .all(|&b| is_token(b) || matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ), in thousandths.
+pub fn parse_qvalue(v: &[u8]) -> Option<u16> {
+    let (int, frac) = match memchr::memchr(b'.', v) {
+        Some(d) => (&v[..d], &v[d + 1..]),
+        None => (v, &[][..]),
+    };
+    if int.len() != 1 || frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut thousandths = 0u16;
+    for i in 0..3 {
+        thousandths = thousandths * 10 + frac.get(i).map_or(0, |d| (d - b'0') as u16);
+    }
+    match int[0] {
+        b'0' => Some(thousandths),
+        b'1' if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// A Contact value: `*` or an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contact<'a> {
+    Wildcard,
+    Addr(NameAddr<'a>),
+}
+
+/// CSeq: sequence number and method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    pub number: u32,
+    pub method: &'a [u8],
+}
+
+/// Credentials from Authorization / Proxy-Authorization (RFC 2617 section 3.2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Credentials<'a> {
+    /// The auth scheme (`Digest`, or anything else).
+    pub scheme: &'a [u8],
+    /// The comma-separated auth-params.
+    pub params: &'a [u8],
+    pub span: Span,
+    pub field: usize,
+}
+
+impl<'a> Credentials<'a> {
+    pub fn parse(buf: &'a [u8], span: Span, field: usize) -> Option<Credentials<'a>> {
+        let s = span.of(buf);
+        let scheme_len = s.iter().take_while(|&&b| is_token(b)).count();
+        if scheme_len == 0 {
+            return None;
+        }
+        let rest = &s[scheme_len..];
+        if !rest.is_empty() && !matches!(rest[0], b' ' | b'\t') {
+            return None;
+        }
+        let params = trim(rest, Span::new(0, rest.len())).of(rest);
+        let c = Credentials {
+            scheme: &s[..scheme_len],
+            params,
+            span,
+            field,
+        };
+        // Every auth-param must be well-formed.
+        let mut it = AuthParams::new(params);
+        for _ in it.by_ref() {}
+        if it.failed {
+            return None;
+        }
+        Some(c)
+    }
+
+    pub fn is_digest(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case(b"Digest")
+    }
+
+    /// The value of auth-param `name` with quotes removed.
+    pub fn param(&self, name: &[u8]) -> Option<&'a [u8]> {
+        AuthParams::new(self.params)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| unquote(v))
+    }
+
+    /// Number of times `name` occurs (a duplicated parameter is malformed, RFC 2617).
+    pub fn param_count(&self, name: &[u8]) -> usize {
+        AuthParams::new(self.params)
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+}
+
+/// `auth-param *(COMMA auth-param)` with `auth-param = token EQUAL ( token / quoted-string )`.
+struct AuthParams<'a> {
+    rest: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> AuthParams<'a> {
+    fn new(raw: &'a [u8]) -> Self {
+        AuthParams {
+            rest: raw,
+            failed: false,
+        }
+    }
+}
+
+impl<'a> Iterator for AuthParams<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.rest;
+        let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+        let mut i = s.iter().take_while(|&&b| ws(b)).count();
+        if i == s.len() {
+            return None;
+        }
+        let n0 = i;
+        while i < s.len() && is_token(s[i]) {
+            i += 1;
+        }
+        let name = &s[n0..i];
+        while i < s.len() && ws(s[i]) {
+            i += 1;
+        }
+        if name.is_empty() || s.get(i) != Some(&b'=') {
+            self.failed = true;
+            self.rest = &[];
+            return None;
+        }
+        i += 1;
+        while i < s.len() && ws(s[i]) {
+            i += 1;
+        }
+        let v0 = i;
+        if s.get(i) == Some(&b'"') {
+            match quoted_end(&s[i..]) {
+                Some(l) => i += l,
+                None => {
+                    self.failed = true;
+                    self.rest = &[];
+                    return None;
+                }
+            }
+        } else {
+            while i < s.len() && (is_token(s[i]) || s[i] == b'/' || s[i] == b':') {
+                i += 1;
+            }
+        }
+        let value = &s[v0..i];
+        while i < s.len() && ws(s[i]) {
+            i += 1;
+        }
+        match s.get(i) {
+            None => self.rest = &[],
+            Some(b',') => self.rest = &s[i + 1..],
+            Some(_) => {
+                self.failed = true;
+                self.rest = &[];
+                return None;
+            }
+        }
+        if value.is_empty() {
+            self.failed = true;
+            self.rest = &[];
+            return None;
+        }
+        Some((name, value))
+    }
+}
+
+impl<'a> Message<'a> {
+    fn single_addr(&self, name: HeaderName, req: Required) -> Result<NameAddr<'a>, ParseError> {
+        let (i, f) = self
+            .fields()
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.name == name)
+            .ok_or(ParseError::Missing(req))?;
+        NameAddr::parse(self.buf(), f.value, i).ok_or(ParseError::Malformed(req))
+    }
+
+    pub fn from(&self) -> Result<NameAddr<'a>, ParseError> {
+        self.single_addr(HeaderName::From, Required::From)
+    }
+
+    pub fn to(&self) -> Result<NameAddr<'a>, ParseError> {
+        self.single_addr(HeaderName::To, Required::To)
+    }
+
+    pub fn cseq(&self) -> Result<CSeq<'a>, ParseError> {
+        let v = self
+            .header(HeaderName::CSeq)
+            .ok_or(ParseError::Missing(Required::CSeq))?;
+        let bad = ParseError::Malformed(Required::CSeq);
+        let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+        // CSeq numbers are below 2^31 (RFC 3261 section 8.1.1.5).
+        let number = parse_u64(&v[..digits])
+            .filter(|&n| n < 1 << 31)
+            .ok_or(bad)? as u32;
+        let rest = &v[digits..];
+        let ws = rest
+            .iter()
+            .take_while(|&&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .count();
+        let method = &rest[ws..];
+        if ws == 0 || method.is_empty() || !method.iter().all(|&b| is_token(b)) {
+            return Err(bad);
+        }
+        Ok(CSeq { number, method })
+    }
+
+    /// Every Contact value in order.
+    pub fn contacts(&self) -> impl Iterator<Item = Result<Contact<'a>, ParseError>> + '_ {
+        let buf = self.buf();
+        self.values(HeaderName::Contact).map(move |(field, span)| {
+            if span.of(buf) == b"*" {
+                Ok(Contact::Wildcard)
+            } else {
+                NameAddr::parse(buf, span, field)
+                    .map(Contact::Addr)
+                    .ok_or(ParseError::BadHeader("Bad Request - Malformed Contact"))
+            }
+        })
+    }
+
+    /// Route values, top first.
+    pub fn routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
+        self.addr_list(HeaderName::Route, "Bad Request - Malformed Route")
+    }
+
+    /// Record-Route values, top first.
+    pub fn record_routes(&self) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
+        self.addr_list(
+            HeaderName::RecordRoute,
+            "Bad Request - Malformed Record-Route",
+        )
+    }
+
+    fn addr_list(
+        &self,
+        name: HeaderName,
+        reason: &'static str,
+    ) -> impl Iterator<Item = Result<NameAddr<'a>, ParseError>> + '_ {
+        let buf = self.buf();
+        self.values(name).map(move |(field, span)| {
+            NameAddr::parse(buf, span, field).ok_or(ParseError::BadHeader(reason))
+        })
+    }
+
+    /// Every Authorization (or Proxy-Authorization) value.
+    pub fn credentials(
+        &self,
+        name: HeaderName,
+    ) -> impl Iterator<Item = Result<Credentials<'a>, ParseError>> + '_ {
+        let buf = self.buf();
+        self.fields()
+            .iter()
+            .enumerate()
+            .filter(move |(_, f)| f.name == name)
+            .map(move |(i, f)| {
+                Credentials::parse(buf, f.value, i).ok_or(ParseError::BadHeader(
+                    "Bad Request - Malformed Authorization",
+                ))
+            })
+    }
+}
+
+/// Used by tests and the registrar: iterate the params of a `NameAddr` as pairs.
+pub fn param_pairs(raw: &[u8]) -> HeaderParams<'_> {
+    HeaderParams::new(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn na(s: &str) -> Option<NameAddr<'_>> {
+        NameAddr::parse(s.as_bytes(), Span::new(0, s.len()), 0)
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let a = na("\"Bob, Jr.\" <sip:bob@biloxi.com>;tag=a6c85cf").unwrap();
+        assert_eq!(a.display, Some(&b"\"Bob, Jr.\""[..]));
+        assert_eq!(a.uri.user, Some(&b"bob"[..]));
+        assert_eq!(a.tag(), Some(&b"a6c85cf"[..]));
+        let a = na("caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(a.display, Some(&b"caller"[..]));
+        let a = na("sip:alice@atlanta.com;tag=88sja8x").unwrap();
+        assert_eq!(a.uri.host_raw, b"atlanta.com");
+        assert_eq!(a.tag(), Some(&b"88sja8x"[..]));
+        let a = na("<sip:bob@192.0.2.4;transport=udp>;expires=3600;q=0.7").unwrap();
+        assert_eq!(a.uri.param(b"transport"), Some(&b"udp"[..]));
+        assert_eq!(a.expires(), Some(3600));
+        assert_eq!(a.q(), Ok(700));
+    }
+
+    #[test]
+    fn name_addr_rejects() {
+        assert!(na("\"Unterminated <sip:x@y>").is_none());
+        assert!(na("Bell, Alexander <sip:a.g.bell@example.com>").is_none());
+        assert!(na("< sip:t.watson@example.org >").is_none());
+        assert!(na("sip:user@example.com?Route=%3Csip:sip.example.com%3E").is_none());
+        assert!(na("<sip:x@y> junk").is_none());
+    }
+
+    #[test]
+    fn qvalues() {
+        assert_eq!(parse_qvalue(b"1"), Some(1000));
+        assert_eq!(parse_qvalue(b"1.000"), Some(1000));
+        assert_eq!(parse_qvalue(b"0.5"), Some(500));
+        assert_eq!(parse_qvalue(b"0"), Some(0));
+        assert_eq!(parse_qvalue(b"1.5"), None);
+        assert_eq!(parse_qvalue(b"0.1234"), None);
+        assert_eq!(parse_qvalue(b"2"), None);
+    }
+
+    #[test]
+    fn digest_credentials() {
+        let s = "Digest username=\"Mufasa\", realm=\"testrealm@host.com\", nonce=\"dcd98b\", uri=\"/dir/index.html\", qop=auth, nc=00000001, cnonce=\"0a4f113b\", response=\"6629fae4\", opaque=\"5ccc\"";
+        let c = Credentials::parse(s.as_bytes(), Span::new(0, s.len()), 0).unwrap();
+        assert!(c.is_digest());
+        assert_eq!(c.param(b"username"), Some(&b"Mufasa"[..]));
+        assert_eq!(c.param(b"QOP"), Some(&b"auth"[..]));
+        assert_eq!(c.param(b"nc"), Some(&b"00000001"[..]));
+        assert_eq!(c.param(b"uri"), Some(&b"/dir/index.html"[..]));
+        for bad in ["Digest username", "Digest a=\"x", "Digest a=b c=d", ""] {
+            assert!(
+                Credentials::parse(bad.as_bytes(), Span::new(0, bad.len()), 0).is_none(),
+                "{bad}"
+            );
+        }
+    }
+}

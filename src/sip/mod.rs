@@ -1,0 +1,27 @@
+//! The SIP message layer: parse, inspect and rewrite one datagram. No I/O.
+//!
+//! - [`parse`]: the zero-copy parser producing a [`Message`] view of spans into the datagram.
+//! - [`header`]: header names (full and compact) and comma splitting of list headers.
+//! - [`uri`]: SIP/SIPS/TEL URIs and RFC 3261 section 19.1.4 comparison.
+//! - [`via`], [`addr`], [`params`]: typed, lazily parsed views of the headers a proxy needs.
+//! - [`rewrite`]: edits applied in place, moving the bytes before an edit into the headroom.
+//! - [`error`]: what can be wrong with a message, and the SIP answer for it.
+
+pub mod addr;
+pub mod error;
+pub mod header;
+pub mod params;
+pub mod parse;
+pub mod rewrite;
+pub mod span;
+pub mod uri;
+pub mod via;
+
+pub use addr::{CSeq, Contact, Credentials, NameAddr};
+pub use error::{ParseError, Required};
+pub use header::HeaderName;
+pub use parse::{HeaderField, Message, Method, StartLine};
+pub use rewrite::{EditError, Edits, PacketBuf};
+pub use span::Span;
+pub use uri::{Host, Scheme, Uri};
+pub use via::Via;

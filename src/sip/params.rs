@@ -1,0 +1,183 @@
+//! Header parameters: `*( SEMI generic-param )` with `SEMI = SWS ";" SWS`, `EQUAL = SWS "=" SWS`
+//! and values that are tokens, hosts or quoted strings (RFC 3261 section 25.1).
+
+use super::header::is_token;
+
+#[inline]
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Iterator over `name[=value]` header parameters. Values keep their quotes; see [`unquote`].
+/// A syntax error ends the iteration and sets [`HeaderParams::failed`]; call
+/// [`validate`] first when the difference matters.
+#[derive(Clone)]
+pub struct HeaderParams<'a> {
+    rest: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> HeaderParams<'a> {
+    /// `raw` is the text after the first `;` (or empty).
+    pub fn new(raw: &'a [u8]) -> Self {
+        HeaderParams {
+            rest: raw,
+            failed: false,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    fn fail(&mut self) -> Option<(&'a [u8], Option<&'a [u8]>)> {
+        self.failed = true;
+        self.rest = &[];
+        None
+    }
+}
+
+impl<'a> Iterator for HeaderParams<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let s = self.rest;
+        let mut i = s.iter().take_while(|&&b| is_ws(b)).count();
+        if i == s.len() {
+            self.rest = &[];
+            return None;
+        }
+        let name_start = i;
+        while i < s.len() && is_token(s[i]) {
+            i += 1;
+        }
+        let name = &s[name_start..i];
+        if name.is_empty() {
+            return self.fail();
+        }
+        while i < s.len() && is_ws(s[i]) {
+            i += 1;
+        }
+        let mut value = None;
+        if i < s.len() && s[i] == b'=' {
+            i += 1;
+            while i < s.len() && is_ws(s[i]) {
+                i += 1;
+            }
+            let v_start = i;
+            if i < s.len() && s[i] == b'"' {
+                match quoted_end(&s[i..]) {
+                    Some(len) => i += len,
+                    None => return self.fail(),
+                }
+            } else {
+                // token / host (IPv6 references have colons and brackets).
+                while i < s.len() && (is_token(s[i]) || matches!(s[i], b':' | b'[' | b']')) {
+                    i += 1;
+                }
+                if i == v_start {
+                    return self.fail();
+                }
+            }
+            value = Some(&s[v_start..i]);
+            while i < s.len() && is_ws(s[i]) {
+                i += 1;
+            }
+        }
+        if i < s.len() {
+            if s[i] != b';' {
+                return self.fail();
+            }
+            i += 1;
+            // `a;` at the very end, or `;;`, is an empty parameter: malformed.
+            let after = &s[i..];
+            if after.iter().all(|&b| is_ws(b)) || after.iter().find(|&&b| !is_ws(b)) == Some(&b';')
+            {
+                self.rest = &[];
+                self.failed = true;
+                return Some((name, value));
+            }
+        }
+        self.rest = &s[i..];
+        Some((name, value))
+    }
+}
+
+/// True when every parameter in `raw` is well-formed.
+pub fn validate(raw: &[u8]) -> bool {
+    let mut it = HeaderParams::new(raw);
+    for _ in it.by_ref() {}
+    !it.failed()
+}
+
+/// Find parameter `name` (case-insensitive): `Some(None)` for a flag, `Some(Some(v))` with a value.
+pub fn find<'a>(raw: &'a [u8], name: &[u8]) -> Option<Option<&'a [u8]>> {
+    HeaderParams::new(raw)
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// Length of the quoted string at the start of `s` (quotes included), honouring `\` escapes.
+pub fn quoted_end(s: &[u8]) -> Option<usize> {
+    debug_assert_eq!(s.first(), Some(&b'"'));
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Strip surrounding double quotes, if any (escapes are left as written).
+pub fn unquote(v: &[u8]) -> &[u8] {
+    if v.len() >= 2 && v[0] == b'"' && v[v.len() - 1] == b'"' {
+        &v[1..v.len() - 1]
+    } else {
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(raw: &str) -> (Vec<(String, Option<String>)>, bool) {
+        let mut it = HeaderParams::new(raw.as_bytes());
+        let v = it
+            .by_ref()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    v.map(|v| String::from_utf8_lossy(v).into_owned()),
+                )
+            })
+            .collect();
+        (v, it.failed())
+    }
+
+    #[test]
+    fn parses_with_whitespace_and_quotes() {
+        let (v, failed) = all(" branch = z9hG4bK1 ;rport; received=[2001:db8::9] ;x=\"a;b\"");
+        assert!(!failed);
+        assert_eq!(v.len(), 4);
+        assert_eq!(v[0], ("branch".into(), Some("z9hG4bK1".into())));
+        assert_eq!(v[1], ("rport".into(), None));
+        assert_eq!(v[2], ("received".into(), Some("[2001:db8::9]".into())));
+        assert_eq!(v[3], ("x".into(), Some("\"a;b\"".into())));
+    }
+
+    #[test]
+    fn rejects_empty_and_unterminated() {
+        assert!(!validate(b";"));
+        assert!(!validate(b"a;;b"));
+        assert!(!validate(b"a;"));
+        assert!(!validate(b"x=\"open"));
+        assert!(!validate(b"=v"));
+        assert!(!validate(b"a=b c"));
+        assert!(validate(b""));
+        assert!(validate(b"lr"));
+    }
+}

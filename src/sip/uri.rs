@@ -1,0 +1,647 @@
+//! SIP, SIPS and TEL URIs (RFC 3261 section 19.1, RFC 3966), borrowed from the message.
+//!
+//! ```text
+//! SIP-URI  = "sip:" [ userinfo ] hostport uri-parameters [ headers ]
+//! userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"
+//! hostport = host [ ":" port ]      host = hostname / IPv4address / IPv6reference
+//! ```
+//!
+//! No character of the user part, password, parameters or headers may be an unescaped `@`, so the
+//! first `@` always ends the userinfo; the user part may contain `;` and `?` (user-unreserved),
+//! which is why parameters are only looked for after the host.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::header::is_token;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme<'a> {
+    Sip,
+    Sips,
+    Tel,
+    /// Any other absoluteURI scheme (`mailto:`, `isbn:`, `urn:` ...): kept, never interpreted.
+    Other(&'a [u8]),
+}
+
+/// The host part of a URI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host<'a> {
+    /// A domain name, exactly as written (compare case-insensitively).
+    Name(&'a [u8]),
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+}
+
+impl Host<'_> {
+    pub fn ip(&self) -> Option<IpAddr> {
+        match *self {
+            Host::Name(_) => None,
+            Host::V4(a) => Some(IpAddr::V4(a)),
+            Host::V6(a) => Some(IpAddr::V6(a)),
+        }
+    }
+
+    /// Case-insensitive for names, by value for addresses (RFC 3261 section 19.1.4).
+    pub fn matches(&self, other: &Host<'_>) -> bool {
+        match (self, other) {
+            (Host::Name(a), Host::Name(b)) => a.eq_ignore_ascii_case(b),
+            (Host::V4(a), Host::V4(b)) => a == b,
+            (Host::V6(a), Host::V6(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UriError {
+    NoScheme,
+    BadUser,
+    BadHost,
+    BadPort,
+    BadParams,
+    BadHeaders,
+}
+
+/// A parsed URI. All slices borrow the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uri<'a> {
+    pub scheme: Scheme<'a>,
+    /// The user part, still %-escaped (for `tel:`, the telephone number).
+    pub user: Option<&'a [u8]>,
+    pub password: Option<&'a [u8]>,
+    /// `None` for `tel:` and other schemes.
+    pub host: Option<Host<'a>>,
+    /// The host exactly as written (brackets included for IPv6): what a rewrite copies.
+    pub host_raw: &'a [u8],
+    pub port: Option<u16>,
+    /// Everything after the first `;` following the host, without the leading `;`.
+    pub params: &'a [u8],
+    /// Everything after `?`, without the `?`.
+    pub headers: &'a [u8],
+    /// The whole URI as written.
+    pub raw: &'a [u8],
+}
+
+impl<'a> Uri<'a> {
+    /// Parse a URI. Unknown schemes parse as [`Scheme::Other`] with only `raw` set.
+    pub fn parse(raw: &'a [u8]) -> Result<Uri<'a>, UriError> {
+        let colon = memchr::memchr(b':', raw).ok_or(UriError::NoScheme)?;
+        let scheme = &raw[..colon];
+        if scheme.is_empty()
+            || !scheme[0].is_ascii_alphabetic()
+            || !scheme
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        {
+            return Err(UriError::NoScheme);
+        }
+        let rest = &raw[colon + 1..];
+        let mut uri = Uri {
+            scheme: Scheme::Other(scheme),
+            user: None,
+            password: None,
+            host: None,
+            host_raw: &[],
+            port: None,
+            params: &[],
+            headers: &[],
+            raw,
+        };
+        if scheme.eq_ignore_ascii_case(b"sip") {
+            uri.scheme = Scheme::Sip;
+        } else if scheme.eq_ignore_ascii_case(b"sips") {
+            uri.scheme = Scheme::Sips;
+        } else if scheme.eq_ignore_ascii_case(b"tel") {
+            uri.scheme = Scheme::Tel;
+            return parse_tel(uri, rest);
+        } else {
+            // absoluteURI: only check that it has no whitespace or brackets.
+            if rest
+                .iter()
+                .any(|&b| b <= b' ' || b == b'<' || b == b'>' || b == b'"')
+            {
+                return Err(UriError::BadParams);
+            }
+            return Ok(uri);
+        }
+        parse_sip(uri, rest)
+    }
+
+    pub fn is_sip(&self) -> bool {
+        matches!(self.scheme, Scheme::Sip | Scheme::Sips)
+    }
+
+    /// The port to send to when none is given (RFC 3263 section 4.2 defaults).
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(match self.scheme {
+            Scheme::Sips => 5061,
+            _ => 5060,
+        })
+    }
+
+    /// Iterate `name[=value]` URI parameters.
+    pub fn params(&self) -> Params<'a> {
+        Params::new(self.params, b';')
+    }
+
+    /// The value of parameter `name` (case-insensitive): `Some(b"")` for a flag like `lr`.
+    pub fn param(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.params()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.unwrap_or(&[]))
+    }
+
+    /// The loose-routing flag (RFC 3261 section 19.1.1).
+    pub fn lr(&self) -> bool {
+        self.param(b"lr").is_some()
+    }
+
+    /// URI equality per RFC 3261 section 19.1.4.
+    pub fn equivalent(&self, other: &Uri<'_>) -> bool {
+        match (self.scheme, other.scheme) {
+            (Scheme::Sip, Scheme::Sip) | (Scheme::Sips, Scheme::Sips) => {}
+            (Scheme::Tel, Scheme::Tel) => {
+                // RFC 3966 section 4: numbers compare without visual separators; params as SIP.
+                return tel_digits_equal(self.user.unwrap_or(&[]), other.user.unwrap_or(&[]))
+                    && params_equivalent(self.params, other.params, &[]);
+            }
+            (Scheme::Other(a), Scheme::Other(b)) => {
+                return a.eq_ignore_ascii_case(b) && self.raw[a.len()..] == other.raw[b.len()..]
+            }
+            _ => return false,
+        }
+        // userinfo: case-sensitive, after unescaping.
+        if !opt_unescaped_eq(self.user, other.user, false)
+            || !opt_unescaped_eq(self.password, other.password, false)
+        {
+            return false;
+        }
+        match (&self.host, &other.host) {
+            (Some(a), Some(b)) if a.matches(b) => {}
+            _ => return false,
+        }
+        // An explicit default port is not the same as no port.
+        if self.port != other.port {
+            return false;
+        }
+        params_equivalent(
+            self.params,
+            other.params,
+            &[b"user", b"ttl", b"method", b"maddr", b"transport"],
+        ) && headers_equivalent(self.headers, other.headers)
+    }
+}
+
+fn parse_tel<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> {
+    let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+    let number = &rest[..end];
+    let ok = !number.is_empty()
+        && number.iter().enumerate().all(|(i, &b)| {
+            b.is_ascii_hexdigit()
+                || matches!(b, b'*' | b'#' | b'-' | b'.' | b'(' | b')')
+                || (b == b'+' && i == 0)
+        });
+    if !ok {
+        return Err(UriError::BadUser);
+    }
+    uri.user = Some(number);
+    if end < rest.len() {
+        uri.params = &rest[end + 1..];
+        check_params(uri.params)?;
+    }
+    Ok(uri)
+}
+
+fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> {
+    let mut hostport = rest;
+    if let Some(at) = memchr::memchr(b'@', rest) {
+        let userinfo = &rest[..at];
+        hostport = &rest[at + 1..];
+        let (user, password) = match memchr::memchr(b':', userinfo) {
+            Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
+            None => (userinfo, None),
+        };
+        if user.is_empty() || !valid_escaped(user, is_user_char) {
+            return Err(UriError::BadUser);
+        }
+        if let Some(p) = password {
+            if !valid_escaped(p, is_password_char) {
+                return Err(UriError::BadUser);
+            }
+        }
+        uri.user = Some(user);
+        uri.password = password;
+    }
+    // Host: an IPv6 reference is bracketed and contains colons.
+    let host_end = if hostport.first() == Some(&b'[') {
+        memchr::memchr(b']', hostport).ok_or(UriError::BadHost)? + 1
+    } else {
+        hostport
+            .iter()
+            .position(|&b| matches!(b, b':' | b';' | b'?'))
+            .unwrap_or(hostport.len())
+    };
+    let host_raw = &hostport[..host_end];
+    uri.host = Some(parse_host(host_raw).ok_or(UriError::BadHost)?);
+    uri.host_raw = host_raw;
+    let mut tail = &hostport[host_end..];
+    if tail.first() == Some(&b':') {
+        let end = tail
+            .iter()
+            .position(|&b| matches!(b, b';' | b'?'))
+            .unwrap_or(tail.len());
+        uri.port = Some(parse_port(&tail[1..end]).ok_or(UriError::BadPort)?);
+        tail = &tail[end..];
+    }
+    if tail.first() == Some(&b';') {
+        let end = memchr::memchr(b'?', tail).unwrap_or(tail.len());
+        uri.params = &tail[1..end];
+        check_params(uri.params)?;
+        tail = &tail[end..];
+    }
+    if tail.first() == Some(&b'?') {
+        uri.headers = &tail[1..];
+        if !valid_escaped(uri.headers, is_header_char) {
+            return Err(UriError::BadHeaders);
+        }
+        tail = &[];
+    }
+    if !tail.is_empty() {
+        return Err(UriError::BadHost);
+    }
+    Ok(uri)
+}
+
+/// Parse a host: `[IPv6]`, dotted IPv4, or a hostname whose top label starts with a letter.
+pub fn parse_host(raw: &[u8]) -> Option<Host<'_>> {
+    if raw.is_empty() {
+        return None;
+    }
+    if raw[0] == b'[' {
+        if raw.len() < 3 || raw[raw.len() - 1] != b']' {
+            return None;
+        }
+        let inner = std::str::from_utf8(&raw[1..raw.len() - 1]).ok()?;
+        return inner.parse::<Ipv6Addr>().ok().map(Host::V6);
+    }
+    if !raw
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return None;
+    }
+    let trimmed = raw.strip_suffix(b".").unwrap_or(raw);
+    let top = trimmed.rsplit(|&b| b == b'.').next()?;
+    if top.first()?.is_ascii_digit() {
+        // Looks numeric: must be a valid dotted quad.
+        let s = std::str::from_utf8(raw).ok()?;
+        return s.parse::<Ipv4Addr>().ok().map(Host::V4);
+    }
+    // Every label non-empty, no label starting or ending with '-'.
+    for label in trimmed.split(|&b| b == b'.') {
+        if label.is_empty() || label[0] == b'-' || label[label.len() - 1] == b'-' {
+            return None;
+        }
+    }
+    Some(Host::Name(raw))
+}
+
+/// A decimal port in 0..=65535 (1-5 digits).
+pub fn parse_port(raw: &[u8]) -> Option<u16> {
+    if raw.is_empty() || raw.len() > 5 || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    raw.iter()
+        .try_fold(0u32, |acc, &d| Some(acc * 10 + (d - b'0') as u32))
+        .and_then(|v| u16::try_from(v).ok())
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
+}
+
+fn is_user_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
+}
+
+fn is_password_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
+}
+
+fn is_param_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+}
+
+fn is_header_char(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
+        )
+}
+
+/// Every byte is allowed by `class`, or starts a well-formed `%HH` escape.
+fn valid_escaped(s: &[u8], class: fn(u8) -> bool) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if i + 2 >= s.len() {
+                return false;
+            }
+            if !(s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else if class(s[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn check_params(params: &[u8]) -> Result<(), UriError> {
+    for (name, value) in Params::new(params, b';') {
+        if name.is_empty() || !valid_escaped(name, is_param_char) {
+            return Err(UriError::BadParams);
+        }
+        if let Some(v) = value {
+            if !valid_escaped(v, is_param_char) {
+                return Err(UriError::BadParams);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Iterator over `name[=value]` items separated by `sep`, used for URI parameters (`;`),
+/// URI headers (`&`) and header parameters.
+#[derive(Clone)]
+pub struct Params<'a> {
+    rest: &'a [u8],
+    sep: u8,
+}
+
+impl<'a> Params<'a> {
+    pub fn new(raw: &'a [u8], sep: u8) -> Params<'a> {
+        Params { rest: raw, sep }
+    }
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let end = memchr::memchr(self.sep, self.rest).unwrap_or(self.rest.len());
+            let item = &self.rest[..end];
+            self.rest = self.rest.get(end + 1..).unwrap_or(&[]);
+            if item.is_empty() {
+                continue;
+            }
+            return Some(match memchr::memchr(b'=', item) {
+                Some(eq) => (&item[..eq], Some(&item[eq + 1..])),
+                None => (item, None),
+            });
+        }
+    }
+}
+
+/// Decode `%HH` escapes byte by byte, without allocating.
+pub struct Unescape<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Unescape<'a> {
+    pub fn new(s: &'a [u8]) -> Self {
+        Unescape { s, i: 0 }
+    }
+}
+
+impl Iterator for Unescape<'_> {
+    type Item = u8;
+    fn next(&mut self) -> Option<u8> {
+        let b = *self.s.get(self.i)?;
+        if b == b'%' && self.i + 2 < self.s.len() {
+            if let (Some(h), Some(l)) = (hex(self.s[self.i + 1]), hex(self.s[self.i + 2])) {
+                self.i += 3;
+                return Some(h << 4 | l);
+            }
+        }
+        self.i += 1;
+        Some(b)
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Compare two escaped strings after unescaping, optionally ignoring ASCII case.
+pub fn unescaped_eq(a: &[u8], b: &[u8], ignore_case: bool) -> bool {
+    let mut x = Unescape::new(a);
+    let mut y = Unescape::new(b);
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return true,
+            (Some(p), Some(q)) => {
+                let same = if ignore_case {
+                    p.eq_ignore_ascii_case(&q)
+                } else {
+                    p == q
+                };
+                if !same {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+fn opt_unescaped_eq(a: Option<&[u8]>, b: Option<&[u8]>, ignore_case: bool) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => unescaped_eq(a, b, ignore_case),
+        _ => false,
+    }
+}
+
+fn find_param<'a>(raw: &'a [u8], sep: u8, name: &[u8]) -> Option<Option<&'a [u8]>> {
+    Params::new(raw, sep)
+        .find(|(n, _)| unescaped_eq(n, name, true))
+        .map(|(_, v)| v)
+}
+
+/// RFC 3261 section 19.1.4: parameters in `strict` must be in both or neither and match; any
+/// other parameter present in both must match; a parameter in only one is ignored.
+fn params_equivalent(a: &[u8], b: &[u8], strict: &[&[u8]]) -> bool {
+    for name in strict {
+        if find_param(a, b';', name).is_some() != find_param(b, b';', name).is_some() {
+            return false;
+        }
+    }
+    for (name, va) in Params::new(a, b';') {
+        if let Some(vb) = find_param(b, b';', name) {
+            if !opt_unescaped_eq(va, vb, true) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// URI headers are never ignored: the same set in both, names case-insensitive.
+fn headers_equivalent(a: &[u8], b: &[u8]) -> bool {
+    let count = |raw: &[u8]| Params::new(raw, b'&').count();
+    if count(a) != count(b) {
+        return false;
+    }
+    Params::new(a, b'&').all(|(name, va)| match find_param(b, b'&', name) {
+        Some(vb) => opt_unescaped_eq(va, vb, false),
+        None => false,
+    })
+}
+
+fn tel_digits_equal(a: &[u8], b: &[u8]) -> bool {
+    let digits = |s: &'_ [u8]| {
+        s.iter()
+            .copied()
+            .filter(|c| !matches!(c, b'-' | b'.' | b'(' | b')'))
+            .map(|c| c.to_ascii_lowercase())
+            .collect::<Vec<u8>>()
+    };
+    digits(a) == digits(b)
+}
+
+/// True when `s` is a non-empty RFC 3261 token.
+pub fn is_token_str(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_token(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Uri<'_> {
+        Uri::parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e:?}"))
+    }
+
+    #[test]
+    fn parses_full_sip_uri() {
+        let u = p("sip:alice:secret@atlanta.com:5070;transport=udp;lr?subject=project%20x&priority=urgent");
+        assert_eq!(u.scheme, Scheme::Sip);
+        assert_eq!(u.user, Some(&b"alice"[..]));
+        assert_eq!(u.password, Some(&b"secret"[..]));
+        assert_eq!(u.host, Some(Host::Name(b"atlanta.com")));
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.param(b"transport"), Some(&b"udp"[..]));
+        assert!(u.lr());
+        assert_eq!(u.headers, b"subject=project%20x&priority=urgent");
+    }
+
+    #[test]
+    fn parses_ip_hosts() {
+        assert_eq!(
+            p("sip:1.2.3.4").host,
+            Some(Host::V4(Ipv4Addr::new(1, 2, 3, 4)))
+        );
+        let u = p("sips:[2001:db8::10]:5061;maddr=[2001:db8::1]");
+        assert_eq!(u.host, Some(Host::V6("2001:db8::10".parse().unwrap())));
+        assert_eq!(u.host_raw, b"[2001:db8::10]");
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.param(b"maddr"), Some(&b"[2001:db8::1]"[..]));
+        assert!(Uri::parse(b"sip:[2001:db8::10").is_err());
+        assert!(Uri::parse(b"sip:user@1.2.3.4.5").is_err());
+        assert!(Uri::parse(b"sip:user@256.1.1.1").is_err());
+    }
+
+    #[test]
+    fn user_part_may_hold_semicolons_and_escapes() {
+        let u = p("sip:user;par=u%40example.net@example.com");
+        assert_eq!(u.user, Some(&b"user;par=u%40example.net"[..]));
+        assert_eq!(u.params, b"");
+        let u = p("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com");
+        assert_eq!(
+            u.user,
+            Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..])
+        );
+        assert_eq!(
+            u.password,
+            Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..])
+        );
+        assert!(Uri::parse(b"sip:us%4@x.com").is_err());
+        assert!(Uri::parse(b"sip:us er@x.com").is_err());
+    }
+
+    #[test]
+    fn tel_and_other_schemes() {
+        let u = p("tel:+1-201-555-0123;phone-context=example.com");
+        assert_eq!(u.scheme, Scheme::Tel);
+        assert_eq!(u.user, Some(&b"+1-201-555-0123"[..]));
+        assert!(p("tel:+12015550123").equivalent(&p("tel:+1-201-555-0123")));
+        assert_eq!(p("isbn:2983792873").scheme, Scheme::Other(b"isbn"));
+        assert!(Uri::parse(b"nocolon").is_err());
+    }
+
+    #[test]
+    fn rfc3261_equivalent_pairs() {
+        for (a, b) in [
+            (
+                "sip:%61lice@atlanta.com;transport=TCP",
+                "sip:alice@AtLanTa.CoM;Transport=tcp",
+            ),
+            ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+            ("sip:carol@chicago.com", "sip:carol@chicago.com;security=on"),
+            (
+                "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+                "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+            ),
+            (
+                "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+                "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+            ),
+        ] {
+            assert!(p(a).equivalent(&p(b)), "{a} == {b}");
+            assert!(p(b).equivalent(&p(a)), "{b} == {a}");
+        }
+    }
+
+    #[test]
+    fn rfc3261_non_equivalent_pairs() {
+        for (a, b) in [
+            (
+                "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+                "sip:alice@AtLanTa.CoM;Transport=UDP",
+            ),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+            ("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"),
+            (
+                "sip:bob@biloxi.com",
+                "sip:bob@biloxi.com:6000;transport=tcp",
+            ),
+            (
+                "sip:carol@chicago.com",
+                "sip:carol@chicago.com?Subject=next%20meeting",
+            ),
+            ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
+            (
+                "sip:carol@chicago.com;security=on",
+                "sip:carol@chicago.com;security=off",
+            ),
+            ("sip:alice@atlanta.com", "sips:alice@atlanta.com"),
+        ] {
+            assert!(!p(a).equivalent(&p(b)), "{a} != {b}");
+            assert!(!p(b).equivalent(&p(a)), "{b} != {a}");
+        }
+    }
+}

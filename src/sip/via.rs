@@ -1,0 +1,245 @@
+//! The Via header (RFC 3261 section 20.42, RFC 3581 `rport`).
+//!
+//! ```text
+//! via-parm      = sent-protocol LWS sent-by *( SEMI via-params )
+//! sent-protocol = protocol-name SLASH protocol-version SLASH transport   (SLASH = SWS "/" SWS)
+//! sent-by       = host [ COLON port ]
+//! ```
+
+use super::error::{ParseError, Required};
+use super::header::HeaderName;
+use super::params;
+use super::parse::Message;
+use super::span::Span;
+use super::uri::{parse_host, parse_port, Host};
+
+/// The RFC 3261 branch prefix: a branch starting with it is unique per transaction.
+pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
+
+/// One Via value, borrowed from the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Via<'a> {
+    pub protocol: &'a [u8],
+    pub version: &'a [u8],
+    pub transport: &'a [u8],
+    pub host: Host<'a>,
+    pub host_raw: &'a [u8],
+    pub port: Option<u16>,
+    /// Raw parameter text after the first `;`.
+    pub params: &'a [u8],
+    /// The whole Via value (one comma-separated element) in the message.
+    pub span: Span,
+    /// Where `sent-by` ends, i.e. where parameters start or would be appended.
+    pub sent_by_end: Span,
+    /// The header line this value sits on (index into `Message::fields`).
+    pub field: usize,
+}
+
+impl<'a> Via<'a> {
+    /// Parse one Via element located at `span` of `buf`.
+    pub fn parse(buf: &'a [u8], span: Span, field: usize) -> Option<Via<'a>> {
+        let s = span.of(buf);
+        let mut i = 0;
+        let mut parts: [&[u8]; 3] = [&[]; 3];
+        for (k, part) in parts.iter_mut().enumerate() {
+            skip_ws(s, &mut i);
+            let start = i;
+            while i < s.len() && super::header::is_token(s[i]) {
+                i += 1;
+            }
+            *part = &s[start..i];
+            if part.is_empty() {
+                return None;
+            }
+            skip_ws(s, &mut i);
+            if k < 2 {
+                if s.get(i) != Some(&b'/') {
+                    return None;
+                }
+                i += 1;
+            }
+        }
+        // LWS before sent-by is mandatory, but skip_ws above already consumed it; require that
+        // something separated transport and host.
+        if i == 0 || !matches!(s.get(i - 1), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            return None;
+        }
+        let host_start = i;
+        let host_end = if s.get(i) == Some(&b'[') {
+            i + memchr::memchr(b']', &s[i..])? + 1
+        } else {
+            i + s[i..]
+                .iter()
+                .position(|&b| matches!(b, b':' | b';' | b' ' | b'\t' | b'\r' | b'\n'))
+                .unwrap_or(s.len() - i)
+        };
+        let host_raw = &s[host_start..host_end];
+        let host = parse_host(host_raw)?;
+        i = host_end;
+        skip_ws(s, &mut i);
+        let mut port = None;
+        if s.get(i) == Some(&b':') {
+            i += 1;
+            skip_ws(s, &mut i);
+            let p_start = i;
+            while i < s.len() && s[i].is_ascii_digit() {
+                i += 1;
+            }
+            port = Some(parse_port(&s[p_start..i])?);
+        }
+        let sent_by_end = i;
+        skip_ws(s, &mut i);
+        let params = match s.get(i) {
+            None => &[][..],
+            Some(b';') => &s[i + 1..],
+            Some(_) => return None,
+        };
+        if !params::validate(params) {
+            return None;
+        }
+        let base = span.start as usize;
+        Some(Via {
+            protocol: parts[0],
+            version: parts[1],
+            transport: parts[2],
+            host,
+            host_raw,
+            port,
+            params,
+            span,
+            sent_by_end: Span::new(base + sent_by_end, base + sent_by_end),
+            field,
+        })
+    }
+
+    pub fn param(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
+        params::find(self.params, name)
+    }
+
+    pub fn branch(&self) -> Option<&'a [u8]> {
+        self.param(b"branch").flatten()
+    }
+
+    /// True when the branch carries the RFC 3261 magic cookie (section 8.1.1.7).
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch()
+            .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
+    }
+
+    pub fn received(&self) -> Option<&'a [u8]> {
+        self.param(b"received").flatten()
+    }
+
+    /// `rport` (RFC 3581): `None` absent, `Some(None)` present without value.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.param(b"rport").map(|v| v.and_then(parse_port))
+    }
+
+    pub fn maddr(&self) -> Option<&'a [u8]> {
+        self.param(b"maddr").flatten()
+    }
+
+    pub fn ttl(&self) -> Option<u8> {
+        self.param(b"ttl")
+            .flatten()
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+    }
+
+    /// The port the sender listens on: sent-by port or the transport default.
+    pub fn port_or_default(&self) -> u16 {
+        self.port
+            .unwrap_or(if self.transport.eq_ignore_ascii_case(b"TLS") {
+                5061
+            } else {
+                5060
+            })
+    }
+}
+
+fn skip_ws(s: &[u8], i: &mut usize) {
+    while *i < s.len() && matches!(s[*i], b' ' | b'\t' | b'\r' | b'\n') {
+        *i += 1;
+    }
+}
+
+impl<'a> Message<'a> {
+    /// The topmost Via value.
+    pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
+        let (field, span) = self
+            .values(HeaderName::Via)
+            .next()
+            .ok_or(ParseError::Missing(Required::Via))?;
+        Via::parse(self.buf(), span, field).ok_or(ParseError::Malformed(Required::Via))
+    }
+
+    /// Every Via value, top first; `Err` on the first malformed one.
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
+        let buf = self.buf();
+        self.values(HeaderName::Via).map(move |(field, span)| {
+            Via::parse(buf, span, field).ok_or(ParseError::Malformed(Required::Via))
+        })
+    }
+
+    /// The Via below the top one, if any (where a response goes next).
+    pub fn second_via(&self) -> Option<Result<Via<'a>, ParseError>> {
+        self.vias().nth(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn via(s: &str) -> Option<Via<'_>> {
+        Via::parse(s.as_bytes(), Span::new(0, s.len()), 0)
+    }
+
+    #[test]
+    fn parses_common_via() {
+        let v = via(
+            "SIP/2.0/UDP pc33.atlanta.com:5066;branch=z9hG4bK776asdhds;rport;received=192.0.2.1",
+        )
+        .unwrap();
+        assert_eq!(v.transport, b"UDP");
+        assert_eq!(v.host, Host::Name(b"pc33.atlanta.com"));
+        assert_eq!(v.port, Some(5066));
+        assert_eq!(v.branch(), Some(&b"z9hG4bK776asdhds"[..]));
+        assert!(v.has_rfc3261_branch());
+        assert_eq!(v.rport(), Some(None));
+        assert_eq!(v.received(), Some(&b"192.0.2.1"[..]));
+    }
+
+    #[test]
+    fn tolerates_sws_everywhere() {
+        let v = via("SIP  /   2.0    /UDP    192.0.2.2 : 5070 ; branch = 390skdjuw ; rport=5071")
+            .unwrap();
+        assert_eq!(v.version, b"2.0");
+        assert_eq!(v.host, Host::V4(Ipv4Addr::new(192, 0, 2, 2)));
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.branch(), Some(&b"390skdjuw"[..]));
+        assert!(!v.has_rfc3261_branch());
+        assert_eq!(v.rport(), Some(Some(5071)));
+    }
+
+    #[test]
+    fn ipv6_sent_by() {
+        let v = via(
+            "SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3-111;received=[2001:db8::9:255]",
+        )
+        .unwrap();
+        assert_eq!(v.host, Host::V6("2001:db8::9:1".parse().unwrap()));
+        assert_eq!(v.port, Some(6050));
+        assert_eq!(v.received(), Some(&b"[2001:db8::9:255]"[..]));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        assert!(via("SIP/2.0/UDP").is_none());
+        assert!(via("SIP/2.0 192.0.2.1").is_none());
+        assert!(via("SIP/2.0/UDP 192.0.2.15;;").is_none());
+        assert!(via(";").is_none());
+        assert!(via("SIP/2.0/UDP host:99999").is_none());
+        assert!(via("SIP/2.0/UDPhost").is_none());
+    }
+}
