@@ -2,11 +2,23 @@
 //!
 //! # Contract of the core
 //!
-//! Everything under [`sip`] is sans-I/O: it takes the bytes of one datagram and returns views,
-//! errors and edits. It opens no socket, reads no clock and never panics on input. The shard
-//! runtime is the only code that touches sockets and executors.
+//! Everything under [`sip`], [`proxy`] and [`registrar`] is sans-I/O: it takes the bytes of one
+//! datagram, the time and the source address, and returns views, errors, edits and actions. It
+//! opens no socket, reads no clock and never panics on input. The [`shard`] runtime is the only
+//! code that touches sockets, executors and clocks.
 //!
 //! # Layout
 //!
 //! - [`sip`]: parse a datagram into a borrowed view; rewrite it in place.
+//! - [`proxy`]: the stateless proxy's decisions: `Core::handle(now, src, socket, buffer)`.
+//! - [`registrar`]: REGISTER handling and the replicated per-shard location table.
+//! - [`config`]: command-line flags.
+//! - [`metrics`]: per-shard counters.
+//! - [`shard`]: the runtime: glommio executors, SO_REUSEPORT sockets, batched I/O, replication.
+
+pub mod config;
+pub mod metrics;
+pub mod proxy;
+pub mod registrar;
+pub mod shard;
 pub mod sip;

@@ -50,6 +50,8 @@ impl std::error::Error for EditError {}
 struct Edit {
     span: Span,
     text: Span,
+    /// Recording order: insertions at the same position appear in this order.
+    seq: u16,
 }
 
 /// A batch of edits to one message.
@@ -73,6 +75,7 @@ impl Edits {
             edits: [Edit {
                 span: Span::EMPTY,
                 text: Span::EMPTY,
+                seq: 0,
             }; MAX_EDITS],
             count: 0,
             scratch: [0; SCRATCH],
@@ -143,6 +146,7 @@ impl Edits {
         self.edits[self.count] = Edit {
             span,
             text: Span::new(text_start, self.used.max(text_start)),
+            seq: self.count as u16,
         };
         self.count += 1;
     }
@@ -162,7 +166,9 @@ impl Edits {
         }
         let edits = &mut self.edits[..self.count];
         // Back to front, so an edit never disturbs the positions of the ones still to come.
-        edits.sort_unstable_by_key(|e| std::cmp::Reverse((e.span.start, e.span.end)));
+        // Among insertions at one position the last recorded goes in first, so that in the
+        // result they read in recording order.
+        edits.sort_unstable_by_key(|e| std::cmp::Reverse((e.span.start, e.span.end, e.seq)));
         let msg_len = pkt.len();
         let mut next_start = msg_len;
         for e in edits.iter() {
@@ -392,6 +398,25 @@ mod tests {
             }),
             "<ACDeeeFGH"
         );
+    }
+
+    #[test]
+    fn insertions_at_one_position_keep_recording_order() {
+        assert_eq!(
+            apply("ab", |e| {
+                e.insert(1, b"1");
+                e.insert(1, b"2");
+                e.insert(1, b"3");
+            }),
+            "a123b"
+        );
+        // Headroom 2 is too small for 3 bytes: the tail fallback keeps the same order.
+        let mut p = PacketBuf::from_message(b"ab", 2);
+        let mut e = Edits::new();
+        e.insert(1, b"12");
+        e.insert(1, b"3");
+        e.apply(&mut p).unwrap();
+        assert_eq!(p.as_slice(), b"a123b");
     }
 
     #[test]

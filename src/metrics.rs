@@ -1,0 +1,198 @@
+//! Counters owned by one shard. Plain integers: only the owning shard writes them, and the
+//! runtime reads them on the shard itself (the metrics issue will export snapshots).
+
+use crate::sip::{Method, ParseError};
+
+/// Why a datagram was dropped without an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Only CRLFs: a keepalive (RFC 5626 section 3.5.1).
+    Keepalive,
+    /// A request too broken to answer (no usable Via) or a response that does not parse.
+    Unparseable,
+    /// A response whose top Via is not ours (RFC 3261 section 16.11).
+    StrayResponse,
+    /// A response with no Via below ours.
+    NoNextVia,
+    /// The next hop of a response is a host name we cannot resolve on the packet path.
+    Unresolvable,
+    /// The ACK for a reply we generated ourselves (absorbed, RFC 3261 section 16.11).
+    AbsorbedAck,
+    /// The in-place rewrite could not be applied (no room, too many edits).
+    RewriteFailed,
+    /// No socket of the destination's address family.
+    NoSocket,
+    /// A request that cannot be answered locally (an ACK or a reply to a reply).
+    Unanswerable,
+    /// A datagram larger than the receive buffer (truncated by the kernel).
+    Truncated,
+    /// The send failed (socket buffer full or the destination refused it).
+    SendFailed,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 11] = [
+        DropReason::Keepalive,
+        DropReason::Unparseable,
+        DropReason::StrayResponse,
+        DropReason::NoNextVia,
+        DropReason::Unresolvable,
+        DropReason::AbsorbedAck,
+        DropReason::RewriteFailed,
+        DropReason::NoSocket,
+        DropReason::Unanswerable,
+        DropReason::Truncated,
+        DropReason::SendFailed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Keepalive => "keepalive",
+            DropReason::Unparseable => "unparseable",
+            DropReason::StrayResponse => "stray_response",
+            DropReason::NoNextVia => "no_next_via",
+            DropReason::Unresolvable => "unresolvable",
+            DropReason::AbsorbedAck => "absorbed_ack",
+            DropReason::RewriteFailed => "rewrite_failed",
+            DropReason::NoSocket => "no_socket",
+            DropReason::Unanswerable => "unanswerable",
+            DropReason::Truncated => "truncated",
+            DropReason::SendFailed => "send_failed",
+        }
+    }
+}
+
+/// Methods counted separately; everything else is `Other`.
+pub const METHODS: [Method; 15] = [
+    Method::Invite,
+    Method::Ack,
+    Method::Bye,
+    Method::Cancel,
+    Method::Register,
+    Method::Options,
+    Method::Info,
+    Method::Prack,
+    Method::Update,
+    Method::Subscribe,
+    Method::Notify,
+    Method::Refer,
+    Method::Message,
+    Method::Publish,
+    Method::Other,
+];
+
+/// Everything one shard counts.
+#[derive(Clone, Debug)]
+pub struct Counters {
+    pub datagrams_received: u64,
+    pub datagrams_sent: u64,
+    pub requests_forwarded: [u64; METHODS.len()],
+    /// Index 1..=6 by status class.
+    pub responses_forwarded: [u64; 7],
+    /// Locally generated replies by status code.
+    pub replies: Box<[u64; 700]>,
+    pub drops: [u64; DropReason::ALL.len()],
+    /// Parse errors by [`ParseError::kind`], in first-seen order (a handful of kinds).
+    pub parse_errors: Vec<(&'static str, u64)>,
+    pub registrations_added: u64,
+    pub registrations_refreshed: u64,
+    pub registrations_removed: u64,
+    pub registrations_expired: u64,
+    pub replication_sent: u64,
+    pub replication_received: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            datagrams_received: 0,
+            datagrams_sent: 0,
+            requests_forwarded: [0; METHODS.len()],
+            responses_forwarded: [0; 7],
+            replies: Box::new([0; 700]),
+            drops: [0; DropReason::ALL.len()],
+            parse_errors: Vec::new(),
+            registrations_added: 0,
+            registrations_refreshed: 0,
+            registrations_removed: 0,
+            registrations_expired: 0,
+            replication_sent: 0,
+            replication_received: 0,
+        }
+    }
+}
+
+impl Counters {
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    #[inline]
+    pub fn reply(&mut self, status: u16) {
+        if let Some(c) = self.replies.get_mut(status as usize) {
+            *c += 1;
+        }
+    }
+
+    #[inline]
+    pub fn forwarded_request(&mut self, m: Method) {
+        let i = METHODS
+            .iter()
+            .position(|x| *x == m)
+            .unwrap_or(METHODS.len() - 1);
+        self.requests_forwarded[i] += 1;
+    }
+
+    #[inline]
+    pub fn forwarded_response(&mut self, status: u16) {
+        self.responses_forwarded[(status / 100).min(6) as usize] += 1;
+    }
+
+    pub fn parse_error(&mut self, e: ParseError) {
+        let kind = e.kind();
+        match self.parse_errors.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => self.parse_errors.push((kind, 1)),
+        }
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// Add another shard's counters (for totals).
+    pub fn add(&mut self, o: &Counters) {
+        self.datagrams_received += o.datagrams_received;
+        self.datagrams_sent += o.datagrams_sent;
+        for (a, b) in self.requests_forwarded.iter_mut().zip(o.requests_forwarded) {
+            *a += b;
+        }
+        for (a, b) in self
+            .responses_forwarded
+            .iter_mut()
+            .zip(o.responses_forwarded)
+        {
+            *a += b;
+        }
+        for (a, b) in self.replies.iter_mut().zip(o.replies.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.drops.iter_mut().zip(o.drops) {
+            *a += b;
+        }
+        for &(k, n) in &o.parse_errors {
+            match self.parse_errors.iter_mut().find(|(x, _)| *x == k) {
+                Some((_, m)) => *m += n,
+                None => self.parse_errors.push((k, n)),
+            }
+        }
+        self.registrations_added += o.registrations_added;
+        self.registrations_refreshed += o.registrations_refreshed;
+        self.registrations_removed += o.registrations_removed;
+        self.registrations_expired += o.registrations_expired;
+        self.replication_sent += o.replication_sent;
+        self.replication_received += o.replication_received;
+    }
+}

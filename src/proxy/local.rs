@@ -1,0 +1,230 @@
+//! Who "we" are: the addresses and domains that make a URI or a Via point at this proxy, and
+//! the address we advertise in Via and Record-Route.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::sip::uri::{parse_host, Host};
+
+/// One listen socket as the core sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// What the socket is bound to (may be unspecified: 0.0.0.0 or ::).
+    pub bound: SocketAddr,
+    /// The `host:port` written into Via and Record-Route for requests leaving by this socket
+    /// towards a non-loopback destination.
+    pub advertised: String,
+    /// Same, for loopback destinations (so that a wildcard listener talks to local peers with
+    /// a local address).
+    pub advertised_loopback: String,
+}
+
+/// Our identity, built once at start-up and shared read-only by every shard.
+#[derive(Clone, Debug, Default)]
+pub struct LocalIdentity {
+    pub listen: Vec<ListenAddr>,
+    /// Every IP that reaches us: bound addresses, or all interface addresses for a wildcard.
+    pub ips: Vec<IpAddr>,
+    /// Host names that mean this machine (lower-case): the host name, `localhost`, the
+    /// advertised name.
+    pub names: Vec<String>,
+    /// Domains we are responsible for (`--domain`, lower-case).
+    pub domains: Vec<String>,
+}
+
+impl LocalIdentity {
+    /// Build from the bound sockets. `interface_ips` lists the machine's addresses (used when
+    /// a listener is a wildcard); `advertise` overrides the Via/Record-Route host.
+    pub fn new(
+        bound: &[SocketAddr],
+        interface_ips: &[IpAddr],
+        hostname: Option<&str>,
+        domains: &[String],
+        advertise: Option<&str>,
+    ) -> LocalIdentity {
+        let mut ips: Vec<IpAddr> = Vec::new();
+        let mut listen = Vec::new();
+        for addr in bound {
+            let (adv_host, adv_loop) = if addr.ip().is_unspecified() {
+                for ip in interface_ips {
+                    if ip.is_ipv4() == addr.is_ipv4() && !ips.contains(ip) {
+                        ips.push(*ip);
+                    }
+                }
+                let primary = interface_ips
+                    .iter()
+                    .find(|ip| ip.is_ipv4() == addr.is_ipv4() && !ip.is_loopback())
+                    .copied();
+                let lo = if addr.is_ipv4() {
+                    IpAddr::V4(Ipv4Addr::LOCALHOST)
+                } else {
+                    IpAddr::V6(Ipv6Addr::LOCALHOST)
+                };
+                if !ips.contains(&lo) {
+                    ips.push(lo);
+                }
+                (primary.unwrap_or(lo), lo)
+            } else {
+                if !ips.contains(&addr.ip()) {
+                    ips.push(addr.ip());
+                }
+                (addr.ip(), addr.ip())
+            };
+            let fmt = |ip: IpAddr| match ip {
+                IpAddr::V4(a) => format!("{a}:{}", addr.port()),
+                IpAddr::V6(a) => format!("[{a}]:{}", addr.port()),
+            };
+            let (advertised, advertised_loopback) = match advertise {
+                Some(a)
+                    if a.contains(':') && !a.starts_with('[') && a.matches(':').count() == 1 =>
+                {
+                    (a.to_string(), a.to_string())
+                }
+                Some(a) if a.starts_with('[') && a.contains("]:") => (a.to_string(), a.to_string()),
+                Some(a) => {
+                    let s = format!("{a}:{}", addr.port());
+                    (s.clone(), s)
+                }
+                None => (fmt(adv_host), fmt(adv_loop)),
+            };
+            listen.push(ListenAddr {
+                bound: *addr,
+                advertised,
+                advertised_loopback,
+            });
+        }
+        let mut names = vec!["localhost".to_string()];
+        if let Some(h) = hostname {
+            names.push(h.to_ascii_lowercase());
+        }
+        if let Some(a) = advertise {
+            let host = a
+                .rsplit_once(':')
+                .filter(|(h, _)| !h.is_empty() && !a.starts_with('['))
+                .map_or(a, |(h, _)| h);
+            match parse_host(host.as_bytes()) {
+                Some(Host::Name(n)) => names.push(String::from_utf8_lossy(n).to_ascii_lowercase()),
+                Some(h) => {
+                    if let Some(ip) = h.ip() {
+                        ips.push(ip);
+                    }
+                }
+                None => {}
+            }
+        }
+        LocalIdentity {
+            listen,
+            ips,
+            names,
+            domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    fn port_is_ours(&self, port: Option<u16>) -> bool {
+        let p = port.unwrap_or(5060);
+        self.listen.iter().any(|l| l.bound.port() == p)
+    }
+
+    fn host_is_ours(&self, host: &Host<'_>) -> bool {
+        match host {
+            Host::Name(n) => self
+                .names
+                .iter()
+                .any(|x| x.as_bytes().eq_ignore_ascii_case(n)),
+            h => h.ip().is_some_and(|ip| self.ips.contains(&ip)),
+        }
+    }
+
+    /// The URI or Via `host:port` names this very proxy (RFC 3261 section 16.4 "indicates this
+    /// proxy"): one of our addresses or names, on one of our ports.
+    pub fn is_our_address(&self, host: &Host<'_>, port: Option<u16>) -> bool {
+        self.port_is_ours(port) && self.host_is_ours(host)
+    }
+
+    /// A configured domain (case-insensitive; a trailing dot is ignored).
+    pub fn is_configured_domain(&self, host: &Host<'_>) -> bool {
+        match host {
+            Host::Name(n) => {
+                let n = n.strip_suffix(b".").unwrap_or(n);
+                self.domains
+                    .iter()
+                    .any(|d| d.as_bytes().eq_ignore_ascii_case(n))
+            }
+            _ => false,
+        }
+    }
+
+    /// A domain we serve: a configured domain, or one of our own addresses.
+    pub fn is_our_domain(&self, host: &Host<'_>, port: Option<u16>) -> bool {
+        self.is_configured_domain(host) || self.is_our_address(host, port)
+    }
+
+    /// A Route value that points at us: our address, or a domain we serve on our port.
+    pub fn is_our_route(&self, host: &Host<'_>, port: Option<u16>) -> bool {
+        self.is_our_address(host, port)
+            || (self.is_configured_domain(host) && self.port_is_ours(port))
+    }
+
+    /// The advertised `host:port` for a request leaving by socket `sock` towards `dest`.
+    pub fn advertised(&self, sock: usize, dest: &SocketAddr) -> &str {
+        let l = &self.listen[sock];
+        if dest.ip().is_loopback() {
+            &l.advertised_loopback
+        } else {
+            &l.advertised
+        }
+    }
+
+    /// The socket to send towards `dest`: the receiving one when the family matches, else the
+    /// first of the right family.
+    pub fn socket_for(&self, received_on: usize, dest: &SocketAddr) -> Option<usize> {
+        let same = |i: usize| self.listen[i].bound.is_ipv4() == dest.is_ipv4();
+        if received_on < self.listen.len() && same(received_on) {
+            return Some(received_on);
+        }
+        (0..self.listen.len()).find(|&i| same(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> LocalIdentity {
+        LocalIdentity::new(
+            &["0.0.0.0:5060".parse().unwrap()],
+            &["127.0.0.1".parse().unwrap(), "10.1.2.3".parse().unwrap()],
+            Some("Edge1"),
+            &["Atlanta.example.com".into()],
+            None,
+        )
+    }
+
+    #[test]
+    fn wildcard_listener_owns_interface_addresses() {
+        let l = id();
+        assert!(l.is_our_address(&Host::V4("10.1.2.3".parse().unwrap()), None));
+        assert!(l.is_our_address(&Host::V4("127.0.0.1".parse().unwrap()), Some(5060)));
+        assert!(!l.is_our_address(&Host::V4("127.0.0.1".parse().unwrap()), Some(5070)));
+        assert!(l.is_our_address(&Host::Name(b"edge1"), None));
+        assert!(l.is_our_domain(&Host::Name(b"atlanta.EXAMPLE.com"), Some(9999)));
+        assert!(!l.is_our_domain(&Host::Name(b"biloxi.example.com"), None));
+        assert_eq!(l.listen[0].advertised, "10.1.2.3:5060");
+        assert_eq!(
+            l.advertised(0, &"127.0.0.1:5070".parse().unwrap()),
+            "127.0.0.1:5060"
+        );
+    }
+
+    #[test]
+    fn advertise_override() {
+        let l = LocalIdentity::new(
+            &["127.0.0.1:5070".parse().unwrap()],
+            &[],
+            None,
+            &[],
+            Some("proxy.example.net"),
+        );
+        assert_eq!(l.listen[0].advertised, "proxy.example.net:5070");
+        assert!(l.is_our_address(&Host::Name(b"proxy.example.net"), Some(5070)));
+    }
+}

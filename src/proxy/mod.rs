@@ -1,0 +1,707 @@
+//! The stateless proxy's decisions (RFC 3261 sections 16.3-16.7 and 16.11). No I/O.
+//!
+//! [`Core::handle`] takes one datagram in its receive buffer and returns an [`Action`]: forward
+//! it (the buffer has been rewritten in place), send the reply now in the buffer, or drop it.
+//! The shard runtime owns sockets and clocks; it passes the time in and sends what comes out.
+//! A core owns its shard's location table and counters; location changes it makes are queued
+//! for the other shards ([`Core::take_replication`]) and theirs are applied with
+//! [`Core::apply_replica`].
+
+pub mod branch;
+pub mod local;
+pub mod reply;
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::config::StaticRoute;
+use crate::metrics::{Counters, DropReason};
+use crate::registrar::table::{BindingRecord, LocationTable};
+use crate::registrar::{self, RegistrarConfig};
+use crate::sip::header::CommaSplit;
+use crate::sip::uri::parse_host;
+use crate::sip::{
+    Edits, HeaderName, Message, Method, NameAddr, PacketBuf, ParseError, Scheme, Span, Uri,
+};
+
+use branch::{BranchKey, BRANCH_LEN, BRANCH_PREFIX};
+use local::LocalIdentity;
+use reply::{host_is, rport_name_end, write_ip, ReplySource};
+
+/// The methods this proxy accepts (it forwards any method; these are the ones it knows).
+pub const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, PRACK, UPDATE, SUBSCRIBE, NOTIFY, REFER, MESSAGE, PUBLISH";
+
+/// Max-Forwards written into a request that has none (RFC 3261 section 16.6 item 3).
+pub const DEFAULT_MAX_FORWARDS: u8 = 70;
+
+/// Read-only configuration shared by every shard.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    pub local: LocalIdentity,
+    pub routes: Vec<StaticRoute>,
+    pub record_route: bool,
+    pub registrar: RegistrarConfig,
+    pub max_message: usize,
+}
+
+/// The wall-clock time, passed in by the runtime (the core never reads a clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Now {
+    pub unix_ms: u64,
+}
+
+impl Now {
+    pub fn secs(self) -> u64 {
+        self.unix_ms / 1000
+    }
+}
+
+/// What the runtime does with the datagram after [`Core::handle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Action {
+    /// Send the rewritten message to `to` from listen socket `socket`.
+    Forward {
+        to: SocketAddr,
+        socket: usize,
+    },
+    /// Send the reply now in the buffer to `to` from `socket`.
+    Reply {
+        to: SocketAddr,
+        socket: usize,
+    },
+    Drop(DropReason),
+}
+
+/// What a decision produced, before the buffer is touched.
+enum Decision {
+    Forward {
+        to: SocketAddr,
+        socket: usize,
+        len: usize,
+    },
+    Reply {
+        to: SocketAddr,
+        socket: usize,
+        status: u16,
+    },
+    Drop(DropReason),
+}
+
+/// One shard's proxy and registrar state.
+pub struct Core {
+    cfg: &'static ProxyConfig,
+    /// This shard's copy of the location table.
+    pub table: LocationTable,
+    pub counters: Counters,
+    /// Edits of the message being forwarded (reused; never reallocated).
+    edits: Box<Edits>,
+    /// The reply being composed (reused).
+    reply: Vec<u8>,
+    /// Extra header lines for the reply being composed (reused).
+    extra: Vec<u8>,
+    /// Location changes made here, waiting to be sent to the other shards.
+    outbox: Vec<BindingRecord>,
+    /// Last version stamp issued, so stamps strictly increase on this shard.
+    last_stamp_ms: u64,
+}
+
+impl Core {
+    pub fn new(cfg: &'static ProxyConfig) -> Core {
+        Core {
+            cfg,
+            table: LocationTable::new(),
+            counters: Counters::default(),
+            edits: Box::new(Edits::new()),
+            reply: Vec::with_capacity(4096),
+            extra: Vec::with_capacity(2048),
+            outbox: Vec::new(),
+            last_stamp_ms: 0,
+        }
+    }
+
+    pub fn config(&self) -> &'static ProxyConfig {
+        self.cfg
+    }
+
+    /// Handle one datagram received on listen socket `socket` from `src`.
+    pub fn handle(
+        &mut self,
+        now: Now,
+        src: SocketAddr,
+        socket: usize,
+        pkt: &mut PacketBuf,
+    ) -> Action {
+        self.counters.datagrams_received += 1;
+        let decision = if pkt.len() > self.cfg.max_message {
+            self.counters.parse_error(ParseError::TooLarge);
+            match ReplySource::salvage(pkt.as_slice()) {
+                Some(rs) => self.reply_with(&rs, src, socket, 513, "Message Too Large"),
+                None => Decision::Drop(DropReason::Unparseable),
+            }
+        } else {
+            match Message::parse(pkt.as_mut_slice()) {
+                Ok(msg) if msg.is_request() => self.on_request(&msg, src, socket, now),
+                Ok(msg) => self.on_response(&msg, socket),
+                Err(ParseError::Empty) => Decision::Drop(DropReason::Keepalive),
+                Err(e) => {
+                    self.counters.parse_error(e);
+                    match ReplySource::salvage(pkt.as_slice()) {
+                        Some(rs) => self.reply_with(&rs, src, socket, e.status(), e.reason()),
+                        None => Decision::Drop(DropReason::Unparseable),
+                    }
+                }
+            }
+        };
+        match decision {
+            Decision::Forward { to, socket, len } => {
+                pkt.truncate(len);
+                match self.edits.apply(pkt) {
+                    Ok(()) => Action::Forward { to, socket },
+                    Err(_) => {
+                        self.counters.drop(DropReason::RewriteFailed);
+                        Action::Drop(DropReason::RewriteFailed)
+                    }
+                }
+            }
+            Decision::Reply { to, socket, status } => {
+                if pkt.set_contents(&self.reply) {
+                    self.counters.reply(status);
+                    Action::Reply { to, socket }
+                } else {
+                    self.counters.drop(DropReason::RewriteFailed);
+                    Action::Drop(DropReason::RewriteFailed)
+                }
+            }
+            Decision::Drop(r) => {
+                self.counters.drop(r);
+                Action::Drop(r)
+            }
+        }
+    }
+
+    /// Location changes made since the last call, for the other shards.
+    pub fn take_replication(&mut self) -> std::vec::Drain<'_, BindingRecord> {
+        self.outbox.drain(..)
+    }
+
+    /// Apply a change made on another shard.
+    pub fn apply_replica(&mut self, rec: &BindingRecord) {
+        self.counters.replication_received += 1;
+        self.table.merge_record(rec);
+    }
+
+    /// Drop expired bindings (lookups already ignore them; this reclaims memory).
+    pub fn purge(&mut self, now: Now) {
+        let expired = self.table.purge(now.secs());
+        self.counters.registrations_expired += expired as u64;
+    }
+
+    fn on_request(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        socket: usize,
+        now: Now,
+    ) -> Decision {
+        let cfg = self.cfg;
+        let local = &cfg.local;
+        let method = msg.method().unwrap_or(Method::Other);
+        if let Err(e) = msg.validate_request() {
+            self.counters.parse_error(e);
+            return self.reply_to(msg, src, socket, e.status(), e.reason());
+        }
+        let Some(ruri) = msg.request_uri() else {
+            return self.reply_to(msg, src, socket, 400, "Bad Request - Malformed Request-URI");
+        };
+        if let Scheme::Other(_) = ruri.scheme {
+            return self.reply_to(msg, src, socket, 416, "Unsupported URI Scheme");
+        }
+        if method == Method::Ack && self.is_ack_for_local_reply(msg) {
+            return Decision::Drop(DropReason::AbsorbedAck);
+        }
+        // RFC 3261 section 16.3 item 5: we support no extensions that a proxy must understand.
+        if !matches!(method, Method::Ack | Method::Cancel)
+            && msg.field(HeaderName::ProxyRequire).is_some()
+        {
+            self.extra.clear();
+            self.extra.extend_from_slice(b"Unsupported: ");
+            for (i, tag) in msg.option_tags(HeaderName::ProxyRequire).enumerate() {
+                if i > 0 {
+                    self.extra.extend_from_slice(b", ");
+                }
+                self.extra.extend_from_slice(tag);
+            }
+            self.extra.extend_from_slice(b"\r\n");
+            return self.reply_extra(msg, src, socket, 420, "Bad Extension");
+        }
+
+        // Route processing (RFC 3261 section 16.4).
+        let mut routes = RouteSummary::default();
+        for r in msg.routes() {
+            match r {
+                Ok(r) => routes.push(r),
+                Err(e) => return self.reply_to(msg, src, socket, e.status(), e.reason()),
+            }
+        }
+        self.edits.clear();
+        let mut removed: [Option<(usize, Span)>; 2] = [None, None];
+        let mut target_uri = ruri;
+        let mut new_ruri: Option<Span> = None;
+        // A strict router upstream put our Record-Route URI in the Request-URI and the real
+        // target last in Route: restore it.
+        if routes.count > 0
+            && ruri.user.is_none()
+            && ruri
+                .host
+                .is_some_and(|h| local.is_our_address(&h, ruri.port))
+        {
+            let last = routes.last.expect("count > 0");
+            target_uri = last.uri;
+            new_ruri = Some(Span::within(msg.buf(), last.uri.raw, 0));
+            removed[0] = Some((last.field, last.span));
+            routes.drop_last();
+        }
+        // Loose routing: the top Route naming us is consumed.
+        if let Some(first) = routes.first {
+            if first
+                .uri
+                .host
+                .is_some_and(|h| local.is_our_route(&h, first.uri.port))
+            {
+                removed[1] = Some((first.field, first.span));
+                routes.drop_first();
+            }
+        }
+
+        let mut contact: Option<&[u8]> = None;
+        let dest = if let Some(next) = routes.first {
+            match self.resolve(&next.uri) {
+                Some(d) => d,
+                None => {
+                    return self.reply_to(msg, src, socket, 404, "Not Found - Unresolvable Route")
+                }
+            }
+        } else {
+            let host = target_uri.host;
+            let ours = host.is_some_and(|h| local.is_our_domain(&h, target_uri.port));
+            if ours && method == Method::Register {
+                return self.register(msg, src, socket, now);
+            }
+            if ours {
+                let Some(user) = target_uri.user else {
+                    if method == Method::Options {
+                        self.extra.clear();
+                        self.extra.extend_from_slice(b"Allow: ");
+                        self.extra.extend_from_slice(ALLOW.as_bytes());
+                        self.extra
+                            .extend_from_slice(b"\r\nAccept: application/sdp\r\n");
+                        return self.reply_extra(msg, src, socket, 200, "OK");
+                    }
+                    return self.reply_to(msg, src, socket, 404, "Not Found");
+                };
+                let mut key = AorKey::new();
+                if !key.build(user, host, local) {
+                    return self.reply_to(msg, src, socket, 404, "Not Found");
+                }
+                match self.table.lookup(key.as_bytes(), now.secs()) {
+                    Some(b) => {
+                        contact = Some(b.contact);
+                        b.dest
+                    }
+                    None => return self.reply_to(msg, src, socket, 480, "Temporarily Unavailable"),
+                }
+            } else {
+                match self.resolve(&target_uri) {
+                    Some(d) => d,
+                    None => return self.reply_to(msg, src, socket, 404, "Not Found"),
+                }
+            }
+        };
+
+        // Request validation that only matters for what we forward (section 16.3 items 3, 4).
+        let max_forwards = match msg.max_forwards() {
+            Ok(m) => m,
+            Err(e) => return self.reply_to(msg, src, socket, e.status(), e.reason()),
+        };
+        if max_forwards == Some(0) {
+            return self.reply_to(msg, src, socket, 483, "Too Many Hops");
+        }
+        let key = match BranchKey::compute(msg) {
+            Ok(k) => k,
+            Err(e) => return self.reply_to(msg, src, socket, e.status(), e.reason()),
+        };
+        for via in msg.vias().flatten() {
+            if local.is_our_address(&via.host, via.port)
+                && via.branch().and_then(BranchKey::loop_part_of) == Some(key.loop_part)
+            {
+                return self.reply_to(msg, src, socket, 482, "Loop Detected");
+            }
+        }
+        let Some(out_socket) = local.socket_for(socket, &dest) else {
+            return Decision::Drop(DropReason::NoSocket);
+        };
+
+        // Edits (section 16.6): Request-URI, Max-Forwards, Route removal, Via, Record-Route.
+        let edits = &mut self.edits;
+        if let Some(c) = contact {
+            edits.replace(msg.request_uri_span().unwrap_or_default(), c);
+        } else if let Some(span) = new_ruri {
+            let bytes = span.of(msg.buf());
+            edits.replace(msg.request_uri_span().unwrap_or_default(), bytes);
+        }
+        match max_forwards {
+            Some(n) => {
+                let f = msg.field(HeaderName::MaxForwards).expect("validated");
+                edits.replace_with(f.value, |w| {
+                    w.num(n as u64 - 1);
+                });
+            }
+            None => edits.insert_with(msg.headers_end, |w| {
+                w.bytes(b"Max-Forwards: ")
+                    .num(DEFAULT_MAX_FORWARDS as u64)
+                    .bytes(b"\r\n");
+            }),
+        }
+        remove_values(edits, msg, &removed);
+
+        let adv = local.advertised(out_socket, &dest);
+        let mut branch = [0u8; BRANCH_LEN];
+        key.write(&mut branch);
+        let record_route = cfg.record_route
+            && matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
+            && msg.to().map(|t| t.tag().is_none()).unwrap_or(false);
+        let first_via = msg.field(HeaderName::Via).expect("validated").line.start as usize;
+        let existing_rr = msg
+            .field(HeaderName::RecordRoute)
+            .map(|f| f.line.start as usize);
+        if record_route {
+            let at = existing_rr.unwrap_or(first_via);
+            edits.insert_with(at, |w| {
+                w.bytes(b"Record-Route: <sip:")
+                    .bytes(adv.as_bytes())
+                    .bytes(b";lr>\r\n");
+            });
+        }
+        edits.insert_with(first_via, |w| {
+            w.bytes(b"Via: SIP/2.0/UDP ")
+                .bytes(adv.as_bytes())
+                .bytes(b";branch=")
+                .bytes(&branch)
+                .bytes(b"\r\n");
+        });
+        // The previous hop's Via learns where its request really came from (section 18.2.1,
+        // RFC 3581).
+        if let Ok(top) = msg.top_via() {
+            let elem = msg.bytes(top.span);
+            if top.rport() == Some(None) {
+                if let Some(at) = rport_name_end(&top, elem) {
+                    edits.insert_with(top.span.start as usize + at, |w| {
+                        w.bytes(b"=").num(src.port() as u64);
+                    });
+                }
+            }
+            if top.received().is_none() && (top.rport().is_some() || !host_is(&top, src.ip())) {
+                let mut ip = Vec::new();
+                write_ip(&mut ip, src.ip());
+                edits.insert_with(top.span.end as usize, |w| {
+                    w.bytes(b";received=").bytes(&ip);
+                });
+            }
+        }
+        self.counters.forwarded_request(method);
+        Decision::Forward {
+            to: dest,
+            socket: out_socket,
+            len: msg.framed_len(),
+        }
+    }
+
+    fn on_response(&mut self, msg: &Message<'_>, socket: usize) -> Decision {
+        let local = &self.cfg.local;
+        let Ok(top) = msg.top_via() else {
+            return Decision::Drop(DropReason::Unparseable);
+        };
+        let ours = top.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+            && local.is_our_address(&top.host, top.port);
+        if !ours {
+            return Decision::Drop(DropReason::StrayResponse);
+        }
+        let next = match msg.second_via() {
+            None => return Decision::Drop(DropReason::NoNextVia),
+            Some(Err(_)) => return Decision::Drop(DropReason::Unparseable),
+            Some(Ok(v)) => v,
+        };
+        let ip = next
+            .received()
+            .and_then(parse_ip)
+            .or_else(|| next.host.ip());
+        let Some(ip) = ip else {
+            return Decision::Drop(DropReason::Unresolvable);
+        };
+        let port = match next.rport() {
+            Some(Some(p)) => p,
+            _ => next.port_or_default(),
+        };
+        let dest = SocketAddr::new(ip, port);
+        let Some(out_socket) = local.socket_for(socket, &dest) else {
+            return Decision::Drop(DropReason::NoSocket);
+        };
+        self.edits.clear();
+        remove_values(&mut self.edits, msg, &[Some((top.field, top.span))]);
+        self.counters.forwarded_response(msg.status().unwrap_or(0));
+        Decision::Forward {
+            to: dest,
+            socket: out_socket,
+            len: msg.framed_len(),
+        }
+    }
+
+    fn register(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        socket: usize,
+        now: Now,
+    ) -> Decision {
+        self.extra.clear();
+        let (status, reason) = registrar::handle(
+            &mut registrar::Context {
+                cfg: &self.cfg.registrar,
+                local: &self.cfg.local,
+                table: &mut self.table,
+                counters: &mut self.counters,
+                outbox: &mut self.outbox,
+                last_stamp_ms: &mut self.last_stamp_ms,
+                extra: &mut self.extra,
+            },
+            msg,
+            src,
+            now,
+        );
+        self.reply_extra(msg, src, socket, status, reason)
+    }
+
+    /// Where to send a request whose next hop is `uri` (a Route or a foreign Request-URI):
+    /// a static route for its domain, the default route, or the literal address.
+    fn resolve(&self, uri: &Uri<'_>) -> Option<SocketAddr> {
+        let host = uri.host?;
+        if let Some(ip) = host.ip() {
+            return Some(SocketAddr::new(ip, uri.port_or_default()));
+        }
+        let name = uri.host_raw;
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        self.cfg
+            .routes
+            .iter()
+            .find(|r| r.domain.as_bytes().eq_ignore_ascii_case(name))
+            .or_else(|| self.cfg.routes.iter().find(|r| r.domain == "*"))
+            .map(|r| r.target)
+    }
+
+    fn is_ack_for_local_reply(&self, msg: &Message<'_>) -> bool {
+        let Some(tag) = msg.to().ok().and_then(|t| t.tag()) else {
+            return false;
+        };
+        if !tag.starts_with(branch::LOCAL_TAG_PREFIX) {
+            return false;
+        }
+        ReplySource::from_message(msg).is_some_and(|rs| rs.local_tag()[..] == *tag)
+    }
+
+    fn reply_to(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        socket: usize,
+        status: u16,
+        reason: &str,
+    ) -> Decision {
+        self.extra.clear();
+        self.reply_extra(msg, src, socket, status, reason)
+    }
+
+    /// Reply with the header lines already in `self.extra`. ACKs are never answered.
+    fn reply_extra(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        socket: usize,
+        status: u16,
+        reason: &str,
+    ) -> Decision {
+        if msg.method() == Some(Method::Ack) {
+            return Decision::Drop(DropReason::Unanswerable);
+        }
+        match ReplySource::from_message(msg) {
+            Some(rs) => self.reply_with(&rs, src, socket, status, reason),
+            None => Decision::Drop(DropReason::Unanswerable),
+        }
+    }
+
+    fn reply_with(
+        &mut self,
+        rs: &ReplySource<'_>,
+        src: SocketAddr,
+        socket: usize,
+        status: u16,
+        reason: &str,
+    ) -> Decision {
+        let to = rs.destination(src);
+        let Some(socket) = self.cfg.local.socket_for(socket, &to) else {
+            return Decision::Drop(DropReason::NoSocket);
+        };
+        rs.compose(&mut self.reply, status, reason, src, &self.extra);
+        Decision::Reply { to, socket, status }
+    }
+}
+
+/// The parts of the Route set the decision needs: how many, the first, second and last.
+#[derive(Default)]
+struct RouteSummary<'a> {
+    count: usize,
+    first: Option<NameAddr<'a>>,
+    second: Option<NameAddr<'a>>,
+    last: Option<NameAddr<'a>>,
+}
+
+impl<'a> RouteSummary<'a> {
+    fn push(&mut self, r: NameAddr<'a>) {
+        match self.count {
+            0 => self.first = Some(r),
+            1 => self.second = Some(r),
+            _ => {}
+        }
+        self.last = Some(r);
+        self.count += 1;
+    }
+
+    fn drop_last(&mut self) {
+        self.count -= 1;
+        if self.count == 0 {
+            self.first = None;
+        }
+        if self.count <= 1 {
+            self.second = None;
+        }
+        // `last` is only used once, by the strict-router fix-up.
+        self.last = None;
+    }
+
+    fn drop_first(&mut self) {
+        self.count -= 1;
+        self.first = if self.count > 0 { self.second } else { None };
+        self.second = None;
+    }
+}
+
+/// Remove list values (`(field index, value span)`), each one a whole line when it is alone on
+/// it, else by rewriting the line's value without it.
+fn remove_values(edits: &mut Edits, msg: &Message<'_>, removed: &[Option<(usize, Span)>]) {
+    for (i, entry) in removed.iter().enumerate() {
+        let Some((field, _)) = entry else { continue };
+        // Two values of one line are handled together, when the line is first seen.
+        if removed[..i].iter().flatten().any(|(f, _)| f == field) {
+            continue;
+        }
+        let f = msg.field_at(*field);
+        let buf = msg.buf();
+        let gone = |s: Span| {
+            removed
+                .iter()
+                .flatten()
+                .any(|(fi, sp)| fi == field && *sp == s)
+        };
+        let kept = CommaSplit::new(buf, f.value).filter(|s| !gone(*s)).count();
+        if kept == 0 {
+            edits.remove(f.line);
+        } else {
+            edits.replace_with(f.value, |w| {
+                for (i, s) in CommaSplit::new(buf, f.value)
+                    .filter(|s| !gone(*s))
+                    .enumerate()
+                {
+                    if i > 0 {
+                        w.bytes(b", ");
+                    }
+                    w.bytes(s.of(buf));
+                }
+            });
+        }
+    }
+}
+
+/// `received` values: a bare or bracketed IPv6 address, or IPv4 (RFC 5118 section 4.5).
+fn parse_ip(v: &[u8]) -> Option<IpAddr> {
+    match parse_host(v)? {
+        h @ (crate::sip::Host::V4(_) | crate::sip::Host::V6(_)) => h.ip(),
+        crate::sip::Host::Name(n) => std::str::from_utf8(n).ok()?.parse().ok(),
+    }
+}
+
+/// The location-table key of an address of record: the unescaped user part, `@`, and the host
+/// lower-cased when it is a configured domain, or nothing when it is one of our own addresses
+/// (so `sip:bob@192.0.2.10` and `sip:bob@edge1` find the same registration).
+pub struct AorKey {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Default for AorKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AorKey {
+    pub fn new() -> AorKey {
+        AorKey {
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    /// Fill in the key; false when it does not fit.
+    pub fn build(
+        &mut self,
+        user: &[u8],
+        host: Option<crate::sip::Host<'_>>,
+        local: &LocalIdentity,
+    ) -> bool {
+        self.len = 0;
+        for b in crate::sip::uri::Unescape::new(user) {
+            if !self.push(b) {
+                return false;
+            }
+        }
+        if !self.push(b'@') {
+            return false;
+        }
+        if let Some(crate::sip::Host::Name(n)) = host {
+            if local.is_configured_domain(&crate::sip::Host::Name(n)) {
+                let n = n.strip_suffix(b".").unwrap_or(n);
+                for &b in n {
+                    if !self.push(b.to_ascii_lowercase()) {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn push(&mut self, b: u8) -> bool {
+        match self.buf.get_mut(self.len) {
+            Some(slot) => {
+                *slot = b;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}

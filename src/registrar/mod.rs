@@ -1,0 +1,269 @@
+//! The registrar (RFC 3261 section 10.3, RFC 3665 section 2).
+//!
+//! REGISTER for one of our domains adds, refreshes or removes bindings of the address of record
+//! in To; the 200 OK lists every current binding with its remaining lifetime. Each change is
+//! merged into this shard's table and queued for the other shards.
+//!
+//! A stateless registrar sees retransmissions: a REGISTER repeated with the same Call-ID and
+//! CSeq (its 200 was lost) is answered again without changing anything. A lower CSeq in the same
+//! Call-ID is out of order (section 10.3 step 7) and fails with 500 and Retry-After.
+
+pub mod table;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, UNIX_EPOCH};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::metrics::Counters;
+use crate::proxy::local::LocalIdentity;
+use crate::proxy::{AorKey, Now};
+use crate::sip::addr::Contact;
+use crate::sip::{Message, Scheme, Uri};
+use table::{Binding, BindingRecord, LocationTable, MergeOutcome, Version};
+
+/// The most contacts one REGISTER may carry.
+pub const MAX_CONTACTS_PER_REGISTER: usize = 32;
+
+/// Registration lifetimes (seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegistrarConfig {
+    pub default_expires: u32,
+    pub min_expires: u32,
+    pub max_expires: u32,
+}
+
+/// Everything the registrar reads and changes, borrowed from the shard's core.
+pub struct Context<'c> {
+    pub cfg: &'c RegistrarConfig,
+    pub local: &'c LocalIdentity,
+    pub table: &'c mut LocationTable,
+    pub counters: &'c mut Counters,
+    pub outbox: &'c mut Vec<BindingRecord>,
+    pub last_stamp_ms: &'c mut u64,
+    /// Header lines for the reply (Contact list, Min-Expires, ...).
+    pub extra: &'c mut Vec<u8>,
+}
+
+/// One requested change, validated before anything is applied.
+struct Change<'a> {
+    uri: &'a [u8],
+    expires: u32,
+    q: u16,
+    dest: SocketAddr,
+}
+
+/// Handle a REGISTER addressed to one of our domains. Returns the status and reason of the
+/// reply; header lines for it are written to `ctx.extra`.
+pub fn handle(
+    ctx: &mut Context<'_>,
+    msg: &Message<'_>,
+    src: SocketAddr,
+    now: Now,
+) -> (u16, &'static str) {
+    let Ok(to) = msg.to() else {
+        return (400, "Bad Request - Malformed To");
+    };
+    let aor_uri = to.uri;
+    if !matches!(aor_uri.scheme, Scheme::Sip | Scheme::Sips) {
+        return (404, "Not Found - Unsupported AOR");
+    }
+    let Some(user) = aor_uri.user else {
+        return (404, "Not Found - AOR Without User");
+    };
+    if !aor_uri
+        .host
+        .is_some_and(|h| ctx.local.is_our_domain(&h, aor_uri.port))
+    {
+        return (404, "Not Found - Domain Not Served");
+    }
+    let mut key = AorKey::new();
+    if !key.build(user, aor_uri.host, ctx.local) {
+        return (404, "Not Found - AOR Too Long");
+    }
+    let aor = key.as_bytes();
+    let (Ok(call_id), Ok(cseq)) = (msg.call_id(), msg.cseq()) else {
+        return (400, "Bad Request - Malformed Call-ID or CSeq");
+    };
+    let call_id_hash = xxh3_64(call_id);
+    let header_expires = match msg.expires() {
+        Ok(e) => e,
+        Err(e) => return (e.status(), e.reason()),
+    };
+    let now_secs = now.secs();
+
+    // Gather and validate every change before applying any (section 10.3 steps 5-7).
+    let mut changes: Vec<Change<'_>> = Vec::new();
+    let mut wildcard = false;
+    for c in msg.contacts() {
+        match c {
+            Err(e) => return (e.status(), e.reason()),
+            Ok(Contact::Wildcard) => wildcard = true,
+            Ok(Contact::Addr(a)) => {
+                if changes.len() == MAX_CONTACTS_PER_REGISTER {
+                    return (400, "Bad Request - Too Many Contacts");
+                }
+                let requested = match a.param(b"expires") {
+                    None => header_expires.unwrap_or(ctx.cfg.default_expires),
+                    Some(Some(v)) => match crate::sip::parse::parse_delta_seconds(v) {
+                        Some(e) => e,
+                        None => return (400, "Bad Request - Malformed Contact Expires"),
+                    },
+                    Some(None) => return (400, "Bad Request - Malformed Contact Expires"),
+                };
+                if requested != 0 && requested < ctx.cfg.min_expires {
+                    let _ = write!(ctx.extra, "Min-Expires: {}\r\n", ctx.cfg.min_expires);
+                    return (423, "Interval Too Brief");
+                }
+                let Ok(q) = a.q() else {
+                    return (400, "Bad Request - Malformed q");
+                };
+                changes.push(Change {
+                    uri: a.uri.raw,
+                    expires: requested.min(ctx.cfg.max_expires),
+                    q,
+                    dest: destination_of(&a.uri, src),
+                });
+            }
+        }
+    }
+    if wildcard {
+        // `Contact: *` must stand alone, with Expires: 0 (section 10.2.2).
+        if !changes.is_empty()
+            || msg.count_of(crate::sip::HeaderName::Contact) != 1
+            || header_expires != Some(0)
+        {
+            return (400, "Bad Request - Invalid Wildcard Contact");
+        }
+        let existing: Vec<Vec<u8>> = ctx
+            .table
+            .live_bindings(aor, now_secs)
+            .map(|b| b.contact.to_vec())
+            .collect();
+        for uri in &existing {
+            if let Some(r) = check_order(ctx.table, aor, uri, call_id_hash, cseq.number) {
+                return r;
+            }
+        }
+        for uri in &existing {
+            apply(ctx, aor, uri, 0, 1000, src, call_id_hash, cseq.number, now);
+        }
+    } else {
+        for ch in &changes {
+            if let Some(r) = check_order(ctx.table, aor, ch.uri, call_id_hash, cseq.number) {
+                return r;
+            }
+        }
+        for ch in &changes {
+            if is_retransmission(ctx.table, aor, ch.uri, call_id_hash, cseq.number) {
+                continue;
+            }
+            apply(
+                ctx,
+                aor,
+                ch.uri,
+                ch.expires,
+                ch.q,
+                ch.dest,
+                call_id_hash,
+                cseq.number,
+                now,
+            );
+        }
+    }
+
+    // The 200 lists every current binding (section 10.3 step 8).
+    for b in ctx.table.live_bindings(aor, now_secs) {
+        ctx.extra.extend_from_slice(b"Contact: <");
+        ctx.extra.extend_from_slice(b.contact);
+        let _ = write!(ctx.extra, ">;expires={}", b.remaining(now_secs));
+        if b.q != 1000 {
+            let _ = write!(ctx.extra, ";q={}.{:03}", b.q / 1000, b.q % 1000);
+        }
+        ctx.extra.extend_from_slice(b"\r\n");
+    }
+    let date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(now_secs));
+    let _ = write!(ctx.extra, "Date: {date}\r\n");
+    (200, "OK")
+}
+
+/// Where requests for a contact go: the contact's own address when it is a literal IP,
+/// else the address the REGISTER came from (names are never resolved on the packet path).
+fn destination_of(uri: &Uri<'_>, src: SocketAddr) -> SocketAddr {
+    match uri.host.and_then(|h| h.ip()) {
+        Some(ip) => SocketAddr::new(ip, uri.port_or_default()),
+        None => src,
+    }
+}
+
+/// Section 10.3 step 7: same Call-ID with a lower CSeq is out of order.
+fn check_order(
+    table: &LocationTable,
+    aor: &[u8],
+    uri: &[u8],
+    call_id_hash: u64,
+    cseq: u32,
+) -> Option<(u16, &'static str)> {
+    let stored = table
+        .bindings(aor)
+        .find(|b| table::same_contact(b.contact, uri))?;
+    if stored.version.call_id_hash == call_id_hash && cseq < stored.version.cseq {
+        return Some((500, "Server Internal Error - CSeq Out of Order"));
+    }
+    None
+}
+
+/// The same Call-ID and CSeq as stored: a retransmission of a REGISTER already applied.
+fn is_retransmission(
+    table: &LocationTable,
+    aor: &[u8],
+    uri: &[u8],
+    call_id_hash: u64,
+    cseq: u32,
+) -> bool {
+    table
+        .bindings(aor)
+        .find(|b| table::same_contact(b.contact, uri))
+        .is_some_and(|b| b.version.call_id_hash == call_id_hash && b.version.cseq == cseq)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    ctx: &mut Context<'_>,
+    aor: &[u8],
+    uri: &[u8],
+    expires: u32,
+    q: u16,
+    dest: SocketAddr,
+    call_id_hash: u64,
+    cseq: u32,
+    now: Now,
+) {
+    let stamp = now.unix_ms.max(*ctx.last_stamp_ms + 1);
+    *ctx.last_stamp_ms = stamp;
+    let expires_at = if expires == 0 {
+        0
+    } else {
+        (now.secs() + expires as u64).min(u32::MAX as u64) as u32
+    };
+    let binding = Binding {
+        version: Version {
+            stamp_ms: stamp,
+            call_id_hash,
+            cseq,
+        },
+        expires_at,
+        q,
+        dest,
+        contact: uri,
+    };
+    match ctx.table.merge(aor, &binding) {
+        MergeOutcome::Added => ctx.counters.registrations_added += 1,
+        MergeOutcome::Refreshed => ctx.counters.registrations_refreshed += 1,
+        MergeOutcome::Removed => ctx.counters.registrations_removed += 1,
+        MergeOutcome::Stale | MergeOutcome::Invalid | MergeOutcome::Tombstone => {}
+    }
+    ctx.outbox.push(BindingRecord::new(aor, &binding));
+    ctx.counters.replication_sent += 1;
+}

@@ -1,0 +1,458 @@
+//! The location table of one shard: AOR -> bindings, in compact storage.
+//!
+//! Every shard holds the whole table. A change made on one shard is encoded as a
+//! [`BindingRecord`] and sent to the other shards, which [`merge`](LocationTable::merge) it.
+//! Merging is last-writer-wins on a [`Version`], so records can arrive in any order, twice, or
+//! from two shards updating the same binding at once, and every shard ends in the same state.
+//! A removal is a record too (a tombstone, kept for [`TOMBSTONE_SECS`]) so that an older
+//! registration arriving late cannot bring a removed binding back.
+//!
+//! Storage: one heap blob per AOR holding its encoded bindings back to back, keyed by the
+//! canonical AOR (`user@host`, host lower-cased). The Call-ID is kept only as a 64-bit hash:
+//! the registrar needs it for equality (RFC 3261 section 10.3 step 7), never for its text.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use ahash::AHashMap;
+
+use crate::sip::Uri;
+
+/// How long a removal is remembered, so late replicas of older registrations lose to it.
+pub const TOMBSTONE_SECS: u64 = 64;
+
+/// Orders updates of one binding: later stamp wins; ties broken by Call-ID hash then CSeq, and
+/// finally by the record bytes, so that the order is total and the same on every shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    /// Wall-clock milliseconds when the origin shard accepted the update (strictly increasing
+    /// per shard).
+    pub stamp_ms: u64,
+    pub call_id_hash: u64,
+    pub cseq: u32,
+}
+
+/// One binding as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding<'a> {
+    pub version: Version,
+    /// Unix seconds when the binding lapses; 0 for a tombstone (a removal).
+    pub expires_at: u32,
+    /// Preference in thousandths (RFC 3261 `q`).
+    pub q: u16,
+    /// Where requests for this binding are sent.
+    pub dest: SocketAddr,
+    /// The Contact URI as registered.
+    pub contact: &'a [u8],
+}
+
+impl Binding<'_> {
+    pub fn is_tombstone(&self) -> bool {
+        self.expires_at == 0
+    }
+
+    pub fn is_live(&self, now_secs: u64) -> bool {
+        self.expires_at as u64 > now_secs
+    }
+
+    /// Seconds left, 0 when expired.
+    pub fn remaining(&self, now_secs: u64) -> u32 {
+        (self.expires_at as u64).saturating_sub(now_secs) as u32
+    }
+}
+
+// Encoded binding: stamp u64 | callid u64 | cseq u32 | expires u32 | q u16 | port u16 |
+// family u8 (4 or 6) | ip (4 or 16) | contact_len u16 | contact.
+const FIXED: usize = 8 + 8 + 4 + 4 + 2 + 2 + 1;
+
+fn encoded_len(b: &Binding<'_>) -> usize {
+    FIXED + if b.dest.is_ipv4() { 4 } else { 16 } + 2 + b.contact.len()
+}
+
+fn encode_into(b: &Binding<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&b.version.stamp_ms.to_le_bytes());
+    out.extend_from_slice(&b.version.call_id_hash.to_le_bytes());
+    out.extend_from_slice(&b.version.cseq.to_le_bytes());
+    out.extend_from_slice(&b.expires_at.to_le_bytes());
+    out.extend_from_slice(&b.q.to_le_bytes());
+    out.extend_from_slice(&b.dest.port().to_le_bytes());
+    match b.dest.ip() {
+        IpAddr::V4(a) => {
+            out.push(4);
+            out.extend_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            out.push(6);
+            out.extend_from_slice(&a.octets());
+        }
+    }
+    let len = b.contact.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(len as u16).to_le_bytes());
+    out.extend_from_slice(&b.contact[..len]);
+}
+
+/// Decode one binding at the start of `blob`; returns it and its encoded length.
+fn decode(blob: &[u8]) -> Option<(Binding<'_>, usize)> {
+    let u64_at = |i: usize| Some(u64::from_le_bytes(blob.get(i..i + 8)?.try_into().ok()?));
+    let u32_at = |i: usize| Some(u32::from_le_bytes(blob.get(i..i + 4)?.try_into().ok()?));
+    let u16_at = |i: usize| Some(u16::from_le_bytes(blob.get(i..i + 2)?.try_into().ok()?));
+    let version = Version {
+        stamp_ms: u64_at(0)?,
+        call_id_hash: u64_at(8)?,
+        cseq: u32_at(16)?,
+    };
+    let expires_at = u32_at(20)?;
+    let q = u16_at(24)?;
+    let port = u16_at(26)?;
+    let (ip, mut i) = match *blob.get(28)? {
+        4 => {
+            let o: [u8; 4] = blob.get(29..33)?.try_into().ok()?;
+            (IpAddr::V4(Ipv4Addr::from(o)), 33)
+        }
+        6 => {
+            let o: [u8; 16] = blob.get(29..45)?.try_into().ok()?;
+            (IpAddr::V6(Ipv6Addr::from(o)), 45)
+        }
+        _ => return None,
+    };
+    let clen = u16_at(i)? as usize;
+    i += 2;
+    let contact = blob.get(i..i + clen)?;
+    Some((
+        Binding {
+            version,
+            expires_at,
+            q,
+            dest: SocketAddr::new(ip, port),
+            contact,
+        },
+        i + clen,
+    ))
+}
+
+/// Iterate the bindings of one AOR blob.
+pub struct Bindings<'a> {
+    blob: &'a [u8],
+}
+
+impl<'a> Iterator for Bindings<'a> {
+    type Item = Binding<'a>;
+    fn next(&mut self) -> Option<Binding<'a>> {
+        let (b, len) = decode(self.blob)?;
+        self.blob = &self.blob[len..];
+        Some(b)
+    }
+}
+
+/// One binding change, as sent between shards: the AOR and the encoded binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingRecord {
+    pub aor: Box<[u8]>,
+    pub binding: Box<[u8]>,
+}
+
+impl BindingRecord {
+    pub fn new(aor: &[u8], b: &Binding<'_>) -> BindingRecord {
+        let mut v = Vec::with_capacity(encoded_len(b));
+        encode_into(b, &mut v);
+        BindingRecord {
+            aor: aor.into(),
+            binding: v.into_boxed_slice(),
+        }
+    }
+
+    pub fn decode(&self) -> Option<Binding<'_>> {
+        decode(&self.binding).map(|(b, _)| b)
+    }
+}
+
+/// What a merge did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeOutcome {
+    Added,
+    Refreshed,
+    Removed,
+    /// A removal of a binding that was not live: remembered as a tombstone only.
+    Tombstone,
+    /// The record was older than (or equal to) what the table holds: ignored.
+    Stale,
+    /// The record could not be decoded.
+    Invalid,
+}
+
+/// Two contacts name the same binding when their URIs are equivalent (RFC 3261 section
+/// 10.3 step 7 and 19.1.4), falling back to byte equality for URIs that do not parse.
+pub fn same_contact(a: &[u8], b: &[u8]) -> bool {
+    if a == b {
+        return true;
+    }
+    match (Uri::parse(a), Uri::parse(b)) {
+        (Ok(x), Ok(y)) => x.equivalent(&y),
+        _ => false,
+    }
+}
+
+/// The shard's copy of the location table.
+#[derive(Default)]
+pub struct LocationTable {
+    aors: AHashMap<Box<[u8]>, Box<[u8]>>,
+    /// Live (non-tombstone) bindings, kept for gauges.
+    live: usize,
+}
+
+impl LocationTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn aor_count(&self) -> usize {
+        self.aors.len()
+    }
+
+    /// Bindings counted including ones that expired but were not purged yet.
+    pub fn binding_count(&self) -> usize {
+        self.live
+    }
+
+    /// All stored bindings of `aor`, tombstones and expired ones included.
+    pub fn bindings(&self, aor: &[u8]) -> Bindings<'_> {
+        Bindings {
+            blob: self.aors.get(aor).map_or(&[][..], |b| &b[..]),
+        }
+    }
+
+    /// Live bindings of `aor` at `now_secs`.
+    pub fn live_bindings(&self, aor: &[u8], now_secs: u64) -> impl Iterator<Item = Binding<'_>> {
+        self.bindings(aor).filter(move |b| b.is_live(now_secs))
+    }
+
+    /// The binding a stateless proxy forwards to: highest q, then most recent.
+    pub fn lookup(&self, aor: &[u8], now_secs: u64) -> Option<Binding<'_>> {
+        self.live_bindings(aor, now_secs)
+            .max_by_key(|b| (b.q, b.version))
+    }
+
+    /// Apply one binding change (local or replicated). Last writer wins per contact.
+    pub fn merge(&mut self, aor: &[u8], incoming: &Binding<'_>) -> MergeOutcome {
+        let existing = self.aors.get(aor).map(|b| &b[..]).unwrap_or(&[]);
+        let mut out = Vec::with_capacity(existing.len() + encoded_len(incoming));
+        let mut replaced: Option<Binding<'_>> = None;
+        let mut rest = existing;
+        while let Some((b, len)) = decode(rest) {
+            let raw = &rest[..len];
+            rest = &rest[len..];
+            if replaced.is_none() && same_contact(b.contact, incoming.contact) {
+                if !newer(incoming, &b) {
+                    return MergeOutcome::Stale;
+                }
+                replaced = Some(b);
+                continue;
+            }
+            out.extend_from_slice(raw);
+        }
+        encode_into(incoming, &mut out);
+        let was_live = replaced.is_some_and(|b| !b.is_tombstone());
+        let outcome = match (was_live, incoming.is_tombstone()) {
+            (false, false) => MergeOutcome::Added,
+            (true, false) => MergeOutcome::Refreshed,
+            (true, true) => MergeOutcome::Removed,
+            (false, true) => MergeOutcome::Tombstone,
+        };
+        self.live = self.live + usize::from(!incoming.is_tombstone()) - usize::from(was_live);
+        match self.aors.get_mut(aor) {
+            Some(slot) => *slot = out.into_boxed_slice(),
+            None => {
+                self.aors.insert(aor.into(), out.into_boxed_slice());
+            }
+        }
+        outcome
+    }
+
+    /// Apply a replicated record.
+    pub fn merge_record(&mut self, rec: &BindingRecord) -> MergeOutcome {
+        match decode(&rec.binding) {
+            Some((b, _)) => self.merge(&rec.aor, &b),
+            None => MergeOutcome::Invalid,
+        }
+    }
+
+    /// Drop expired bindings and old tombstones; returns how many live bindings expired.
+    /// Lookups already ignore lapsed bindings, so this only reclaims memory and keeps gauges true.
+    pub fn purge(&mut self, now_secs: u64) -> usize {
+        let mut expired = 0;
+        self.aors.retain(|_, blob| {
+            let doomed = |b: &Binding<'_>| {
+                if b.is_tombstone() {
+                    b.version.stamp_ms / 1000 + TOMBSTONE_SECS < now_secs
+                } else {
+                    !b.is_live(now_secs)
+                }
+            };
+            if !(Bindings { blob: &blob[..] }).any(|b| doomed(&b)) {
+                return true;
+            }
+            let mut keep = Vec::with_capacity(blob.len());
+            let mut rest = &blob[..];
+            while let Some((b, len)) = decode(rest) {
+                if !doomed(&b) {
+                    keep.extend_from_slice(&rest[..len]);
+                } else if !b.is_tombstone() {
+                    expired += 1;
+                }
+                rest = &rest[len..];
+            }
+            *blob = keep.into_boxed_slice();
+            !blob.is_empty()
+        });
+        self.live -= expired.min(self.live);
+        expired
+    }
+
+    /// Every AOR and its blob (persistence and tests).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Bindings<'_>)> {
+        self.aors
+            .iter()
+            .map(|(k, v)| (&k[..], Bindings { blob: &v[..] }))
+    }
+}
+
+fn newer(a: &Binding<'_>, b: &Binding<'_>) -> bool {
+    match a.version.cmp(&b.version) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        // Same version from two places: order by content so every shard picks the same one.
+        std::cmp::Ordering::Equal => {
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            encode_into(a, &mut x);
+            encode_into(b, &mut y);
+            x > y
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(stamp: u64, cseq: u32, exp: u32, contact: &'static str) -> Binding<'static> {
+        Binding {
+            version: Version {
+                stamp_ms: stamp,
+                call_id_hash: 7,
+                cseq,
+            },
+            expires_at: exp,
+            q: 1000,
+            dest: "192.0.2.4:5060".parse().unwrap(),
+            contact: contact.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn add_refresh_remove() {
+        let mut t = LocationTable::new();
+        assert_eq!(
+            t.merge(b"bob@biloxi", &b(1, 1, 100, "sip:bob@192.0.2.4")),
+            MergeOutcome::Added
+        );
+        assert_eq!(
+            t.merge(b"bob@biloxi", &b(2, 2, 200, "sip:bob@192.0.2.4")),
+            MergeOutcome::Refreshed
+        );
+        assert_eq!(t.binding_count(), 1);
+        assert_eq!(t.lookup(b"bob@biloxi", 150).unwrap().expires_at, 200);
+        assert_eq!(
+            t.merge(b"bob@biloxi", &b(3, 3, 0, "sip:bob@192.0.2.4")),
+            MergeOutcome::Removed
+        );
+        assert!(t.lookup(b"bob@biloxi", 150).is_none());
+        assert_eq!(t.binding_count(), 0);
+        // A late replica of the older registration does not resurrect it.
+        assert_eq!(
+            t.merge(b"bob@biloxi", &b(2, 2, 200, "sip:bob@192.0.2.4")),
+            MergeOutcome::Stale
+        );
+        assert!(t.lookup(b"bob@biloxi", 150).is_none());
+    }
+
+    #[test]
+    fn equivalent_contacts_are_one_binding() {
+        let mut t = LocationTable::new();
+        t.merge(b"a@x", &b(1, 1, 100, "sip:bob@Host.example.com"));
+        assert_eq!(
+            t.merge(b"a@x", &b(2, 2, 100, "sip:bob@host.EXAMPLE.com")),
+            MergeOutcome::Refreshed
+        );
+        assert_eq!(t.bindings(b"a@x").count(), 1);
+    }
+
+    #[test]
+    fn merge_order_does_not_matter() {
+        let updates = [
+            b(5, 1, 100, "sip:a@192.0.2.1"),
+            b(6, 2, 0, "sip:a@192.0.2.1"),
+            b(7, 1, 300, "sip:b@192.0.2.2"),
+            b(7, 1, 400, "sip:b@192.0.2.2"),
+            b(9, 3, 500, "sip:a@192.0.2.1"),
+        ];
+        let mut reference: Option<Vec<(Vec<u8>, u32)>> = None;
+        // Every permutation of five updates, each applied twice.
+        let mut idx: Vec<usize> = (0..updates.len()).collect();
+        permute(&mut idx, 0, &mut |order| {
+            let mut t = LocationTable::new();
+            for &i in order.iter().chain(order.iter()) {
+                t.merge(b"aor", &updates[i]);
+            }
+            let mut state: Vec<(Vec<u8>, u32)> = t
+                .bindings(b"aor")
+                .map(|b| (b.contact.to_vec(), b.expires_at))
+                .collect();
+            state.sort();
+            match &reference {
+                None => reference = Some(state),
+                Some(r) => assert_eq!(r, &state, "order {order:?}"),
+            }
+        });
+        let r = reference.unwrap();
+        assert_eq!(
+            r,
+            vec![
+                (b"sip:a@192.0.2.1".to_vec(), 500),
+                (b"sip:b@192.0.2.2".to_vec(), 400)
+            ]
+        );
+    }
+
+    fn permute(v: &mut Vec<usize>, k: usize, f: &mut impl FnMut(&[usize])) {
+        if k == v.len() {
+            f(v);
+            return;
+        }
+        for i in k..v.len() {
+            v.swap(k, i);
+            permute(v, k + 1, f);
+            v.swap(k, i);
+        }
+    }
+
+    #[test]
+    fn purge_expires_and_forgets_tombstones() {
+        let mut t = LocationTable::new();
+        t.merge(b"a", &b(1_000, 1, 100, "sip:a@192.0.2.1"));
+        t.merge(b"a", &b(1_000, 1, 300, "sip:b@192.0.2.1"));
+        t.merge(b"c", &b(100_000, 1, 0, "sip:c@192.0.2.1"));
+        assert_eq!(t.purge(150), 1);
+        assert_eq!(t.binding_count(), 1);
+        assert_eq!(t.aor_count(), 2, "the tombstone is kept for TOMBSTONE_SECS");
+        assert_eq!(t.purge(100 + TOMBSTONE_SECS + 1), 0);
+        assert_eq!(t.aor_count(), 1);
+    }
+
+    #[test]
+    fn ipv6_destinations_round_trip() {
+        let mut t = LocationTable::new();
+        let mut x = b(1, 1, 100, "sip:a@[2001:db8::1]");
+        x.dest = "[2001:db8::1]:5070".parse().unwrap();
+        t.merge(b"a", &x);
+        assert_eq!(t.lookup(b"a", 0).unwrap().dest, x.dest);
+    }
+}
