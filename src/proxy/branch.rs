@@ -7,11 +7,16 @@
 //! The branch has two parts (RFC 3261 section 16.6 item 8, 16.3 item 4):
 //!
 //! - the transaction part: a hash of the incoming top Via's branch and sent-by when that branch
-//!   carries the magic cookie, else of the top Via, To tag, From tag, Call-ID, CSeq number and
+//!   carries the magic cookie, else of the top Via, From tag, Call-ID, CSeq number and
 //!   Request-URI (the RFC 2543 transaction key);
-//! - the loop part: a hash of what does not change when a request spirals back unchanged (To tag,
-//!   From tag, Call-ID, CSeq number, Request-URI as received). Finding our own address in a Via
-//!   with the loop part we would compute now means the request has looped.
+//! - the loop part: a hash of what does not change when a request spirals back unchanged (From
+//!   tag, Call-ID, CSeq number, Request-URI as received). Finding our own address in a Via with
+//!   the loop part we would compute now means the request has looped.
+//!
+//! RFC 3261 sections 16.6 and 16.11 also list the To tag, but the ACK for a non-2xx response
+//! carries the To tag of that response while its INVITE had none: with the tag in the hash the
+//! ACK would take a different branch than the INVITE and miss the downstream transaction. So
+//! the To tag is left out of both parts.
 //!
 //! Hashes are XXH3 with fixed seeds: a specified algorithm, identical on every machine.
 
@@ -43,7 +48,6 @@ impl BranchKey {
     /// Compute both parts for a request that passed `validate_request`.
     pub fn compute(msg: &Message<'_>) -> Result<BranchKey, ParseError> {
         let top = msg.top_via()?;
-        let to_tag = msg.to()?.tag().unwrap_or(&[]);
         let from_tag = msg.from()?.tag().unwrap_or(&[]);
         let call_id = msg.call_id()?;
         let cseq = msg.cseq()?.number;
@@ -56,7 +60,6 @@ impl BranchKey {
             h.update(&top.port.unwrap_or(0).to_le_bytes());
         } else {
             field(&mut h, msg.bytes(top.span));
-            field(&mut h, to_tag);
             field(&mut h, from_tag);
             field(&mut h, call_id);
             h.update(&cseq.to_le_bytes());
@@ -65,7 +68,6 @@ impl BranchKey {
         let txn = h.digest();
 
         let mut l = Xxh3::with_seed(SEED_LOOP);
-        field(&mut l, to_tag);
         field(&mut l, from_tag);
         field(&mut l, call_id);
         l.update(&cseq.to_le_bytes());
@@ -148,6 +150,20 @@ mod tests {
         assert_ne!(key(INVITE).txn, key(&other).txn);
         // The loop part ignores the top Via: a request coming back around has a new one.
         assert_eq!(key(INVITE).loop_part, key(&other).loop_part);
+    }
+
+    #[test]
+    fn ack_for_a_non_2xx_takes_the_invite_branch() {
+        let ack = INVITE
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK")
+            .replace(
+                "To: <sip:bob@biloxi.example.com>",
+                "To: <sip:bob@biloxi.example.com>;tag=resp1",
+            );
+        assert_eq!(key(INVITE), key(&ack));
+        let old = INVITE.replace(";branch=z9hG4bK74bf9", "");
+        assert_eq!(key(&old), key(&ack.replace(";branch=z9hG4bK74bf9", "")));
     }
 
     #[test]

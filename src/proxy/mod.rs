@@ -274,6 +274,31 @@ impl Core {
             }
         }
 
+        // Requests we answer ourselves: REGISTER for our domains, OPTIONS to this proxy.
+        let target_ours = routes.first.is_none()
+            && target_uri
+                .host
+                .is_some_and(|h| local.is_our_domain(&h, target_uri.port));
+        if target_ours && method == Method::Register {
+            return self.register(msg, src, socket, now);
+        }
+        if target_ours && target_uri.user.is_none() && method == Method::Options {
+            self.extra.clear();
+            self.extra.extend_from_slice(b"Allow: ");
+            self.extra.extend_from_slice(ALLOW.as_bytes());
+            self.extra
+                .extend_from_slice(b"\r\nAccept: application/sdp\r\n");
+            return self.reply_extra(msg, src, socket, 200, "OK");
+        }
+        // Everything else is forwarded, so Max-Forwards is checked first (section 16.3 item 3).
+        let max_forwards = match msg.max_forwards() {
+            Ok(m) => m,
+            Err(e) => return self.reply_to(msg, src, socket, e.status(), e.reason()),
+        };
+        if max_forwards == Some(0) {
+            return self.reply_to(msg, src, socket, 483, "Too Many Hops");
+        }
+
         let mut contact: Option<&[u8]> = None;
         let dest = if let Some(next) = routes.first {
             match self.resolve(&next.uri) {
@@ -282,51 +307,28 @@ impl Core {
                     return self.reply_to(msg, src, socket, 404, "Not Found - Unresolvable Route")
                 }
             }
-        } else {
-            let host = target_uri.host;
-            let ours = host.is_some_and(|h| local.is_our_domain(&h, target_uri.port));
-            if ours && method == Method::Register {
-                return self.register(msg, src, socket, now);
+        } else if target_ours {
+            let Some(user) = target_uri.user else {
+                return self.reply_to(msg, src, socket, 404, "Not Found");
+            };
+            let mut key = AorKey::new();
+            if !key.build(user, target_uri.host, local) {
+                return self.reply_to(msg, src, socket, 404, "Not Found");
             }
-            if ours {
-                let Some(user) = target_uri.user else {
-                    if method == Method::Options {
-                        self.extra.clear();
-                        self.extra.extend_from_slice(b"Allow: ");
-                        self.extra.extend_from_slice(ALLOW.as_bytes());
-                        self.extra
-                            .extend_from_slice(b"\r\nAccept: application/sdp\r\n");
-                        return self.reply_extra(msg, src, socket, 200, "OK");
-                    }
-                    return self.reply_to(msg, src, socket, 404, "Not Found");
-                };
-                let mut key = AorKey::new();
-                if !key.build(user, host, local) {
-                    return self.reply_to(msg, src, socket, 404, "Not Found");
+            match self.table.lookup(key.as_bytes(), now.secs()) {
+                Some(b) => {
+                    contact = Some(b.contact);
+                    b.dest
                 }
-                match self.table.lookup(key.as_bytes(), now.secs()) {
-                    Some(b) => {
-                        contact = Some(b.contact);
-                        b.dest
-                    }
-                    None => return self.reply_to(msg, src, socket, 480, "Temporarily Unavailable"),
-                }
-            } else {
-                match self.resolve(&target_uri) {
-                    Some(d) => d,
-                    None => return self.reply_to(msg, src, socket, 404, "Not Found"),
-                }
+                None => return self.reply_to(msg, src, socket, 480, "Temporarily Unavailable"),
+            }
+        } else {
+            match self.resolve(&target_uri) {
+                Some(d) => d,
+                None => return self.reply_to(msg, src, socket, 404, "Not Found"),
             }
         };
 
-        // Request validation that only matters for what we forward (section 16.3 items 3, 4).
-        let max_forwards = match msg.max_forwards() {
-            Ok(m) => m,
-            Err(e) => return self.reply_to(msg, src, socket, e.status(), e.reason()),
-        };
-        if max_forwards == Some(0) {
-            return self.reply_to(msg, src, socket, 483, "Too Many Hops");
-        }
         let key = match BranchKey::compute(msg) {
             Ok(k) => k,
             Err(e) => return self.reply_to(msg, src, socket, e.status(), e.reason()),
