@@ -9,4 +9,7 @@
 //! # Layout
 //!
 //! - [`sip`]: parse a datagram into a borrowed view; rewrite it in place.
+//! - [`auth`]: Digest authentication policy (challenge, check, replay tracking), same contract:
+//!   the caller passes the time and the client address.
+pub mod auth;
 pub mod sip;
