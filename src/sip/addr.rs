@@ -212,6 +212,12 @@ impl<'a> Credentials<'a> {
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .count()
     }
+
+    /// Every auth-param as (name, value with quotes removed), in order: one pass for a caller
+    /// that reads several (the authenticator reads ten).
+    pub fn pairs(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        AuthParams::new(self.params).map(|(n, v)| (n, unquote(v)))
+    }
 }
 
 /// `auth-param *(COMMA auth-param)` with `auth-param = token EQUAL ( token / quoted-string )`.

@@ -1,0 +1,358 @@
+//! Stateless nonces: any shard of any node that shares the secret can verify one, so no nonce
+//! table is kept and a client may be answered by a different shard than the one that challenged.
+//!
+//! RFC 2617 section 3.2.1 suggests exactly this shape, `time-stamp H(time-stamp ":" ETag ":"
+//! private-key)`:
+//!
+//! ```text
+//! nonce = hex( issued (8 bytes, big-endian seconds) || tag (12 bytes) )           40 characters
+//! tag   = HMAC-MD5(secret, "sipshard nonce v1" || realm || issued [|| client IP])[..12]
+//! ```
+//!
+//! HMAC (RFC 2104) rather than a bare hash of secret and data, because it is the construction
+//! with a security argument for keyed hashing. Over MD5 it has no known practical attack as a MAC
+//! (RFC 6151 section 2: "not urgent to stop using" HMAC-MD5), and MD5 is already here for Digest
+//! itself. The nonce is opaque to clients, so moving to HMAC-SHA-256 later changes nothing on the
+//! wire. 96 bits of tag is the truncation RFC 2104 section 5 allows and RFC 2403 uses. The realm is bound
+//! so a nonce from another realm sharing the secret is foreign. Binding the client IP
+//! (`bind_ip`) stops a nonce captured from one address being answered from another, at the cost
+//! of re-challenging clients whose address changes (NAT rebinding, mobile handover).
+//!
+//! Hex, not base64, keeps the nonce a valid token in every client's parser.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use hmac::{Hmac, Mac};
+use md5::Md5;
+use subtle::ConstantTimeEq;
+
+use super::hex;
+
+type HmacMd5 = Hmac<Md5>;
+
+const TIME_LEN: usize = 8;
+const TAG_LEN: usize = 12;
+const RAW_LEN: usize = TIME_LEN + TAG_LEN;
+/// Length of a nonce on the wire.
+pub const NONCE_LEN: usize = 2 * RAW_LEN;
+/// Length of the opaque value on the wire.
+pub const OPAQUE_LEN: usize = 32;
+
+/// How far in the future a nonce's issue time may be and still be accepted: nodes sharing a
+/// secret have slightly different clocks. Nodes must run NTP; beyond this skew their nonces are
+/// refused as invalid and clients are re-challenged.
+pub const MAX_CLOCK_SKEW: u64 = 30;
+
+/// Default nonce lifetime in seconds.
+pub const DEFAULT_TTL: u64 = 300;
+
+/// A nonce as it is sent: 40 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Nonce([u8; NONCE_LEN]);
+
+impl Nonce {
+    pub fn as_bytes(&self) -> &[u8; NONCE_LEN] {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always ASCII hex by construction.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Nonce({})", self.as_str())
+    }
+}
+
+/// The verdict on a nonce a client returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonceCheck {
+    /// Ours, unexpired, and (with `bind_ip`) for this client address.
+    Valid,
+    /// Ours but older than the lifetime: answer with `stale=TRUE` if the response is otherwise
+    /// right, so the client retries without asking its user (RFC 2617 section 3.2.1).
+    Stale,
+    /// Not ours: malformed, tampered with, from another secret or realm, for another address, or
+    /// from too far in the future.
+    Invalid,
+}
+
+/// Issues and verifies nonces; derives the opaque value. Cheap to clone (the keyed HMAC state is
+/// precomputed once, so each nonce costs two MD5 compressions).
+#[derive(Clone)]
+pub struct NonceKey {
+    mac: HmacMd5,
+    opaque: [u8; OPAQUE_LEN],
+    ttl: u64,
+    bind_ip: bool,
+}
+
+impl fmt::Debug for NonceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NonceKey")
+            .field("ttl", &self.ttl)
+            .field("bind_ip", &self.bind_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+fn keyed(secret: &[u8], label: &[u8], realm: &[u8]) -> HmacMd5 {
+    // HMAC takes keys of any length (RFC 2104 section 2), so this cannot fail.
+    let mut m = HmacMd5::new_from_slice(secret).expect("HMAC accepts any key length");
+    m.update(label);
+    m.update(&(realm.len() as u64).to_be_bytes());
+    m.update(realm);
+    m
+}
+
+impl NonceKey {
+    /// `secret` is shared by every node that must accept the others' nonces; `ttl` is the nonce
+    /// lifetime in seconds.
+    pub fn new(secret: &[u8], realm: &[u8], ttl: u64, bind_ip: bool) -> NonceKey {
+        let tag: [u8; 16] = keyed(secret, b"sipshard opaque v1\0", realm)
+            .finalize()
+            .into_bytes()
+            .into();
+        NonceKey {
+            mac: keyed(secret, b"sipshard nonce v1\0", realm),
+            opaque: hex::encode(&tag),
+            ttl,
+            bind_ip,
+        }
+    }
+
+    pub fn ttl(&self) -> u64 {
+        self.ttl
+    }
+
+    /// The opaque directive: fixed for a secret and realm, so every node sends the same one and
+    /// a client's copy can be checked without state (RFC 2617 section 3.2.1).
+    pub fn opaque(&self) -> &[u8; OPAQUE_LEN] {
+        &self.opaque
+    }
+
+    fn tag(&self, issued: &[u8; TIME_LEN], client: IpAddr) -> [u8; TAG_LEN] {
+        let mut m = self.mac.clone();
+        m.update(issued);
+        if self.bind_ip {
+            // IPv4-mapped IPv6 is the same client on a dual-stack socket.
+            match client.to_canonical() {
+                IpAddr::V4(a) => {
+                    m.update(&[4]);
+                    m.update(&a.octets());
+                }
+                IpAddr::V6(a) => {
+                    m.update(&[6]);
+                    m.update(&a.octets());
+                }
+            }
+        }
+        let full = m.finalize().into_bytes();
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&full[..TAG_LEN]);
+        tag
+    }
+
+    /// A fresh nonce issued at `now` (seconds on a clock the nodes share, e.g. Unix time).
+    pub fn issue(&self, now: u64, client: IpAddr) -> Nonce {
+        let issued = now.to_be_bytes();
+        let mut raw = [0u8; RAW_LEN];
+        raw[..TIME_LEN].copy_from_slice(&issued);
+        raw[TIME_LEN..].copy_from_slice(&self.tag(&issued, client));
+        Nonce(hex::encode(&raw))
+    }
+
+    /// Check a nonce a client returned. Never panics, whatever the bytes.
+    pub fn verify(&self, nonce: &[u8], now: u64, client: IpAddr) -> NonceCheck {
+        let Some(raw) = hex::decode::<RAW_LEN>(nonce, false) else {
+            return NonceCheck::Invalid;
+        };
+        let mut issued = [0u8; TIME_LEN];
+        issued.copy_from_slice(&raw[..TIME_LEN]);
+        let authentic: bool = self.tag(&issued, client).ct_eq(&raw[TIME_LEN..]).into();
+        let issued = u64::from_be_bytes(issued);
+        if !authentic || issued > now.saturating_add(MAX_CLOCK_SKEW) {
+            NonceCheck::Invalid
+        } else if now.saturating_sub(issued) > self.ttl {
+            NonceCheck::Stale
+        } else {
+            NonceCheck::Valid
+        }
+    }
+}
+
+/// A 32-byte secret from the operating system, for a node started without `--auth-secret`.
+/// Nonces it issues are then valid on this node only and only until it restarts.
+pub fn random_secret() -> Result<[u8; 32], getrandom::Error> {
+    let mut s = [0u8; 32];
+    getrandom::fill(&mut s)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T0: u64 = 1_700_000_000;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn key(bind: bool) -> NonceKey {
+        NonceKey::new(b"shared secret", b"sip.example.com", DEFAULT_TTL, bind)
+    }
+
+    #[test]
+    fn round_trip_and_lifetime() {
+        let k = key(false);
+        let n = k.issue(T0, ip("192.0.2.1"));
+        assert_eq!(n.as_str().len(), NONCE_LEN);
+        assert!(n
+            .as_str()
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let v = |now| k.verify(n.as_bytes(), now, ip("198.51.100.7"));
+        assert_eq!(v(T0), NonceCheck::Valid);
+        assert_eq!(v(T0 + DEFAULT_TTL), NonceCheck::Valid);
+        assert_eq!(v(T0 + DEFAULT_TTL + 1), NonceCheck::Stale);
+        assert_eq!(v(u64::MAX), NonceCheck::Stale);
+        // Issued by a node whose clock is slightly ahead: fine; far ahead: not ours to trust.
+        assert_eq!(v(T0 - MAX_CLOCK_SKEW), NonceCheck::Valid);
+        assert_eq!(v(T0 - MAX_CLOCK_SKEW - 1), NonceCheck::Invalid);
+        // Another node with the same secret and realm accepts it.
+        assert_eq!(
+            key(false).verify(n.as_bytes(), T0, ip("::1")),
+            NonceCheck::Valid
+        );
+        // Distinct times give distinct nonces.
+        assert_ne!(k.issue(T0 + 1, ip("192.0.2.1")), n);
+    }
+
+    #[test]
+    fn tampering_any_byte_is_invalid() {
+        let k = key(false);
+        let n = *k.issue(T0, ip("192.0.2.1")).as_bytes();
+        for i in 0..NONCE_LEN {
+            for flip in [1u8, 0x20, 0x80] {
+                let mut t = n;
+                t[i] ^= flip;
+                assert_eq!(
+                    k.verify(&t, T0, ip("192.0.2.1")),
+                    NonceCheck::Invalid,
+                    "byte {i} ^ {flip:#x}"
+                );
+            }
+        }
+        // Uppercase spelling of our own nonce is not what we issued.
+        let upper = n.to_ascii_uppercase();
+        if upper != n {
+            assert_eq!(k.verify(&upper, T0, ip("192.0.2.1")), NonceCheck::Invalid);
+        }
+        assert_eq!(
+            k.verify(&n[..NONCE_LEN - 2], T0, ip("192.0.2.1")),
+            NonceCheck::Invalid
+        );
+    }
+
+    #[test]
+    fn foreign_secret_or_realm_is_invalid() {
+        let n = key(false).issue(T0, ip("192.0.2.1"));
+        let other = NonceKey::new(b"other secret", b"sip.example.com", DEFAULT_TTL, false);
+        assert_eq!(
+            other.verify(n.as_bytes(), T0, ip("192.0.2.1")),
+            NonceCheck::Invalid
+        );
+        let other = NonceKey::new(b"shared secret", b"other.example.com", DEFAULT_TTL, false);
+        assert_eq!(
+            other.verify(n.as_bytes(), T0, ip("192.0.2.1")),
+            NonceCheck::Invalid
+        );
+        assert_ne!(other.opaque(), key(false).opaque());
+        // Forging a later issue time on a genuine tag.
+        let mut forged = *n.as_bytes();
+        forged[..16].copy_from_slice(&hex::encode::<8, 16>(&(T0 + 1000).to_be_bytes()));
+        assert_eq!(
+            key(false).verify(&forged, T0 + 1000, ip("192.0.2.1")),
+            NonceCheck::Invalid
+        );
+    }
+
+    #[test]
+    fn bind_ip() {
+        use NonceCheck::*;
+        let k = key(true);
+        let n4 = k.issue(T0, ip("192.0.2.1"));
+        let n6 = k.issue(T0, ip("2001:db8::1"));
+        let late = T0 + 1000;
+        for (n, now, from, want) in [
+            (n4, T0, "192.0.2.1", Valid),
+            (n4, T0, "::ffff:192.0.2.1", Valid),
+            (n4, T0, "192.0.2.2", Invalid),
+            (n4, T0, "2001:db8::1", Invalid),
+            // Staleness is only reported for the right address.
+            (n4, late, "192.0.2.1", Stale),
+            (n4, late, "192.0.2.9", Invalid),
+            (n6, T0, "2001:db8::1", Valid),
+            (n6, T0, "2001:db8::2", Invalid),
+        ] {
+            assert_eq!(
+                k.verify(n.as_bytes(), now, ip(from)),
+                want,
+                "{n} {now} {from}"
+            );
+        }
+        // Without binding, the address does not matter.
+        let n = key(false).issue(T0, ip("192.0.2.1"));
+        assert_eq!(
+            key(false).verify(n.as_bytes(), T0, ip("2001:db8::2")),
+            Valid
+        );
+    }
+
+    #[test]
+    fn random_secrets_differ() {
+        assert_ne!(random_secret().unwrap(), random_secret().unwrap());
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics_and_is_invalid(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+            now in any::<u64>(),
+            bind in any::<bool>(),
+        ) {
+            let k = key(bind);
+            // Random bytes are a valid nonce only with negligible probability (96-bit tag).
+            prop_assert_eq!(k.verify(&bytes, now, ip("192.0.2.1")), NonceCheck::Invalid);
+        }
+
+        #[test]
+        fn hex_garbage_of_the_right_length_is_invalid(
+            raw in proptest::array::uniform20(any::<u8>()),
+            now in any::<u64>(),
+        ) {
+            let h: [u8; NONCE_LEN] = hex::encode(&raw);
+            prop_assert_eq!(key(false).verify(&h, now, ip("192.0.2.1")), NonceCheck::Invalid);
+        }
+
+        #[test]
+        fn issued_nonces_verify(now in 0u64..u64::MAX / 2, age in 0u64..1000) {
+            let k = key(true);
+            let n = k.issue(now, ip("192.0.2.1"));
+            let want = if age > DEFAULT_TTL { NonceCheck::Stale } else { NonceCheck::Valid };
+            prop_assert_eq!(k.verify(n.as_bytes(), now + age, ip("192.0.2.1")), want);
+        }
+    }
+}
