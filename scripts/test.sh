@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The single test command for sipshard.
+#
+# Integration tests talk to real SIP peers that nobody here wrote: SIPp (Debian package
+# sip-tester), Kamailio and sipsak. This script installs whichever is missing when it can (as
+# root with apt-get); otherwise it says which are missing and the tests that need them fail with
+# that message -- they never pass silently. Then it runs every test of the workspace in release
+# mode (the timing-sensitive paths are tested as they ship).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || missing+=(kamailio)
+command -v sipsak >/dev/null 2>&1 || missing+=(sipsak)
+
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: installing test peers: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "test.sh: missing test peers: ${missing[*]}" >&2
+        echo "test.sh: install them with: apt-get install -y sip-tester kamailio sipsak" >&2
+        echo "test.sh: the interoperability tests will fail until then" >&2
+    fi
+fi
+
+exec cargo test --workspace --release "$@"
