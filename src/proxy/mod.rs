@@ -707,3 +707,6 @@ impl AorKey {
         &self.buf[..self.len]
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,211 @@
+//! The core driven with byte strings: no sockets, a fixed clock.
+
+use std::net::SocketAddr;
+
+use super::local::LocalIdentity;
+use super::*;
+use crate::sip::rewrite::DEFAULT_HEADROOM;
+
+const NOW: Now = Now {
+    unix_ms: 1_700_000_000_000,
+};
+
+fn config(listen: &str, domains: &[&str], record_route: bool) -> &'static ProxyConfig {
+    let addr: SocketAddr = listen.parse().unwrap();
+    Box::leak(Box::new(ProxyConfig {
+        local: LocalIdentity::new(
+            &[addr],
+            &[],
+            Some("edge1"),
+            &domains.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            None,
+        ),
+        routes: vec![],
+        record_route,
+        registrar: RegistrarConfig {
+            default_expires: 3600,
+            min_expires: 60,
+            max_expires: 7200,
+        },
+        max_message: 65_507,
+    }))
+}
+
+fn run(core: &mut Core, src: &str, msg: &str) -> (Action, String) {
+    let wire = msg.replace('\n', "\r\n");
+    let mut pkt = PacketBuf::from_message(wire.as_bytes(), DEFAULT_HEADROOM);
+    let a = core.handle(NOW, src.parse().unwrap(), 0, &mut pkt);
+    (a, String::from_utf8_lossy(pkt.as_slice()).into_owned())
+}
+
+fn register(core: &mut Core, user: &str, domain: &str, contact: &str) {
+    let (a, out) = run(
+        core,
+        "192.0.2.20:5060",
+        &format!("REGISTER sip:{domain} SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.20;branch=z9hG4bKr1\nFrom: <sip:{user}@{domain}>;tag=r\nTo: <sip:{user}@{domain}>\nCall-ID: reg-{user}\nCSeq: 1 REGISTER\nContact: <{contact}>\nContent-Length: 0\n\n"),
+    );
+    assert!(
+        matches!(a, Action::Reply { .. }) && out.starts_with("SIP/2.0 200"),
+        "{out}"
+    );
+}
+
+#[test]
+fn strict_router_upstream_is_fixed_up() {
+    // RFC 3261 section 16.4: the Request-URI is the Record-Route value we placed; the real
+    // target is the last Route.
+    let mut core = Core::new(config("192.0.2.10:5060", &[], true));
+    let (a, out) = run(
+        &mut core,
+        "192.0.2.30:5060",
+        "BYE sip:192.0.2.10:5060;lr SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.30;branch=z9hG4bKs1\nRoute: <sip:192.0.2.40;lr>, <sip:alice@192.0.2.50:5070>\nFrom: <sip:b@x>;tag=1\nTo: <sip:a@y>;tag=2\nCall-ID: strict\nCSeq: 2 BYE\nMax-Forwards: 10\nContent-Length: 0\n\n",
+    );
+    assert_eq!(
+        a,
+        Action::Forward {
+            to: "192.0.2.40:5060".parse().unwrap(),
+            socket: 0
+        }
+    );
+    assert!(
+        out.starts_with("BYE sip:alice@192.0.2.50:5070 SIP/2.0\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("Route: <sip:192.0.2.40;lr>\r\n"), "{out}");
+    assert!(!out.contains("alice@192.0.2.50:5070>"), "{out}");
+    assert!(out.contains("Max-Forwards: 9\r\n"));
+}
+
+#[test]
+fn our_route_inside_a_multi_value_line_is_removed_alone() {
+    let mut core = Core::new(config("192.0.2.10:5060", &[], false));
+    let (a, out) = run(
+        &mut core,
+        "192.0.2.30:5060",
+        "ACK sip:bob@192.0.2.60 SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.30;branch=z9hG4bKa1\nRoute: <sip:192.0.2.10;lr>, <sip:192.0.2.40;lr>\nFrom: <sip:b@x>;tag=1\nTo: <sip:a@y>;tag=2\nCall-ID: mv\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    );
+    assert_eq!(
+        a,
+        Action::Forward {
+            to: "192.0.2.40:5060".parse().unwrap(),
+            socket: 0
+        }
+    );
+    assert!(out.contains("\r\nRoute: <sip:192.0.2.40;lr>\r\n"), "{out}");
+    assert!(!out.contains("192.0.2.10;lr"), "{out}");
+}
+
+#[test]
+fn ipv6_registration_and_call() {
+    let mut core = Core::new(config("[2001:db8::10]:5060", &["example.com"], true));
+    let (a, out) = run(
+        &mut core,
+        "[2001:db8::20]:5062",
+        "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP [2001:db8::20]:5062;branch=z9hG4bKv6r;rport\nFrom: <sip:bob@example.com>;tag=r\nTo: <sip:bob@example.com>\nCall-ID: v6reg\nCSeq: 1 REGISTER\nContact: <sip:bob@[2001:db8::20]:5062>\nContent-Length: 0\n\n",
+    );
+    assert_eq!(
+        a,
+        Action::Reply {
+            to: "[2001:db8::20]:5062".parse().unwrap(),
+            socket: 0
+        }
+    );
+    assert!(out.contains("rport=5062;received=[2001:db8::20]"), "{out}");
+    let (a, out) = run(
+        &mut core,
+        "[2001:db8::30]:5060",
+        "INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP [2001:db8::30];branch=z9hG4bKv6i\nFrom: <sip:a@example.net>;tag=1\nTo: <sip:bob@example.com>\nCall-ID: v6call\nCSeq: 1 INVITE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    );
+    assert_eq!(
+        a,
+        Action::Forward {
+            to: "[2001:db8::20]:5062".parse().unwrap(),
+            socket: 0
+        }
+    );
+    assert!(
+        out.starts_with("INVITE sip:bob@[2001:db8::20]:5062 SIP/2.0\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("Record-Route: <sip:[2001:db8::10]:5060;lr>\r\nVia: SIP/2.0/UDP [2001:db8::10]:5060;branch=z9hG4bKsS"), "{out}");
+}
+
+#[test]
+fn responses_follow_received_and_rport_of_the_next_via() {
+    let mut core = Core::new(config("192.0.2.10:5060", &["example.com"], false));
+    register(&mut core, "bob", "example.com", "sip:bob@192.0.2.60:5080");
+    let (_, fwd) = run(
+        &mut core,
+        "203.0.113.5:40000",
+        "INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKnat;rport\nFrom: <sip:a@example.net>;tag=1\nTo: <sip:bob@example.com>\nCall-ID: nat\nCSeq: 1 INVITE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    );
+    assert!(
+        fwd.contains(
+            "Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKnat;rport=40000;received=203.0.113.5\r\n"
+        ),
+        "{fwd}"
+    );
+    // The UAS answers with the Via stack it received.
+    let vias: Vec<&str> = fwd.lines().filter(|l| l.starts_with("Via: ")).collect();
+    let resp = format!(
+        "SIP/2.0 180 Ringing\n{}\nFrom: <sip:a@example.net>;tag=1\nTo: <sip:bob@example.com>;tag=b\nCall-ID: nat\nCSeq: 1 INVITE\nContent-Length: 0\n\n",
+        vias.join("\n")
+    );
+    let (a, out) = run(&mut core, "192.0.2.60:5080", &resp);
+    assert_eq!(
+        a,
+        Action::Forward {
+            to: "203.0.113.5:40000".parse().unwrap(),
+            socket: 0
+        }
+    );
+    assert_eq!(out.matches("Via: ").count(), 1, "{out}");
+}
+
+#[test]
+fn retransmitted_register_is_answered_without_change() {
+    let mut core = Core::new(config("192.0.2.10:5060", &["example.com"], false));
+    register(&mut core, "bob", "example.com", "sip:bob@192.0.2.60");
+    register(&mut core, "bob", "example.com", "sip:bob@192.0.2.60");
+    assert_eq!(core.counters.registrations_added, 1);
+    assert_eq!(core.counters.registrations_refreshed, 0);
+    assert_eq!(core.take_replication().count(), 1);
+}
+
+#[test]
+fn replicas_reach_a_second_core() {
+    let cfg = config("192.0.2.10:5060", &["example.com"], false);
+    let (mut a, mut b) = (Core::new(cfg), Core::new(cfg));
+    register(&mut a, "bob", "example.com", "sip:bob@192.0.2.60");
+    for rec in a.take_replication().collect::<Vec<_>>() {
+        b.apply_replica(&rec);
+    }
+    let (act, _) = run(
+        &mut b,
+        "192.0.2.30:5060",
+        "MESSAGE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.30;branch=z9hG4bKm\nFrom: <sip:a@example.net>;tag=1\nTo: <sip:bob@example.com>\nCall-ID: m\nCSeq: 1 MESSAGE\nMax-Forwards: 70\nContent-Length: 2\n\nhi",
+    );
+    assert_eq!(
+        act,
+        Action::Forward {
+            to: "192.0.2.60:5060".parse().unwrap(),
+            socket: 0
+        }
+    );
+}
+
+#[test]
+fn no_input_panics_the_core() {
+    // A handful of hostile shapes; the fuzz target covers the parser far more widely.
+    let mut core = Core::new(config("192.0.2.10:5060", &["example.com"], true));
+    for msg in [
+        "",
+        "\r\n",
+        "SIP/2.0 200 OK\n\n",
+        "INVITE sip:a@example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\nRoute: <sip:192.0.2.10;lr>,,,<\nFrom: <sip:a@b>;tag=1\nTo: <sip:a@example.com>\nCall-ID: x\nCSeq: 1 INVITE\n\n",
+        "INVITE sip:192.0.2.10 SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\nRoute: <sip:192.0.2.10;lr>\nFrom: <sip:a@b>;tag=1\nTo: <sip:a@example.com>\nCall-ID: x\nCSeq: 1 INVITE\n\n",
+        "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\nFrom: <sip:a@b>;tag=1\nTo: <sip:a@example.com>\nCall-ID: x\nCSeq: 1 REGISTER\nContact: <sip:a@1.2.3.4>;q=7\n\n",
+    ] {
+        let _ = run(&mut core, "192.0.2.1:5060", msg);
+    }
+}
