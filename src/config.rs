@@ -155,6 +155,15 @@ pub struct Args {
     #[arg(long, default_value_t = 65_507)]
     pub max_message: usize,
 
+    /// Keep registrations across restarts in this directory (append-only log + snapshot).
+    /// Without it the location table lives in memory only and a restart forgets it.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+
+    /// How often the registration log is made durable (fsync); a crash loses at most this much.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub fsync_interval_ms: u64,
+
     /// Diagnostics level (nothing is logged per message at the default).
     #[arg(long, value_enum, default_value = "warn")]
     pub log_level: LogLevel,
@@ -175,6 +184,9 @@ impl Args {
         }
         if self.min_expires > self.max_expires {
             return Err("--min-expires must not exceed --max-expires".into());
+        }
+        if self.fsync_interval_ms == 0 {
+            return Err("--fsync-interval-ms must be at least 1".into());
         }
         if self.max_message < 512 || self.max_message > 65_535 {
             return Err("--max-message must be between 512 and 65535".into());

@@ -108,9 +108,14 @@ pub struct Core {
 
 impl Core {
     pub fn new(cfg: &'static ProxyConfig) -> Core {
+        Self::with_table(cfg, LocationTable::new())
+    }
+
+    /// A core whose location table starts as `table` (loaded from `--state-dir`).
+    pub fn with_table(cfg: &'static ProxyConfig, table: LocationTable) -> Core {
         Core {
             cfg,
-            table: LocationTable::new(),
+            table,
             counters: Counters::default(),
             edits: Box::new(Edits::new()),
             reply: Vec::with_capacity(4096),

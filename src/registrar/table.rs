@@ -192,7 +192,7 @@ pub fn same_contact(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The shard's copy of the location table.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct LocationTable {
     aors: AHashMap<Box<[u8]>, Box<[u8]>>,
     /// Live (non-tombstone) bindings, kept for gauges.

@@ -22,9 +22,10 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::Args;
 use crate::metrics::{Counters, DropReason};
+use crate::persist::Store;
 use crate::proxy::local::LocalIdentity;
 use crate::proxy::{Action, Core, Now, ProxyConfig};
-use crate::registrar::table::BindingRecord;
+use crate::registrar::table::{BindingRecord, LocationTable};
 use crate::registrar::RegistrarConfig;
 use batch::{Outgoing, RecvBatch, SendBatch, BATCH};
 
@@ -99,19 +100,61 @@ pub fn run(args: &Args) -> Result<Counters, String> {
         args.steering
     );
 
+    // Registrations from the last run, if any: every shard starts with the same copy.
+    let now_secs = now().secs();
+    let (store, seed) = match &args.state_dir {
+        Some(dir) => {
+            let (store, table, report) = Store::open(dir, now_secs)
+                .map_err(|e| format!("cannot open state directory {}: {e}", dir.display()))?;
+            if report.truncated_log_bytes > 0 || report.ignored_snapshot_bytes > 0 {
+                log::warn!(
+                    "state: cut a torn or corrupt log tail of {} bytes ({} bytes of the snapshot ignored); kept everything before it",
+                    report.truncated_log_bytes,
+                    report.ignored_snapshot_bytes
+                );
+            }
+            log::info!(
+                "state: loaded {} bindings of {} AORs ({} snapshot + {} log records)",
+                report.live_bindings,
+                report.aors,
+                report.snapshot_records,
+                report.log_records
+            );
+            (Some(store), table)
+        }
+        None => (None, LocationTable::new()),
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
     }
 
-    let mesh: MeshBuilder<BindingRecord, Full> = MeshBuilder::full(shards, MESH_CHANNEL_DEPTH);
+    // The persister, when there is one, is the last peer of the mesh: it receives every
+    // shard's changes like the other shards do, and sends nothing.
+    let peers = shards + usize::from(store.is_some());
+    let mesh: MeshBuilder<BindingRecord, Full> = MeshBuilder::full(peers, MESH_CHANNEL_DEPTH);
+    let persister = match store {
+        Some(store) => {
+            let mesh = mesh.clone();
+            let interval = Duration::from_millis(args.fsync_interval_ms);
+            Some(
+                LocalExecutorBuilder::new(Placement::Unbound)
+                    .name("persister")
+                    .spawn(move || persister_main(store, mesh, interval))
+                    .map_err(|e| format!("cannot start the persister: {e}"))?,
+            )
+        }
+        None => None,
+    };
     let mut handles = Vec::new();
     for (id, sockets) in per_shard.into_iter().enumerate() {
         let mesh = mesh.clone();
         let stop = Arc::clone(&stop);
+        let seed = seed.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
             .name(&format!("shard{id}"))
-            .spawn(move || shard_main(cfg, sockets, mesh, stop))
+            .spawn(move || shard_main(cfg, seed, sockets, mesh, stop))
             .map_err(|e| format!("cannot start shard {id} on CPU {}: {e}", cpus[id]))?;
         handles.push(handle);
     }
@@ -131,6 +174,13 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             Err(e) => return Err(format!("shard {id} failed: {e}")),
         }
     }
+    if let Some(p) = persister {
+        match p.join() {
+            Ok(Ok(n)) => log::info!("state: {n} bindings saved"),
+            Ok(Err(e)) => return Err(format!("state: final sync failed: {e}")),
+            Err(e) => return Err(format!("persister failed: {e}")),
+        }
+    }
     Ok(total)
 }
 
@@ -143,6 +193,7 @@ struct Shard {
 
 async fn shard_main(
     cfg: &'static ProxyConfig,
+    seed: LocationTable,
     sockets: Vec<socket2::Socket>,
     mesh: MeshBuilder<BindingRecord, Full>,
     stop: Arc<AtomicBool>,
@@ -155,7 +206,7 @@ async fn shard_main(
         }
     };
     let shard = Rc::new(Shard {
-        core: RefCell::new(Core::new(cfg)),
+        core: RefCell::new(Core::with_table(cfg, seed)),
         // glommio links socket2 0.4; hand it the descriptor (ownership moves with it).
         // SAFETY: `into_raw_fd` releases the descriptor, which the UdpSocket now owns alone.
         sockets: sockets
@@ -196,6 +247,52 @@ async fn shard_main(
     shard.peers.close();
     let counters = shard.core.borrow().counters.clone();
     counters
+}
+
+/// Append every change the shards send to the store; make it durable every `interval`; after
+/// the shards have stopped (their channels close), write the rest. Returns the live bindings.
+async fn persister_main(
+    store: Store,
+    mesh: MeshBuilder<BindingRecord, Full>,
+    interval: Duration,
+) -> std::io::Result<usize> {
+    let (_peers, mut receivers) = match mesh.join().await {
+        Ok(x) => x,
+        Err(_) => {
+            return Err(std::io::Error::other(
+                "persister could not join the channel mesh",
+            ))
+        }
+    };
+    let store = Rc::new(RefCell::new(store));
+    let mut feeders = Vec::new();
+    for (_, stream) in receivers.streams() {
+        let store = Rc::clone(&store);
+        feeders.push(glommio::spawn_local(async move {
+            while let Some(rec) = stream.recv().await {
+                store.borrow_mut().append(&rec);
+            }
+        }));
+    }
+    let ticker = {
+        let store = Rc::clone(&store);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                if let Err(e) = store.borrow_mut().sync(now().secs()) {
+                    log::error!("state: cannot write the registration log: {e}");
+                }
+            }
+        })
+        .detach()
+    };
+    for f in feeders {
+        f.await;
+    }
+    ticker.cancel();
+    let mut s = store.borrow_mut();
+    s.sync(now().secs())?;
+    Ok(s.live_bindings())
 }
 
 /// Receive, decide and send for one socket, a batch at a time.

@@ -68,6 +68,14 @@ impl Proxy {
         );
     }
 
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// SIGTERM, wait, and return everything it logged.
     pub fn stop(mut self) -> String {
         let mut child = self.child.take().unwrap();
