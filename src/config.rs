@@ -155,6 +155,10 @@ pub struct Args {
     #[arg(long, default_value_t = 65_507)]
     pub max_message: usize,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
     /// Keep registrations across restarts in this directory (append-only log + snapshot).
     /// Without it the location table lives in memory only and a restart forgets it.
     #[arg(long, value_name = "DIR")]

@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod config;
 pub mod metrics;
+pub mod metrics_export;
 pub mod persist;
 pub mod proxy;
 pub mod registrar;

@@ -101,6 +101,9 @@ pub struct Counters {
     pub registrations_expired: u64,
     pub replication_sent: u64,
     pub replication_received: u64,
+    pub auth_challenges: u64,
+    pub auth_successes: u64,
+    pub auth_failures: u64,
 }
 
 impl Default for Counters {
@@ -119,6 +122,9 @@ impl Default for Counters {
             registrations_expired: 0,
             replication_sent: 0,
             replication_received: 0,
+            auth_challenges: 0,
+            auth_successes: 0,
+            auth_failures: 0,
         }
     }
 }
@@ -194,5 +200,8 @@ impl Counters {
         self.registrations_expired += o.registrations_expired;
         self.replication_sent += o.replication_sent;
         self.replication_received += o.replication_received;
+        self.auth_challenges += o.auth_challenges;
+        self.auth_successes += o.auth_successes;
+        self.auth_failures += o.auth_failures;
     }
 }

@@ -6,6 +6,7 @@
 //! This is the only module that touches sockets, executors, signals and clocks.
 
 pub mod batch;
+pub mod replication;
 pub mod socket;
 
 use std::cell::RefCell;
@@ -14,23 +15,24 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::net::UdpSocket;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::Args;
 use crate::metrics::{Counters, DropReason};
+use crate::metrics_export::{self, Latency, Published};
 use crate::persist::Store;
 use crate::proxy::local::LocalIdentity;
 use crate::proxy::{Action, Core, Now, ProxyConfig};
-use crate::registrar::table::{BindingRecord, LocationTable};
+use crate::registrar::table::LocationTable;
 use crate::registrar::RegistrarConfig;
 use batch::{Outgoing, RecvBatch, SendBatch, BATCH};
+use replication::Links;
 
-/// Depth of each shard-to-shard channel (location changes in flight per pair of shards).
-const MESH_CHANNEL_DEPTH: usize = 8192;
+/// How often the persister collects changes from the rings.
+const PERSISTER_POLL: Duration = Duration::from_millis(20);
 /// How often a shard checks for shutdown and purges expired bindings.
 const HOUSEKEEPING_TICK: Duration = Duration::from_millis(200);
 const PURGE_EVERY_TICKS: u32 = 5;
@@ -125,18 +127,27 @@ pub fn run(args: &Args) -> Result<Counters, String> {
         None => (None, LocationTable::new()),
     };
 
+    let published: Vec<Arc<Published>> = (0..shards)
+        .map(|_| Arc::new(Published::default()))
+        .collect();
+    if let Some(addr) = args.metrics {
+        let bound = metrics_export::serve(addr, published.clone())
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        log::info!("metrics on http://{bound}/metrics");
+    }
+
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
     }
 
-    // The persister, when there is one, is the last peer of the mesh: it receives every
-    // shard's changes like the other shards do, and sends nothing.
+    // The persister, when there is one, is the last peer: it receives every shard's changes
+    // like the other shards do, and sends nothing.
     let peers = shards + usize::from(store.is_some());
-    let mesh: MeshBuilder<BindingRecord, Full> = MeshBuilder::full(peers, MESH_CHANNEL_DEPTH);
+    let mut links = replication::mesh(shards, peers);
     let persister = match store {
         Some(store) => {
-            let mesh = mesh.clone();
+            let mesh = links.pop().expect("the persister's links");
             let interval = Duration::from_millis(args.fsync_interval_ms);
             Some(
                 LocalExecutorBuilder::new(Placement::Unbound)
@@ -148,13 +159,13 @@ pub fn run(args: &Args) -> Result<Counters, String> {
         None => None,
     };
     let mut handles = Vec::new();
-    for (id, sockets) in per_shard.into_iter().enumerate() {
-        let mesh = mesh.clone();
+    for (id, (sockets, mesh)) in per_shard.into_iter().zip(links).enumerate() {
         let stop = Arc::clone(&stop);
         let seed = seed.clone();
+        let published = Arc::clone(&published[id]);
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
             .name(&format!("shard{id}"))
-            .spawn(move || shard_main(cfg, seed, sockets, mesh, stop))
+            .spawn(move || shard_main(cfg, seed, sockets, mesh, stop, published))
             .map_err(|e| format!("cannot start shard {id} on CPU {}: {e}", cpus[id]))?;
         handles.push(handle);
     }
@@ -188,23 +199,25 @@ pub fn run(args: &Args) -> Result<Counters, String> {
 struct Shard {
     core: RefCell<Core>,
     sockets: Vec<UdpSocket>,
-    peers: Senders<BindingRecord>,
+    /// Rings to and from the other shards (and the persister).
+    links: RefCell<Links>,
+    /// Sampled processing times (1 in [`LATENCY_SAMPLE`] datagrams).
+    latency: RefCell<Latency>,
+    /// Where the housekeeping tick publishes counters for the metrics endpoint.
+    published: Arc<Published>,
 }
+
+/// Measure one datagram's processing time in this many (a power of two).
+const LATENCY_SAMPLE: u64 = 64;
 
 async fn shard_main(
     cfg: &'static ProxyConfig,
     seed: LocationTable,
     sockets: Vec<socket2::Socket>,
-    mesh: MeshBuilder<BindingRecord, Full>,
+    links: Links,
     stop: Arc<AtomicBool>,
+    published: Arc<Published>,
 ) -> Counters {
-    let (peers, mut receivers) = match mesh.join().await {
-        Ok(x) => x,
-        Err(_) => {
-            log::error!("shard could not join the channel mesh");
-            return Counters::default();
-        }
-    };
     let shard = Rc::new(Shard {
         core: RefCell::new(Core::with_table(cfg, seed)),
         // glommio links socket2 0.4; hand it the descriptor (ownership moves with it).
@@ -213,20 +226,11 @@ async fn shard_main(
             .into_iter()
             .map(|s| unsafe { UdpSocket::from_raw_fd(s.into_raw_fd()) })
             .collect(),
-        peers,
+        links: RefCell::new(links),
+        latency: RefCell::new(Latency::default()),
+        published,
     });
     let mut tasks = Vec::new();
-    for (_, stream) in receivers.streams() {
-        let shard = Rc::clone(&shard);
-        tasks.push(
-            glommio::spawn_local(async move {
-                while let Some(rec) = stream.recv().await {
-                    shard.core.borrow_mut().apply_replica(&rec);
-                }
-            })
-            .detach(),
-        );
-    }
     for idx in 0..shard.sockets.len() {
         tasks.push(glommio::spawn_local(receive_loop(Rc::clone(&shard), idx)).detach());
     }
@@ -234,9 +238,16 @@ async fn shard_main(
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(HOUSEKEEPING_TICK).await;
         ticks += 1;
+        let mut core = shard.core.borrow_mut();
+        // An idle shard still takes in what the others changed, for gauges and the purge.
+        exchange(&shard, &mut core);
         if ticks % PURGE_EVERY_TICKS == 0 {
-            shard.core.borrow_mut().purge(now());
+            core.purge(now());
         }
+        let (bindings, aors) = (core.table.binding_count(), core.table.aor_count());
+        shard
+            .published
+            .publish(&core.counters, &shard.latency.borrow(), bindings, aors);
     }
     for t in &tasks {
         t.cancel();
@@ -244,55 +255,48 @@ async fn shard_main(
     for t in tasks {
         let _ = t.await;
     }
-    shard.peers.close();
+    // Last changes out before the rings are dropped (which tells the persister we are done).
+    let mut core = shard.core.borrow_mut();
+    exchange(&shard, &mut core);
+    let mut links = shard.links.borrow_mut();
+    for _ in 0..1000 {
+        if links.backlog_len() == 0 {
+            break;
+        }
+        links.flush_backlog();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(links);
+    drop(core);
     let counters = shard.core.borrow().counters.clone();
     counters
 }
 
-/// Append every change the shards send to the store; make it durable every `interval`; after
-/// the shards have stopped (their channels close), write the rest. Returns the live bindings.
+/// Append every change the shards send to the store; make it durable every `interval`; once
+/// every shard has stopped (their rings are abandoned), write the rest. Returns the live
+/// bindings.
 async fn persister_main(
-    store: Store,
-    mesh: MeshBuilder<BindingRecord, Full>,
+    mut store: Store,
+    mut links: Links,
     interval: Duration,
 ) -> std::io::Result<usize> {
-    let (_peers, mut receivers) = match mesh.join().await {
-        Ok(x) => x,
-        Err(_) => {
-            return Err(std::io::Error::other(
-                "persister could not join the channel mesh",
-            ))
+    let mut last_sync = Instant::now();
+    loop {
+        let finished = links.finished();
+        links.drain(|rec| store.append(rec));
+        if finished {
+            break;
         }
-    };
-    let store = Rc::new(RefCell::new(store));
-    let mut feeders = Vec::new();
-    for (_, stream) in receivers.streams() {
-        let store = Rc::clone(&store);
-        feeders.push(glommio::spawn_local(async move {
-            while let Some(rec) = stream.recv().await {
-                store.borrow_mut().append(&rec);
+        if last_sync.elapsed() >= interval {
+            if let Err(e) = store.sync(now().secs()) {
+                log::error!("state: cannot write the registration log: {e}");
             }
-        }));
+            last_sync = Instant::now();
+        }
+        glommio::timer::sleep(PERSISTER_POLL.min(interval)).await;
     }
-    let ticker = {
-        let store = Rc::clone(&store);
-        glommio::spawn_local(async move {
-            loop {
-                glommio::timer::sleep(interval).await;
-                if let Err(e) = store.borrow_mut().sync(now().secs()) {
-                    log::error!("state: cannot write the registration log: {e}");
-                }
-            }
-        })
-        .detach()
-    };
-    for f in feeders {
-        f.await;
-    }
-    ticker.cancel();
-    let mut s = store.borrow_mut();
-    s.sync(now().secs())?;
-    Ok(s.live_bindings())
+    store.sync(now().secs())?;
+    Ok(store.live_bindings())
 }
 
 /// Receive, decide and send for one socket, a batch at a time.
@@ -304,6 +308,7 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize) {
     let mut group: Vec<Outgoing> = Vec::with_capacity(BATCH);
     let sock = &shard.sockets[idx];
     let fd = sock.as_raw_fd();
+    let mut seq: u64 = 0;
     loop {
         // Park until something arrives, then take what else is already queued in one call.
         let first = batch.bufs[0].receive_slot();
@@ -320,18 +325,33 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize) {
         let now = now();
         {
             let mut core = shard.core.borrow_mut();
+            // Changes other shards made before these datagrams arrived apply first: a request
+            // sent after another shard's 200 OK to a REGISTER finds the binding.
+            shard
+                .links
+                .borrow_mut()
+                .drain(|rec| core.apply_replica(rec));
             for i in 0..count {
                 let Some(src) = batch.srcs[i].take() else {
                     continue;
                 };
-                match core.handle(now, src, idx, &mut batch.bufs[i]) {
+                seq += 1;
+                let sample = (seq & (LATENCY_SAMPLE - 1) == 0).then(Instant::now);
+                let action = core.handle(now, src, idx, &mut batch.bufs[i]);
+                if let Some(t0) = sample {
+                    shard
+                        .latency
+                        .borrow_mut()
+                        .record(t0.elapsed().as_nanos() as u64);
+                }
+                match action {
                     Action::Forward { to, socket } | Action::Reply { to, socket } => {
                         out.push((socket, Outgoing { buf: i, to }))
                     }
                     Action::Drop(_) => {}
                 }
             }
-            replicate(&shard, &mut core);
+            exchange(&shard, &mut core);
         }
         // One sendmmsg per outgoing socket (nearly always just this one).
         while !out.is_empty() {
@@ -381,23 +401,14 @@ async fn send_all(
     (sent, failed)
 }
 
-/// Send this shard's location changes to every other shard.
-fn replicate(shard: &Rc<Shard>, core: &mut Core) {
-    let me = shard.peers.peer_id();
-    let n = shard.peers.nr_consumers();
+/// Send this shard's location changes to every other peer and apply theirs.
+fn exchange(shard: &Shard, core: &mut Core) {
+    let mut links = shard.links.borrow_mut();
+    links.flush_backlog();
     for rec in core.take_replication() {
-        for peer in (0..n).filter(|&p| p != me) {
-            if shard.peers.try_send_to(peer, rec.clone()).is_err() {
-                // The channel is full: wait for room in the background rather than drop it.
-                let shard = Rc::clone(shard);
-                let rec = rec.clone();
-                glommio::spawn_local(async move {
-                    let _ = shard.peers.send_to(peer, rec).await;
-                })
-                .detach();
-            }
-        }
+        links.send(rec);
     }
+    links.drain(|rec| core.apply_replica(rec));
 }
 
 /// Listen addresses as bound (for tests and logs).

@@ -111,6 +111,28 @@ impl ParseError {
         }
     }
 
+    /// Every value [`kind`](Self::kind) can return, in a fixed order (metrics slots).
+    pub const KINDS: [&'static str; 18] = [
+        "empty",
+        "start_line",
+        "method",
+        "request_uri",
+        "version",
+        "status_code",
+        "unterminated",
+        "header_line",
+        "too_many_headers",
+        "content_length",
+        "content_length_conflict",
+        "truncated_body",
+        "too_large",
+        "missing_header",
+        "malformed_header",
+        "cseq_method",
+        "max_forwards",
+        "bad_header",
+    ];
+
     /// A short stable name for counters and logs (`parse_errors{kind="..."}`).
     pub fn kind(self) -> &'static str {
         match self {
@@ -133,6 +155,39 @@ impl ParseError {
             ParseError::BadMaxForwards => "max_forwards",
             ParseError::BadHeader(_) => "bad_header",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_listed() {
+        let all = [
+            ParseError::Empty,
+            ParseError::BadStartLine,
+            ParseError::BadMethod,
+            ParseError::BadRequestUri,
+            ParseError::VersionNotSupported,
+            ParseError::BadStatusCode,
+            ParseError::UnterminatedHeaders,
+            ParseError::BadHeaderLine,
+            ParseError::TooManyHeaders,
+            ParseError::BadContentLength,
+            ParseError::ConflictingContentLength,
+            ParseError::TruncatedBody,
+            ParseError::TooLarge,
+            ParseError::Missing(Required::Via),
+            ParseError::Malformed(Required::To),
+            ParseError::CSeqMethodMismatch,
+            ParseError::BadMaxForwards,
+            ParseError::BadHeader("x"),
+        ];
+        for e in all {
+            assert!(ParseError::KINDS.contains(&e.kind()), "{}", e.kind());
+        }
+        assert_eq!(all.len(), ParseError::KINDS.len());
     }
 }
 

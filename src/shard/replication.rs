@@ -1,0 +1,163 @@
+//! Location changes between shards: one wait-free single-producer single-consumer ring per
+//! ordered pair of peers (`rtrb`), built once at start-up.
+//!
+//! Why not glommio's channel mesh: its receiver can only be polled by registering a waker, and
+//! a shard must apply every change already queued for it *before* it handles the next batch of
+//! datagrams, or a request that arrives just after a REGISTER's 200 OK (sent by another shard)
+//! could miss the binding. A ring can be drained without waiting or registering anything: the
+//! receive loop drains its inbox at the start of every batch (one acquire load per ring when it
+//! is empty), and the housekeeping tick drains it when the shard is idle.
+//!
+//! Nothing is ever dropped: when a ring is full, the change waits in a local backlog and is
+//! pushed again at the next batch or tick.
+
+use std::collections::VecDeque;
+
+use rtrb::{Consumer, Producer, RingBuffer};
+
+use crate::registrar::table::BindingRecord;
+
+/// Capacity of each ring (changes in flight from one peer to another).
+pub const RING_CAPACITY: usize = 1 << 16;
+
+/// One peer's ends of the rings.
+pub struct Links {
+    /// To every other peer.
+    outs: Vec<Producer<BindingRecord>>,
+    /// From every other peer.
+    inbox: Vec<Consumer<BindingRecord>>,
+    /// Changes that found their ring full: (index into `outs`, record).
+    backlog: VecDeque<(usize, BindingRecord)>,
+}
+
+/// Build the rings for `senders` peers that produce (the shards) and `peers` peers in all
+/// (the shards, then the persister if any, which only consumes). Returns one `Links` per peer.
+pub fn mesh(senders: usize, peers: usize) -> Vec<Links> {
+    let mut links: Vec<Links> = (0..peers)
+        .map(|_| Links {
+            outs: Vec::new(),
+            inbox: Vec::new(),
+            backlog: VecDeque::new(),
+        })
+        .collect();
+    for from in 0..senders {
+        for to in (0..peers).filter(|&t| t != from) {
+            let (p, c) = RingBuffer::new(RING_CAPACITY);
+            links[from].outs.push(p);
+            links[to].inbox.push(c);
+        }
+    }
+    links
+}
+
+impl Links {
+    /// Send `rec` to every other peer (the backlog first, so order is kept per ring).
+    pub fn send(&mut self, rec: BindingRecord) {
+        let n = self.outs.len();
+        for i in 0..n {
+            self.push(i, rec.clone());
+        }
+    }
+
+    fn push(&mut self, i: usize, rec: BindingRecord) {
+        if self.backlog.iter().any(|(j, _)| *j == i) {
+            self.backlog.push_back((i, rec));
+            return;
+        }
+        if let Err(rtrb::PushError::Full(rec)) = self.outs[i].push(rec) {
+            self.backlog.push_back((i, rec));
+        }
+    }
+
+    /// Retry what the backlog holds, in order.
+    pub fn flush_backlog(&mut self) {
+        let mut still = VecDeque::new();
+        while let Some((i, rec)) = self.backlog.pop_front() {
+            if still.iter().any(|(j, _): &(usize, BindingRecord)| *j == i) {
+                still.push_back((i, rec));
+                continue;
+            }
+            if let Err(rtrb::PushError::Full(rec)) = self.outs[i].push(rec) {
+                still.push_back((i, rec));
+            }
+        }
+        self.backlog = still;
+    }
+
+    pub fn backlog_len(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Apply every change waiting in the inbox; returns how many.
+    pub fn drain(&mut self, mut apply: impl FnMut(&BindingRecord)) -> usize {
+        let mut n = 0;
+        for c in &mut self.inbox {
+            while let Ok(rec) = c.pop() {
+                apply(&rec);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// True once every producer feeding this peer is gone and nothing is left to read.
+    pub fn finished(&self) -> bool {
+        self.inbox.iter().all(|c| c.is_abandoned() && c.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registrar::table::{Binding, Version};
+
+    fn rec(i: u32) -> BindingRecord {
+        BindingRecord::new(
+            b"a@x",
+            &Binding {
+                version: Version {
+                    stamp_ms: i as u64,
+                    call_id_hash: 0,
+                    cseq: i,
+                },
+                expires_at: 10,
+                q: 1000,
+                dest: "192.0.2.1:5060".parse().unwrap(),
+                contact: b"sip:a@192.0.2.1",
+            },
+        )
+    }
+
+    #[test]
+    fn every_peer_gets_every_change_in_order_even_past_capacity() {
+        let mut links = mesh(2, 3);
+        let n = RING_CAPACITY as u32 + 100;
+        for i in 0..n {
+            links[0].send(rec(i));
+        }
+        assert_eq!(
+            links[0].backlog_len(),
+            200,
+            "100 over capacity for each of 2 rings"
+        );
+        let mut got1 = Vec::new();
+        links[1].drain(|r| got1.push(r.decode().unwrap().version.cseq));
+        links[0].flush_backlog();
+        links[1].drain(|r| got1.push(r.decode().unwrap().version.cseq));
+        assert_eq!(got1, (0..n).collect::<Vec<_>>());
+        let mut got2 = 0;
+        links[2].drain(|_| got2 += 1);
+        assert_eq!(
+            got2, RING_CAPACITY,
+            "its 100 extra still wait in the backlog"
+        );
+        links[0].flush_backlog();
+        assert_eq!(links[0].backlog_len(), 0);
+        links[2].drain(|_| got2 += 1);
+        assert_eq!(got2, n as usize);
+        assert!(!links[2].finished());
+        drop(links.remove(0));
+        drop(links.remove(0));
+        assert!(links[0].finished(), "the persister sees both shards gone");
+    }
+}
