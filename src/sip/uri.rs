@@ -145,9 +145,14 @@ impl<'a> Uri<'a> {
     }
 
     /// The value of parameter `name` (case-insensitive): `Some(b"")` for a flag like `lr`.
+    /// Names compare after unescaping: `;%6C%72` is `;lr` (RFC 3261 section 19.1.4, RFC 4475
+    /// section 3.1.1.3). The value is returned as written.
     pub fn param(&self, name: &[u8]) -> Option<&'a [u8]> {
         self.params()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| {
+                n.eq_ignore_ascii_case(name)
+                    || (memchr::memchr(b'%', n).is_some() && unescaped_eq(n, name, true))
+            })
             .map(|(_, v)| v.unwrap_or(&[]))
     }
 
@@ -591,6 +596,16 @@ mod tests {
         assert!(p("tel:+12015550123").equivalent(&p("tel:+1-201-555-0123")));
         assert_eq!(p("isbn:2983792873").scheme, Scheme::Other(b"isbn"));
         assert!(Uri::parse(b"nocolon").is_err());
+    }
+
+    #[test]
+    fn escaped_parameter_names() {
+        // RFC 4475 section 3.1.1.3: `%6C%72` is the parameter `lr`.
+        let u = p("sip:caller@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31");
+        assert!(u.lr());
+        assert_eq!(u.param(b"name"), Some(&b"v%61lue%25%34%31"[..]));
+        assert_eq!(u.param(b"%6c%72"), Some(&b""[..]));
+        assert_eq!(u.param(b"lx"), None);
     }
 
     #[test]
