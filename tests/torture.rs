@@ -2362,3 +2362,82 @@ fn header_index_limit_is_a_400_not_a_panic() {
     assert_eq!(err, ParseError::TooManyHeaders);
     assert_eq!(err.status(), 400);
 }
+
+/// Writes every message of this file to `$SIPSHARD_SEED_DIR` (one file each): the committed
+/// fuzz corpus `fuzz/seeds/` is made with
+/// `SIPSHARD_SEED_DIR=fuzz/seeds cargo test --release --test torture -- --ignored`.
+#[test]
+#[ignore = "writes the fuzz seed corpus"]
+fn write_fuzz_seeds() {
+    let dir = std::env::var("SIPSHARD_SEED_DIR").expect("SIPSHARD_SEED_DIR");
+    let crlf_messages: &[(&str, &str)] = &[
+        ("wsinv", WSINV),
+        ("esc01", ESC01),
+        ("escnull", ESCNULL),
+        ("esc02", ESC02),
+        ("lwsdisp", LWSDISP),
+        ("dblreq", DBLREQ),
+        ("semiuri", SEMIURI),
+        ("transports", TRANSPORTS),
+        ("unreason", UNREASON),
+        ("noreason", NOREASON),
+        ("badinv01", BADINV01),
+        ("clerr", CLERR),
+        ("ncl", NCL),
+        ("scalarlg", SCALARLG),
+        ("quotbal", QUOTBAL),
+        ("ltgtruri", LTGTRURI),
+        ("lwsruri", LWSRURI),
+        ("lwsstart", LWSSTART),
+        ("trws", TRWS),
+        ("escruri", ESCRURI),
+        ("baddate", BADDATE),
+        ("regbadct", REGBADCT),
+        ("badaspec", BADASPEC),
+        ("baddn", BADDN),
+        ("badvers", BADVERS),
+        ("mismatch01", MISMATCH01),
+        ("mismatch02", MISMATCH02),
+        ("bigcode", BIGCODE),
+        ("badbranch", BADBRANCH),
+        ("insuf", INSUF),
+        ("unkscm", UNKSCM),
+        ("novelsc", NOVELSC),
+        ("unksm2", UNKSM2),
+        ("bext01", BEXT01),
+        ("invut", INVUT),
+        ("regaut01", REGAUT01),
+        ("multi01", MULTI01),
+        ("mcl01", MCL01),
+        ("bcast", BCAST),
+        ("zeromf", ZEROMF),
+        ("cparam01", CPARAM01),
+        ("regescrt", REGESCRT),
+        ("sdp01", SDP01),
+        ("inv2543", INV2543),
+        ("ipv6-good", IPV6_GOOD),
+        ("ipv6-sdp", IPV6_SDP),
+        ("mult-ip-in-header", MULT_IP_IN_HEADER),
+        ("mult-ip-in-sdp", MULT_IP_IN_SDP),
+        ("ipv4-mapped", IPV4_MAPPED),
+        ("abnf-3-colons", ABNF_3_COLONS),
+        ("rfc3665-f1", RFC3665_F1),
+        ("rfc3665-f2", RFC3665_F2),
+        ("rfc3665-f3", RFC3665_F3),
+        ("rfc3665-f4", RFC3665_F4),
+        ("rfc3665-2.2-f2", RFC3665_2_2_F2),
+    ];
+    let mut all: Vec<(String, Vec<u8>)> = crlf_messages
+        .iter()
+        .map(|(n, m)| (n.to_string(), crlf(m)))
+        .collect();
+    all.push(("intmeth".into(), intmeth()));
+    all.push(("longreq".into(), longreq()));
+    all.push(("mpart01".into(), mpart01().0));
+    all.push(("scalar02".into(), scalar02()));
+    all.push(("ekiga-register-lf".into(), EKIGA_REGISTER.as_bytes().to_vec()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in all {
+        std::fs::write(std::path::Path::new(&dir).join(name), bytes).unwrap();
+    }
+}
