@@ -2435,7 +2435,10 @@ fn write_fuzz_seeds() {
     all.push(("longreq".into(), longreq()));
     all.push(("mpart01".into(), mpart01().0));
     all.push(("scalar02".into(), scalar02()));
-    all.push(("ekiga-register-lf".into(), EKIGA_REGISTER.as_bytes().to_vec()));
+    all.push((
+        "ekiga-register-lf".into(),
+        EKIGA_REGISTER.as_bytes().to_vec(),
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     for (name, bytes) in all {
         std::fs::write(std::path::Path::new(&dir).join(name), bytes).unwrap();
