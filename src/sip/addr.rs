@@ -48,7 +48,9 @@ impl<'a> NameAddr<'a> {
             }
             None => {
                 let end = memchr::memchr(b';', s).unwrap_or(s.len());
-                let uri = &s[..end];
+                // `SEMI = SWS ";" SWS` (RFC 3261 section 25.1): whitespace may separate the
+                // addr-spec from its parameters (RFC 4475 section 3.1.1.1, `To: sip:... ;tag`).
+                let uri = trim(s, Span::new(0, end)).of(s);
                 if uri
                     .iter()
                     .any(|&b| matches!(b, b'?' | b',' | b' ' | b'\t' | b'"'))
@@ -420,6 +422,9 @@ mod tests {
         let a = na("sip:alice@atlanta.com;tag=88sja8x").unwrap();
         assert_eq!(a.uri.host_raw, b"atlanta.com");
         assert_eq!(a.tag(), Some(&b"88sja8x"[..]));
+        let a = na("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n").unwrap();
+        assert_eq!(a.uri.raw, b"sip:vivekg@chair-dnrc.example.com");
+        assert_eq!(a.tag(), Some(&b"1918181833n"[..]));
         let a = na("<sip:bob@192.0.2.4;transport=udp>;expires=3600;q=0.7").unwrap();
         assert_eq!(a.uri.param(b"transport"), Some(&b"udp"[..]));
         assert_eq!(a.expires(), Some(3600));
@@ -433,6 +438,7 @@ mod tests {
         assert!(na("< sip:t.watson@example.org >").is_none());
         assert!(na("sip:user@example.com?Route=%3Csip:sip.example.com%3E").is_none());
         assert!(na("<sip:x@y> junk").is_none());
+        assert!(na("sip:x@y z;tag=1").is_none());
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub enum ParseError {
     BadStatusCode,
     /// The header section is not terminated by an empty line.
     UnterminatedHeaders,
-    /// A header line is not `name: value` (httparse rejected it).
+    /// A header line is not `name: value`, or its value holds a control character.
     BadHeaderLine,
     /// More header lines than the index has room for.
     TooManyHeaders,

@@ -3,11 +3,11 @@
 //! Two passes over the header section, as mini-redis frames and Kamailio parses:
 //!
 //! 1. [`normalize_headers`] walks the lines once with memchr, finds the empty line that ends the
-//!    header section and, in place and without changing any length, turns what httparse does not
-//!    accept into what it does: folded lines (`CRLF` + `SP`/`HT`, RFC 3261 section 7.3.1) become
+//!    header section and, in place and without changing any length, turns what the line splitter
+//!    does not accept into what it does: folded lines (`CRLF` + `SP`/`HT`, RFC 3261 section 7.3.1) become
 //!    spaces, and whitespace between a header name and its colon moves after the colon.
-//! 2. `httparse::parse_headers` splits the fields; each name is recognised once (compact forms
-//!    included) and recorded with its line and value spans.
+//! 2. Each line is split into `name ":" value` ([`split_header_line`]); each name is recognised
+//!    once (compact forms included) and recorded with its line and value spans.
 //!
 //! Framing follows RFC 3261 section 18.3 for datagrams: the body is `Content-Length` octets and
 //! anything after it is ignored; no Content-Length means "the rest of the datagram".
@@ -176,43 +176,36 @@ impl<'a> Message<'a> {
             headers_end,
             body: Span::EMPTY,
         };
-        msg.index_headers(headers_start, body_start)?;
+        msg.index_headers(headers_start)?;
         msg.body = msg.frame_body(body_start)?;
         Ok(msg)
     }
 
-    fn index_headers(&mut self, headers_start: usize, body_start: usize) -> Result<(), ParseError> {
-        let section = &self.buf[headers_start..body_start];
-        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let parsed = match httparse::parse_headers(section, &mut raw) {
-            Ok(httparse::Status::Complete((_, parsed))) => parsed,
-            Ok(httparse::Status::Partial) => return Err(ParseError::UnterminatedHeaders),
-            Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
-            Err(_) => return Err(ParseError::BadHeaderLine),
-        };
-        for (i, h) in parsed.iter().enumerate() {
-            let name_span = Span::within(section, h.name.as_bytes(), headers_start);
-            let value = trim(self.buf, Span::within(section, h.value, headers_start));
-            let name = HeaderName::from_bytes(h.name.as_bytes());
+    fn index_headers(&mut self, headers_start: usize) -> Result<(), ParseError> {
+        // After pass 1 every line before `headers_end` is one whole header field ending in LF.
+        let buf = self.buf;
+        let mut line_start = headers_start;
+        while line_start < self.headers_end {
+            let nl = memchr(b'\n', &buf[line_start..self.headers_end])
+                .map_or(self.headers_end, |i| line_start + i);
+            let i = self.count;
+            if i == MAX_HEADERS {
+                return Err(ParseError::TooManyHeaders);
+            }
+            let (name_span, value) =
+                split_header_line(buf, line_start, nl).ok_or(ParseError::BadHeaderLine)?;
+            let name = HeaderName::from_bytes(name_span.of(buf));
             self.fields[i] = HeaderField {
                 name,
                 name_span,
                 value,
-                line: Span::EMPTY,
+                line: Span::new(line_start, (nl + 1).min(self.headers_end)),
             };
             if self.first[name as usize] == NONE {
                 self.first[name as usize] = i as u8;
             }
-        }
-        self.count = parsed.len();
-        // Each line runs to where the next one starts; the last to the empty line.
-        for i in 0..self.count {
-            let end = if i + 1 < self.count {
-                self.fields[i + 1].name_span.start as usize
-            } else {
-                self.headers_end
-            };
-            self.fields[i].line = Span::new(self.fields[i].name_span.start as usize, end);
+            self.count += 1;
+            line_start = nl + 1;
         }
         Ok(())
     }
@@ -463,8 +456,55 @@ fn normalize_headers(buf: &mut [u8], headers_start: usize) -> Result<(usize, usi
     }
 }
 
+/// Split the header line `buf[start..nl]` (`nl` is its LF) into the name and the trimmed value:
+/// `header-name HCOLON value` with `header-name = token` (RFC 3261 section 7.3.1), the colon
+/// already moved next to the name by pass 1.
+fn split_header_line(buf: &[u8], start: usize, nl: usize) -> Option<(Span, Span)> {
+    let end = if nl > start && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    let line = &buf[start..end];
+    let name_len = line.iter().take_while(|&&b| is_token(b)).count();
+    if name_len == 0 || line.get(name_len) != Some(&b':') {
+        return None;
+    }
+    let value = &line[name_len + 1..];
+    if !valid_header_value(value) {
+        return None;
+    }
+    Some((
+        Span::new(start, start + name_len),
+        trim(buf, Span::new(start + name_len + 1, end)),
+    ))
+}
+
+/// Header values are text: HTAB, SP to `~` and UTF-8 octets. A control character is allowed
+/// only as the escaped octet of a quoted-pair inside a quoted-string (RFC 3261 section 25.1,
+/// `quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)`), which RFC 4475 section 3.1.1.2 puts
+/// NUL, BEL and DEL in a display name to exercise.
+fn valid_header_value(v: &[u8]) -> bool {
+    let mut in_quotes = false;
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'"' => in_quotes = !in_quotes,
+            b'\\' if in_quotes => match v.get(i + 1) {
+                Some(b'\r' | b'\n') => return false,
+                Some(_) => i += 1,
+                None => {}
+            },
+            b'\t' | b' '..=b'~' | 0x80..=0xff => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
+}
+
 /// `Name  : value` -> `Name:   value` (same length): RFC 3261's `HCOLON = *( SP / HTAB ) ":" SWS`
-/// allows whitespace before the colon, httparse does not.
+/// allows whitespace before the colon, [`split_header_line`] does not.
 fn move_colon_after_name(line: &mut [u8]) {
     let name_len = line.iter().take_while(|&&b| is_token(b)).count();
     if name_len == 0 || name_len >= line.len() || line[name_len] == b':' {
@@ -704,6 +744,36 @@ l: 0\n\
         assert_eq!(
             parse("INVITE sip:a@b SIP/2.0\r\nVia: x\r\n").1,
             Err(ParseError::UnterminatedHeaders)
+        );
+    }
+
+    #[test]
+    fn controls_only_as_quoted_pairs() {
+        // RFC 4475 section 3.1.1.2: NUL, BEL and DEL escaped inside a quoted display name.
+        let ok = INVITE.replace("To: Bob", "To: \"\\\0\\\x07\\\x7f\\\"\"");
+        let mut b = ok.into_bytes();
+        let m = Message::parse(&mut b).unwrap();
+        assert_eq!(
+            m.to().unwrap().display,
+            Some(&b"\"\\\0\\\x07\\\x7f\\\"\""[..])
+        );
+        for bad in [
+            "To: \0Bob",
+            "To: \"\x07\"",
+            "To: Bob\\\x7f",
+            "To: \"\\\rx\"",
+        ] {
+            let s = INVITE.replace("To: Bob", bad);
+            assert_eq!(parse(&s).1, Err(ParseError::BadHeaderLine), "{bad:?}");
+        }
+        assert_eq!(parse(&INVITE.replace("CSeq:", "CSeq :")).1, Ok(()));
+        assert_eq!(
+            parse(&INVITE.replace("CSeq:", "C Seq:")).1,
+            Err(ParseError::BadHeaderLine)
+        );
+        assert_eq!(
+            parse(&INVITE.replace("CSeq:", ": CSeq")).1,
+            Err(ParseError::BadHeaderLine)
         );
     }
 

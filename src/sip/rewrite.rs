@@ -106,7 +106,8 @@ impl Edits {
         self.push(span, start);
     }
 
-    /// Insert `text` at position `at`.
+    /// Insert `text` at position `at`. Several insertions at one position appear in the order
+    /// they were recorded.
     pub fn insert(&mut self, at: usize, text: &[u8]) {
         self.replace(Span::new(at, at), text);
     }
@@ -172,7 +173,8 @@ impl Edits {
         let msg_len = pkt.len();
         let mut next_start = msg_len;
         for e in edits.iter() {
-            if e.span.end as usize > next_start {
+            // An inverted span is as much outside the message as one past its end.
+            if e.span.start > e.span.end || e.span.end as usize > next_start {
                 return Err(EditError::Overlap);
             }
             next_start = e.span.start as usize;
@@ -185,7 +187,7 @@ impl Edits {
             worst = worst.max(need_head);
         }
         if worst > pkt.start as isize {
-            return self.apply_with_tail(pkt);
+            return self.apply_with_tail(pkt, worst);
         }
         // `shift` is how far the prefix has moved so far (negative: left, into the headroom).
         let origin = pkt.start;
@@ -213,9 +215,12 @@ impl Edits {
 
     /// Fallback when the headroom is too small: apply by moving the tail instead (correct but
     /// moves the body; only reached when an unusually large batch of insertions is requested).
-    fn apply_with_tail(&mut self, pkt: &mut PacketBuf) -> Result<(), EditError> {
-        let growth = self.growth();
-        if pkt.end as isize + growth > pkt.data.len() as isize {
+    ///
+    /// `worst` is the most the message grows by at any point of the back-to-front pass: that,
+    /// not the net growth, is the room needed (a later removal does not make room for an
+    /// earlier insertion; checking the net growth let `copy_within` run past the buffer).
+    fn apply_with_tail(&mut self, pkt: &mut PacketBuf, worst: isize) -> Result<(), EditError> {
+        if pkt.end as isize + worst > pkt.data.len() as isize {
             return Err(EditError::NoRoom);
         }
         // Edits are sorted back to front; moving the suffix of each leaves earlier positions be.
@@ -451,6 +456,54 @@ mod tests {
         e.remove(Span::new(1, 4));
         e.replace(Span::new(3, 5), b"x");
         assert_eq!(e.apply(&mut p), Err(EditError::Overlap));
+    }
+
+    #[test]
+    fn insertions_at_one_position_keep_the_order_they_were_recorded_in() {
+        // Net growth 3, at most 3 on the way: headroom 2 takes the tail fallback, 3 and more the
+        // in-place path; both must give the same bytes.
+        for headroom in [2, 3, 64] {
+            let mut pkt = PacketBuf::from_message(b"0123456789", headroom);
+            let mut e = Edits::new();
+            e.insert(3, b"A");
+            e.insert(3, b"BB");
+            e.remove(Span::new(3, 5));
+            e.insert(3, b"C");
+            e.insert(5, b"D");
+            e.apply(&mut pkt).unwrap();
+            assert_eq!(pkt.as_slice(), b"012ABBCD56789", "headroom {headroom}");
+        }
+    }
+
+    #[test]
+    fn tail_fallback_checks_the_room_needed_midway_not_just_the_net_growth() {
+        // Back to front: +40 at the end first, then -40 at the front. Net growth 0, but the tail
+        // fallback needs 40 bytes of room while it works; with 9 it must refuse, not overrun.
+        let msg = [b'a'; 100];
+        for headroom in [8usize, 39, 40, 64] {
+            let mut pkt = PacketBuf::from_message(&msg, headroom);
+            let mut e = Edits::new();
+            e.insert(90, &[b'X'; 40]);
+            e.remove(Span::new(0, 40));
+            let r = e.apply(&mut pkt);
+            if headroom + 1 >= 40 {
+                assert_eq!(r, Ok(()), "headroom {headroom}");
+                assert_eq!(pkt.len(), 100);
+                assert_eq!(&pkt.as_slice()[50..90], &[b'X'; 40]);
+            } else {
+                assert_eq!(r, Err(EditError::NoRoom), "headroom {headroom}");
+                assert_eq!(pkt.as_slice(), &msg[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn an_inverted_span_is_refused_without_panicking() {
+        let mut pkt = PacketBuf::from_message(b"abcdef", 8);
+        let mut e = Edits::new();
+        e.replace(Span { start: 4, end: 2 }, b"xyz");
+        assert_eq!(e.apply(&mut pkt), Err(EditError::Overlap));
+        assert_eq!(pkt.as_slice(), b"abcdef");
     }
 
     #[test]

@@ -145,9 +145,14 @@ impl<'a> Uri<'a> {
     }
 
     /// The value of parameter `name` (case-insensitive): `Some(b"")` for a flag like `lr`.
+    /// Names compare after unescaping: `;%6C%72` is `;lr` (RFC 3261 section 19.1.4, RFC 4475
+    /// section 3.1.1.3). The value is returned as written.
     pub fn param(&self, name: &[u8]) -> Option<&'a [u8]> {
         self.params()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| {
+                n.eq_ignore_ascii_case(name)
+                    || (memchr::memchr(b'%', n).is_some() && unescaped_eq(n, name, true))
+            })
             .map(|(_, v)| v.unwrap_or(&[]))
     }
 
@@ -282,7 +287,11 @@ pub fn parse_host(raw: &[u8]) -> Option<Host<'_>> {
             return None;
         }
         let inner = std::str::from_utf8(&raw[1..raw.len() - 1]).ok()?;
-        return inner.parse::<Ipv6Addr>().ok().map(Host::V6);
+        return inner
+            .parse::<Ipv6Addr>()
+            .ok()
+            .or_else(|| rfc2373_three_colons(inner))
+            .map(Host::V6);
     }
     if !raw
         .iter()
@@ -304,6 +313,24 @@ pub fn parse_host(raw: &[u8]) -> Option<Host<'_>> {
         }
     }
     Some(Host::Name(raw))
+}
+
+/// RFC 3261's IPv6 ABNF (from RFC 2373) also derives `x:y:::a.b.c.d`, three colons before an
+/// embedded IPv4 address; RFC 4291 does not. RFC 5118 section 4.10: "an implementation must
+/// tolerate both". Read that one construct, and only it, as `x:y::a.b.c.d`.
+fn rfc2373_three_colons(inner: &str) -> Option<Ipv6Addr> {
+    let at = inner.find(":::")?;
+    let (head, tail) = (&inner[..at], &inner[at + 3..]);
+    if tail.contains(':') || tail.parse::<Ipv4Addr>().is_err() || inner.len() > 45 {
+        return None;
+    }
+    // `head` + "::" + `tail`, on the stack (no allocation on the parse path).
+    let mut buf = [0u8; 45];
+    let len = head.len() + 2 + tail.len();
+    buf[..head.len()].copy_from_slice(head.as_bytes());
+    buf[head.len()..head.len() + 2].copy_from_slice(b"::");
+    buf[head.len() + 2..len].copy_from_slice(tail.as_bytes());
+    std::str::from_utf8(&buf[..len]).ok()?.parse().ok()
 }
 
 /// A decimal port in 0..=65535 (1-5 digits).
@@ -561,6 +588,24 @@ mod tests {
         assert_eq!(u.port, Some(5061));
         assert_eq!(u.param(b"maddr"), Some(&b"[2001:db8::1]"[..]));
         assert!(Uri::parse(b"sip:[2001:db8::10").is_err());
+        // RFC 5118 section 4.10: the three-colon form RFC 3261's ABNF allows, and nothing else.
+        let three = p("sip:[2001:db8:::192.0.2.1]");
+        assert_eq!(
+            three.host,
+            Some(Host::V6("2001:db8::192.0.2.1".parse().unwrap()))
+        );
+        assert_eq!(three.host_raw, b"[2001:db8:::192.0.2.1]");
+        assert!(three.equivalent(&p("sip:[2001:db8::192.0.2.1]")));
+        assert!(p("sip:[:::192.0.2.1]").host.is_some());
+        for bad in [
+            "sip:[2001:db8:::10]",
+            "sip:[2001:db8::::192.0.2.1]",
+            "sip:[2001:db8::1:::192.0.2.1]",
+            "sip:[1:2:3:4:5:6:7:::192.0.2.1]",
+            "sip:[:::]",
+        ] {
+            assert!(Uri::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
         assert!(Uri::parse(b"sip:user@1.2.3.4.5").is_err());
         assert!(Uri::parse(b"sip:user@256.1.1.1").is_err());
     }
@@ -591,6 +636,16 @@ mod tests {
         assert!(p("tel:+12015550123").equivalent(&p("tel:+1-201-555-0123")));
         assert_eq!(p("isbn:2983792873").scheme, Scheme::Other(b"isbn"));
         assert!(Uri::parse(b"nocolon").is_err());
+    }
+
+    #[test]
+    fn escaped_parameter_names() {
+        // RFC 4475 section 3.1.1.3: `%6C%72` is the parameter `lr`.
+        let u = p("sip:caller@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31");
+        assert!(u.lr());
+        assert_eq!(u.param(b"name"), Some(&b"v%61lue%25%34%31"[..]));
+        assert_eq!(u.param(b"%6c%72"), Some(&b""[..]));
+        assert_eq!(u.param(b"lx"), None);
     }
 
     #[test]
