@@ -181,30 +181,79 @@ impl<'a> Message<'a> {
         Ok(msg)
     }
 
+    /// Index the header fields: httparse's (SIMD) splitter first; when it refuses a line that
+    /// SIP allows (a control character escaped inside a quoted string, RFC 4475 section
+    /// 3.1.1.2), the message is indexed again by [`split_header_line`], which accepts exactly
+    /// that.
     fn index_headers(&mut self, headers_start: usize) -> Result<(), ParseError> {
+        let body_start = self.headers_end
+            + if self.buf.get(self.headers_end) == Some(&b'\r') {
+                2
+            } else {
+                1
+            };
+        let section = &self.buf[headers_start..body_start.min(self.buf.len())];
+        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match httparse::parse_headers(section, &mut raw) {
+            Ok(httparse::Status::Complete((_, parsed))) => {
+                for h in parsed {
+                    let name_span = Span::within(section, h.name.as_bytes(), headers_start);
+                    let value = trim(self.buf, Span::within(section, h.value, headers_start));
+                    self.push_field(name_span, value, Span::EMPTY)?;
+                }
+                // Each line runs to where the next one starts; the last to the empty line.
+                for i in 0..self.count {
+                    let end = match self.fields.get(i + 1) {
+                        Some(next) if i + 1 < self.count => next.name_span.start as usize,
+                        _ => self.headers_end,
+                    };
+                    self.fields[i].line = Span::new(self.fields[i].name_span.start as usize, end);
+                }
+                Ok(())
+            }
+            Err(httparse::Error::TooManyHeaders) => Err(ParseError::TooManyHeaders),
+            _ => {
+                self.count = 0;
+                self.first = [NONE; KNOWN_NAMES];
+                self.index_lines(headers_start)
+            }
+        }
+    }
+
+    fn push_field(&mut self, name_span: Span, value: Span, line: Span) -> Result<(), ParseError> {
+        let i = self.count;
+        if i == MAX_HEADERS {
+            return Err(ParseError::TooManyHeaders);
+        }
+        let name = HeaderName::from_bytes(name_span.of(self.buf));
+        self.fields[i] = HeaderField {
+            name,
+            name_span,
+            value,
+            line,
+        };
+        if self.first[name as usize] == NONE {
+            self.first[name as usize] = i as u8;
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The fallback indexer: one field per line (pass 1 already unfolded continuation lines).
+    fn index_lines(&mut self, headers_start: usize) -> Result<(), ParseError> {
         // After pass 1 every line before `headers_end` is one whole header field ending in LF.
         let buf = self.buf;
         let mut line_start = headers_start;
         while line_start < self.headers_end {
             let nl = memchr(b'\n', &buf[line_start..self.headers_end])
                 .map_or(self.headers_end, |i| line_start + i);
-            let i = self.count;
-            if i == MAX_HEADERS {
-                return Err(ParseError::TooManyHeaders);
-            }
             let (name_span, value) =
                 split_header_line(buf, line_start, nl).ok_or(ParseError::BadHeaderLine)?;
-            let name = HeaderName::from_bytes(name_span.of(buf));
-            self.fields[i] = HeaderField {
-                name,
+            self.push_field(
                 name_span,
                 value,
-                line: Span::new(line_start, (nl + 1).min(self.headers_end)),
-            };
-            if self.first[name as usize] == NONE {
-                self.first[name as usize] = i as u8;
-            }
-            self.count += 1;
+                Span::new(line_start, (nl + 1).min(self.headers_end)),
+            )?;
             line_start = nl + 1;
         }
         Ok(())
