@@ -151,6 +151,23 @@ pub struct Args {
     #[arg(long, default_value_t = 60)]
     pub min_expires: u32,
 
+    /// Live bindings one address of record may hold; more get 403.
+    #[arg(long, default_value_t = 10)]
+    pub max_bindings_per_aor: usize,
+
+    /// Live bindings the location table may hold (per shard, each holds all); more get 503.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub max_bindings: usize,
+
+    /// Per-source flood protection: a source sending more than RATE requests per second is
+    /// dropped for --pike-cooldown seconds (counted, logged once). Off by default.
+    #[arg(long, value_name = "RATE")]
+    pub pike: Option<u32>,
+
+    /// How long a flooding source stays blocked (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub pike_cooldown: u64,
+
     /// Largest datagram accepted; larger ones get 513 Message Too Large.
     #[arg(long, default_value_t = 65_507)]
     pub max_message: usize,

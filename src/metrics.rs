@@ -29,10 +29,12 @@ pub enum DropReason {
     Truncated,
     /// The send failed (socket buffer full or the destination refused it).
     SendFailed,
+    /// The source exceeded its request rate (`--pike`).
+    Flood,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Keepalive,
         DropReason::Unparseable,
         DropReason::StrayResponse,
@@ -44,6 +46,7 @@ impl DropReason {
         DropReason::Unanswerable,
         DropReason::Truncated,
         DropReason::SendFailed,
+        DropReason::Flood,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +62,7 @@ impl DropReason {
             DropReason::Unanswerable => "unanswerable",
             DropReason::Truncated => "truncated",
             DropReason::SendFailed => "send_failed",
+            DropReason::Flood => "flood",
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod branch;
 pub mod local;
+pub mod pike;
 pub mod reply;
 
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +43,8 @@ pub struct ProxyConfig {
     pub record_route: bool,
     pub registrar: RegistrarConfig,
     pub max_message: usize,
+    /// Per-source flood protection: (requests per second per shard, cool-down seconds).
+    pub pike: Option<(u32, u64)>,
 }
 
 /// The wall-clock time, passed in by the runtime (the core never reads a clock).
@@ -104,6 +107,8 @@ pub struct Core {
     outbox: Vec<BindingRecord>,
     /// Last version stamp issued, so stamps strictly increase on this shard.
     last_stamp_ms: u64,
+    /// Per-source flood protection (`--pike`), when on.
+    pike: Option<pike::Pike>,
 }
 
 impl Core {
@@ -122,6 +127,9 @@ impl Core {
             extra: Vec::with_capacity(2048),
             outbox: Vec::new(),
             last_stamp_ms: 0,
+            pike: cfg
+                .pike
+                .map(|(rate, cooldown)| pike::Pike::new(rate, cooldown)),
         }
     }
 
@@ -138,6 +146,19 @@ impl Core {
         pkt: &mut PacketBuf,
     ) -> Action {
         self.counters.datagrams_received += 1;
+        // Flood protection looks at requests only (responses answer what we sent), before any
+        // parsing: a blocked source costs one hash lookup.
+        if let Some(p) = &mut self.pike {
+            if !pkt.as_slice().starts_with(b"SIP/") {
+                if let pike::Verdict::Block { newly } = p.check(src.ip(), now.unix_ms) {
+                    if newly {
+                        log::warn!("pike: {} exceeded its request rate; blocked", src.ip());
+                    }
+                    self.counters.drop(DropReason::Flood);
+                    return Action::Drop(DropReason::Flood);
+                }
+            }
+        }
         let decision = if pkt.len() > self.cfg.max_message {
             self.counters.parse_error(ParseError::TooLarge);
             match ReplySource::salvage(pkt.as_slice()) {
@@ -200,6 +221,9 @@ impl Core {
     pub fn purge(&mut self, now: Now) {
         let expired = self.table.purge(now.secs());
         self.counters.registrations_expired += expired as u64;
+        if let Some(p) = &mut self.pike {
+            p.prune(now.unix_ms);
+        }
     }
 
     fn on_request(

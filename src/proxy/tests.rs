@@ -26,8 +26,11 @@ fn config(listen: &str, domains: &[&str], record_route: bool) -> &'static ProxyC
             default_expires: 3600,
             min_expires: 60,
             max_expires: 7200,
+            max_bindings_per_aor: 10,
+            max_bindings: 1_000_000,
         },
         max_message: 65_507,
+        pike: None,
     }))
 }
 

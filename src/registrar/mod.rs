@@ -32,6 +32,10 @@ pub struct RegistrarConfig {
     pub default_expires: u32,
     pub min_expires: u32,
     pub max_expires: u32,
+    /// Live bindings one AOR may have (`--max-bindings-per-aor`).
+    pub max_bindings_per_aor: usize,
+    /// Live bindings the whole table may hold (`--max-bindings`).
+    pub max_bindings: usize,
 }
 
 /// Everything the registrar reads and changes, borrowed from the shard's core.
@@ -154,6 +158,28 @@ pub fn handle(
             if let Some(r) = check_order(ctx.table, aor, ch.uri, call_id_hash, cseq.number) {
                 return r;
             }
+        }
+        // Limits: how many live bindings the AOR and the table would hold afterwards.
+        let live_now = ctx.table.live_bindings(aor, now_secs).count();
+        let (mut added, mut removed) = (0usize, 0usize);
+        for ch in &changes {
+            let exists = ctx
+                .table
+                .live_bindings(aor, now_secs)
+                .any(|b| table::same_contact(b.contact, ch.uri));
+            match (exists, ch.expires) {
+                (false, e) if e > 0 => added += 1,
+                (true, 0) => removed += 1,
+                _ => {}
+            }
+        }
+        let after = (live_now + added).saturating_sub(removed);
+        if added > 0 && after > ctx.cfg.max_bindings_per_aor {
+            return (403, "Forbidden - Too Many Contacts");
+        }
+        if added > removed && ctx.table.binding_count() + added - removed > ctx.cfg.max_bindings {
+            ctx.extra.extend_from_slice(b"Retry-After: 60\r\n");
+            return (503, "Service Unavailable - Location Table Full");
         }
         for ch in &changes {
             if is_retransmission(ctx.table, aor, ch.uri, call_id_hash, cseq.number) {

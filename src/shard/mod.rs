@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use glommio::net::UdpSocket;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::config::Args;
+use crate::config::{Args, Steering};
 use crate::metrics::{Counters, DropReason};
 use crate::metrics_export::{self, Latency, Published};
 use crate::persist::Store;
@@ -87,8 +87,18 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             default_expires: args.default_expires,
             min_expires: args.min_expires,
             max_expires: args.max_expires,
+            max_bindings_per_aor: args.max_bindings_per_aor,
+            max_bindings: args.max_bindings,
         },
         max_message: args.max_message,
+        // With random steering a source's requests are spread over every shard.
+        pike: args.pike.map(|rate| {
+            let per_shard = match args.steering {
+                Steering::Random => rate.div_ceil(shards as u32),
+                Steering::Flow => rate,
+            };
+            (per_shard, args.pike_cooldown)
+        }),
     }));
     for l in &cfg.local.listen {
         log::info!(
