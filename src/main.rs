@@ -4,15 +4,56 @@ use clap::Parser;
 
 use sipshard::config::Args;
 
+/// RFC 3339 UTC time with milliseconds.
+fn humantime_now() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (d, ms) = (since.as_secs(), since.subsec_millis());
+    let (y, m, dd) = civil_from_days((d / 86_400) as i64);
+    let rem = d % 86_400;
+    format!(
+        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 fn main() {
     let args = Args::parse();
     if let Err(e) = args.validate() {
         eprintln!("sipshard: {e}");
         std::process::exit(2);
     }
+    // logfmt on stderr: one event per line, `key=value`, easy to grep and to ship.
     env_logger::Builder::new()
         .filter_level(args.effective_log_level())
-        .format_timestamp_millis()
+        .format(|out, record| {
+            use std::io::Write;
+            writeln!(
+                out,
+                "ts={} level={} target={} msg={:?}",
+                humantime_now(),
+                record.level().as_str().to_ascii_lowercase(),
+                record.target(),
+                record.args().to_string()
+            )
+        })
         .init();
     match sipshard::shard::run(&args) {
         Ok(total) => {

@@ -631,7 +631,7 @@ fn two_shards_share_the_location_table() {
     let log = p.stop();
     let per_shard: Vec<u64> = log
         .lines()
-        .filter(|l| l.contains("sipshard::shard] shard "))
+        .filter(|l| l.contains("target=sipshard::shard msg=\"shard "))
         .map(|l| {
             l.split(": ")
                 .nth(1)
