@@ -7,6 +7,7 @@
 //! for the other shards ([`Core::take_replication`]) and theirs are applied with
 //! [`Core::apply_replica`].
 
+pub mod auth;
 pub mod branch;
 pub mod local;
 pub mod reply;
@@ -23,6 +24,7 @@ use crate::sip::{
     Edits, HeaderName, Message, Method, NameAddr, PacketBuf, ParseError, Scheme, Span, Uri,
 };
 
+use auth::{Role, ShardAuth};
 use branch::{BranchKey, BRANCH_LEN, BRANCH_PREFIX};
 use local::LocalIdentity;
 use reply::{host_is, rport_name_end, write_ip, ReplySource};
@@ -104,6 +106,8 @@ pub struct Core {
     outbox: Vec<BindingRecord>,
     /// Last version stamp issued, so stamps strictly increase on this shard.
     last_stamp_ms: u64,
+    /// Digest authentication, when `--users` is given.
+    auth: Option<ShardAuth>,
 }
 
 impl Core {
@@ -122,6 +126,7 @@ impl Core {
             extra: Vec::with_capacity(2048),
             outbox: Vec::new(),
             last_stamp_ms: 0,
+            auth: None,
         }
     }
 
@@ -303,6 +308,15 @@ impl Core {
         if max_forwards == Some(0) {
             return self.reply_to(msg, src, socket, 483, "Too Many Hops");
         }
+        // Proxy authentication (section 16.3 item 6, section 22.3), before the location service
+        // is asked, so an unauthenticated caller learns nothing about registrations.
+        let routed_by_us = removed.iter().any(Option::is_some);
+        let authenticated = self.needs_proxy_auth(msg, method, routed_by_us);
+        if authenticated {
+            if let Some(d) = self.authenticate(msg, src, socket, now, Role::Proxy) {
+                return d;
+            }
+        }
 
         let mut contact: Option<&[u8]> = None;
         let dest = if let Some(next) = routes.first {
@@ -371,6 +385,10 @@ impl Core {
             }),
         }
         remove_values(edits, msg, &removed);
+        if authenticated {
+            self.strip_our_credentials(msg);
+        }
+        let edits = &mut self.edits;
 
         let adv = local.advertised(out_socket, &dest);
         let mut branch = [0u8; BRANCH_LEN];
@@ -471,6 +489,11 @@ impl Core {
         socket: usize,
         now: Now,
     ) -> Decision {
+        if self.auth.is_some() {
+            if let Some(d) = self.authenticate(msg, src, socket, now, Role::Registrar) {
+                return d;
+            }
+        }
         self.extra.clear();
         let (status, reason) = registrar::handle(
             &mut registrar::Context {

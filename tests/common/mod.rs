@@ -76,6 +76,15 @@ impl Proxy {
         }
     }
 
+    /// Send a signal (e.g. `libc::SIGHUP`) to the running process.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+
     /// SIGTERM, wait, and return everything it logged.
     pub fn stop(mut self) -> String {
         let mut child = self.child.take().unwrap();
