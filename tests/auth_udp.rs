@@ -497,6 +497,8 @@ fn register_bob(p: &Proxy, ua: &Ua, password: &str) {
     let ch = challenge_register(ua, p, "bob", 1);
     let r = answer_register(ua, p, "bob", 2, &reg_answer("bob", password), &ch);
     assert!(r.starts_with("SIP/2.0 200 OK\r\n"), "{r}");
+    // The binding reaches the other shards asynchronously.
+    std::thread::sleep(Duration::from_millis(100));
 }
 
 /// RFC 3665 section 3.2 F1-F4 (and on to the end of the call): INVITE -> 407 with

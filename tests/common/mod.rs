@@ -280,5 +280,11 @@ pub fn register(
         contact_line = if contact.is_empty() { String::new() } else { format!("Contact: {contact}\n") },
     );
     ua.send(registrar, &msg);
-    ua.recv_final()
+    let reply = ua.recv_final();
+    if reply.starts_with("SIP/2.0 200") {
+        // The binding reaches the other shards asynchronously (replication over the mesh); a
+        // request sent at once may land on a shard that has not applied it yet.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reply
 }
