@@ -2,13 +2,18 @@
 //! a password (`-a`), and SIPp's `[authentication]` registering and calling through sipshard.
 //! A missing peer fails the test with the command that installs it.
 
+#[path = "common/auth.rs"]
+mod auth_util;
 mod common;
+#[path = "common/digest.rs"]
+mod digest;
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use auth_util::*;
 use common::*;
 
 const BILOXI: &str = "biloxi.example.com";
@@ -27,30 +32,6 @@ fn require(tool: &str, package: &str) -> PathBuf {
 
 fn scenario(name: &str) -> String {
     format!("{}/tests/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A scratch directory (SIPp writes its logs into the working directory).
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d =
-            std::env::temp_dir().join(format!("sipshard-auth-peers-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Wait for `child` at most `limit`, then kill it; returns its output.
@@ -103,7 +84,7 @@ fn sipsak_registers_with_a_password() {
         "users",
         &format!(
             "alice:s3cret\ncarol:{BILOXI}:{}\n",
-            md5_ha1("carol", BILOXI, "chicago")
+            digest::ha1("carol", BILOXI, "chicago")
         ),
     );
     let p = Proxy::start_on(port, &["--domain", BILOXI, "--users", &users]);
@@ -124,34 +105,15 @@ fn sipsak_registers_with_a_password() {
     let out = sipsak_register(&sipsak, port, "alice", "wrong");
     assert!(!out.status.success(), "a wrong password must not register");
     let log = p.stop();
-    let ok: u64 = log
-        .lines()
-        .filter_map(|l| {
-            l.split(": auth ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
+    let ok = auth_totals(&log)[0];
     assert_eq!(ok, 2, "{log}");
-}
-
-fn md5_ha1(user: &str, realm: &str, password: &str) -> String {
-    use md5::{Digest as _, Md5};
-    Md5::digest(format!("{user}:{realm}:{password}").as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The cumulative value of a counter from SIPp's final statistics screen.
 fn sipp_counter(screen: &str, name: &str) -> Option<u64> {
     screen
         .lines()
-        .filter(|l| l.trim_start().starts_with(name))
-        .last()?
+        .rfind(|l| l.trim_start().starts_with(name))?
         .split('|')
         .nth(2)?
         .trim()
@@ -296,17 +258,7 @@ fn sipp_registers_and_calls_with_authentication() {
     assert_all_calls_succeeded(&uac, CALLS, "UAC", &dir);
     assert_all_calls_succeeded(&uas, CALLS, "UAS", &dir);
     let log = p.stop();
-    let ok: u64 = log
-        .lines()
-        .filter_map(|l| {
-            l.split(": auth ")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
+    let ok = auth_totals(&log)[0];
     assert_eq!(
         ok,
         2 + CALLS,

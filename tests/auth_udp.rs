@@ -3,45 +3,22 @@
 //! formulas (independently of `src/auth`), stateless nonces across shards and nodes, nonce
 //! expiry, tampering, replay, ownership of the AOR, malformed credentials, CANCEL, SIGHUP.
 
+#[path = "common/auth.rs"]
+mod auth_util;
 mod common;
 #[path = "common/digest.rs"]
 mod digest;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use auth_util::*;
 use common::*;
 use digest::*;
 
 const BILOXI: &str = "biloxi.example.com";
 const ATLANTA: &str = "atlanta.example.com";
 const QUIET: Duration = Duration::from_millis(300);
-
-/// A scratch directory for users files, removed at the end of the test.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d =
-            std::env::temp_dir().join(format!("sipshard-auth-wire-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-
-    /// Write `text` to `name`; returns the path as a string for the command line.
-    fn file(&self, name: &str, text: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p.to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A fresh branch suffix for every request of the test binary.
 fn next() -> u32 {
@@ -88,33 +65,23 @@ fn reg_answer(user: &str, password: &str) -> Answer {
     Answer::new(user, password, "REGISTER", &format!("sip:{BILOXI}"))
 }
 
-/// The per-shard auth counters from the log of a stopped proxy: ok, challenges, stale, failed,
-/// malformed, forbidden, reloads.
-fn auth_per_shard(log: &str) -> Vec<[u64; 7]> {
-    log.lines()
-        .filter_map(|l| {
-            let rest = &l[l.find(": auth ")? + 7..];
-            let mut out = [0u64; 7];
-            for (i, part) in rest.split(", ").enumerate().take(7) {
-                out[i] = part.split_whitespace().next()?.parse().ok()?;
-            }
-            Some(out)
-        })
-        .collect()
-}
-
-fn auth_totals(log: &str) -> [u64; 7] {
-    let mut t = [0u64; 7];
-    for s in auth_per_shard(log) {
-        for (a, b) in t.iter_mut().zip(s) {
-            *a += b;
-        }
-    }
-    t
-}
-
 const USERS: &str = "# RFC 3665 users\n\nbob:zanzibar\nalice:wonderland\n\
                      # an HA1 entry: MD5(carol:biloxi.example.com:chicago)\n";
+
+/// sipshard for `BILOXI` with the test users, plus `extra` flags.
+fn start(name: &str, extra: &[&str]) -> (Dir, Proxy) {
+    let dir = Dir::new(name);
+    let users = users_file(&dir);
+    // One shard unless the test asks for more: 17 tests start proxies in parallel on 2 cores.
+    let shards: &[&str] = if extra.contains(&"--shards") {
+        &[]
+    } else {
+        &["--shards", "1"]
+    };
+    let args = [&["--domain", BILOXI, "--users", &users][..], shards, extra].concat();
+    let p = Proxy::start(&args);
+    (dir, p)
+}
 
 fn users_file(dir: &Dir) -> String {
     let text = format!(
@@ -128,8 +95,7 @@ fn users_file(dir: &Dir) -> String {
 /// answer forms: no qop (RFC 2069), MD5-sess, an HA1 entry, and OPTIONS keepalives untouched.
 #[test]
 fn registration_with_authentication_rfc3665_2_1() {
-    let dir = Dir::new("2-1");
-    let p = Proxy::start(&["--domain", BILOXI, "--users", &users_file(&dir)]);
+    let (_dir, p) = start("2-1", &[]);
     let bob = Ua::new();
 
     // F1/F2: the challenge, exactly as the issue specifies.
@@ -196,17 +162,7 @@ fn registration_with_authentication_rfc3665_2_1() {
 /// having issued it.
 #[test]
 fn nonce_reused_on_other_shards_rfc3665_2_2() {
-    let dir = Dir::new("2-2");
-    let p = Proxy::start(&[
-        "--domain",
-        BILOXI,
-        "--users",
-        &users_file(&dir),
-        "--shards",
-        "2",
-        "--steering",
-        "random",
-    ]);
+    let (_dir, p) = start("2-2", &["--shards", "2", "--steering", "random"]);
     let first = Ua::new();
     let ch = challenge_register(&first, &p, "bob", 1);
     let r = answer_register(&first, &p, "bob", 2, &reg_answer("bob", "zanzibar"), &ch);
@@ -231,15 +187,7 @@ fn nonce_reused_on_other_shards_rfc3665_2_2() {
 /// stale=TRUE since the credentials themselves were right. A verbatim retransmission is not.
 #[test]
 fn replayed_nonce_count_is_rechallenged() {
-    let dir = Dir::new("replay");
-    let p = Proxy::start(&[
-        "--domain",
-        BILOXI,
-        "--users",
-        &users_file(&dir),
-        "--shards",
-        "1",
-    ]);
+    let (_dir, p) = start("replay", &["--shards", "1"]);
     let bob = Ua::new();
     let ch = challenge_register(&bob, &p, "bob", 1);
     let a = reg_answer("bob", "zanzibar").nc(Some(5));
@@ -273,8 +221,7 @@ fn replayed_nonce_count_is_rechallenged() {
 /// RFC 3665 section 2.5: a wrong password gets a new 401 (not stale), as does an unknown user.
 #[test]
 fn wrong_password_and_unknown_user_rfc3665_2_5() {
-    let dir = Dir::new("2-5");
-    let p = Proxy::start(&["--domain", BILOXI, "--users", &users_file(&dir)]);
+    let (_dir, p) = start("2-5", &[]);
     let bob = Ua::new();
     for (user, password) in [
         ("bob", "zanziber"),
@@ -295,15 +242,7 @@ fn wrong_password_and_unknown_user_rfc3665_2_5() {
 /// password with an expired nonce gets a plain one.
 #[test]
 fn expired_nonce_is_stale() {
-    let dir = Dir::new("stale");
-    let p = Proxy::start(&[
-        "--domain",
-        BILOXI,
-        "--users",
-        &users_file(&dir),
-        "--nonce-ttl",
-        "1",
-    ]);
+    let (_dir, p) = start("stale", &["--nonce-ttl", "1"]);
     let bob = Ua::new();
     let ch = challenge_register(&bob, &p, "bob", 1);
     std::thread::sleep(Duration::from_millis(2100));
@@ -329,7 +268,7 @@ fn expired_nonce_is_stale() {
 fn tampered_foreign_and_cluster_nonces() {
     let dir = Dir::new("cluster");
     let users = users_file(&dir);
-    let common = ["--domain", BILOXI, "--users", &users];
+    let common = ["--domain", BILOXI, "--users", &users, "--shards", "1"];
     let secret = ["--auth-secret", "hex:00112233445566778899aabbccddeeff"];
     let a = Proxy::start(&[&common[..], &secret[..]].concat());
     let b = Proxy::start(&[&common[..], &secret[..]].concat());
@@ -370,14 +309,7 @@ fn tampered_foreign_and_cluster_nonces() {
 /// --nonce-bind-ip: a nonce issued to 127.0.0.1 is not accepted from 127.0.0.2.
 #[test]
 fn nonce_bound_to_the_client_address() {
-    let dir = Dir::new("bind");
-    let p = Proxy::start(&[
-        "--domain",
-        BILOXI,
-        "--users",
-        &users_file(&dir),
-        "--nonce-bind-ip",
-    ]);
+    let (_dir, p) = start("bind", &["--nonce-bind-ip"]);
     let bob = Ua::new();
     let ch = challenge_register(&bob, &p, "bob", 1);
     let sock = std::net::UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
@@ -404,6 +336,8 @@ fn someone_elses_aor_is_forbidden() {
     let dir = Dir::new("aor");
     let aliases = dir.file("aliases", "# PBX numbers\nalice: 4420000001, 4420000002\n");
     let p = Proxy::start(&[
+        "--shards",
+        "1",
         "--domain",
         BILOXI,
         "--users",
@@ -443,8 +377,7 @@ fn someone_elses_aor_is_forbidden() {
 /// Malformed credentials get 400 with a reason; so does a `uri` that is not the Request-URI.
 #[test]
 fn malformed_authorization_is_400() {
-    let dir = Dir::new("400");
-    let p = Proxy::start(&["--domain", BILOXI, "--users", &users_file(&dir)]);
+    let (_dir, p) = start("400", &[]);
     let bob = Ua::new();
     let ch = challenge_register(&bob, &p, "bob", 1);
     let good = reg_answer("bob", "zanzibar").credentials(&ch);
@@ -492,6 +425,22 @@ fn invite(
     )
 }
 
+/// INVITE bob from `from` (user, domain) without credentials, assert the 407, and return the
+/// `Proxy-Authorization` line answering it as alice with `password`.
+fn proxy_credentials(
+    ua: &Ua,
+    p: &Proxy,
+    from: (&str, &str),
+    branch: &str,
+    password: &str,
+) -> String {
+    let r = send_recv(ua, p.addr, &invite(ua, from.0, from.1, 1, branch, ""));
+    assert!(r.starts_with("SIP/2.0 407 "), "{r}");
+    let ch = Challenge::parse(header(&r, "Proxy-Authenticate"));
+    let a = Answer::new("alice", password, "INVITE", &format!("sip:bob@{BILOXI}"));
+    format!("Proxy-Authorization: {}\n", a.credentials(&ch))
+}
+
 /// Register bob (with authentication) at `p` for `BILOXI`, contact at `ua`.
 fn register_bob(p: &Proxy, ua: &Ua, password: &str) {
     let ch = challenge_register(ua, p, "bob", 1);
@@ -508,6 +457,8 @@ fn register_bob(p: &Proxy, ua: &Ua, password: &str) {
 fn invite_with_proxy_authentication_rfc3665_3_2() {
     let dir = Dir::new("3-2");
     let p = Proxy::start(&[
+        "--shards",
+        "1",
         "--domain",
         BILOXI,
         "--domain",
@@ -641,19 +592,7 @@ fn invite_with_proxy_authentication_rfc3665_3_2() {
     );
     assert!(bob.recv().starts_with("INVITE "), "forwarded unchallenged");
     // Authenticated as alice, calling as bob: 403.
-    let r = send_recv(
-        &alice,
-        p.addr,
-        &invite(&alice, "bob", ATLANTA, 1, "z9hG4bKimp1", ""),
-    );
-    let ch = Challenge::parse(header(&r, "Proxy-Authenticate"));
-    let a = Answer::new(
-        "alice",
-        "wonderland",
-        "INVITE",
-        &format!("sip:bob@{BILOXI}"),
-    );
-    let extra = format!("Proxy-Authorization: {}\n", a.credentials(&ch));
+    let extra = proxy_credentials(&alice, &p, ("bob", ATLANTA), "z9hG4bKimp1", "wonderland");
     let r = send_recv(
         &alice,
         p.addr,
@@ -678,15 +617,7 @@ fn invite_with_proxy_authentication_rfc3665_3_2() {
 /// --auth register: only REGISTER is challenged; calls pass.
 #[test]
 fn register_only_mode_lets_calls_through() {
-    let dir = Dir::new("regonly");
-    let p = Proxy::start(&[
-        "--domain",
-        BILOXI,
-        "--users",
-        &users_file(&dir),
-        "--auth",
-        "register",
-    ]);
+    let (_dir, p) = start("regonly", &["--auth", "register"]);
     let (alice, bob) = (Ua::new(), Ua::new());
     register_bob(&p, &bob, "zanzibar");
     alice.send(
@@ -699,23 +630,10 @@ fn register_only_mode_lets_calls_through() {
 /// CANCEL is never challenged (RFC 3261 section 22.1): it follows its authenticated INVITE.
 #[test]
 fn cancel_is_not_challenged() {
-    let dir = Dir::new("cancel");
-    let p = Proxy::start(&["--domain", BILOXI, "--users", &users_file(&dir)]);
+    let (_dir, p) = start("cancel", &[]);
     let (alice, bob) = (Ua::new(), Ua::new());
     register_bob(&p, &bob, "zanzibar");
-    let r = send_recv(
-        &alice,
-        p.addr,
-        &invite(&alice, "alice", BILOXI, 1, "z9hG4bKcx1", ""),
-    );
-    let ch = Challenge::parse(header(&r, "Proxy-Authenticate"));
-    let a = Answer::new(
-        "alice",
-        "wonderland",
-        "INVITE",
-        &format!("sip:bob@{BILOXI}"),
-    );
-    let extra = format!("Proxy-Authorization: {}\n", a.credentials(&ch));
+    let extra = proxy_credentials(&alice, &p, ("alice", BILOXI), "z9hG4bKcx1", "wonderland");
     alice.send(
         p.addr,
         &invite(&alice, "alice", BILOXI, 2, "z9hG4bKcx2", &extra),
@@ -748,6 +666,8 @@ fn cancel_is_not_challenged() {
 fn two_proxies_two_realms_rfc3665_3_3() {
     let dir = Dir::new("3-3");
     let b = Proxy::start(&[
+        "--shards",
+        "1",
         "--domain",
         BILOXI,
         "--domain",
@@ -760,6 +680,8 @@ fn two_proxies_two_realms_rfc3665_3_3() {
     ]);
     let route = format!("{BILOXI}={}", b.addr);
     let a = Proxy::start(&[
+        "--shards",
+        "1",
         "--domain",
         ATLANTA,
         "--realm",
@@ -848,6 +770,8 @@ fn two_proxies_two_realms_rfc3665_3_3() {
 fn other_realms_credentials_pass_through() {
     let dir = Dir::new("pass");
     let p = Proxy::start(&[
+        "--shards",
+        "1",
         "--domain",
         ATLANTA,
         "--realm",
