@@ -4,6 +4,7 @@
 //! stateless proxy on `0.0.0.0:5060` with one shard per core.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Parser, ValueEnum};
@@ -82,6 +83,64 @@ impl FromStr for CpuList {
         }
         Ok(CpuList(cpus))
     }
+}
+
+/// Which requests Digest authentication applies to (`--auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Only REGISTER for our domains (401 + WWW-Authenticate).
+    Register,
+    /// REGISTER, and every request from a user of our domains that starts a dialog or stands
+    /// alone (407 + Proxy-Authenticate). ACK, CANCEL, in-dialog requests routed through us and
+    /// OPTIONS keepalives to the proxy itself are never challenged.
+    All,
+}
+
+/// The `--auth-secret` value, decoded: `hex:` followed by an even number of hex digits gives
+/// those bytes; `file:PATH` reads the secret from a file (its bytes, surrounding whitespace
+/// trimmed), keeping it out of the process list; anything else is taken as text, its UTF-8
+/// bytes. Every node of a cluster must be given the same bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthSecret(pub Vec<u8>);
+
+impl std::fmt::Debug for AuthSecret {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuthSecret({} bytes)", self.0.len())
+    }
+}
+
+impl FromStr for AuthSecret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = if let Some(h) = s.strip_prefix("hex:") {
+            decode_hex(h).ok_or_else(|| {
+                "--auth-secret hex:... needs an even number of hex digits".to_string()
+            })?
+        } else if let Some(path) = s.strip_prefix("file:") {
+            let raw = std::fs::read(path)
+                .map_err(|e| format!("cannot read --auth-secret file {path:?}: {e}"))?;
+            raw.trim_ascii().to_vec()
+        } else {
+            s.as_bytes().to_vec()
+        };
+        if bytes.is_empty() {
+            return Err("--auth-secret is empty".into());
+        }
+        Ok(AuthSecret(bytes))
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let s = s.as_bytes();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let nibble = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    s.chunks(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -185,6 +244,43 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub fsync_interval_ms: u64,
 
+    /// Turn Digest authentication on with this users file: `user:password` or
+    /// `user:realm:HA1` lines, `#` comments. SIGHUP reloads it.
+    #[arg(long, value_name = "FILE")]
+    pub users: Option<PathBuf>,
+
+    /// AOR user parts each user may register besides its own: `user: aor1, aor2` lines.
+    /// Reloaded with the users file.
+    #[arg(long, value_name = "FILE", requires = "users")]
+    pub aliases: Option<PathBuf>,
+
+    /// The authentication realm. Default: the first --domain.
+    #[arg(long, value_name = "REALM")]
+    pub realm: Option<String>,
+
+    /// What to challenge: REGISTER only, or also requests from our users that start a dialog
+    /// or stand alone.
+    #[arg(
+        long = "auth",
+        value_enum,
+        default_value = "all",
+        value_name = "register|all"
+    )]
+    pub auth_mode: AuthMode,
+
+    /// Key of the nonces; nodes sharing it accept each other's nonces. `hex:HEX`, `file:PATH`
+    /// or plain text. Default: random at each start (nonces then die with the process).
+    #[arg(long, value_name = "SECRET")]
+    pub auth_secret: Option<AuthSecret>,
+
+    /// Nonce lifetime in seconds; a correct answer with an older nonce gets stale=TRUE.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub nonce_ttl: u64,
+
+    /// Bind each nonce to the IP address it was sent to.
+    #[arg(long)]
+    pub nonce_bind_ip: bool,
+
     /// Diagnostics level (nothing is logged per message at the default).
     #[arg(long, value_enum, default_value = "warn")]
     pub log_level: LogLevel,
@@ -212,12 +308,25 @@ impl Args {
         if self.max_message < 512 || self.max_message > 65_535 {
             return Err("--max-message must be between 512 and 65535".into());
         }
+        if self.nonce_ttl == 0 {
+            return Err("--nonce-ttl must be at least 1 second".into());
+        }
+        if self.users.is_some() && self.auth_realm().is_none() {
+            return Err("--users needs a --realm (or a --domain to take it from)".into());
+        }
         if let (Some(n), Some(cpus)) = (self.shards, &self.cpus) {
             if cpus.0.len() < n {
                 return Err(format!("--cpus lists {} CPUs for {n} shards", cpus.0.len()));
             }
         }
         Ok(())
+    }
+
+    /// The realm challenges name: `--realm`, else the first `--domain`.
+    pub fn auth_realm(&self) -> Option<&str> {
+        self.realm
+            .as_deref()
+            .or(self.domains.first().map(String::as_str))
     }
 
     pub fn effective_log_level(&self) -> log::LevelFilter {
@@ -266,5 +375,38 @@ mod tests {
             vec!["0.0.0.0:5060".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(a.max_expires, 7200);
+        assert!(a.users.is_none());
+        assert_eq!(a.auth_mode, AuthMode::All);
+        assert_eq!(a.nonce_ttl, 300);
+    }
+
+    #[test]
+    fn auth_flags() {
+        let a = Args::parse_from([
+            "sipshard",
+            "--domain",
+            "biloxi.example.com",
+            "--users",
+            "/etc/users",
+            "--auth",
+            "register",
+            "--auth-secret",
+            "hex:00ff10",
+        ]);
+        a.validate().unwrap();
+        assert_eq!(a.auth_realm(), Some("biloxi.example.com"));
+        assert_eq!(a.auth_mode, AuthMode::Register);
+        assert_eq!(a.auth_secret.unwrap().0, vec![0, 0xff, 0x10]);
+        let a = Args::parse_from(["sipshard", "--users", "u", "--realm", "r"]);
+        assert_eq!(a.auth_realm(), Some("r"));
+        assert!(Args::parse_from(["sipshard", "--users", "u"])
+            .validate()
+            .is_err());
+        assert!(Args::try_parse_from(["sipshard", "--aliases", "a"]).is_err());
+        assert!(Args::try_parse_from(["sipshard", "--auth-secret", "hex:abc"]).is_err());
+        assert!(Args::try_parse_from(["sipshard", "--auth-secret", ""]).is_err());
+        let s: AuthSecret = "correct horse".parse().unwrap();
+        assert_eq!(s.0, b"correct horse");
+        assert!(!format!("{s:?}").contains("horse"));
     }
 }

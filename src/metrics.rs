@@ -105,9 +105,21 @@ pub struct Counters {
     pub registrations_expired: u64,
     pub replication_sent: u64,
     pub replication_received: u64,
+    /// Requests authenticated and authorised.
+    pub auth_ok: u64,
+    /// 401/407 challenges sent (all of them, stale ones included).
     pub auth_challenges: u64,
-    pub auth_successes: u64,
+    /// Challenges with stale=TRUE (right credentials, expired nonce or reused nc).
+    pub auth_stale: u64,
+    /// Challenges answering credentials for our realm that failed (wrong password, unknown
+    /// user, tampered or foreign nonce).
     pub auth_failures: u64,
+    /// 400 for malformed credentials.
+    pub auth_malformed: u64,
+    /// 403: authenticated, but not the owner of the To (REGISTER) or From user.
+    pub auth_forbidden: u64,
+    /// Users files applied on this shard after start-up.
+    pub auth_reloads: u64,
 }
 
 impl Default for Counters {
@@ -126,9 +138,13 @@ impl Default for Counters {
             registrations_expired: 0,
             replication_sent: 0,
             replication_received: 0,
+            auth_ok: 0,
             auth_challenges: 0,
-            auth_successes: 0,
+            auth_stale: 0,
             auth_failures: 0,
+            auth_malformed: 0,
+            auth_forbidden: 0,
+            auth_reloads: 0,
         }
     }
 }
@@ -204,8 +220,12 @@ impl Counters {
         self.registrations_expired += o.registrations_expired;
         self.replication_sent += o.replication_sent;
         self.replication_received += o.replication_received;
+        self.auth_ok += o.auth_ok;
         self.auth_challenges += o.auth_challenges;
-        self.auth_successes += o.auth_successes;
+        self.auth_stale += o.auth_stale;
         self.auth_failures += o.auth_failures;
+        self.auth_malformed += o.auth_malformed;
+        self.auth_forbidden += o.auth_forbidden;
+        self.auth_reloads += o.auth_reloads;
     }
 }

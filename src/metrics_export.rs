@@ -62,7 +62,15 @@ const PARSE: usize = DROPS + DropReason::ALL.len();
 const REG: usize = PARSE + ParseError::KINDS.len();
 const REPL: usize = REG + 4;
 const AUTH: usize = REPL + 2;
-const GAUGES: usize = AUTH + 3;
+const AUTH_RESULTS: [&str; 6] = [
+    "ok",
+    "challenge",
+    "stale",
+    "failure",
+    "malformed",
+    "forbidden",
+];
+const GAUGES: usize = AUTH + AUTH_RESULTS.len();
 const LAT: usize = GAUGES + 2;
 const LAT_SUM: usize = LAT + LATENCY_BUCKETS_NS.len();
 const LEN: usize = LAT_SUM + 2;
@@ -123,9 +131,16 @@ impl Published {
         }
         self.set(REPL, c.replication_sent);
         self.set(REPL + 1, c.replication_received);
-        for (i, n) in [c.auth_challenges, c.auth_successes, c.auth_failures]
-            .into_iter()
-            .enumerate()
+        for (i, n) in [
+            c.auth_ok,
+            c.auth_challenges,
+            c.auth_stale,
+            c.auth_failures,
+            c.auth_malformed,
+            c.auth_forbidden,
+        ]
+        .into_iter()
+        .enumerate()
         {
             self.set(AUTH + i, n);
         }
@@ -304,7 +319,7 @@ pub fn render(shards: &[Arc<Published>]) -> String {
         "counter",
         "Digest authentication outcomes.",
         &mut |o, sh, v| {
-            for (i, r) in ["challenge", "success", "failure"].iter().enumerate() {
+            for (i, r) in AUTH_RESULTS.iter().enumerate() {
                 let _ = writeln!(
                     o,
                     "sipshard_auth_total{{shard=\"{sh}\",result=\"{r}\"}} {}",

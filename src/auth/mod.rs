@@ -12,7 +12,7 @@
 //! ```text
 //! match auth.check_request(now, src_ip, &msg, HeaderName::Authorization, &mut nc_tracker) {
 //!     AuthOutcome::Ok { user } => if !auth.may_register(user, to_user) { 403 },
-//!     AuthOutcome::Challenge { stale } => 401 + WWW-Authenticate: auth.challenge(now, src_ip, stale),
+//!     AuthOutcome::Challenge { stale } => 401 + WWW-Authenticate: auth.challenge(now, src_ip, salt, stale),
 //!     AuthOutcome::BadRequest(reason) => 400 reason,
 //! }
 //! ```
@@ -296,17 +296,35 @@ impl Authenticator {
         &self.users
     }
 
+    /// The same policy with another user database (a reloaded users file): the realm and the
+    /// nonce key stay, so nonces issued before the reload remain valid.
+    pub fn with_users(&self, users: Arc<UserDb>) -> Authenticator {
+        Authenticator {
+            realm: self.realm.clone(),
+            key: self.key.clone(),
+            users,
+        }
+    }
+
+    /// Whether `creds` are Digest credentials addressed to our realm (the ones
+    /// [`check_request`](Self::check_request) reads and a proxy removes before forwarding).
+    pub fn is_ours(&self, creds: &Credentials<'_>) -> bool {
+        creds.is_digest() && creds.param(b"realm") == Some(self.realm.as_bytes())
+    }
+
     pub fn nonce_key(&self) -> &NonceKey {
         &self.key
     }
 
     /// A challenge with a nonce issued at `now` for `client_ip` (RFC 2617 section 3.2.1). We
     /// offer `qop="auth"` so clients send `nc` and `cnonce` (replay protection), and
-    /// `algorithm=MD5`, the only one every SIP client implements.
-    pub fn challenge(&self, now: u64, client_ip: IpAddr, stale: bool) -> Challenge<'_> {
+    /// `algorithm=MD5`, the only one every SIP client implements. `salt` makes the nonce unique
+    /// (a per-shard sequence: see [`nonce`]); two challenges with the same salt in the same
+    /// second for the same client carry the same nonce and so share one `nc` count.
+    pub fn challenge(&self, now: u64, client_ip: IpAddr, salt: u64, stale: bool) -> Challenge<'_> {
         Challenge {
             realm: &self.realm,
-            nonce: self.key.issue(now, client_ip),
+            nonce: self.key.issue(now, client_ip, salt),
             opaque: self.key.opaque(),
             stale,
         }
@@ -410,7 +428,7 @@ impl Authenticator {
                 }
                 continue;
             };
-            if creds.is_digest() && creds.param(b"realm") == Some(self.realm.as_bytes()) {
+            if self.is_ours(&creds) {
                 let method = msg.method_bytes();
                 return self.check(now, client_ip, method, msg.bytes(uri), &creds, nc_tracker);
             }

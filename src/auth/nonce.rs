@@ -5,9 +5,16 @@
 //! private-key)`:
 //!
 //! ```text
-//! nonce = hex( issued (8 bytes, big-endian seconds) || tag (12 bytes) )           40 characters
-//! tag   = HMAC-MD5(secret, "sipshard nonce v1" || realm || issued [|| client IP])[..12]
+//! nonce = hex( issued (8 bytes, big-endian seconds) || salt (8 bytes) || tag (12 bytes) )
+//!                                                                                 56 characters
+//! tag   = HMAC-MD5(secret, "sipshard nonce v1" || realm || issued || salt [|| client IP])[..12]
 //! ```
+//!
+//! The salt makes every challenge's nonce unique. Without it, every client challenged in the
+//! same second would get the same nonce and, since `nc` counts per nonce (RFC 2617 section
+//! 3.2.2), one client's `nc=00000001` would make another's a replay. The caller supplies it (a
+//! per-shard sequence that never repeats, seeded at random, so shards and nodes do not collide
+//! in practice); it is covered by the tag, so it cannot be changed either.
 //!
 //! HMAC (RFC 2104) rather than a bare hash of secret and data, because it is the construction
 //! with a security argument for keyed hashing. Over MD5 it has no known practical attack as a MAC
@@ -32,8 +39,11 @@ use super::hex;
 type HmacMd5 = Hmac<Md5>;
 
 const TIME_LEN: usize = 8;
+const SALT_LEN: usize = 8;
+/// Issue time and salt: what the tag covers, besides the key, the realm and the client address.
+const STAMP_LEN: usize = TIME_LEN + SALT_LEN;
 const TAG_LEN: usize = 12;
-const RAW_LEN: usize = TIME_LEN + TAG_LEN;
+const RAW_LEN: usize = STAMP_LEN + TAG_LEN;
 /// Length of a nonce on the wire.
 pub const NONCE_LEN: usize = 2 * RAW_LEN;
 /// Length of the opaque value on the wire.
@@ -47,7 +57,7 @@ pub const MAX_CLOCK_SKEW: u64 = 30;
 /// Default nonce lifetime in seconds.
 pub const DEFAULT_TTL: u64 = 300;
 
-/// A nonce as it is sent: 40 lowercase hex digits.
+/// A nonce as it is sent: 56 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Nonce([u8; NONCE_LEN]);
 
@@ -141,9 +151,9 @@ impl NonceKey {
         &self.opaque
     }
 
-    fn tag(&self, issued: &[u8; TIME_LEN], client: IpAddr) -> [u8; TAG_LEN] {
+    fn tag(&self, stamp: &[u8; STAMP_LEN], client: IpAddr) -> [u8; TAG_LEN] {
         let mut m = self.mac.clone();
-        m.update(issued);
+        m.update(stamp);
         if self.bind_ip {
             // IPv4-mapped IPv6 is the same client on a dual-stack socket.
             match client.to_canonical() {
@@ -164,11 +174,15 @@ impl NonceKey {
     }
 
     /// A fresh nonce issued at `now` (seconds on a clock the nodes share, e.g. Unix time).
-    pub fn issue(&self, now: u64, client: IpAddr) -> Nonce {
-        let issued = now.to_be_bytes();
+    /// `salt` must differ between the nonces one issuer hands out within a second (see the
+    /// module documentation); nonces with equal time, salt and client are equal.
+    pub fn issue(&self, now: u64, client: IpAddr, salt: u64) -> Nonce {
+        let mut stamp = [0u8; STAMP_LEN];
+        stamp[..TIME_LEN].copy_from_slice(&now.to_be_bytes());
+        stamp[TIME_LEN..].copy_from_slice(&salt.to_be_bytes());
         let mut raw = [0u8; RAW_LEN];
-        raw[..TIME_LEN].copy_from_slice(&issued);
-        raw[TIME_LEN..].copy_from_slice(&self.tag(&issued, client));
+        raw[..STAMP_LEN].copy_from_slice(&stamp);
+        raw[STAMP_LEN..].copy_from_slice(&self.tag(&stamp, client));
         Nonce(hex::encode(&raw))
     }
 
@@ -177,9 +191,11 @@ impl NonceKey {
         let Some(raw) = hex::decode::<RAW_LEN>(nonce, false) else {
             return NonceCheck::Invalid;
         };
+        let mut stamp = [0u8; STAMP_LEN];
+        stamp.copy_from_slice(&raw[..STAMP_LEN]);
+        let authentic: bool = self.tag(&stamp, client).ct_eq(&raw[STAMP_LEN..]).into();
         let mut issued = [0u8; TIME_LEN];
         issued.copy_from_slice(&raw[..TIME_LEN]);
-        let authentic: bool = self.tag(&issued, client).ct_eq(&raw[TIME_LEN..]).into();
         let issued = u64::from_be_bytes(issued);
         if !authentic || issued > now.saturating_add(MAX_CLOCK_SKEW) {
             NonceCheck::Invalid
@@ -217,7 +233,7 @@ mod tests {
     #[test]
     fn round_trip_and_lifetime() {
         let k = key(false);
-        let n = k.issue(T0, ip("192.0.2.1"));
+        let n = k.issue(T0, ip("192.0.2.1"), 7);
         assert_eq!(n.as_str().len(), NONCE_LEN);
         assert!(n
             .as_str()
@@ -236,14 +252,15 @@ mod tests {
             key(false).verify(n.as_bytes(), T0, ip("::1")),
             NonceCheck::Valid
         );
-        // Distinct times give distinct nonces.
-        assert_ne!(k.issue(T0 + 1, ip("192.0.2.1")), n);
+        // Distinct times or salts give distinct nonces.
+        assert_ne!(k.issue(T0 + 1, ip("192.0.2.1"), 7), n);
+        assert_ne!(k.issue(T0, ip("192.0.2.1"), 8), n);
     }
 
     #[test]
     fn tampering_any_byte_is_invalid() {
         let k = key(false);
-        let n = *k.issue(T0, ip("192.0.2.1")).as_bytes();
+        let n = *k.issue(T0, ip("192.0.2.1"), 7).as_bytes();
         for i in 0..NONCE_LEN {
             for flip in [1u8, 0x20, 0x80] {
                 let mut t = n;
@@ -268,7 +285,7 @@ mod tests {
 
     #[test]
     fn foreign_secret_or_realm_is_invalid() {
-        let n = key(false).issue(T0, ip("192.0.2.1"));
+        let n = key(false).issue(T0, ip("192.0.2.1"), 7);
         let other = NonceKey::new(b"other secret", b"sip.example.com", DEFAULT_TTL, false);
         assert_eq!(
             other.verify(n.as_bytes(), T0, ip("192.0.2.1")),
@@ -287,14 +304,21 @@ mod tests {
             key(false).verify(&forged, T0 + 1000, ip("192.0.2.1")),
             NonceCheck::Invalid
         );
+        // Or another salt.
+        let mut forged = *n.as_bytes();
+        forged[16..32].copy_from_slice(&hex::encode::<8, 16>(&8u64.to_be_bytes()));
+        assert_eq!(
+            key(false).verify(&forged, T0, ip("192.0.2.1")),
+            NonceCheck::Invalid
+        );
     }
 
     #[test]
     fn bind_ip() {
         use NonceCheck::*;
         let k = key(true);
-        let n4 = k.issue(T0, ip("192.0.2.1"));
-        let n6 = k.issue(T0, ip("2001:db8::1"));
+        let n4 = k.issue(T0, ip("192.0.2.1"), 7);
+        let n6 = k.issue(T0, ip("2001:db8::1"), 7);
         let late = T0 + 1000;
         for (n, now, from, want) in [
             (n4, T0, "192.0.2.1", Valid),
@@ -314,7 +338,7 @@ mod tests {
             );
         }
         // Without binding, the address does not matter.
-        let n = key(false).issue(T0, ip("192.0.2.1"));
+        let n = key(false).issue(T0, ip("192.0.2.1"), 7);
         assert_eq!(
             key(false).verify(n.as_bytes(), T0, ip("2001:db8::2")),
             Valid
@@ -340,7 +364,7 @@ mod tests {
 
         #[test]
         fn hex_garbage_of_the_right_length_is_invalid(
-            raw in proptest::array::uniform20(any::<u8>()),
+            raw in proptest::array::uniform28(any::<u8>()),
             now in any::<u64>(),
         ) {
             let h: [u8; NONCE_LEN] = hex::encode(&raw);
@@ -350,7 +374,7 @@ mod tests {
         #[test]
         fn issued_nonces_verify(now in 0u64..u64::MAX / 2, age in 0u64..1000) {
             let k = key(true);
-            let n = k.issue(now, ip("192.0.2.1"));
+            let n = k.issue(now, ip("192.0.2.1"), now);
             let want = if age > DEFAULT_TTL { NonceCheck::Stale } else { NonceCheck::Valid };
             prop_assert_eq!(k.verify(n.as_bytes(), now + age, ip("192.0.2.1")), want);
         }

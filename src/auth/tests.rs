@@ -181,7 +181,7 @@ fn challenge_answer_ok_flow() {
     let mut nc = NcTracker::default();
     assert_eq!(verdict(&a, T0, client(), None, &mut nc), CHALLENGE);
 
-    let c = a.challenge(T0, client(), false).to_string();
+    let c = a.challenge(T0, client(), 1, false).to_string();
     let mut ans = Answer::to(&c);
     let header = ans.header();
     assert_eq!(verdict(&a, T0 + 1, client(), Some(&header), &mut nc), OK);
@@ -212,7 +212,7 @@ fn challenge_answer_ok_flow() {
 #[test]
 fn challenge_header_value() {
     let a = auth();
-    let c = a.challenge(T0, client(), false);
+    let c = a.challenge(T0, client(), 1, false);
     let s = c.to_string();
     let n = c.nonce().as_str();
     let o = std::str::from_utf8(a.nonce_key().opaque()).unwrap();
@@ -223,7 +223,7 @@ fn challenge_header_value() {
         )
     );
     let mut out = b"WWW-Authenticate: ".to_vec();
-    a.challenge(T0, client(), true).write_to(&mut out);
+    a.challenge(T0, client(), 1, true).write_to(&mut out);
     assert_eq!(
         String::from_utf8(out).unwrap(),
         format!("WWW-Authenticate: {s}, stale=TRUE")
@@ -238,7 +238,7 @@ fn challenge_header_value() {
 fn wrong_password_unknown_user_realm_and_nonce_get_a_new_challenge() {
     let a = auth();
     let mut nc = NcTracker::default();
-    let c = a.challenge(T0, client(), false).to_string();
+    let c = a.challenge(T0, client(), 1, false).to_string();
     let check =
         |ans: &Answer, nc: &mut NcTracker| verdict(&a, T0, client(), Some(&ans.header()), nc);
 
@@ -262,7 +262,7 @@ fn wrong_password_unknown_user_realm_and_nonce_get_a_new_challenge() {
 
     // A nonce from another secret, and one tampered with.
     let foreign = auth_with(|c| c.secret = b"another cluster".to_vec());
-    let fc = foreign.challenge(T0, client(), false).to_string();
+    let fc = foreign.challenge(T0, client(), 1, false).to_string();
     let mut ans = Answer::to(&fc);
     ans.opaque = None;
     assert_eq!(check(&ans, &mut nc), CHALLENGE);
@@ -286,7 +286,7 @@ fn wrong_password_unknown_user_realm_and_nonce_get_a_new_challenge() {
 fn ha1_entry_rfc2069_and_md5_sess() {
     let a = auth();
     let mut nc = NcTracker::default();
-    let c = a.challenge(T0, client(), false).to_string();
+    let c = a.challenge(T0, client(), 1, false).to_string();
     let mut creds = |ans: &Answer| {
         let h = ans.header();
         let cr = Credentials::parse(h.as_bytes(), Span::new(0, h.len()), 0).unwrap();
@@ -328,7 +328,7 @@ fn ha1_entry_rfc2069_and_md5_sess() {
 fn bind_ip() {
     let a = auth_with(|c| c.bind_ip = true);
     let mut nc = NcTracker::default();
-    let c = a.challenge(T0, client(), false).to_string();
+    let c = a.challenge(T0, client(), 1, false).to_string();
     let h = Answer::to(&c).header();
     assert_eq!(
         verdict(&a, T0, ip("192.0.2.99"), Some(&h), &mut nc),
@@ -341,7 +341,7 @@ fn bind_ip() {
 fn malformed_credentials_are_bad_requests() {
     let a = auth();
     let mut nc = NcTracker::default();
-    let c = a.challenge(T0, client(), false).to_string();
+    let c = a.challenge(T0, client(), 1, false).to_string();
     let good = Answer::to(&c).header();
     let bad = |h: &str| match verdict(&a, T0, client(), Some(h), &mut NcTracker::default()) {
         AuthOutcome::BadRequest(r) => r,

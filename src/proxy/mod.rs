@@ -7,6 +7,7 @@
 //! for the other shards ([`Core::take_replication`]) and theirs are applied with
 //! [`Core::apply_replica`].
 
+pub mod auth;
 pub mod branch;
 pub mod local;
 pub mod pike;
@@ -24,6 +25,7 @@ use crate::sip::{
     Edits, HeaderName, Message, Method, NameAddr, PacketBuf, ParseError, Scheme, Span, Uri,
 };
 
+use auth::{Role, ShardAuth};
 use branch::{BranchKey, BRANCH_LEN, BRANCH_PREFIX};
 use local::LocalIdentity;
 use reply::{host_is, rport_name_end, write_ip, ReplySource};
@@ -109,6 +111,8 @@ pub struct Core {
     last_stamp_ms: u64,
     /// Per-source flood protection (`--pike`), when on.
     pike: Option<pike::Pike>,
+    /// Digest authentication, when `--users` is given.
+    auth: Option<ShardAuth>,
 }
 
 impl Core {
@@ -130,6 +134,7 @@ impl Core {
             pike: cfg
                 .pike
                 .map(|(rate, cooldown)| pike::Pike::new(rate, cooldown)),
+            auth: None,
         }
     }
 
@@ -327,6 +332,15 @@ impl Core {
         if max_forwards == Some(0) {
             return self.reply_to(msg, src, socket, 483, "Too Many Hops");
         }
+        // Proxy authentication (section 16.3 item 6, section 22.3), before the location service
+        // is asked, so an unauthenticated caller learns nothing about registrations.
+        let routed_by_us = removed.iter().any(Option::is_some);
+        let authenticated = self.needs_proxy_auth(msg, method, routed_by_us);
+        if authenticated {
+            if let Some(d) = self.authenticate(msg, src, socket, now, Role::Proxy) {
+                return d;
+            }
+        }
 
         let mut contact: Option<&[u8]> = None;
         let dest = if let Some(next) = routes.first {
@@ -395,6 +409,10 @@ impl Core {
             }),
         }
         remove_values(edits, msg, &removed);
+        if authenticated {
+            self.strip_our_credentials(msg);
+        }
+        let edits = &mut self.edits;
 
         let adv = local.advertised(out_socket, &dest);
         let mut branch = [0u8; BRANCH_LEN];
@@ -495,6 +513,11 @@ impl Core {
         socket: usize,
         now: Now,
     ) -> Decision {
+        if self.auth.is_some() {
+            if let Some(d) = self.authenticate(msg, src, socket, now, Role::Registrar) {
+                return d;
+            }
+        }
         self.extra.clear();
         let (status, reason) = registrar::handle(
             &mut registrar::Context {

@@ -3,6 +3,12 @@
 //! table. Shards talk only through the channel mesh built at start-up (location changes);
 //! nothing on the packet path is shared between cores.
 //!
+//! With `--users`, the [`Authenticator`] is built once here and each shard gets a clone (the
+//! user database behind an `Arc`, read-only) and its own replay tracker. SIGHUP is handled by a
+//! thread of the main process: it reads the users file once, and sends the new `Arc<UserDb>` to
+//! every shard over a channel that each shard drains on its housekeeping tick, off the packet
+//! path. A file that fails to load is logged and the shards keep the users they have.
+//!
 //! This is the only module that touches sockets, executors, signals and clocks.
 
 pub mod batch;
@@ -14,13 +20,15 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::net::UdpSocket;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::config::{Args, Steering};
+use crate::auth::{random_secret, AuthConfig, Authenticator, UserDb};
+use crate::config::{Args, AuthMode, Steering};
 use crate::metrics::{Counters, DropReason};
 use crate::metrics_export::{self, Latency, Published};
 use crate::persist::Store;
@@ -145,11 +153,14 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
         log::info!("metrics on http://{bound}/metrics");
     }
+    let auth = build_authenticator(args)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
     }
+    let (reload_txs, reload_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel()).unzip();
+    let reloader = Reloader::start(args, reload_txs)?;
 
     // The persister, when there is one, is the last peer: it receives every shard's changes
     // like the other shards do, and sends nothing.
@@ -169,13 +180,16 @@ pub fn run(args: &Args) -> Result<Counters, String> {
         None => None,
     };
     let mut handles = Vec::new();
-    for (id, (sockets, mesh)) in per_shard.into_iter().zip(links).enumerate() {
+    for ((id, (sockets, mesh)), reload) in
+        per_shard.into_iter().zip(links).enumerate().zip(reload_rxs)
+    {
         let stop = Arc::clone(&stop);
         let seed = seed.clone();
         let published = Arc::clone(&published[id]);
+        let auth = auth.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
             .name(&format!("shard{id}"))
-            .spawn(move || shard_main(cfg, seed, sockets, mesh, stop, published))
+            .spawn(move || shard_main(cfg, seed, sockets, mesh, stop, published, auth, reload))
             .map_err(|e| format!("cannot start shard {id} on CPU {}: {e}", cpus[id]))?;
         handles.push(handle);
     }
@@ -190,6 +204,19 @@ pub fn run(args: &Args) -> Result<Counters, String> {
                     c.replies.iter().sum::<u64>(),
                     c.drops.iter().sum::<u64>()
                 );
+                if auth.is_some() {
+                    log::info!(
+                        "shard {id}: auth {} ok, {} challenges, {} stale, {} failed, {} malformed, \
+                         {} forbidden, {} reloads",
+                        c.auth_ok,
+                        c.auth_challenges,
+                        c.auth_stale,
+                        c.auth_failures,
+                        c.auth_malformed,
+                        c.auth_forbidden,
+                        c.auth_reloads
+                    );
+                }
                 total.add(&c);
             }
             Err(e) => return Err(format!("shard {id} failed: {e}")),
@@ -202,6 +229,7 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             Err(e) => return Err(format!("persister failed: {e}")),
         }
     }
+    reloader.stop();
     Ok(total)
 }
 
@@ -227,9 +255,15 @@ async fn shard_main(
     links: Links,
     stop: Arc<AtomicBool>,
     published: Arc<Published>,
+    auth: Option<(Authenticator, AuthMode)>,
+    reload: mpsc::Receiver<Arc<UserDb>>,
 ) -> Counters {
+    let mut core = Core::with_table(cfg, seed);
+    if let Some((authn, mode)) = auth {
+        core.set_auth(authn, mode, salt_seed());
+    }
     let shard = Rc::new(Shard {
-        core: RefCell::new(Core::with_table(cfg, seed)),
+        core: RefCell::new(core),
         // glommio links socket2 0.4; hand it the descriptor (ownership moves with it).
         // SAFETY: `into_raw_fd` releases the descriptor, which the UdpSocket now owns alone.
         sockets: sockets
@@ -248,6 +282,9 @@ async fn shard_main(
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(HOUSEKEEPING_TICK).await;
         ticks += 1;
+        while let Ok(users) = reload.try_recv() {
+            shard.core.borrow_mut().reload_users(users);
+        }
         let mut core = shard.core.borrow_mut();
         // An idle shard still takes in what the others changed, for gauges and the purge.
         exchange(&shard, &mut core);
@@ -419,6 +456,101 @@ fn exchange(shard: &Shard, core: &mut Core) {
         links.send(rec);
     }
     links.drain(|rec| core.apply_replica(rec));
+}
+
+/// The authenticator of `--users`, built once for every shard; `None` without `--users`.
+fn build_authenticator(args: &Args) -> Result<Option<(Authenticator, AuthMode)>, String> {
+    let Some(path) = &args.users else {
+        return Ok(None);
+    };
+    let users = UserDb::load(path, args.aliases.as_deref()).map_err(|e| e.to_string())?;
+    let realm = args
+        .auth_realm()
+        .ok_or("--users needs a --realm (or a --domain to take it from)")?;
+    let secret = match &args.auth_secret {
+        Some(s) => s.0.clone(),
+        None => random_secret()
+            .map_err(|e| format!("cannot draw a random --auth-secret: {e}"))?
+            .to_vec(),
+    };
+    let mut config = AuthConfig::new(realm, secret);
+    config.nonce_ttl = args.nonce_ttl;
+    config.bind_ip = args.nonce_bind_ip;
+    let users_len = users.len();
+    let authn = Authenticator::new(config, Arc::new(users)).map_err(|e| format!("--realm: {e}"))?;
+    log::info!(
+        "digest authentication ({:?}) in realm {realm:?}: {users_len} user(s) from {}, nonce \
+         lifetime {} s{}{}",
+        args.auth_mode,
+        path.display(),
+        args.nonce_ttl,
+        if args.nonce_bind_ip {
+            ", bound to the client address"
+        } else {
+            ""
+        },
+        if args.auth_secret.is_none() {
+            ", per-start random secret"
+        } else {
+            ""
+        },
+    );
+    Ok(Some((authn, args.auth_mode)))
+}
+
+/// A random start for a shard's nonce salt sequence (the clock if the OS has no randomness).
+fn salt_seed() -> u64 {
+    match random_secret() {
+        Ok(r) => u64::from_le_bytes(r[..8].try_into().expect("8 bytes")),
+        Err(_) => now().unix_ms ^ u64::from(std::process::id()) << 40,
+    }
+}
+
+/// The SIGHUP handler thread: reloads the users file and hands the result to every shard.
+struct Reloader {
+    handle: signal_hook::iterator::Handle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Reloader {
+    fn start(args: &Args, shards: Vec<mpsc::Sender<Arc<UserDb>>>) -> Result<Reloader, String> {
+        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+            .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+        let handle = signals.handle();
+        let users = args.users.clone();
+        let aliases = args.aliases.clone();
+        let thread = std::thread::Builder::new()
+            .name("reload".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    let Some(path) = &users else {
+                        log::warn!("SIGHUP: nothing to reload (no --users)");
+                        continue;
+                    };
+                    match UserDb::load(path, aliases.as_deref()) {
+                        Ok(db) => {
+                            let db = Arc::new(db);
+                            for tx in &shards {
+                                let _ = tx.send(Arc::clone(&db));
+                            }
+                            log::info!(
+                                "SIGHUP: reloaded {} user(s) from {}",
+                                db.len(),
+                                path.display()
+                            );
+                        }
+                        Err(e) => log::error!("SIGHUP: {e}; keeping the previous users"),
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the reload thread: {e}"))?;
+        Ok(Reloader { handle, thread })
+    }
+
+    fn stop(self) {
+        self.handle.close();
+        let _ = self.thread.join();
+    }
 }
 
 /// Listen addresses as bound (for tests and logs).

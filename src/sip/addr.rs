@@ -95,6 +95,7 @@ impl<'a> NameAddr<'a> {
     }
 
     /// `q` in thousandths (RFC 3261 `qvalue`: 0 to 1 with up to three decimals); default 1000.
+    #[allow(clippy::result_unit_err)] // the caller only needs "malformed"
     pub fn q(&self) -> Result<u16, ()> {
         match self.param(b"q") {
             None => Ok(1000),

@@ -76,6 +76,15 @@ impl Proxy {
         }
     }
 
+    /// Send a signal (e.g. `libc::SIGHUP`) to the running process.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+
     /// SIGTERM, wait, and return everything it logged.
     pub fn stop(mut self) -> String {
         let mut child = self.child.take().unwrap();
@@ -271,5 +280,7 @@ pub fn register(
         contact_line = if contact.is_empty() { String::new() } else { format!("Contact: {contact}\n") },
     );
     ua.send(registrar, &msg);
+    // No pause is needed after the 200: every shard applies queued replicas before handling
+    // the next datagram (src/shard/replication.rs).
     ua.recv_final()
 }

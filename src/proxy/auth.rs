@@ -1,0 +1,227 @@
+//! Digest authentication in the request path (RFC 3261 sections 16.3 item 6, 22; RFC 3665
+//! sections 2.1, 2.5, 3.2, 3.3): which requests are challenged, the 401/407/403/400 replies,
+//! and the removal of our own credentials before a request is forwarded.
+//!
+//! The policy itself (nonces, digest, replay counts) is [`crate::auth`]; this module only
+//! applies it to one shard's traffic. Each shard owns a [`ShardAuth`]: a clone of the
+//! [`Authenticator`] built once at start-up (the user database is shared behind an `Arc`, and
+//! replaced wholesale on reload) and its own [`NcTracker`].
+//!
+//! # What is challenged
+//!
+//! - REGISTER for one of our domains, in both modes: `401` + `WWW-Authenticate`, credentials
+//!   read from `Authorization`. The authenticated user must own the AOR in To (its own user
+//!   part or an alias), else `403`.
+//! - With `--auth all`, every other request from a user of our domains (the From host is one of
+//!   our domains or addresses): `407` + `Proxy-Authenticate`, credentials read from
+//!   `Proxy-Authorization`. The authenticated user must own the From user part, else `403`: a
+//!   user may not place calls as someone else.
+//! - Never: ACK and CANCEL (RFC 3261 section 22.1: they cannot be resubmitted), in-dialog
+//!   requests (To tag) that reached us through a Route naming us, and OPTIONS to the proxy
+//!   itself (keepalives, answered before this point). A request with a To tag that did not come
+//!   through our Route is not trusted to be in a dialog we saw, so it is challenged.
+
+use std::sync::Arc;
+
+use crate::auth::{AuthOutcome, Authenticator, NcTracker, UserDb};
+use crate::config::AuthMode;
+use crate::sip::{Credentials, HeaderName, Message, Method};
+
+use super::{Core, Decision, Now};
+use std::net::SocketAddr;
+
+/// One shard's authentication state.
+pub struct ShardAuth {
+    pub authn: Authenticator,
+    pub mode: AuthMode,
+    /// Highest `nc` per nonce seen on this shard (replay protection is per shard).
+    pub nc: NcTracker,
+    /// State of the nonce salt sequence.
+    salt: u64,
+}
+
+impl ShardAuth {
+    /// `seed` starts this shard's nonce salt sequence; give each shard a random one so that
+    /// shards and nodes do not hand out equal nonces.
+    pub fn new(authn: Authenticator, mode: AuthMode, seed: u64) -> ShardAuth {
+        ShardAuth {
+            authn,
+            mode,
+            nc: NcTracker::default(),
+            salt: seed,
+        }
+    }
+
+    /// The next salt: SplitMix64, a bijection of a counter, so it does not repeat on this
+    /// shard before 2^64 challenges.
+    fn next_salt(&mut self) -> u64 {
+        self.salt = self.salt.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.salt;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// Which side of RFC 3261 section 22 a check is on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// A registrar: 401, WWW-Authenticate, Authorization; the To user must be owned.
+    Registrar,
+    /// A proxy: 407, Proxy-Authenticate, Proxy-Authorization; the From user must be owned.
+    Proxy,
+}
+
+impl Core {
+    /// Turn authentication on for this shard; `seed` as in [`ShardAuth::new`].
+    pub fn set_auth(&mut self, authn: Authenticator, mode: AuthMode, seed: u64) {
+        self.auth = Some(ShardAuth::new(authn, mode, seed));
+    }
+
+    pub fn auth(&self) -> Option<&ShardAuth> {
+        self.auth.as_ref()
+    }
+
+    /// Replace the user database (SIGHUP). The realm, the nonce key and the replay counts stay,
+    /// so clients keep their nonces across a reload.
+    pub fn reload_users(&mut self, users: Arc<UserDb>) {
+        if let Some(a) = self.auth.as_mut() {
+            a.authn = a.authn.with_users(users);
+            self.counters.auth_reloads += 1;
+        }
+    }
+
+    /// Does this request, about to be forwarded, need Proxy-Authorization?
+    pub(super) fn needs_proxy_auth(
+        &self,
+        msg: &Message<'_>,
+        method: Method,
+        routed_by_us: bool,
+    ) -> bool {
+        let Some(a) = &self.auth else {
+            return false;
+        };
+        if a.mode != AuthMode::All || matches!(method, Method::Ack | Method::Cancel) {
+            return false;
+        }
+        let in_dialog = msg.to().is_ok_and(|t| t.tag().is_some());
+        if in_dialog && routed_by_us {
+            return false;
+        }
+        match msg.from() {
+            Ok(f) => f
+                .uri
+                .host
+                .is_some_and(|h| self.cfg.local.is_our_domain(&h, f.uri.port)),
+            // validate_request has parsed From already; if it cannot be read, fail closed.
+            Err(_) => true,
+        }
+    }
+
+    /// Check the request's credentials for `role`. `None`: authenticated and authorised, go
+    /// on. `Some(decision)`: the 401/407 challenge, 403 or 400 to send instead.
+    pub(super) fn authenticate(
+        &mut self,
+        msg: &Message<'_>,
+        src: SocketAddr,
+        socket: usize,
+        now: Now,
+        role: Role,
+    ) -> Option<Decision> {
+        let header = match role {
+            Role::Registrar => HeaderName::Authorization,
+            Role::Proxy => HeaderName::ProxyAuthorization,
+        };
+        let outcome = {
+            let a = self.auth.as_mut()?;
+            a.authn
+                .check_request(now.secs(), src.ip(), msg, header, &mut a.nc)
+        };
+        match outcome {
+            AuthOutcome::Ok { user } => {
+                let owns = match role {
+                    // A To without a user part is refused by the registrar itself (404).
+                    Role::Registrar => match msg.to().ok().and_then(|t| t.uri.user) {
+                        Some(to_user) => self.owns(user, to_user),
+                        None => true,
+                    },
+                    Role::Proxy => msg
+                        .from()
+                        .ok()
+                        .and_then(|f| f.uri.user)
+                        .is_some_and(|from_user| self.owns(user, from_user)),
+                };
+                if owns {
+                    self.counters.auth_ok += 1;
+                    None
+                } else {
+                    self.counters.auth_forbidden += 1;
+                    Some(self.reply_to(msg, src, socket, 403, "Forbidden"))
+                }
+            }
+            AuthOutcome::Challenge { stale } => {
+                self.counters.auth_challenges += 1;
+                if stale {
+                    self.counters.auth_stale += 1;
+                } else if self.has_our_credentials(msg, header) {
+                    // Wrong password, unknown user, foreign or tampered nonce.
+                    self.counters.auth_failures += 1;
+                }
+                let (status, reason, name): (u16, &str, &[u8]) = match role {
+                    Role::Registrar => (401, "Unauthorized", b"WWW-Authenticate: "),
+                    Role::Proxy => (
+                        407,
+                        "Proxy Authentication Required",
+                        b"Proxy-Authenticate: ",
+                    ),
+                };
+                self.extra.clear();
+                self.extra.extend_from_slice(name);
+                if let Some(a) = &mut self.auth {
+                    let salt = a.next_salt();
+                    a.authn
+                        .challenge(now.secs(), src.ip(), salt, stale)
+                        .write_to(&mut self.extra);
+                }
+                self.extra.extend_from_slice(b"\r\n");
+                Some(self.reply_extra(msg, src, socket, status, reason))
+            }
+            AuthOutcome::BadRequest(reason) => {
+                self.counters.auth_malformed += 1;
+                Some(self.reply_to(msg, src, socket, 400, reason))
+            }
+        }
+    }
+
+    fn owns(&self, user: &[u8], uri_user: &[u8]) -> bool {
+        self.auth
+            .as_ref()
+            .is_some_and(|a| a.authn.may_register(user, uri_user))
+    }
+
+    /// Whether the request carries Digest credentials for our realm in `header`.
+    fn has_our_credentials(&self, msg: &Message<'_>, header: HeaderName) -> bool {
+        let Some(a) = &self.auth else {
+            return false;
+        };
+        msg.fields().iter().enumerate().any(|(i, f)| {
+            f.name == header
+                && Credentials::parse(msg.buf(), f.value, i).is_some_and(|c| a.authn.is_ours(&c))
+        })
+    }
+
+    /// Remove the Proxy-Authorization lines holding credentials for our realm; those for other
+    /// realms belong to proxies further on and pass untouched (RFC 3665 section 3.3).
+    pub(super) fn strip_our_credentials(&mut self, msg: &Message<'_>) {
+        let Some(a) = &self.auth else {
+            return;
+        };
+        for (i, f) in msg.fields().iter().enumerate() {
+            if f.name == HeaderName::ProxyAuthorization
+                && Credentials::parse(msg.buf(), f.value, i).is_some_and(|c| a.authn.is_ours(&c))
+            {
+                self.edits.remove(f.line);
+            }
+        }
+    }
+}
