@@ -6,6 +6,7 @@
 //! This is the only module that touches sockets, executors, signals and clocks.
 
 pub mod batch;
+pub mod coalesce;
 pub mod socket;
 
 use std::cell::RefCell;
@@ -14,7 +15,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::net::UdpSocket;
@@ -27,6 +28,7 @@ use crate::proxy::{Action, Core, Now, ProxyConfig};
 use crate::registrar::table::BindingRecord;
 use crate::registrar::RegistrarConfig;
 use batch::{Outgoing, RecvBatch, SendBatch, BATCH};
+use coalesce::Coalescer;
 
 /// Depth of each shard-to-shard channel (location changes in flight per pair of shards).
 const MESH_CHANNEL_DEPTH: usize = 8192;
@@ -99,6 +101,7 @@ pub fn run(args: &Args) -> Result<Counters, String> {
         args.steering
     );
 
+    let coalesce = Duration::from_micros(args.rx_coalesce_us as u64);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
@@ -111,7 +114,7 @@ pub fn run(args: &Args) -> Result<Counters, String> {
         let stop = Arc::clone(&stop);
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
             .name(&format!("shard{id}"))
-            .spawn(move || shard_main(cfg, sockets, mesh, stop))
+            .spawn(move || shard_main(cfg, sockets, mesh, stop, coalesce))
             .map_err(|e| format!("cannot start shard {id} on CPU {}: {e}", cpus[id]))?;
         handles.push(handle);
     }
@@ -146,6 +149,7 @@ async fn shard_main(
     sockets: Vec<socket2::Socket>,
     mesh: MeshBuilder<BindingRecord, Full>,
     stop: Arc<AtomicBool>,
+    coalesce: Duration,
 ) -> Counters {
     let (peers, mut receivers) = match mesh.join().await {
         Ok(x) => x,
@@ -177,7 +181,7 @@ async fn shard_main(
         );
     }
     for idx in 0..shard.sockets.len() {
-        tasks.push(glommio::spawn_local(receive_loop(Rc::clone(&shard), idx)).detach());
+        tasks.push(glommio::spawn_local(receive_loop(Rc::clone(&shard), idx, coalesce)).detach());
     }
     let mut ticks = 0u32;
     while !stop.load(Ordering::Relaxed) {
@@ -199,7 +203,10 @@ async fn shard_main(
 }
 
 /// Receive, decide and send for one socket, a batch at a time.
-async fn receive_loop(shard: Rc<Shard>, idx: usize) {
+///
+/// `coalesce`: how long to wait after a partial batch when datagrams arrive at a rate that
+/// makes waiting pay (see [`coalesce`]); zero never waits.
+async fn receive_loop(shard: Rc<Shard>, idx: usize, coalesce: Duration) {
     let max = shard.core.borrow().config().max_message;
     let mut batch = RecvBatch::new(max);
     let mut send = SendBatch::new();
@@ -207,19 +214,27 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize) {
     let mut group: Vec<Outgoing> = Vec::with_capacity(BATCH);
     let sock = &shard.sockets[idx];
     let fd = sock.as_raw_fd();
+    let mut coalescer = Coalescer::new(coalesce, Instant::now());
+    // Whether datagrams are probably queued: then one recvmmsg takes a whole batch, and
+    // the receive that parks (and, when it finds nothing, costs a failed system call before
+    // the io_uring one) is skipped.
+    let mut queued = false;
     loop {
-        // Park until something arrives, then take what else is already queued in one call.
-        let first = batch.bufs[0].receive_slot();
-        let (n, src) = match sock.recv_from(first).await {
-            Ok(x) => x,
-            Err(e) => {
-                log::debug!("receive error on socket {idx}: {e}");
-                continue;
-            }
-        };
-        batch.bufs[0].set_received(n);
-        batch.srcs[0] = Some(src);
-        let count = 1 + batch.recv_more(fd, 1);
+        let mut count = if queued { batch.recv_more(fd, 0) } else { 0 };
+        if count == 0 {
+            // Park until something arrives, then take what else is already queued in one call.
+            let first = batch.bufs[0].receive_slot();
+            let (n, src) = match sock.recv_from(first).await {
+                Ok(x) => x,
+                Err(e) => {
+                    log::debug!("receive error on socket {idx}: {e}");
+                    continue;
+                }
+            };
+            batch.bufs[0].set_received(n);
+            batch.srcs[0] = Some(src);
+            count = 1 + batch.recv_more(fd, 1);
+        }
         let now = now();
         {
             let mut core = shard.core.borrow_mut();
@@ -246,6 +261,17 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize) {
             let mut core = shard.core.borrow_mut();
             core.counters.datagrams_sent += sent;
             core.counters.drops[DropReason::SendFailed as usize] += failed;
+        }
+        // Under sustained load every receive above finds data and completes at once, so this
+        // loop would never give the executor back: replication, housekeeping and shutdown
+        // would wait for the load to stop. Let them run when glommio's preemption timer says
+        // it is their turn (a flag check otherwise).
+        glommio::yield_if_needed().await;
+        let full = count == BATCH;
+        queued = full;
+        if let Some(wait) = coalescer.after_batch(count, full, Instant::now()) {
+            glommio::timer::sleep(wait).await;
+            queued = true;
         }
     }
 }
