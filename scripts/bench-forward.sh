@@ -235,9 +235,12 @@ for name in systems:
         "latency_p50_us": f.get("latency_p50_us"),
         "latency_p99_us": f.get("latency_p99_us"),
         "saturation_msgs_per_s": summary.get("saturation_msgs_per_s"),
+        "saturation_offered": summary.get("saturation_offered"),
         "max_clean_offered": summary.get("max_clean_offered"),
         "cpu_us_per_msg_saturated": summary.get("cpu_us_per_msg_saturated"),
         "cpu_pct_saturated": summary.get("sut_cpu_pct_saturated"),
+        "cpu_us_per_msg_flat_out": summary.get("cpu_us_per_msg_flat_out"),
+        "flat_out_fwd_rate": summary.get("flat_out_fwd_rate"),
         "flooder_limited": summary.get("flooder_limited"),
         "steps": steps,
     }
@@ -294,6 +297,13 @@ doc = {
     "kamailio_version": os.environ.get("KAMAILIO_VERSION"),
     "rcvbuf_bytes": int(os.environ["RCVBUF"]),
     "fixed_rate": int(os.environ["FIXED_RATE"]),
+    "definitions": {
+        "cpu_us_per_msg": "CPU time of every SUT thread and process (schedstat) / messages "
+        "that reached the sink, over the window at the fixed offered rate",
+        "saturation_msgs_per_s": "most forwarded per second in any ramp step (paced or flat out)",
+        "cpu_us_per_msg_saturated": "CPU per forwarded message in that step",
+        "latency": "flooder send to sink receive, 1 in 8 messages, capped at 200000 us",
+    },
     "systems": results,
     "ratios": ratios,
     "targets": targets,

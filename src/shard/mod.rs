@@ -214,7 +214,7 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize, coalesce: Duration) {
     let mut group: Vec<Outgoing> = Vec::with_capacity(BATCH);
     let sock = &shard.sockets[idx];
     let fd = sock.as_raw_fd();
-    let mut coalescer = Coalescer::new(coalesce, Instant::now());
+    let mut coalescer = Coalescer::new(coalesce, BATCH, Instant::now());
     // Whether datagrams are probably queued: then one recvmmsg takes a whole batch, and
     // the receive that parks (and, when it finds nothing, costs a failed system call before
     // the io_uring one) is skipped.

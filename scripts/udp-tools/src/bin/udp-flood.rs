@@ -182,6 +182,9 @@ fn counter_of(datagram: &[u8]) -> Option<u64> {
     })
 }
 
+/// Latencies at or above this (microseconds) are counted as this.
+const LATENCY_CAP_US: u64 = 200_000;
+
 /// Forwarding latency (send to sink) of a sample of the requests, in microseconds.
 struct Latency {
     /// Count per microsecond up to `buckets.len() - 1`; the last bucket holds the rest.
@@ -195,7 +198,7 @@ impl Latency {
 
     fn new() -> Latency {
         Latency {
-            buckets: vec![0; 200_001],
+            buckets: vec![0; LATENCY_CAP_US as usize + 1],
             samples: 0,
         }
     }
@@ -607,24 +610,34 @@ fn run(a: RunArgs) -> Result<(), String> {
     }
     let max = f.step(0, a.warmup, a.window);
     report(&a.label, &max, "max");
-    let saturation = results
+    // The saturation point: the step that forwarded the most per second (paced or flat out).
+    // Its CPU per message is the cost when saturated; the flat-out step is reported too, as
+    // some forwarders get less efficient when overloaded.
+    let peak = results
         .iter()
         .chain(std::iter::once(&max))
-        .map(|r| r.fwd_rate())
-        .fold(0.0, f64::max);
+        .max_by(|x, y| x.fwd_rate().total_cmp(&y.fwd_rate()))
+        .expect("the flat-out step at least");
+    let saturation = peak.fwd_rate();
     let best_clean = results
         .iter()
         .filter(|r| r.clean(a.clean_ratio))
         .map(|r| r.fwd_rate())
         .fold(0.0, f64::max);
+    let pct = |r: &StepResult, ns: u64| ns as f64 / 1e9 / r.window_s * 100.0;
     let generator_limited = results.iter().any(|r| r.generator_short())
-        || max.own_ns as f64 / 1e9 / max.window_s > 0.95
-            && (max.cpu_ns as f64 / 1e9 / max.window_s) < 0.90;
+        || pct(&max, max.own_ns) > 95.0 && pct(&max, max.cpu_ns) < 90.0;
     eprintln!(
-        "{:>9} saturation {:.0}/s forwarded (best clean step {:.0}/s, max clean offered {}), \
-         {:.2} us/msg when saturated{}",
+        "{:>9} saturation {:.0}/s forwarded at {:.2} us/msg (offered {}; best clean step {:.0}/s, \
+         max clean offered {}; flat out {:.2} us/msg){}",
         a.label,
         saturation,
+        peak.cpu_us_per_msg(),
+        if peak.offered == 0 {
+            "flat out".to_string()
+        } else {
+            format!("{}/s", peak.offered)
+        },
         best_clean,
         last_clean.unwrap_or(0),
         max.cpu_us_per_msg(),
@@ -636,14 +649,18 @@ fn run(a: RunArgs) -> Result<(), String> {
     );
     println!(
         "{{\"kind\":\"summary\",\"label\":\"{}\",\"saturation_msgs_per_s\":{saturation:.0},\
-         \"best_clean_fwd_rate\":{best_clean:.0},\"max_clean_offered\":{},\
+         \"saturation_offered\":{},\"best_clean_fwd_rate\":{best_clean:.0},\"max_clean_offered\":{},\
          \"cpu_us_per_msg_saturated\":{:.3},\"sut_cpu_pct_saturated\":{:.1},\
-         \"flood_cpu_pct_saturated\":{:.1},\"flooder_limited\":{generator_limited}}}",
+         \"flood_cpu_pct_saturated\":{:.1},\"cpu_us_per_msg_flat_out\":{:.3},\
+         \"flat_out_fwd_rate\":{:.0},\"flooder_limited\":{generator_limited}}}",
         a.label,
+        peak.offered,
         last_clean.unwrap_or(0),
+        peak.cpu_us_per_msg(),
+        pct(peak, peak.cpu_ns),
+        pct(peak, peak.own_ns),
         max.cpu_us_per_msg(),
-        max.cpu_ns as f64 / 1e9 / max.window_s * 100.0,
-        max.own_ns as f64 / 1e9 / max.window_s * 100.0,
+        max.fwd_rate(),
     );
     finish(&f);
     Ok(())
@@ -737,6 +754,8 @@ mod tests {
 
     #[test]
     fn latency_quantiles() {
+        // Quantiles are capped at LATENCY_CAP_US.
+        assert_eq!(LATENCY_CAP_US, 200_000);
         let mut l = Latency::new();
         assert_eq!(l.quantile(0.5), 0);
         for us in 1..=100 {
