@@ -242,6 +242,7 @@ for name in systems:
         "cpu_us_per_msg_flat_out": summary.get("cpu_us_per_msg_flat_out"),
         "flat_out_fwd_rate": summary.get("flat_out_fwd_rate"),
         "flooder_limited": summary.get("flooder_limited"),
+        "valid": bool(f.get("valid")) and bool(summary.get("all_steps_valid")),
         "steps": steps,
     }
 
@@ -325,7 +326,8 @@ for name, r in results.items():
     print(f"{name:<22}{fmt(r['cpu_us_per_msg'], '.2f'):>14}{fmt(r['latency_p50_us'], 'd'):>12}"
           f"{fmt(r['saturation_msgs_per_s'], ',.0f'):>14}{fmt(r['cpu_us_per_msg_saturated'], '.2f'):>13}"
           f"{fmt(r['max_clean_offered'], ',d'):>13}"
-          + ("  (flooder-limited)" if r.get("flooder_limited") else ""))
+          + ("  (flooder-limited)" if r.get("flooder_limited") else "")
+          + ("  (INVALID: starved of CPU by other work, rerun)" if not r.get("valid") else ""))
 for pair, r in ratios.items():
     print(f"{pair:<22}{fmt(r['cpu_us_per_msg'], '.3f'):>14}{'':>12}"
           f"{fmt(r['saturation_msgs_per_s'], '.2f'):>14}{fmt(r['cpu_us_per_msg_saturated'], '.3f'):>13}")

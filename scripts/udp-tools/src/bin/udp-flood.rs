@@ -96,6 +96,9 @@ struct RunArgs {
     /// Bisection steps after the first lossy rate.
     #[arg(long, default_value_t = 2)]
     bisect: u32,
+    /// Tries of a step whose flooder or forwarder was starved of CPU by other work.
+    #[arg(long, default_value_t = 3)]
+    attempts: u32,
     /// Forwarded/sent at or above which a step counts as clean.
     #[arg(long, default_value_t = 0.99)]
     clean_ratio: f64,
@@ -257,6 +260,8 @@ struct StepResult {
     /// Latency quantiles (p50, p99, p99.9) in microseconds, and how many were timed.
     latency_us: [u64; 3],
     latency_samples: u64,
+    /// Whether both sides had their CPUs (see [`StepResult::starved`]).
+    valid: bool,
 }
 
 impl StepResult {
@@ -281,6 +286,19 @@ impl StepResult {
         self.ratio() >= min_ratio
             && (self.offered == 0 || self.sent_rate() >= 0.97 * self.offered as f64)
     }
+    /// Share of a core the flooder and the system under test got in the window (percent).
+    fn flood_pct(&self) -> f64 {
+        self.own_ns as f64 / 1e9 / self.window_s * 100.0
+    }
+    fn sut_pct(&self) -> f64 {
+        self.cpu_ns as f64 / 1e9 / self.window_s * 100.0
+    }
+    /// Someone else's work took the CPUs: the flooder (a busy loop, so ~100 % when it runs)
+    /// got less than 80 % of its core, or messages were lost while the forwarder got less
+    /// than 80 % of its core. Such a step measures the machine, not the forwarder.
+    fn starved(&self, min_ratio: f64) -> bool {
+        self.flood_pct() < 80.0 || (self.ratio() < min_ratio && self.sut_pct() < 80.0)
+    }
     /// The flooder could not send what was asked (it, not the forwarder, was the limit).
     fn generator_short(&self) -> bool {
         self.offered > 0 && self.sent_rate() < 0.97 * self.offered as f64
@@ -293,7 +311,8 @@ impl StepResult {
              \"sent_rate\":{:.0},\"fwd_rate\":{:.0},\"ratio\":{:.5},\"replies\":{},\"send_errors\":{},\
              \"sut_cpu_ms\":{:.1},\"sut_cpu_stat_ms\":{:.1},\"sut_cpu_pct\":{:.1},\
              \"cpu_us_per_msg\":{:.3},\"cpu_us_per_msg_stat\":{:.3},\"proxy_drops\":{},\
-             \"sink_drops\":{},\"flood_cpu_pct\":{:.1},\"latency_p50_us\":{},             \"latency_p99_us\":{},\"latency_p999_us\":{},\"latency_samples\":{}}}",
+             \"sink_drops\":{},\"flood_cpu_pct\":{:.1},\"latency_p50_us\":{},\
+             \"latency_p99_us\":{},\"latency_p999_us\":{},\"latency_samples\":{},\"valid\":{}}}",
             self.offered,
             self.sent,
             self.received,
@@ -314,6 +333,7 @@ impl StepResult {
             self.latency_us[1],
             self.latency_us[2],
             self.latency_samples,
+            self.valid,
         )
     }
 
@@ -509,6 +529,7 @@ impl Flood {
                 self.latency.quantile(0.999),
             ],
             latency_samples: self.latency.samples,
+            valid: true,
         }
     }
 }
@@ -516,6 +537,36 @@ impl Flood {
 fn report(label: &str, r: &StepResult, kind: &str) {
     eprintln!("{}", r.human(label));
     println!("{{\"kind\":\"{kind}\",\"step\":{}}}", r.json(label));
+}
+
+/// One step at `rate`, repeated (up to `--attempts` times) while other work starved the
+/// flooder or the forwarder; the last attempt is returned, marked invalid if still starved.
+fn measure(f: &mut Flood, a: &RunArgs, rate: u64, kind: &str) -> StepResult {
+    for attempt in 1..=a.attempts.max(1) {
+        let mut r = f.step(rate, a.warmup, a.window);
+        if !r.starved(a.clean_ratio) {
+            report(&a.label, &r, kind);
+            return r;
+        }
+        r.valid = false;
+        if attempt == a.attempts.max(1) {
+            eprintln!(
+                "{:>9} still starved of CPU after {attempt} attempts",
+                a.label
+            );
+            report(&a.label, &r, kind);
+            return r;
+        }
+        eprintln!(
+            "{:>9} starved of CPU (flooder {:.0} %, forwarder {:.0} %): measuring again",
+            a.label,
+            r.flood_pct(),
+            r.sut_pct()
+        );
+        report(&a.label, &r, "starved");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    unreachable!("the last attempt returns")
 }
 
 fn run(a: RunArgs) -> Result<(), String> {
@@ -557,8 +608,7 @@ fn run(a: RunArgs) -> Result<(), String> {
         a.sources
     );
     if !a.ramp {
-        let r = f.step(a.rate.unwrap_or(0), a.warmup, a.window);
-        report(&a.label, &r, "fixed");
+        measure(&mut f, &a, a.rate.unwrap_or(0), "fixed");
         finish(&f);
         return Ok(());
     }
@@ -568,12 +618,19 @@ fn run(a: RunArgs) -> Result<(), String> {
     let mut first_lossy: Option<u64> = None;
     let mut rate = a.start.max(1);
     while rate <= a.max_rate {
-        let mut r = f.step(rate, a.warmup, a.window);
-        report(&a.label, &r, "ramp");
+        let mut r = measure(&mut f, &a, rate, "ramp");
+        if !r.valid {
+            // The machine, not the forwarder, decided this step: do not climb on it.
+            eprintln!(
+                "{:>9} ramp stopped at {rate}/s: no valid measurement",
+                a.label
+            );
+            results.push(r);
+            break;
+        }
         if !r.clean(a.clean_ratio) && !r.generator_short() {
             // One lossy step on a noisy machine is not yet saturation: try it again.
-            let again = f.step(rate, a.warmup, a.window);
-            report(&a.label, &again, "ramp");
+            let again = measure(&mut f, &a, rate, "ramp");
             results.push(r);
             r = again;
         }
@@ -597,8 +654,7 @@ fn run(a: RunArgs) -> Result<(), String> {
             if mid <= lo || mid >= hi {
                 break;
             }
-            let r = f.step(mid, a.warmup, a.window);
-            report(&a.label, &r, "bisect");
+            let r = measure(&mut f, &a, mid, "bisect");
             if r.clean(a.clean_ratio) {
                 lo = mid;
             } else {
@@ -608,8 +664,7 @@ fn run(a: RunArgs) -> Result<(), String> {
         }
         last_clean = Some(lo);
     }
-    let max = f.step(0, a.warmup, a.window);
-    report(&a.label, &max, "max");
+    let max = measure(&mut f, &a, 0, "max");
     // The saturation point: the step that forwarded the most per second (paced or flat out).
     // Its CPU per message is the cost when saturated; the flat-out step is reported too, as
     // some forwarders get less efficient when overloaded.
@@ -625,6 +680,7 @@ fn run(a: RunArgs) -> Result<(), String> {
         .map(|r| r.fwd_rate())
         .fold(0.0, f64::max);
     let pct = |r: &StepResult, ns: u64| ns as f64 / 1e9 / r.window_s * 100.0;
+    let all_valid = results.iter().all(|r| r.valid) && max.valid;
     let generator_limited = results.iter().any(|r| r.generator_short())
         || pct(&max, max.own_ns) > 95.0 && pct(&max, max.cpu_ns) < 90.0;
     eprintln!(
@@ -652,7 +708,8 @@ fn run(a: RunArgs) -> Result<(), String> {
          \"saturation_offered\":{},\"best_clean_fwd_rate\":{best_clean:.0},\"max_clean_offered\":{},\
          \"cpu_us_per_msg_saturated\":{:.3},\"sut_cpu_pct_saturated\":{:.1},\
          \"flood_cpu_pct_saturated\":{:.1},\"cpu_us_per_msg_flat_out\":{:.3},\
-         \"flat_out_fwd_rate\":{:.0},\"flooder_limited\":{generator_limited}}}",
+         \"flat_out_fwd_rate\":{:.0},\"flooder_limited\":{generator_limited},\
+         \"all_steps_valid\":{all_valid}}}",
         a.label,
         peak.offered,
         last_clean.unwrap_or(0),
