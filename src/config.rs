@@ -194,6 +194,12 @@ pub struct Args {
     #[arg(long)]
     pub record_route: bool,
 
+    /// After a partial batch, wait up to this long (microseconds) before receiving again when
+    /// datagrams arrive fast enough for the wait to save executor wake-ups; 0 never waits.
+    /// Trades at most this much added latency for fewer wake-ups (less CPU) at moderate load.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 500)]
+    pub rx_coalesce_us: u32,
+
     /// Host (and port) to write into Via and Record-Route instead of the listen address.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub advertise: Option<String>,
@@ -313,6 +319,9 @@ impl Args {
         }
         if self.users.is_some() && self.auth_realm().is_none() {
             return Err("--users needs a --realm (or a --domain to take it from)".into());
+        }
+        if self.rx_coalesce_us > 100_000 {
+            return Err("--rx-coalesce-us must be at most 100000".into());
         }
         if let (Some(n), Some(cpus)) = (self.shards, &self.cpus) {
             if cpus.0.len() < n {

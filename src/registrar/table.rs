@@ -7,13 +7,18 @@
 //! A removal is a record too (a tombstone, kept for [`TOMBSTONE_SECS`]) so that an older
 //! registration arriving late cannot bring a removed binding back.
 //!
-//! Storage: one heap blob per AOR holding its encoded bindings back to back, keyed by the
-//! canonical AOR (`user@host`, host lower-cased). The Call-ID is kept only as a 64-bit hash:
-//! the registrar needs it for equality (RFC 3261 section 10.3 step 7), never for its text.
+//! Storage: one heap allocation per AOR holding its canonical key (`user@host`, host
+//! lower-cased) and then its encoded bindings back to back, in a `hashbrown::HashTable` of
+//! those allocations (a slot is one 16-byte pointer). Every shard holds the whole table, so
+//! its size per binding matters: with one binding per AOR, a million AORs take some 140 bytes
+//! of heap (about 165 resident) per binding, of which about 70 are the AOR and contact text
+//! themselves (`cargo bench --bench location_memory`). The Call-ID is kept only as a 64-bit hash: the
+//! registrar needs it for equality (RFC 3261 section 10.3 step 7), never for its text.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use ahash::AHashMap;
+use ahash::RandomState;
+use hashbrown::HashTable;
 
 use crate::sip::Uri;
 
@@ -191,13 +196,48 @@ pub fn same_contact(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// One AOR as stored: `key length (u16 LE) | key | encoded bindings`, in one allocation.
+#[derive(Clone)]
+struct AorEntry(Box<[u8]>);
+
+/// Bytes before the key: its length.
+const KEY_LEN_BYTES: usize = 2;
+
+impl AorEntry {
+    /// An entry for `key` with room for `blob_len` bytes of bindings after it (appended by the
+    /// caller into the returned buffer).
+    fn buffer(key: &[u8], blob_len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(KEY_LEN_BYTES + key.len() + blob_len);
+        v.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        v.extend_from_slice(key);
+        v
+    }
+
+    fn key_len(&self) -> usize {
+        u16::from_le_bytes([self.0[0], self.0[1]]) as usize
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.0[KEY_LEN_BYTES..KEY_LEN_BYTES + self.key_len()]
+    }
+
+    /// The encoded bindings.
+    fn blob(&self) -> &[u8] {
+        &self.0[KEY_LEN_BYTES + self.key_len()..]
+    }
+}
+
 /// The shard's copy of the location table.
 #[derive(Clone, Default)]
 pub struct LocationTable {
-    aors: AHashMap<Box<[u8]>, Box<[u8]>>,
+    aors: HashTable<AorEntry>,
+    hasher: RandomState,
     /// Live (non-tombstone) bindings, kept for gauges.
     live: usize,
 }
+
+/// Longest AOR key the table stores (the length prefix is a u16).
+pub const MAX_AOR_LEN: usize = u16::MAX as usize;
 
 impl LocationTable {
     pub fn new() -> Self {
@@ -213,10 +253,15 @@ impl LocationTable {
         self.live
     }
 
+    fn entry(&self, aor: &[u8]) -> Option<&AorEntry> {
+        let hash = self.hasher.hash_one(aor);
+        self.aors.find(hash, |e| e.key() == aor)
+    }
+
     /// All stored bindings of `aor`, tombstones and expired ones included.
     pub fn bindings(&self, aor: &[u8]) -> Bindings<'_> {
         Bindings {
-            blob: self.aors.get(aor).map_or(&[][..], |b| &b[..]),
+            blob: self.entry(aor).map_or(&[][..], AorEntry::blob),
         }
     }
 
@@ -233,8 +278,15 @@ impl LocationTable {
 
     /// Apply one binding change (local or replicated). Last writer wins per contact.
     pub fn merge(&mut self, aor: &[u8], incoming: &Binding<'_>) -> MergeOutcome {
-        let existing = self.aors.get(aor).map(|b| &b[..]).unwrap_or(&[]);
-        let mut out = Vec::with_capacity(existing.len() + encoded_len(incoming));
+        if aor.len() > MAX_AOR_LEN {
+            return MergeOutcome::Invalid;
+        }
+        let hash = self.hasher.hash_one(aor);
+        let existing = self
+            .aors
+            .find(hash, |e| e.key() == aor)
+            .map_or(&[][..], AorEntry::blob);
+        let mut out = AorEntry::buffer(aor, existing.len() + encoded_len(incoming));
         let mut replaced: Option<Binding<'_>> = None;
         let mut rest = existing;
         while let Some((b, len)) = decode(rest) {
@@ -258,10 +310,13 @@ impl LocationTable {
             (false, true) => MergeOutcome::Tombstone,
         };
         self.live = self.live + usize::from(!incoming.is_tombstone()) - usize::from(was_live);
-        match self.aors.get_mut(aor) {
-            Some(slot) => *slot = out.into_boxed_slice(),
+        let entry = AorEntry(out.into_boxed_slice());
+        match self.aors.find_mut(hash, |e| e.key() == aor) {
+            Some(slot) => *slot = entry,
             None => {
-                self.aors.insert(aor.into(), out.into_boxed_slice());
+                let hasher = &self.hasher;
+                self.aors
+                    .insert_unique(hash, entry, |e| hasher.hash_one(e.key()));
             }
         }
         outcome
@@ -279,7 +334,7 @@ impl LocationTable {
     /// Lookups already ignore lapsed bindings, so this only reclaims memory and keeps gauges true.
     pub fn purge(&mut self, now_secs: u64) -> usize {
         let mut expired = 0;
-        self.aors.retain(|_, blob| {
+        self.aors.retain(|entry| {
             let doomed = |b: &Binding<'_>| {
                 if b.is_tombstone() {
                     b.version.stamp_ms / 1000 + TOMBSTONE_SECS < now_secs
@@ -287,11 +342,13 @@ impl LocationTable {
                     !b.is_live(now_secs)
                 }
             };
-            if !(Bindings { blob: &blob[..] }).any(|b| doomed(&b)) {
+            if !(Bindings { blob: entry.blob() }).any(|b| doomed(&b)) {
                 return true;
             }
-            let mut keep = Vec::with_capacity(blob.len());
-            let mut rest = &blob[..];
+            let blob = entry.blob();
+            let mut keep = AorEntry::buffer(entry.key(), blob.len());
+            let header = keep.len();
+            let mut rest = blob;
             while let Some((b, len)) = decode(rest) {
                 if !doomed(&b) {
                     keep.extend_from_slice(&rest[..len]);
@@ -300,8 +357,11 @@ impl LocationTable {
                 }
                 rest = &rest[len..];
             }
-            *blob = keep.into_boxed_slice();
-            !blob.is_empty()
+            if keep.len() == header {
+                return false;
+            }
+            *entry = AorEntry(keep.into_boxed_slice());
+            true
         });
         self.live -= expired.min(self.live);
         expired
@@ -311,7 +371,7 @@ impl LocationTable {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Bindings<'_>)> {
         self.aors
             .iter()
-            .map(|(k, v)| (&k[..], Bindings { blob: &v[..] }))
+            .map(|e| (e.key(), Bindings { blob: e.blob() }))
     }
 }
 
@@ -445,6 +505,45 @@ mod tests {
         assert_eq!(t.aor_count(), 2, "the tombstone is kept for TOMBSTONE_SECS");
         assert_eq!(t.purge(100 + TOMBSTONE_SECS + 1), 0);
         assert_eq!(t.aor_count(), 1);
+    }
+
+    #[test]
+    fn many_aors_survive_growth_iteration_and_purge() {
+        let mut t = LocationTable::new();
+        let keys: Vec<String> = (0..5_000).map(|i| format!("user{i}@example.com")).collect();
+        let contacts: Vec<String> = (0..5_000).map(|i| format!("sip:u{i}@192.0.2.1")).collect();
+        for (i, (k, c)) in keys.iter().zip(&contacts).enumerate() {
+            // Even AORs lapse at 100, odd ones at 1000.
+            let exp = if i % 2 == 0 { 100 } else { 1000 };
+            let mut x = b(1, 1, exp, "");
+            x.contact = c.as_bytes();
+            assert_eq!(t.merge(k.as_bytes(), &x), MergeOutcome::Added);
+        }
+        assert_eq!((t.aor_count(), t.binding_count()), (5_000, 5_000));
+        assert_eq!(t.iter().count(), 5_000);
+        for (k, c) in keys.iter().zip(&contacts) {
+            assert_eq!(t.lookup(k.as_bytes(), 50).unwrap().contact, c.as_bytes());
+            let from_iter = t.iter().find(|(key, _)| *key == k.as_bytes());
+            assert_eq!(from_iter.unwrap().1.count(), 1);
+        }
+        assert!(t.lookup(b"user5000@example.com", 50).is_none());
+        assert!(t.lookup(b"", 50).is_none());
+        assert_eq!(t.purge(500), 2_500);
+        assert_eq!((t.aor_count(), t.binding_count()), (2_500, 2_500));
+        assert!(t.lookup(keys[0].as_bytes(), 50).is_none());
+        assert_eq!(
+            t.lookup(keys[1].as_bytes(), 500).unwrap().contact,
+            contacts[1].as_bytes()
+        );
+    }
+
+    #[test]
+    fn an_empty_key_is_a_key() {
+        let mut t = LocationTable::new();
+        t.merge(b"", &b(1, 1, 100, "sip:a@192.0.2.1"));
+        t.merge(b"a", &b(1, 1, 100, "sip:b@192.0.2.1"));
+        assert_eq!(t.lookup(b"", 0).unwrap().contact, b"sip:a@192.0.2.1");
+        assert_eq!(t.lookup(b"a", 0).unwrap().contact, b"sip:b@192.0.2.1");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! This is the only module that touches sockets, executors, signals and clocks.
 
 pub mod batch;
+pub mod coalesce;
 pub mod replication;
 pub mod socket;
 
@@ -37,6 +38,7 @@ use crate::proxy::{Action, Core, Now, ProxyConfig};
 use crate::registrar::table::LocationTable;
 use crate::registrar::RegistrarConfig;
 use batch::{Outgoing, RecvBatch, SendBatch, BATCH};
+use coalesce::Coalescer;
 use replication::Links;
 
 /// How often the persister collects changes from the rings.
@@ -155,6 +157,7 @@ pub fn run(args: &Args) -> Result<Counters, String> {
     }
     let auth = build_authenticator(args)?;
 
+    let coalesce = Duration::from_micros(args.rx_coalesce_us as u64);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
@@ -189,7 +192,11 @@ pub fn run(args: &Args) -> Result<Counters, String> {
         let auth = auth.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
             .name(&format!("shard{id}"))
-            .spawn(move || shard_main(cfg, seed, sockets, mesh, stop, published, auth, reload))
+            .spawn(move || {
+                shard_main(
+                    cfg, seed, sockets, mesh, stop, published, auth, reload, coalesce,
+                )
+            })
             .map_err(|e| format!("cannot start shard {id} on CPU {}: {e}", cpus[id]))?;
         handles.push(handle);
     }
@@ -257,6 +264,7 @@ async fn shard_main(
     published: Arc<Published>,
     auth: Option<(Authenticator, AuthMode)>,
     reload: mpsc::Receiver<Arc<UserDb>>,
+    coalesce: Duration,
 ) -> Counters {
     let mut core = Core::with_table(cfg, seed);
     if let Some((authn, mode)) = auth {
@@ -276,7 +284,7 @@ async fn shard_main(
     });
     let mut tasks = Vec::new();
     for idx in 0..shard.sockets.len() {
-        tasks.push(glommio::spawn_local(receive_loop(Rc::clone(&shard), idx)).detach());
+        tasks.push(glommio::spawn_local(receive_loop(Rc::clone(&shard), idx, coalesce)).detach());
     }
     let mut ticks = 0u32;
     while !stop.load(Ordering::Relaxed) {
@@ -347,7 +355,10 @@ async fn persister_main(
 }
 
 /// Receive, decide and send for one socket, a batch at a time.
-async fn receive_loop(shard: Rc<Shard>, idx: usize) {
+///
+/// `coalesce`: how long to wait after a partial batch when datagrams arrive at a rate that
+/// makes waiting pay (see [`coalesce`]); zero never waits.
+async fn receive_loop(shard: Rc<Shard>, idx: usize, coalesce: Duration) {
     let max = shard.core.borrow().config().max_message;
     let mut batch = RecvBatch::new(max);
     let mut send = SendBatch::new();
@@ -356,19 +367,27 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize) {
     let sock = &shard.sockets[idx];
     let fd = sock.as_raw_fd();
     let mut seq: u64 = 0;
+    let mut coalescer = Coalescer::new(coalesce, BATCH, Instant::now());
+    // Whether datagrams are probably queued: then one recvmmsg takes a whole batch, and
+    // the receive that parks (and, when it finds nothing, costs a failed system call before
+    // the io_uring one) is skipped.
+    let mut queued = false;
     loop {
-        // Park until something arrives, then take what else is already queued in one call.
-        let first = batch.bufs[0].receive_slot();
-        let (n, src) = match sock.recv_from(first).await {
-            Ok(x) => x,
-            Err(e) => {
-                log::debug!("receive error on socket {idx}: {e}");
-                continue;
-            }
-        };
-        batch.bufs[0].set_received(n);
-        batch.srcs[0] = Some(src);
-        let count = 1 + batch.recv_more(fd, 1);
+        let mut count = if queued { batch.recv_more(fd, 0) } else { 0 };
+        if count == 0 {
+            // Park until something arrives, then take what else is already queued in one call.
+            let first = batch.bufs[0].receive_slot();
+            let (n, src) = match sock.recv_from(first).await {
+                Ok(x) => x,
+                Err(e) => {
+                    log::debug!("receive error on socket {idx}: {e}");
+                    continue;
+                }
+            };
+            batch.bufs[0].set_received(n);
+            batch.srcs[0] = Some(src);
+            count = 1 + batch.recv_more(fd, 1);
+        }
         let now = now();
         {
             let mut core = shard.core.borrow_mut();
@@ -410,6 +429,17 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize) {
             let mut core = shard.core.borrow_mut();
             core.counters.datagrams_sent += sent;
             core.counters.drops[DropReason::SendFailed as usize] += failed;
+        }
+        // Under sustained load every receive above finds data and completes at once, so this
+        // loop would never give the executor back: replication, housekeeping and shutdown
+        // would wait for the load to stop. Let them run when glommio's preemption timer says
+        // it is their turn (a flag check otherwise).
+        glommio::yield_if_needed().await;
+        let full = count == BATCH;
+        queued = full;
+        if let Some(wait) = coalescer.after_batch(count, full, Instant::now()) {
+            glommio::timer::sleep(wait).await;
+            queued = true;
         }
     }
 }

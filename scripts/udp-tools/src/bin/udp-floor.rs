@@ -1,0 +1,86 @@
+//! udp-floor: the cheapest UDP forwarder there is, as the floor a SIP proxy is compared with.
+//! It receives batches with recvmmsg and sends every datagram unchanged to one fixed address
+//! with sendmmsg: no parsing, no lookup, no rewrite.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use udp_tools::{bind_udp, set_receive_timeout, RecvBatch, SendBatch, MAX_DATAGRAM};
+
+/// Bare recvmmsg/sendmmsg UDP forwarder (the benchmark's floor).
+#[derive(Parser)]
+#[command(name = "udp-floor")]
+struct Args {
+    /// Address to receive on.
+    #[arg(long, default_value = "127.0.0.1:5080")]
+    listen: SocketAddr,
+    /// Where every datagram is sent.
+    #[arg(long)]
+    to: SocketAddr,
+    /// Datagrams per recvmmsg/sendmmsg call at most.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// SO_RCVBUF in bytes (as the proxies get; the kernel caps it at net.core.rmem_max).
+    #[arg(long)]
+    rcvbuf: Option<usize>,
+    /// Stop by itself after this many seconds (the benchmark stops it sooner with SIGTERM).
+    #[arg(long, default_value_t = 900)]
+    max_seconds: u64,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn main() {
+    let args = Args::parse();
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+    let sock = bind_udp(args.listen, args.rcvbuf, false).unwrap_or_else(|e| {
+        eprintln!("udp-floor: cannot bind {}: {e}", args.listen);
+        std::process::exit(1);
+    });
+    // The receive timeout only serves to notice SIGTERM and the deadline; the signal also
+    // interrupts the call.
+    set_receive_timeout(&sock, Duration::from_millis(200)).expect("SO_RCVTIMEO");
+    let fd = sock.as_raw_fd();
+    let mut recv = RecvBatch::new(args.batch, MAX_DATAGRAM);
+    let mut send = SendBatch::new(args.batch, args.to);
+    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    let (mut received, mut sent, mut failed) = (0u64, 0u64, 0u64);
+    eprintln!("udp-floor: {} -> {}", args.listen, args.to);
+    while !STOP.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let n = match recv.recv(fd, libc::MSG_WAITFORONE) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("udp-floor: receive: {e}");
+                continue;
+            }
+        };
+        received += n as u64;
+        let mut off = 0;
+        while off < n {
+            match send.send(fd, (off..n).map(|i| recv.datagram(i))) {
+                Ok(k) if k > 0 => {
+                    off += k;
+                    sent += k as u64;
+                }
+                _ => {
+                    // Skip the datagram the kernel refused; keep the rest of the batch.
+                    failed += 1;
+                    off += 1;
+                }
+            }
+        }
+    }
+    eprintln!("udp-floor: {received} received, {sent} sent, {failed} failed");
+}

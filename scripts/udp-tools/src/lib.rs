@@ -1,0 +1,331 @@
+//! Shared pieces of `udp-flood` and `udp-floor`: batched datagram I/O with recvmmsg/sendmmsg,
+//! and the /proc readings the benchmark reports (CPU time of the system under test, UDP drops
+//! per port).
+//!
+//! The `unsafe` is confined to filling the kernel's `mmsghdr` arrays: every pointer in them
+//! points into buffers owned by the batch, which outlives the call.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// Largest datagram the tools handle.
+pub const MAX_DATAGRAM: usize = 65_536;
+
+/// A UDP socket bound to `addr`, with SO_RCVBUF set to `rcvbuf` bytes when given. With
+/// `force` (the flooder's own sockets, never the system under test) SO_RCVBUFFORCE is tried
+/// first, so that net.core.rmem_max does not cap it when running as root.
+pub fn bind_udp(addr: SocketAddr, rcvbuf: Option<usize>, force: bool) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Some(bytes) = rcvbuf {
+        if !(force && force_rcvbuf(&s, bytes)) {
+            s.set_recv_buffer_size(bytes)?;
+        }
+    }
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+fn force_rcvbuf(s: &Socket, bytes: usize) -> bool {
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: `v` is a plain int that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &v as *const libc::c_int as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
+/// Receive buffers and the kernel structures that point into them.
+pub struct RecvBatch {
+    pub bufs: Vec<Vec<u8>>,
+    pub lens: Vec<usize>,
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    addrs: Vec<libc::sockaddr_storage>,
+}
+
+impl RecvBatch {
+    pub fn new(batch: usize, buf_size: usize) -> RecvBatch {
+        RecvBatch {
+            bufs: (0..batch).map(|_| vec![0u8; buf_size]).collect(),
+            lens: vec![0; batch],
+            // SAFETY: all-zero is a valid value for these plain C structs.
+            hdrs: (0..batch).map(|_| unsafe { zeroed() }).collect(),
+            iovs: (0..batch).map(|_| unsafe { zeroed() }).collect(),
+            addrs: (0..batch).map(|_| unsafe { zeroed() }).collect(),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.bufs.len()
+    }
+
+    /// One recvmmsg into every slot. `flags` is e.g. `MSG_DONTWAIT` (poll) or `MSG_WAITFORONE`
+    /// (block for the first datagram, then take what is queued). Returns how many arrived;
+    /// `Ok(0)` when the socket would block or the receive timeout passed.
+    pub fn recv(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
+        let n = self.bufs.len();
+        for i in 0..n {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr() as *mut libc::c_void,
+                iov_len: self.bufs[i].len(),
+            };
+            // SAFETY: a zeroed msghdr is valid; it is pointed at our iovec and address slot.
+            self.hdrs[i] = unsafe { zeroed() };
+            self.hdrs[i].msg_hdr.msg_iov = &mut self.iovs[i];
+            self.hdrs[i].msg_hdr.msg_iovlen = 1;
+            self.hdrs[i].msg_hdr.msg_name = &mut self.addrs[i] as *mut _ as *mut libc::c_void;
+            self.hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+        }
+        // SAFETY: hdrs[..n] are initialised above and point into buffers owned by self.
+        let got = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                n as u32,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let got = got as usize;
+        for i in 0..got {
+            self.lens[i] = self.hdrs[i].msg_len as usize;
+        }
+        Ok(got)
+    }
+
+    pub fn datagram(&self, i: usize) -> &[u8] {
+        &self.bufs[i][..self.lens[i]]
+    }
+}
+
+/// Kernel structures for sendmmsg calls to one fixed destination.
+pub struct SendBatch {
+    to: SockAddr,
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+}
+
+impl SendBatch {
+    pub fn new(batch: usize, to: SocketAddr) -> SendBatch {
+        SendBatch {
+            to: SockAddr::from(to),
+            // SAFETY: all-zero is a valid value for these plain C structs.
+            hdrs: (0..batch).map(|_| unsafe { zeroed() }).collect(),
+            iovs: (0..batch).map(|_| unsafe { zeroed() }).collect(),
+        }
+    }
+
+    /// Send `datagrams` (at most the batch size) with one non-blocking sendmmsg; returns how
+    /// many the kernel took.
+    pub fn send<'a>(
+        &mut self,
+        fd: RawFd,
+        datagrams: impl Iterator<Item = &'a [u8]>,
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        for d in datagrams.take(self.hdrs.len()) {
+            self.iovs[n] = libc::iovec {
+                iov_base: d.as_ptr() as *mut libc::c_void,
+                iov_len: d.len(),
+            };
+            // SAFETY: a zeroed msghdr is valid; it is pointed at our iovec and address below.
+            self.hdrs[n] = unsafe { zeroed() };
+            self.hdrs[n].msg_hdr.msg_iov = &mut self.iovs[n];
+            self.hdrs[n].msg_hdr.msg_iovlen = 1;
+            self.hdrs[n].msg_hdr.msg_name = self.to.as_ptr() as *mut libc::c_void;
+            self.hdrs[n].msg_hdr.msg_namelen = self.to.len();
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: hdrs[..n] point into the caller's datagrams and `self.to`, alive across the
+        // call.
+        let sent =
+            unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT) };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(sent as usize)
+    }
+}
+
+/// Set SO_RCVTIMEO so a blocking receive returns now and then (to notice a stop request).
+pub fn set_receive_timeout(sock: &UdpSocket, t: Duration) -> io::Result<()> {
+    sock.set_read_timeout(Some(t))
+}
+
+/// Every process in the trees rooted at `roots` (the roots and all their descendants), read
+/// from /proc. A Kamailio main process forks its workers, so its tree is what it consumes.
+pub fn process_trees(roots: &[u32]) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1)?.parse::<u32>().ok()) {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut stack: Vec<u32> = roots.to_vec();
+    while let Some(p) = stack.pop() {
+        if seen.insert(p) {
+            if let Some(c) = children.get(&p) {
+                stack.extend(c);
+            }
+        }
+    }
+    let mut out: Vec<u32> = seen.into_iter().collect();
+    out.sort_unstable();
+    out
+}
+
+/// The fields of /proc/PID/stat after the command name: index 0 is the state, 1 the parent,
+/// 11 utime and 12 stime (clock ticks).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &s[s.rfind(')')? + 2..];
+    Some(after.split_whitespace().map(str::to_owned).collect())
+}
+
+/// CPU time consumed so far by a set of processes, two ways.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuSample {
+    /// Sum of every thread's run time from /proc/PID/task/TID/schedstat (nanoseconds).
+    pub sched_ns: u64,
+    /// utime + stime from /proc/PID/stat (clock ticks, all threads), in nanoseconds.
+    pub stat_ns: u64,
+}
+
+pub fn cpu_of(pids: &[u32]) -> CpuSample {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let mut out = CpuSample::default();
+    for &pid in pids {
+        if let Some(f) = stat_fields(pid) {
+            let ticks: u64 = f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+            out.stat_ns += ticks * 1_000_000_000 / hz;
+        }
+        if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in dir.flatten() {
+                let p = t.path().join("schedstat");
+                if let Ok(s) = std::fs::read_to_string(p) {
+                    out.sched_ns += s
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// CPU time of this process (user + system), nanoseconds.
+pub fn own_cpu_ns() -> u64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Datagrams the kernel dropped on every UDP socket bound to local `port` (the `drops` column
+/// of /proc/net/udp and /proc/net/udp6: a full receive buffer, mostly).
+pub fn udp_drops(port: u16) -> u64 {
+    let mut total = 0;
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(s) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in s.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let Some(local) = cols.get(1) else { continue };
+            let Some(p) = local
+                .rsplit(':')
+                .next()
+                .and_then(|h| u16::from_str_radix(h, 16).ok())
+            else {
+                continue;
+            };
+            if p == port {
+                total += cols.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+/// Write `n` as exactly `out.len()` decimal digits (leading zeros; higher digits are cut).
+#[inline]
+pub fn write_digits(out: &mut [u8], mut n: u64) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_are_fixed_width() {
+        let mut b = [0u8; 6];
+        write_digits(&mut b, 42);
+        assert_eq!(&b, b"000042");
+        write_digits(&mut b, 1_234_567);
+        assert_eq!(&b, b"234567");
+    }
+
+    #[test]
+    fn batches_round_trip_on_loopback() {
+        let rx = bind_udp("127.0.0.1:0".parse().unwrap(), Some(1 << 20), true).unwrap();
+        let tx = bind_udp("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
+        let mut send = SendBatch::new(8, rx.local_addr().unwrap());
+        let msgs: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 10 + i as usize]).collect();
+        assert_eq!(
+            send.send(tx.as_raw_fd(), msgs.iter().map(|m| &m[..]))
+                .unwrap(),
+            5
+        );
+        set_receive_timeout(&rx, Duration::from_millis(500)).unwrap();
+        let mut recv = RecvBatch::new(8, 1500);
+        let mut got = 0;
+        while got < 5 {
+            let n = recv.recv(rx.as_raw_fd(), libc::MSG_WAITFORONE).unwrap();
+            assert!(n > 0);
+            for i in 0..n {
+                assert_eq!(recv.datagram(i), &msgs[got + i][..]);
+            }
+            got += n;
+        }
+        assert!(udp_drops(rx.local_addr().unwrap().port()) == 0);
+        let me = std::process::id();
+        assert!(process_trees(&[me]).contains(&me));
+        assert!(cpu_of(&[me]).sched_ns > 0);
+    }
+}
