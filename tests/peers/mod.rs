@@ -545,7 +545,8 @@ impl Sipshard {
 pub fn shard_receive_counts(log: &str) -> Vec<(usize, u64)> {
     log.lines()
         .filter_map(|l| {
-            let rest = &l[l.find("shard ")? + 6..];
+            // logfmt: ... msg="shard 0: 18008 received, ..."
+            let rest = &l[l.find("msg=\"shard ")? + 11..];
             let (id, rest) = rest.split_once(": ")?;
             let (n, _) = rest.split_once(" received")?;
             Some((id.parse().ok()?, n.parse().ok()?))
