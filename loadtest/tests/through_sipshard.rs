@@ -1,0 +1,65 @@
+//! `sipshard-load call` through the sipshard proxy (one shard): a modest rate for a few
+//! seconds, zero failed calls. Needs `target/release/sipshard` with `--listen`; ignored until
+//! the proxy lands (issue 3).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn sipshard_bin() -> PathBuf {
+    // CARGO_BIN_EXE_sipshard-load sits next to the proxy binary in target/<profile>/.
+    let dir = PathBuf::from(BIN).parent().unwrap().to_path_buf();
+    let bin = dir.join("sipshard");
+    assert!(bin.is_file(), "{} is missing: build the workspace first", bin.display());
+    bin
+}
+
+#[test]
+#[ignore = "needs the sipshard proxy (issue 3)"]
+fn calls_through_one_sipshard_shard_all_succeed() {
+    let proxy = sipshard_bin();
+    let port = free_ports(1);
+    let listen = format!("127.0.0.1:{port}");
+    let mut p = Command::new(&proxy)
+        .args(["--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sipshard");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(p.try_wait().unwrap().is_none(), "sipshard exited at start");
+    let dir = temp_dir("through-sipshard");
+    let json = dir.join("r.json");
+    let out = run(
+        &[
+            "call",
+            "--target",
+            &listen,
+            "--users",
+            "50",
+            "--rate",
+            "300",
+            "--duration",
+            "3",
+            "--hold",
+            "50",
+            "-q",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(90),
+    );
+    let _ = p.kill();
+    let _ = p.wait();
+    assert!(out.status.success(), "{}", show(&out));
+    let r = read_json(&json);
+    assert_eq!(u(&r, "registered_users"), 50, "{r:#}");
+    assert_eq!(u(&r, "attempted"), 900, "{r:#}");
+    assert_eq!(u(&r, "succeeded"), 900, "{r:#}");
+    assert_eq!(u(&r, "failed"), 0, "{r:#}");
+    assert_eq!(u(&r, "answering.succeeded"), 900, "{r:#}");
+}
