@@ -70,7 +70,6 @@ pub struct Config {
     pub duration_ns: u64,
     pub threads: usize,
     pub cpus: Option<Vec<usize>>,
-    pub ports: usize,
     pub local_ip: IpAddr,
     /// Local ports to bind, per worker, per socket (0 = any). Filled from `--local-port`, or by
     /// the rate search from the previous trial so registrations stay valid across trials.
@@ -140,7 +139,6 @@ impl Config {
             duration_ns: (c.duration * S) as u64,
             threads: c.threads,
             cpus: c.cpus.clone(),
-            ports: c.ports,
             local_ip: c.local_ip,
             fixed_ports,
             domain,

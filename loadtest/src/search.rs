@@ -134,7 +134,7 @@ pub fn find_max(
         }
         if clean {
             lo = Some(lo.map_or(rate, |l: f64| l.max(rate)));
-        } else if hi.is_none_or(|(h, _)| rate < h) {
+        } else if hi.map_or(true, |(h, _)| rate < h) {
             hi = Some((rate, !t.generator_kept_schedule));
         }
         rate = match hi {

@@ -98,14 +98,6 @@ impl<'a> W<'a> {
     pub fn crlf(&mut self) -> &mut Self {
         self.b(b"\r\n")
     }
-
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -45,7 +45,9 @@ impl Drop for Registrar {
 fn answer(m: &Message<'_>, code: &str, extra: &str) -> Vec<u8> {
     let mut out = format!("SIP/2.0 {code}\r\n");
     for f in m.fields() {
-        let line = String::from_utf8_lossy(m.bytes(f.line)).trim_end().to_string();
+        let line = String::from_utf8_lossy(m.bytes(f.line))
+            .trim_end()
+            .to_string();
         match f.name {
             HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
                 out.push_str(&line);
@@ -65,7 +67,8 @@ fn answer(m: &Message<'_>, code: &str, extra: &str) -> Vec<u8> {
 
 fn registrar(passwords: &'static [(&'static str, &'static str)]) -> Registrar {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
     let addr = sock.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, bad, challenged) = (
@@ -74,13 +77,18 @@ fn registrar(passwords: &'static [(&'static str, &'static str)]) -> Registrar {
         Arc::new(AtomicU64::new(0)),
     );
     let handle = {
-        let (stop, ok, bad, challenged) = (stop.clone(), ok.clone(), bad.clone(), challenged.clone());
+        let (stop, ok, bad, challenged) =
+            (stop.clone(), ok.clone(), bad.clone(), challenged.clone());
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 8192];
             while !stop.load(Ordering::Relaxed) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
                 let mut data = buf[..n].to_vec();
-                let Ok(m) = Message::parse(&mut data) else { continue };
+                let Ok(m) = Message::parse(&mut data) else {
+                    continue;
+                };
                 let creds = m.credentials(HeaderName::Authorization).next();
                 let reply = match creds {
                     None => {
@@ -94,7 +102,9 @@ fn registrar(passwords: &'static [(&'static str, &'static str)]) -> Registrar {
                         )
                     }
                     Some(Ok(c)) => {
-                        let s = |k: &[u8]| String::from_utf8_lossy(c.param(k).unwrap_or(b"")).to_string();
+                        let s = |k: &[u8]| {
+                            String::from_utf8_lossy(c.param(k).unwrap_or(b"")).to_string()
+                        };
                         let user = s(b"username");
                         let pw = passwords
                             .iter()

@@ -64,7 +64,12 @@ fn proxyless_call_completes_every_call_and_writes_all_reports() {
     for k in ["p50", "p99", "max"] {
         assert!(r["generator_lag_ms"][k].is_number(), "generator_lag_ms.{k}");
     }
-    for h in ["invite_to_180", "invite_to_200", "bye_to_200", "register_to_200"] {
+    for h in [
+        "invite_to_180",
+        "invite_to_200",
+        "bye_to_200",
+        "register_to_200",
+    ] {
         for k in ["p50", "p90", "p99", "p999", "max"] {
             assert!(r["latency_ms"][h][k].is_number(), "latency_ms.{h}.{k}");
         }
@@ -83,14 +88,20 @@ fn proxyless_call_completes_every_call_and_writes_all_reports() {
         "generator_lag",
     ] {
         let text = std::fs::read_to_string(hgrm.join(format!("{name}.hgrm"))).unwrap();
-        assert!(text.contains("Percentile") && text.contains("#[Max"), "{name}: {text}");
+        assert!(
+            text.contains("Percentile") && text.contains("#[Max"),
+            "{name}: {text}"
+        );
     }
     let rows = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = rows.lines().collect();
     assert!(lines[0].starts_with("second,target_rate,achieved_rate"));
     assert!(lines.len() >= 3, "{rows}");
     let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(summary.contains("500 attempted, 500 succeeded, 0 failed"), "{summary}");
+    assert!(
+        summary.contains("500 attempted, 500 succeeded, 0 failed"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -129,7 +140,10 @@ fn a_rejection_fails_the_call_unless_expected() {
         a
     };
     let a = args(false);
-    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(30));
+    let out = run(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        Duration::from_secs(30),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let r = read_json(&json);
     assert_eq!(u(&r, "attempted"), 100, "{r:#}");
@@ -140,7 +154,10 @@ fn a_rejection_fails_the_call_unless_expected() {
     assert_eq!(u(&r, "answering.succeeded"), 100, "{r:#}");
 
     let a = args(true);
-    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(30));
+    let out = run(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        Duration::from_secs(30),
+    );
     assert!(out.status.success(), "{}", show(&out));
     let r = read_json(&json);
     assert_eq!(u(&r, "succeeded"), 100, "{r:#}");

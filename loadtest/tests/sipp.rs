@@ -82,7 +82,13 @@ fn uas_only_answers_sipp_uac() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let uac = Command::new(&sipp)
-        .args(["-sn", "uac", &format!("127.0.0.1:{port}"), "-i", "127.0.0.1"])
+        .args([
+            "-sn",
+            "uac",
+            &format!("127.0.0.1:{port}"),
+            "-i",
+            "127.0.0.1",
+        ])
         .args(["-p", &free_ports(1).to_string(), "-r", "100", "-m", "200"])
         .args(["-nostdin", "-timeout", "30s"])
         .current_dir(&dir)

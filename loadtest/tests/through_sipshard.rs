@@ -14,7 +14,11 @@ fn sipshard_bin() -> PathBuf {
     // CARGO_BIN_EXE_sipshard-load sits next to the proxy binary in target/<profile>/.
     let dir = PathBuf::from(BIN).parent().unwrap().to_path_buf();
     let bin = dir.join("sipshard");
-    assert!(bin.is_file(), "{} is missing: build the workspace first", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the workspace first",
+        bin.display()
+    );
     bin
 }
 

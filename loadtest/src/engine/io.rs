@@ -121,7 +121,8 @@ impl OutQueue {
 }
 
 pub struct Sock {
-    pub sock: UdpSocket,
+    /// Owns the descriptor `fd`.
+    _sock: UdpSocket,
     pub fd: RawFd,
     pub local: SocketAddr,
     pub out: OutQueue,
@@ -169,14 +170,6 @@ impl RxBatch {
             count: 0,
             batch: Batch::new(),
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 
     /// Datagram `i` (mutable: the SIP parser normalises in place) and its source.
@@ -306,7 +299,7 @@ impl Io {
             }
             let local = sock.local_addr()?;
             socks.push(Sock {
-                sock,
+                _sock: sock,
                 fd,
                 local,
                 out: OutQueue::default(),

@@ -63,10 +63,12 @@ impl Timers {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.heap.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

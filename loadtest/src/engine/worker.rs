@@ -764,10 +764,7 @@ impl Core {
             }
             for &s in &ready {
                 for _ in 0..4 {
-                    let n = match rx.recv(self.io.socks[s].fd) {
-                        Ok(n) => n,
-                        Err(_) => 0,
-                    };
+                    let n = rx.recv(self.io.socks[s].fd).unwrap_or_default();
                     self.now = self.clock();
                     for i in 0..n {
                         let (data, from) = rx.get(i);

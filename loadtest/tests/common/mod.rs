@@ -57,7 +57,9 @@ pub fn free_ports(n: u16) -> u16 {
             .as_nanos() as u64;
     let mut x = seed;
     for _ in 0..200 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let base = 20000 + ((x >> 33) % 30000) as u16;
         let socks: Vec<_> = (0..n)
             .map_while(|i| UdpSocket::bind(("127.0.0.1", base + i)).ok())
