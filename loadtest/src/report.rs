@@ -47,7 +47,7 @@ impl Live {
                     w,
                     "second,target_rate,achieved_rate,in_flight,attempted,succeeded,failed,\
                      failed_timeout,failed_status,failed_unexpected,retransmissions,\
-                     latency_p50_ms,latency_p99_ms,lag_p99_ms,answered,answered_ok,answered_failed"
+                     latency_p50_ms,latency_p99_ms,lag_p99_ms,rx_lag_p99_ms,answered,answered_ok,answered_failed"
                 );
                 Some(w)
             }
@@ -73,6 +73,7 @@ impl Live {
         };
         let mut main = new_hist();
         let mut lag = new_hist();
+        let mut rx_lag = new_hist();
         let mut prev_attempted = 0;
         let mut second = 1u64;
         loop {
@@ -91,24 +92,30 @@ impl Live {
             let mut c = Counters::default();
             main.reset();
             lag.reset();
+            rx_lag.reset();
             for s in &shared.snapshots {
                 let mut s = s.lock().unwrap();
                 let _ = main.add(&s.main);
                 let _ = lag.add(&s.lag);
+                let _ = rx_lag.add(&s.rx_lag);
                 s.main.reset();
                 s.lag.reset();
+                s.rx_lag.reset();
                 c.add(&s.counters);
             }
             let achieved = c.client.attempted - prev_attempted;
             prev_attempted = c.client.attempted;
             if cfg.live {
-                eprintln!("{}", live_line(cfg, second, achieved, &c, &main, &lag));
+                eprintln!(
+                    "{}",
+                    live_line(cfg, second, achieved, &c, &main, &lag, &rx_lag)
+                );
             }
             if let Some(w) = &mut self.csv {
                 let cl = &c.client;
                 let _ = writeln!(
                     w,
-                    "{second},{},{achieved},{},{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{}",
+                    "{second},{},{achieved},{},{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{},{},{}",
                     if cfg.has_client() { cfg.rate } else { 0.0 },
                     cl.in_flight(),
                     cl.attempted,
@@ -121,6 +128,7 @@ impl Live {
                     ms(&main, 0.5),
                     ms(&main, 0.99),
                     ms(&lag, 0.99),
+                    ms(&rx_lag, 0.99),
                     c.server.attempted,
                     c.server.succeeded,
                     c.server.failed(),
@@ -141,6 +149,7 @@ fn live_line(
     c: &Counters,
     main: &Histogram<u64>,
     lag: &Histogram<u64>,
+    rx_lag: &Histogram<u64>,
 ) -> String {
     let causes = |s: &Side| {
         format!(
@@ -162,7 +171,7 @@ fn live_line(
         );
     }
     format!(
-        "{second:>4}s rate {achieved}/{} in-flight {} ok {} {} rtx {} {} p50 {:.2} p99 {:.2} ms lag p99 {:.2} ms",
+        "{second:>4}s rate {achieved}/{} in-flight {} ok {} {} rtx {} {} p50 {:.2} p99 {:.2} ms lag p99 send {:.2} recv {:.2} ms",
         cfg.rate,
         c.client.in_flight(),
         c.client.succeeded,
@@ -172,6 +181,7 @@ fn live_line(
         ms(main, 0.5),
         ms(main, 0.99),
         ms(lag, 0.99),
+        ms(rx_lag, 0.99),
     )
 }
 
@@ -236,7 +246,10 @@ pub struct Report {
     pub retransmissions_by_kind: RetransReport,
     pub failures_by_cause: Causes,
     pub unexpected_statuses: BTreeMap<String, u64>,
+    /// How late attempts were sent, relative to their schedule.
     pub generator_lag_ms: Percentiles,
+    /// How long received datagrams waited before the generator read them.
+    pub generator_rx_lag_ms: Percentiles,
     pub generator_kept_schedule: bool,
     pub latency_ms: BTreeMap<&'static str, Percentiles>,
     /// The calling side's attempts (for `call` with both sides: the calls placed).
@@ -267,12 +280,15 @@ impl Report {
             &c.client
         };
         let lag = Percentiles::of(&h.lag);
+        let rx_lag = Percentiles::of(&h.rx_lag);
         let duration = cfg.duration_ns as f64 / 1e9;
         let kept = cfg.role == Role::UasOnly
-            || (lag.p99 <= max_lag_ms && out.send_secs <= duration * 1.01 + max_lag_ms / 1000.0);
+            || (lag.p99 <= max_lag_ms
+                && rx_lag.p99 <= max_lag_ms
+                && out.send_secs <= duration * 1.01 + max_lag_ms / 1000.0);
         let mut latency = BTreeMap::new();
         for (name, hist) in h.named() {
-            if name != "generator_lag" {
+            if !name.starts_with("generator_") {
                 latency.insert(name, Percentiles::of(hist));
             }
         }
@@ -310,6 +326,7 @@ impl Report {
                 .map(|(code, n)| (code.to_string(), n))
                 .collect(),
             generator_lag_ms: lag,
+            generator_rx_lag_ms: rx_lag,
             generator_kept_schedule: kept,
             latency_ms: latency,
             calling: (&c.client).into(),
@@ -402,22 +419,26 @@ impl Report {
                 self.stray_messages, self.unparseable, self.send_errors
             ));
         }
-        s.push_str(&format!(
-            "  latency ms  {:>13}{:>9}{:>9}{:>9}{:>9}{:>9}\n",
-            "count", "p50", "p90", "p99", "p99.9", "max"
-        ));
+        let any_latency = self.latency_ms.values().any(|q| q.count > 0);
+        if any_latency || self.role != "uas" {
+            s.push_str(&format!(
+                "  latency ms  {:>13}{:>9}{:>9}{:>9}{:>9}{:>9}\n",
+                "count", "p50", "p90", "p99", "p99.9", "max"
+            ));
+        }
         for (name, q) in &self.latency_ms {
             p(&mut s, name, q);
         }
         if self.role != "uas" {
-            p(&mut s, "generator lag", &self.generator_lag_ms);
+            p(&mut s, "send lag", &self.generator_lag_ms);
+            p(&mut s, "receive lag", &self.generator_rx_lag_ms);
             if self.generator_kept_schedule {
                 s.push_str("  the generator kept its schedule\n");
             } else {
                 s.push_str(&format!(
-                    "  WARNING: the generator fell behind its schedule (lag p99 {:.1} ms, max {:.1} ms): \
-                     these results measure the generator, not the target\n",
-                    self.generator_lag_ms.p99, self.generator_lag_ms.max
+                    "  WARNING: the generator fell behind (send lag p99 {:.1} ms, receive lag p99 \
+                     {:.1} ms): these results measure the generator, not the target\n",
+                    self.generator_lag_ms.p99, self.generator_rx_lag_ms.p99
                 ));
             }
         }

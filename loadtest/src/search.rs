@@ -28,6 +28,7 @@ pub struct Trial {
     pub retransmissions: u64,
     pub latency_p99_ms: f64,
     pub generator_lag_p99_ms: f64,
+    pub generator_rx_lag_p99_ms: f64,
     pub generator_kept_schedule: bool,
     pub clean: bool,
     pub error: Option<String>,
@@ -104,12 +105,13 @@ pub fn find_max(
             retransmissions: r.retransmissions,
             latency_p99_ms: main_p99(&r),
             generator_lag_p99_ms: r.generator_lag_ms.p99,
+            generator_rx_lag_p99_ms: r.generator_rx_lag_ms.p99,
             generator_kept_schedule: r.generator_kept_schedule,
             clean,
             error: r.error.clone(),
         };
         eprintln!(
-            "trial {:>2}: rate {:>9.1}/s achieved {:>9.1}/s  attempted {:>8} failed {:>6} rtx {:>6}  p99 {:>8.2} ms  lag p99 {:>7.2} ms  {}",
+            "trial {:>2}: rate {:>9.1}/s achieved {:>9.1}/s  attempted {:>8} failed {:>6} rtx {:>6}  p99 {:>8.2} ms  lag p99 send {:>7.2} recv {:>7.2} ms  {}",
             n + 1,
             t.rate,
             t.achieved_rate,
@@ -118,6 +120,7 @@ pub fn find_max(
             t.retransmissions,
             t.latency_p99_ms,
             t.generator_lag_p99_ms,
+            t.generator_rx_lag_p99_ms,
             if clean {
                 "clean"
             } else if !t.generator_kept_schedule {

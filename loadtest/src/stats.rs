@@ -140,6 +140,9 @@ pub struct Hists {
     pub options_to_200: Histogram<u64>,
     /// How late the generator sent each attempt relative to its schedule.
     pub lag: Histogram<u64>,
+    /// How long each received datagram waited in the socket before the generator read it
+    /// (kernel timestamp to processing): the generator's lag on the receiving side.
+    pub rx_lag: Histogram<u64>,
 }
 
 impl Default for Hists {
@@ -151,6 +154,7 @@ impl Default for Hists {
             register_to_200: new_hist(),
             options_to_200: new_hist(),
             lag: new_hist(),
+            rx_lag: new_hist(),
         }
     }
 }
@@ -164,10 +168,11 @@ impl Hists {
         let _ = self.register_to_200.add(&o.register_to_200);
         let _ = self.options_to_200.add(&o.options_to_200);
         let _ = self.lag.add(&o.lag);
+        let _ = self.rx_lag.add(&o.rx_lag);
     }
 
     /// `(name, histogram)` in report order.
-    pub fn named(&self) -> [(&'static str, &Histogram<u64>); 6] {
+    pub fn named(&self) -> [(&'static str, &Histogram<u64>); 7] {
         [
             ("invite_to_180", &self.invite_to_180),
             ("invite_to_200", &self.invite_to_200),
@@ -175,6 +180,7 @@ impl Hists {
             ("register_to_200", &self.register_to_200),
             ("options_to_200", &self.options_to_200),
             ("generator_lag", &self.lag),
+            ("generator_rx_lag", &self.rx_lag),
         ]
     }
 }

@@ -140,11 +140,9 @@ impl Core {
                         let d = self.now.saturating_sub(c.origin);
                         record_ns(&mut self.stats.hists.invite_to_180, d);
                     }
-                    if state == CState::Calling {
-                        c.state = CState::Proceeding;
-                        let deadline = c.txn_start + 64 * self.cfg.t1_ns;
-                        self.arm_call(slot, deadline);
-                    }
+                    // Retransmissions stop; the pending Timer A entry, when it fires, re-arms
+                    // for Timer B instead (so no 32 s heap entry per call on the fast path).
+                    c.state = CState::Proceeding;
                 } else if code < 300 {
                     let d = self.now.saturating_sub(self.calls[slot as usize].origin);
                     record_ns(&mut self.stats.hists.invite_to_200, d);

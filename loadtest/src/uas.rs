@@ -145,10 +145,10 @@ impl Core {
             return;
         }
         if d.final_code < 300 {
+            // The pending Timer G entry re-arms for the dialog's give-up time when it fires,
+            // so short calls never put a long-lived entry in the timer heap.
             d.state = DState::Confirmed;
-            // Nobody may hold a dialog forever: give up well after any sane hold.
-            let at = self.now + self.cfg.hold_ns + 128 * self.cfg.t1_ns;
-            self.arm_dialog(slot, at);
+            d.started = self.now;
         } else {
             // A rejected call is complete once its rejection is ACKed.
             self.stats.counters.server.succeeded += 1;
@@ -210,8 +210,14 @@ impl Core {
                 self.arm_dialog(slot, at);
             }
             DState::Confirmed => {
-                self.stats.counters.server.fail(Cause::Timeout);
-                self.free_dialog(slot);
+                // Nobody may hold a dialog forever: give up well after any sane hold.
+                let give_up = d.started + self.cfg.hold_ns + 128 * t1;
+                if self.now >= give_up {
+                    self.stats.counters.server.fail(Cause::Timeout);
+                    self.free_dialog(slot);
+                } else {
+                    self.arm_dialog(slot, give_up);
+                }
             }
             DState::Free => {}
         }

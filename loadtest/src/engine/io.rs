@@ -152,11 +152,17 @@ impl Batch {
     }
 }
 
-/// The received datagrams of one `recvmmsg`.
+/// Room for one `SCM_TIMESTAMPNS` control message, in u64s for alignment.
+const CTRL_WORDS: usize = 8;
+
+/// The received datagrams of one `recvmmsg`, with the kernel's receive timestamps.
 pub struct RxBatch {
     bufs: Vec<u8>,
     lens: [usize; BATCH],
     from: [Option<SocketAddr>; BATCH],
+    /// When the kernel queued each datagram (CLOCK_REALTIME ns; 0 if unknown).
+    stamps: [u64; BATCH],
+    ctrl: Vec<u64>,
     count: usize,
     batch: Batch,
 }
@@ -167,15 +173,22 @@ impl RxBatch {
             bufs: vec![0; BATCH * MAX_DATAGRAM],
             lens: [0; BATCH],
             from: [None; BATCH],
+            stamps: [0; BATCH],
+            ctrl: vec![0; BATCH * CTRL_WORDS],
             count: 0,
             batch: Batch::new(),
         }
     }
 
-    /// Datagram `i` (mutable: the SIP parser normalises in place) and its source.
-    pub fn get(&mut self, i: usize) -> (&mut [u8], Option<SocketAddr>) {
+    /// Datagram `i` (mutable: the SIP parser normalises in place), its source, and when the
+    /// kernel received it (CLOCK_REALTIME ns, 0 if unknown).
+    pub fn get(&mut self, i: usize) -> (&mut [u8], Option<SocketAddr>, u64) {
         let start = i * MAX_DATAGRAM;
-        (&mut self.bufs[start..start + self.lens[i]], self.from[i])
+        (
+            &mut self.bufs[start..start + self.lens[i]],
+            self.from[i],
+            self.stamps[i],
+        )
     }
 
     /// Receive up to [`BATCH`] datagrams from `fd` without blocking; returns how many.
@@ -192,8 +205,9 @@ impl RxBatch {
             h.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut b.iov[i];
             h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
+            // SAFETY: in bounds: ctrl holds BATCH * CTRL_WORDS words.
+            h.msg_control = unsafe { self.ctrl.as_mut_ptr().add(i * CTRL_WORDS) } as *mut _;
+            h.msg_controllen = CTRL_WORDS * 8;
             h.msg_flags = 0;
             b.hdrs[i].msg_len = 0;
         }
@@ -219,10 +233,27 @@ impl RxBatch {
         for i in 0..n {
             self.lens[i] = (b.hdrs[i].msg_len as usize).min(MAX_DATAGRAM);
             self.from[i] = from_raw(&b.addrs[i]);
+            self.stamps[i] = rx_stamp(&b.hdrs[i].msg_hdr);
         }
         self.count = n;
         Ok(n)
     }
+}
+
+/// The `SCM_TIMESTAMPNS` of a received message, 0 when absent.
+fn rx_stamp(h: &libc::msghdr) -> u64 {
+    // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG macros stay within them.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                return ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    0
 }
 
 impl Default for RxBatch {
@@ -272,6 +303,19 @@ fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
             };
         }
     }
+    // Kernel receive timestamps: how long a datagram waited for us is the generator's own lag
+    // on the receiving side, which would otherwise hide inside the measured latency.
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid fd and an int option value.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &on as *const _ as *const _,
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
     s.bind(&addr.into())?;
     Ok(s.into())
 }
@@ -469,7 +513,8 @@ mod tests {
             let n = rx.recv(a.socks[1].fd).unwrap();
             assert!(n > 0);
             for i in 0..n {
-                let (d, from) = rx.get(i);
+                let (d, from, stamp) = rx.get(i);
+                assert!(stamp > 0, "no receive timestamp");
                 assert_eq!(d, &[(got + i) as u8; 10]);
                 assert_eq!(from, Some(a.socks[0].local));
             }

@@ -23,6 +23,7 @@ use crate::stats::{new_hist, Counters, Stats};
 pub struct Snapshot {
     pub main: Histogram<u64>,
     pub lag: Histogram<u64>,
+    pub rx_lag: Histogram<u64>,
     pub counters: Counters,
 }
 
@@ -121,6 +122,7 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<RunOutput, String> {
                 Mutex::new(Snapshot {
                     main: new_hist(),
                     lag: new_hist(),
+                    rx_lag: new_hist(),
                     counters: Counters::default(),
                 })
             })

@@ -134,6 +134,7 @@ pub struct Dialog {
     pub state: DState,
     pub sock: u16,
     pub peer: Option<SocketAddr>,
+    /// When the call was answered; once confirmed, when the ACK came.
     pub started: u64,
     pub rtx: u64,
     /// Key in `Core::dialog_index` (hash of Call-ID and From tag).
@@ -158,6 +159,7 @@ pub struct User {
 pub struct Interval {
     pub main: Histogram<u64>,
     pub lag: Histogram<u64>,
+    pub rx_lag: Histogram<u64>,
 }
 
 impl Default for Interval {
@@ -165,8 +167,16 @@ impl Default for Interval {
         Interval {
             main: new_hist(),
             lag: new_hist(),
+            rx_lag: new_hist(),
         }
     }
+}
+
+/// CLOCK_REALTIME in nanoseconds: the clock of kernel receive timestamps.
+fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Hashes that are already hashes: the dialog index is keyed by an FNV-1a of Call-ID and tag.
@@ -705,10 +715,12 @@ impl Core {
         let mut snap = self.shared.snapshots[self.id].lock().unwrap();
         let _ = snap.main.add(&self.interval.main);
         let _ = snap.lag.add(&self.interval.lag);
+        let _ = snap.rx_lag.add(&self.interval.rx_lag);
         snap.counters = self.stats.counters.clone();
         drop(snap);
         self.interval.main.reset();
         self.interval.lag.reset();
+        self.interval.rx_lag.reset();
     }
 
     /// Run the event loop until the run is over; returns what was measured.
@@ -766,8 +778,14 @@ impl Core {
                 for _ in 0..4 {
                     let n = rx.recv(self.io.socks[s].fd).unwrap_or_default();
                     self.now = self.clock();
+                    let real = realtime_ns();
                     for i in 0..n {
-                        let (data, from) = rx.get(i);
+                        let (data, from, stamp) = rx.get(i);
+                        if stamp > 0 {
+                            let waited = real.saturating_sub(stamp);
+                            record_ns(&mut self.stats.hists.rx_lag, waited);
+                            record_ns(&mut self.interval.rx_lag, waited);
+                        }
                         self.on_datagram(s, from, data);
                     }
                     if n < BATCH {

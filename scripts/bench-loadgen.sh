@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Benchmark the load generators themselves, and sipshard through them.
+#
+#   scripts/bench-loadgen.sh [--sipshard PATH] [--duration S] [--out DIR]
+#                            [--proxy-cpu N] [--gen-cpu N] [--sipp-rates "R1 R2 ..."]
+#
+# What it measures (all on 127.0.0.1, every run bounded in time):
+#
+#   1. SIPp alone: `sipp -sn uac` -> `sipp -sn uas`, both pinned to the generator CPU, at
+#      increasing rates; the highest rate whose run had no failed call and kept its rate.
+#   2. sipshard-load alone: `sipshard-load find-max call` with the target pointing at its own
+#      answering side (UAC and UAS in one process, one thread, pinned to the generator CPU):
+#      the generator's own ceiling on one core.
+#   3. With --sipshard PATH (a binary that accepts --listen): sipshard pinned to the proxy CPU
+#      (one shard), driven first by sipshard-load (find-max, UAC+UAS on the generator CPU), then
+#      by SIPp's uac + uas on the generator CPU, at increasing rates.
+#
+# The issue's targets: sipshard-load on one core sustains >= 10x SIPp's clean rate, and
+# >= 4000 calls/s with zero failures through a one-shard sipshard.
+#
+# Results go to DIR (default bench-results/loadgen-<date>): one JSON per search, SIPp logs,
+# and summary.txt.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+SIPSHARD=""
+DURATION=5
+OUT=""
+PROXY_CPU=0
+GEN_CPU=1
+SIPP_RATES="250 500 750 1000 1500 2000 3000 4000 6000 8000"
+LOAD_START=1000
+LOAD_MAX=64000
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --sipshard) SIPSHARD="$2"; shift 2 ;;
+        --duration) DURATION="$2"; shift 2 ;;
+        --out) OUT="$2"; shift 2 ;;
+        --proxy-cpu) PROXY_CPU="$2"; shift 2 ;;
+        --gen-cpu) GEN_CPU="$2"; shift 2 ;;
+        --sipp-rates) SIPP_RATES="$2"; shift 2 ;;
+        --load-start) LOAD_START="$2"; shift 2 ;;
+        --load-max) LOAD_MAX="$2"; shift 2 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+for tool in sipp taskset python3; do
+    command -v "$tool" >/dev/null || { echo "$tool is required (apt-get install -y sip-tester util-linux python3)" >&2; exit 2; }
+done
+
+OUT="${OUT:-bench-results/loadgen-$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+
+cargo build --release -p sipshard-loadtest >&2
+LOAD="$PWD/target/release/sipshard-load"
+
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+# A UDP port nobody uses (a block of $1 consecutive ports).
+free_port() {
+    python3 - "$1" <<'EOF'
+import random, socket, sys
+n = int(sys.argv[1])
+for _ in range(500):
+    base = random.randint(20000, 60000 - n)
+    socks = []
+    try:
+        for i in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", base + i))
+            socks.append(s)
+        print(base)
+        break
+    except OSError:
+        pass
+    finally:
+        for s in socks:
+            s.close()
+EOF
+}
+
+json_field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1]))[sys.argv[2]]; print('' if v is None else v)" "$1" "$2"; }
+
+# One SIPp trial: uac at RATE for DURATION seconds towards DEST (requests to user SERVICE).
+# Clean when sipp exits 0 (every call succeeded) and the calls took no longer than the
+# schedule plus a little (SIPp silently slows down when it cannot keep the rate).
+sipp_trial() {
+    local rate=$1 dest=$2 tag=$3
+    local calls=$((rate * DURATION))
+    local port; port=$(free_port 1)
+    local log="$OUT/sipp-$tag-$rate"
+    local start end rc=0
+    start=$(date +%s.%N)
+    taskset -c "$GEN_CPU" timeout $((DURATION * 3 + 40)) sipp -sn uac "$dest" -s service \
+        -i 127.0.0.1 -p "$port" -r "$rate" -m "$calls" -l $((rate * 4 + 100)) \
+        -nostdin -timeout $((DURATION * 3 + 30))s -trace_err -error_file "$log.err" \
+        >"$log.out" 2>&1 || rc=$?
+    end=$(date +%s.%N)
+    local took; took=$(python3 -c "print(round($end - $start, 2))")
+    local held; held=$(python3 -c "print(1 if $took <= $DURATION * 1.15 + 2 else 0)")
+    if [ "$rc" = 0 ] && [ "$held" = 1 ]; then
+        say "  sipp $tag rate $rate: clean ($calls calls in ${took}s)"
+        return 0
+    fi
+    say "  sipp $tag rate $rate: NOT clean (exit $rc, $calls calls took ${took}s, schedule ${DURATION}s)"
+    return 1
+}
+
+# Highest clean SIPp rate against a uas reachable at DEST. Prints the rate (0 if none).
+sipp_ladder() {
+    local dest=$1 tag=$2 best=0
+    for r in $SIPP_RATES; do
+        if sipp_trial "$r" "$dest" "$tag"; then best=$r; else break; fi
+        sleep 2
+    done
+    echo "$best" > "$OUT/sipp-$tag.best"
+}
+
+start_sipp_uas() {
+    local port=$1 tag=$2
+    taskset -c "$GEN_CPU" sipp -sn uas -i 127.0.0.1 -p "$port" -nostdin \
+        -timeout 3600s >"$OUT/sipp-uas-$tag.out" 2>&1 &
+    PIDS+=($!)
+    sleep 0.5
+}
+
+say "== sipshard-load benchmark, $(date -u +%FT%TZ), $(nproc) CPUs, trial ${DURATION}s"
+say "   generator CPU $GEN_CPU, proxy CPU $PROXY_CPU"
+
+# ---- 1. SIPp alone --------------------------------------------------------------------------
+say ""
+say "-- 1. SIPp uac -> SIPp uas (no proxy), both on CPU $GEN_CPU"
+UAS_PORT=$(free_port 1)
+start_sipp_uas "$UAS_PORT" direct
+UAS_PID=${PIDS[-1]}
+sipp_ladder "127.0.0.1:$UAS_PORT" direct
+kill "$UAS_PID" 2>/dev/null || true
+SIPP_DIRECT=$(cat "$OUT/sipp-direct.best")
+say "   SIPp highest clean rate: $SIPP_DIRECT calls/s"
+
+# ---- 2. sipshard-load alone -----------------------------------------------------------------
+say ""
+say "-- 2. sipshard-load call against itself (UAC+UAS, 1 thread) on CPU $GEN_CPU"
+SELF_PORT=$(free_port 1)
+taskset -c "$GEN_CPU" "$LOAD" find-max call --target "127.0.0.1:$SELF_PORT" \
+    --local-port "$SELF_PORT" --ports 1 --users 100 --threads 1 \
+    --rate "$LOAD_START" --max-rate "$LOAD_MAX" --duration "$DURATION" --precision 5 -q \
+    --json "$OUT/load-self.json" 2>&1 | tee -a "$SUMMARY" || true
+LOAD_SELF=$(json_field "$OUT/load-self.json" max_clean_rate)
+say "   sipshard-load highest clean rate (own ceiling): ${LOAD_SELF:-none} calls/s"
+
+# ---- 3. through sipshard --------------------------------------------------------------------
+LOAD_PROXY=""
+SIPP_PROXY=""
+if [ -n "$SIPSHARD" ]; then
+    if ! "$SIPSHARD" --help 2>&1 | grep -q -- '--listen'; then
+        say ""
+        say "-- 3. skipped: $SIPSHARD does not accept --listen yet"
+    else
+        PROXY_PORT=$(free_port 1)
+        PROXY_ARGS=(--listen "127.0.0.1:$PROXY_PORT")
+        if "$SIPSHARD" --help 2>&1 | grep -q -- '--shards'; then PROXY_ARGS+=(--shards 1); fi
+        if "$SIPSHARD" --help 2>&1 | grep -q -- '--cpus'; then PROXY_ARGS+=(--cpus "$PROXY_CPU"); fi
+        say ""
+        say "-- 3a. sipshard (${PROXY_ARGS[*]}) on CPU $PROXY_CPU, driven by sipshard-load on CPU $GEN_CPU"
+        taskset -c "$PROXY_CPU" "$SIPSHARD" "${PROXY_ARGS[@]}" >"$OUT/sipshard.log" 2>&1 &
+        PIDS+=($!)
+        PROXY_PID=$!
+        sleep 1
+        taskset -c "$GEN_CPU" "$LOAD" find-max call --target "127.0.0.1:$PROXY_PORT" \
+            --users 100 --threads 1 --rate "$LOAD_START" --max-rate "$LOAD_MAX" \
+            --duration "$DURATION" --precision 5 -q \
+            --json "$OUT/load-sipshard.json" 2>&1 | tee -a "$SUMMARY" || true
+        LOAD_PROXY=$(json_field "$OUT/load-sipshard.json" max_clean_rate)
+        say "   sipshard-load through sipshard: ${LOAD_PROXY:-none} calls/s"
+        kill "$PROXY_PID" 2>/dev/null || true
+        sleep 1
+
+        say ""
+        say "-- 3b. sipshard on CPU $PROXY_CPU, driven by SIPp uac + uas on CPU $GEN_CPU"
+        taskset -c "$PROXY_CPU" "$SIPSHARD" "${PROXY_ARGS[@]}" >"$OUT/sipshard-sipp.log" 2>&1 &
+        PIDS+=($!)
+        PROXY_PID=$!
+        sleep 1
+        UAS_PORT=$(free_port 1)
+        start_sipp_uas "$UAS_PORT" proxy
+        UAS_PID=${PIDS[-1]}
+        # SIPp's uas does not register: bind `service` to it through the proxy's registrar.
+        if command -v sipsak >/dev/null; then
+            sipsak -U -C "sip:service@127.0.0.1:$UAS_PORT" -x 3600 \
+                -s "sip:service@127.0.0.1:$PROXY_PORT" >"$OUT/sipsak.log" 2>&1 || true
+        else
+            "$LOAD" register --target "127.0.0.1:$PROXY_PORT" --users 1 --user-prefix service \
+                --rate 1 --duration 1 -q >/dev/null 2>&1 || true
+            say "   (sipsak missing: could not bind service to SIPp's uas; install sipsak)"
+        fi
+        sipp_ladder "127.0.0.1:$PROXY_PORT" proxy
+        kill "$UAS_PID" "$PROXY_PID" 2>/dev/null || true
+        SIPP_PROXY=$(cat "$OUT/sipp-proxy.best")
+        say "   SIPp through sipshard: $SIPP_PROXY calls/s"
+    fi
+fi
+
+# ---- verdict --------------------------------------------------------------------------------
+say ""
+say "== summary (highest rate with zero failed calls, ${DURATION}s trials)"
+say "   SIPp uac+uas, no proxy, 1 core:              $SIPP_DIRECT calls/s"
+say "   sipshard-load UAC+UAS, no proxy, 1 core:     ${LOAD_SELF:-none} calls/s"
+if [ -n "$SIPSHARD" ]; then
+    say "   sipshard (1 shard) driven by sipshard-load:  ${LOAD_PROXY:-n/a} calls/s"
+    say "   sipshard (1 shard) driven by SIPp:           ${SIPP_PROXY:-n/a} calls/s"
+fi
+python3 - "$SIPP_DIRECT" "${LOAD_SELF:-0}" "${LOAD_PROXY:-}" "${SIPP_PROXY:-}" <<'EOF' | tee -a "$SUMMARY"
+import sys
+sipp, load = float(sys.argv[1] or 0), float(sys.argv[2] or 0)
+lp = float(sys.argv[3]) if sys.argv[3] else None
+sp = float(sys.argv[4]) if sys.argv[4] else None
+base = sp if sp else sipp
+if base > 0:
+    ratio = (lp if lp else load) / base
+    print(f"   sipshard-load / SIPp: {ratio:.1f}x (target >= 10x)")
+if lp is not None:
+    print(f"   through sipshard: {'OK' if lp >= 4000 else 'BELOW'} the 4000 calls/s target")
+EOF
+say "   results in $OUT"
