@@ -174,12 +174,15 @@ if [ -n "$SIPSHARD" ]; then
         PROXY_ARGS=(--listen "127.0.0.1:$PROXY_PORT")
         if "$SIPSHARD" --help 2>&1 | grep -q -- '--shards'; then PROXY_ARGS+=(--shards 1); fi
         if "$SIPSHARD" --help 2>&1 | grep -q -- '--cpus'; then PROXY_ARGS+=(--cpus "$PROXY_CPU"); fi
+        start_proxy() {
+            taskset -c "$PROXY_CPU" "$SIPSHARD" "${PROXY_ARGS[@]}" >"$OUT/sipshard-$1.log" 2>&1 &
+            PIDS+=($!)
+            PROXY_PID=$!
+            sleep 1
+        }
         say ""
         say "-- 3a. sipshard (${PROXY_ARGS[*]}) on CPU $PROXY_CPU, driven by sipshard-load on CPU $GEN_CPU"
-        taskset -c "$PROXY_CPU" "$SIPSHARD" "${PROXY_ARGS[@]}" >"$OUT/sipshard.log" 2>&1 &
-        PIDS+=($!)
-        PROXY_PID=$!
-        sleep 1
+        start_proxy load
         taskset -c "$GEN_CPU" "$LOAD" find-max call --target "127.0.0.1:$PROXY_PORT" \
             --users 100 --threads 1 --rate "$LOAD_START" --max-rate "$LOAD_MAX" \
             --duration "$DURATION" --precision 5 -q \
@@ -191,10 +194,7 @@ if [ -n "$SIPSHARD" ]; then
 
         say ""
         say "-- 3b. sipshard on CPU $PROXY_CPU, driven by SIPp uac + uas on CPU $GEN_CPU"
-        taskset -c "$PROXY_CPU" "$SIPSHARD" "${PROXY_ARGS[@]}" >"$OUT/sipshard-sipp.log" 2>&1 &
-        PIDS+=($!)
-        PROXY_PID=$!
-        sleep 1
+        start_proxy sipp
         UAS_PORT=$(free_port 1)
         start_sipp_uas "$UAS_PORT" proxy
         UAS_PID=${PIDS[-1]}

@@ -52,6 +52,22 @@ pub fn parse_id(s: &[u8], nonce: u32) -> Option<Id> {
     })
 }
 
+/// The branch of the first Via value of a Via header line, found without parsing the whole Via
+/// (the hot path of every response): the text after `branch=` up to the next delimiter. Only
+/// our own branches are decoded from it, so a lookalike elsewhere cannot match a live call.
+#[inline]
+pub fn top_branch(via_line: &[u8]) -> Option<&[u8]> {
+    // The first value ends at the first comma (a branch never contains one).
+    let first = via_line.split(|&b| b == b',').next()?;
+    let at = memchr::memmem::find(first, b"branch=")?;
+    let rest = &first[at + 7..];
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b';' | b' ' | b'\t' | b'\r' | b'\n'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
 /// Decode one of our branches.
 #[inline]
 pub fn parse_branch(branch: &[u8], nonce: u32) -> Option<Id> {
@@ -212,6 +228,18 @@ mod tests {
         assert_eq!(parse_branch(b"abcdef.1234.7", 0xabcdef), None);
         assert_eq!(parse_id(b"abcdef.1234.7", 0xabcdef), Some(id));
         assert_eq!(parse_id(b"abcdef.123456789.7", 0xabcdef), None);
+        assert_eq!(
+            top_branch(b"SIP/2.0/UDP 127.0.0.1:5060;rport=5060;branch=z9hG4bKa.1.2.3;received=x"),
+            Some(&b"z9hG4bKa.1.2.3"[..])
+        );
+        assert_eq!(
+            top_branch(b"SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2"),
+            Some(&b"z9hG4bK1"[..])
+        );
+        assert_eq!(
+            top_branch(b"SIP/2.0/UDP a, SIP/2.0/UDP b;branch=z9hG4bK2"),
+            None
+        );
     }
 
     #[test]

@@ -368,31 +368,36 @@ impl Report {
                 self.target_rate, self.achieved_rate
             ));
         }
-        let causes = |c: &Causes| {
-            format!(
-                "timeout {}, unexpected status {}, unexpected message {}",
-                c.timeout, c.unexpected_status, c.unexpected_message
-            )
+        let side = |s: &mut String, label: &str, verbs: [&str; 2], c: &SideReport| {
+            let f = &c.failures_by_cause;
+            s.push_str(&format!(
+                "  {label:<12}{} {}, {} {}, {} failed (timeout {}, unexpected status {}, \
+                 unexpected message {})\n",
+                c.attempted,
+                verbs[0],
+                c.succeeded,
+                verbs[1],
+                c.failed,
+                f.timeout,
+                f.unexpected_status,
+                f.unexpected_message
+            ));
         };
         if self.role != "uas" {
-            let c = &self.calling;
-            s.push_str(&format!(
-                "  attempts    {} attempted, {} succeeded, {} failed ({})\n",
-                c.attempted,
-                c.succeeded,
-                c.failed,
-                causes(&c.failures_by_cause)
-            ));
+            side(
+                &mut s,
+                "attempts",
+                ["attempted", "succeeded"],
+                &self.calling,
+            );
         }
         if self.role != "uac" && self.scenario == "call" {
-            let c = &self.answering;
-            s.push_str(&format!(
-                "  answered    {} received, {} completed, {} failed ({})\n",
-                c.attempted,
-                c.succeeded,
-                c.failed,
-                causes(&c.failures_by_cause)
-            ));
+            side(
+                &mut s,
+                "answered",
+                ["received", "completed"],
+                &self.answering,
+            );
         }
         if self.registered_users + self.registration_failures > 0 {
             s.push_str(&format!(

@@ -27,21 +27,11 @@ impl<'a> W<'a> {
         self.b(text.as_bytes())
     }
 
-    /// Decimal, no padding.
+    /// Decimal, no padding (itoa: no `fmt` machinery on the packet path).
     #[inline]
     pub fn dec(&mut self, n: u64) -> &mut Self {
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.b(&tmp[i..])
+        let mut b = itoa::Buffer::new();
+        self.b(b.format(n).as_bytes())
     }
 
     /// Lower-case hexadecimal, no padding: the encoding of slot numbers in tags and branches.

@@ -82,35 +82,15 @@ fn retransmissions_recover_calls_when_every_third_invite_is_dropped() {
         stop.clone(),
         dropped.clone(),
     );
-    let dir = temp_dir("lossy");
-    let json = dir.join("r.json");
-    let out = run(
-        &[
-            "call",
-            "--target",
-            &relay_addr.to_string(),
-            "--local-port",
-            &base.to_string(),
-            "--ports",
-            "2",
-            "--users",
-            "10",
-            "--rate",
-            "50",
-            "--duration",
-            "2",
-            "--hold",
-            "10",
-            "-q",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
+    let (target, port) = (relay_addr.to_string(), base.to_string());
+    #[rustfmt::skip]
+    let (out, r) = run_json("lossy", &[
+        "call", "--target", &target, "--local-port", &port, "--ports", "2", "--users", "10",
+        "--rate", "50", "--duration", "2", "--hold", "10",
+    ], Duration::from_secs(60));
     stop.store(true, Ordering::Relaxed);
     h.join().unwrap();
     assert!(out.status.success(), "{}", show(&out));
-    let r = read_json(&json);
     let dropped = dropped.load(Ordering::Relaxed);
     assert!(dropped >= 33, "relay dropped only {dropped}");
     assert_eq!(u(&r, "attempted"), 100, "{r:#}");

@@ -145,31 +145,15 @@ fn registrar(passwords: &'static [(&'static str, &'static str)]) -> Registrar {
 #[test]
 fn register_storm_answers_digest_challenges() {
     let reg = registrar(&[("user0", "pw0"), ("user1", "pw1")]);
-    let dir = temp_dir("register");
-    let pwfile = dir.join("passwords");
+    let pwfile = temp_dir("register").join("passwords");
     std::fs::write(&pwfile, "user0:pw0\nuser1:pw1\n*:common\n").unwrap();
-    let json = dir.join("r.json");
-    let out = run(
-        &[
-            "register",
-            "--target",
-            &reg.addr.to_string(),
-            "--users",
-            "2",
-            "--rate",
-            "200",
-            "--duration",
-            "1",
-            "--password-file",
-            pwfile.to_str().unwrap(),
-            "-q",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        Duration::from_secs(30),
-    );
+    let target = reg.addr.to_string();
+    #[rustfmt::skip]
+    let (out, r) = run_json("register-json", &[
+        "register", "--target", &target, "--users", "2", "--rate", "200", "--duration", "1",
+        "--password-file", pwfile.to_str().unwrap(),
+    ], Duration::from_secs(30));
     assert!(out.status.success(), "{}", show(&out));
-    let r = read_json(&json);
     assert_eq!(u(&r, "attempted"), 200, "{r:#}");
     assert_eq!(u(&r, "succeeded"), 200, "{r:#}");
     assert_eq!(u(&r, "latency_ms.register_to_200.count"), 200, "{r:#}");
@@ -181,27 +165,12 @@ fn register_storm_answers_digest_challenges() {
 #[test]
 fn a_challenge_without_a_password_is_an_unexpected_status() {
     let reg = registrar(&[]);
-    let dir = temp_dir("register-nopw");
-    let json = dir.join("r.json");
-    let out = run(
-        &[
-            "register",
-            "--target",
-            &reg.addr.to_string(),
-            "--users",
-            "3",
-            "--rate",
-            "50",
-            "--duration",
-            "1",
-            "-q",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        Duration::from_secs(30),
-    );
+    let target = reg.addr.to_string();
+    #[rustfmt::skip]
+    let (out, r) = run_json("register-nopw", &[
+        "register", "--target", &target, "--users", "3", "--rate", "50", "--duration", "1",
+    ], Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let r = read_json(&json);
     assert_eq!(u(&r, "failed"), 50, "{r:#}");
     assert_eq!(u(&r, "unexpected_statuses.401"), 50, "{r:#}");
 }

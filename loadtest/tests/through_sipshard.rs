@@ -36,31 +36,14 @@ fn calls_through_one_sipshard_shard_all_succeed() {
         .expect("start sipshard");
     std::thread::sleep(Duration::from_millis(500));
     assert!(p.try_wait().unwrap().is_none(), "sipshard exited at start");
-    let dir = temp_dir("through-sipshard");
-    let json = dir.join("r.json");
-    let out = run(
-        &[
-            "call",
-            "--target",
-            &listen,
-            "--users",
-            "50",
-            "--rate",
-            "300",
-            "--duration",
-            "3",
-            "--hold",
-            "50",
-            "-q",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        Duration::from_secs(90),
-    );
+    #[rustfmt::skip]
+    let (out, r) = run_json("through-sipshard", &[
+        "call", "--target", &listen, "--users", "50", "--rate", "300", "--duration", "3",
+        "--hold", "50",
+    ], Duration::from_secs(90));
     let _ = p.kill();
     let _ = p.wait();
     assert!(out.status.success(), "{}", show(&out));
-    let r = read_json(&json);
     assert_eq!(u(&r, "registered_users"), 50, "{r:#}");
     assert_eq!(u(&r, "attempted"), 900, "{r:#}");
     assert_eq!(u(&r, "succeeded"), 900, "{r:#}");

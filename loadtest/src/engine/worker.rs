@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use hdrhistogram::Histogram;
-use sipshard::sip::{Message, ParseError};
+use sipshard::sip::{HeaderName, Message, ParseError};
 
 use super::io::{Io, RxBatch, BATCH};
 use super::pacer::Pacer;
@@ -509,9 +509,8 @@ impl Core {
 
     fn on_response(&mut self, sock: usize, from: SocketAddr, msg: &Message<'_>) {
         let Some(id) = msg
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch())
+            .header(HeaderName::Via)
+            .and_then(crate::msg::top_branch)
             .and_then(|b| crate::msg::parse_branch(b, self.nonce))
         else {
             self.stats.counters.stray += 1;

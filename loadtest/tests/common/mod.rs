@@ -20,6 +20,30 @@ pub fn run(args: &[&str], limit: Duration) -> Output {
     wait_with_deadline(child, limit, "sipshard-load")
 }
 
+/// Run with `-q --json <file>` appended; returns the output and the report (panics with the
+/// output when no report was written).
+pub fn run_json(name: &str, args: &[&str], limit: Duration) -> (Output, serde_json::Value) {
+    let json = temp_dir(name).join("report.json");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-q", "--json", json.to_str().unwrap()]);
+    let out = run(&all, limit);
+    if !json.exists() {
+        panic!("no report written\n{}", show(&out));
+    }
+    (out, read_json(&json))
+}
+
+/// Start a background process with captured output.
+pub fn spawn(program: impl AsRef<std::ffi::OsStr>, args: &[&str], dir: &Path) -> Child {
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
 pub fn wait_with_deadline(mut child: Child, limit: Duration, what: &str) -> Output {
     let start = Instant::now();
     loop {
