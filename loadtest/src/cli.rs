@@ -91,10 +91,11 @@ pub struct Common {
 /// Digest credentials and the users they belong to.
 #[derive(Args, Debug, Clone)]
 pub struct Users {
-    /// Number of users (AORs `<prefix><n>@<domain>`, n from 0).
+    /// Number of users (AORs `<prefix><n>@<domain>`, n from 0; default 1000 for register, 100
+    /// for call).
     #[arg(long)]
     pub users: Option<usize>,
-    /// User name prefix.
+    /// User name prefix (default `user` for register, `uas` for call).
     #[arg(long)]
     pub user_prefix: Option<String>,
     /// `user:password` per line (`*:password` for every user), used when challenged.

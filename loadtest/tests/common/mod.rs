@@ -44,6 +44,35 @@ pub fn spawn(program: impl AsRef<std::ffi::OsStr>, args: &[&str], dir: &Path) ->
         .expect("spawn")
 }
 
+/// A child in its own process group, ended with the whole group (SIGTERM, then SIGKILL) when
+/// dropped: daemons such as Kamailio fork workers that must not outlive the test.
+pub struct Group(pub Child);
+
+impl Group {
+    pub fn spawn(mut cmd: Command) -> Group {
+        use std::os::unix::process::CommandExt;
+        Group(cmd.process_group(0).spawn().expect("spawn"))
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let pgid = self.0.id() as i32;
+        // SAFETY: plain kill(2) on the process group we created.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above; whatever is left of the group goes.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
 pub fn wait_with_deadline(mut child: Child, limit: Duration, what: &str) -> Output {
     let start = Instant::now();
     loop {
