@@ -192,6 +192,10 @@ pub struct SearchArgs {
     /// Seconds of rest between trials.
     #[arg(long, default_value_t = 1.0)]
     pub cooldown: f64,
+    /// Seconds of rest after a trial that was not clean, so a stateful target's leftover
+    /// transactions (Timer B/F, 64*T1) die before the next trial reuses the same ports.
+    #[arg(long, default_value_t = 32.0)]
+    pub settle: f64,
     /// Give up after this many trials.
     #[arg(long, default_value_t = 16)]
     pub max_trials: usize,

@@ -87,7 +87,13 @@ pub fn find_max(
             break;
         }
         if n > 0 {
-            std::thread::sleep(Duration::from_secs_f64(s.cooldown));
+            let last_clean = trials.last().is_some_and(|t: &Trial| t.clean);
+            let rest = if last_clean {
+                s.cooldown
+            } else {
+                s.settle.max(s.cooldown)
+            };
+            std::thread::sleep(Duration::from_secs_f64(rest));
         }
         cfg.rate = rate;
         let out = engine::run(&cfg, stop.clone())?;
