@@ -170,7 +170,13 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<RunOutput, String> {
     let start = shared.main_start.load(Ordering::Acquire);
     let wall_secs = end.saturating_sub(start) as f64 / 1e9;
     let last = stats.last_start.saturating_sub(start) as f64 / 1e9;
-    let send_secs = (cfg.duration_ns as f64 / 1e9).max(last);
+    // Stopped early (SIGINT): the schedule ended with the last attempt actually sent.
+    let planned = if shared.stop.load(Ordering::Relaxed) {
+        0.0
+    } else {
+        cfg.duration_ns as f64 / 1e9
+    };
+    let send_secs = planned.max(last);
     let error = shared.error.lock().unwrap().take();
     Ok(RunOutput {
         stats,
