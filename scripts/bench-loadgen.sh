@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark the load generators themselves, and sipshard through them.
 #
-#   scripts/bench-loadgen.sh [--sipshard PATH] [--kamailio] [--duration S] [--out DIR]
+#   scripts/bench-loadgen.sh [--sipshard PATH] [--kamailio] [--proxies-only]
+#                            [--duration S] [--out DIR]
 #                            [--proxy-cpu N] [--gen-cpu N] [--sipp-rates "R1 R2 ..."]
 #                            [--load-start R] [--load-max R] [--cost-rate R]
 #
@@ -14,6 +15,7 @@
 #   2. sipshard-load alone: `sipshard-load find-max call` with the target pointing at its own
 #      answering side (UAC and UAS in one process, one thread, pinned to the generator CPU):
 #      the generator's own ceiling on one core.
+#   (--proxies-only skips 0-2.)
 #   3. With --sipshard PATH (a binary that accepts --listen): sipshard pinned to the proxy CPU
 #      (one shard), driven first by sipshard-load (find-max, UAC+UAS on the generator CPU), then
 #      by SIPp's uac + uas on the generator CPU, at increasing rates. With --kamailio, the same
@@ -30,6 +32,7 @@ cd "$(dirname "$0")/.."
 
 SIPSHARD=""
 KAMAILIO=0
+ALONE=1
 DURATION=5
 OUT=""
 PROXY_CPU=0
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --sipshard) SIPSHARD="$2"; shift 2 ;;
         --kamailio) KAMAILIO=1; shift ;;
+        --proxies-only) ALONE=0; shift ;;
         --duration) DURATION="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --proxy-cpu) PROXY_CPU="$2"; shift 2 ;;
@@ -148,6 +152,9 @@ start_sipp_uas() {
 say "== sipshard-load benchmark, $(date -u +%FT%TZ), $(nproc) CPUs, trial ${DURATION}s"
 say "   generator CPU $GEN_CPU, proxy CPU $PROXY_CPU"
 
+SIPP_DIRECT=""
+LOAD_SELF=""
+if [ "$ALONE" = 1 ]; then
 # ---- 0. CPU cost per call at a fixed rate --------------------------------------------------
 # Highest clean rates swing with whatever else the machine runs; CPU time per call does not
 # (much). Both generators place COST_RATE calls/s for DURATION seconds on GEN_CPU, UAC and UAS.
@@ -200,13 +207,16 @@ taskset -c "$GEN_CPU" "$LOAD" find-max call --target "127.0.0.1:$SELF_PORT" \
     --settle 2 --json "$OUT/load-self.json" 2>&1 | tee -a "$SUMMARY" || true
 LOAD_SELF=$(json_field "$OUT/load-self.json" max_clean_rate)
 say "   sipshard-load highest clean rate (own ceiling): ${LOAD_SELF:-none} calls/s"
+fi
 
 # ---- 3. through a proxy ---------------------------------------------------------------------
 # through_proxy NAME: the proxy (command in PROXY_CMD, listening on PROXY_PORT) on PROXY_CPU,
 # driven by sipshard-load and then by SIPp's uac + uas on GEN_CPU. Sets LOAD_<NAME>/SIPP_<NAME>.
 PROXY_PID=""
 start_proxy() {
-    taskset -c "$PROXY_CPU" "${PROXY_CMD[@]}" >"$OUT/$1.log" 2>&1 &
+    # Own session and process group: a proxy that signals its group on exit (Kamailio) must
+    # not hit this script or the generator.
+    setsid taskset -c "$PROXY_CPU" "${PROXY_CMD[@]}" >"$OUT/$1.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
     sleep 1.5
@@ -269,7 +279,8 @@ if [ -n "$SIPSHARD" ]; then
 fi
 if [ "$KAMAILIO" = 1 ]; then
     PROXY_PORT=$(free_port 1)
-    PROXY_CMD=(kamailio -f "$PWD/scripts/kamailio-bench.cfg" -DD -E -w "$OUT"
+    # 1 GiB of shared memory: an overloaded tm keeps many transactions.
+    PROXY_CMD=(kamailio -f "$PWD/scripts/kamailio-bench.cfg" -DD -E -m 1024 -w "$OUT"
         -P "$OUT/kamailio.pid" -A "LISTEN=udp:127.0.0.1:$PROXY_PORT" -A "CHILDREN=1")
     through_proxy kamailio
 fi
@@ -277,8 +288,10 @@ fi
 # ---- verdict --------------------------------------------------------------------------------
 say ""
 say "== summary (highest rate with zero failed calls, ${DURATION}s trials)"
-say "   SIPp uac+uas, no proxy, 1 core:              $SIPP_DIRECT calls/s"
-say "   sipshard-load UAC+UAS, no proxy, 1 core:     ${LOAD_SELF:-none} calls/s"
+if [ "$ALONE" = 1 ]; then
+    say "   SIPp uac+uas, no proxy, 1 core:              $SIPP_DIRECT calls/s"
+    say "   sipshard-load UAC+UAS, no proxy, 1 core:     ${LOAD_SELF:-none} calls/s"
+fi
 if [ -n "$SIPSHARD" ]; then
     say "   sipshard (1 shard) driven by sipshard-load:  ${LOAD_PROXY:-n/a} calls/s"
     say "   sipshard (1 shard) driven by SIPp:           ${SIPP_PROXY:-n/a} calls/s"
@@ -287,7 +300,7 @@ if [ "$KAMAILIO" = 1 ]; then
     say "   Kamailio (1 worker) driven by sipshard-load:  $(cat "$OUT/load-kamailio.best") calls/s"
     say "   Kamailio (1 worker) driven by SIPp:           $(cat "$OUT/sipp-kamailio.best") calls/s"
 fi
-python3 - "$SIPP_DIRECT" "${LOAD_SELF:-0}" "${LOAD_PROXY:-}" "${SIPP_PROXY:-}" <<'EOF' | tee -a "$SUMMARY"
+python3 - "${SIPP_DIRECT:-0}" "${LOAD_SELF:-0}" "${LOAD_PROXY:-}" "${SIPP_PROXY:-}" <<'EOF' | tee -a "$SUMMARY"
 import sys
 sipp, load = float(sys.argv[1] or 0), float(sys.argv[2] or 0)
 lp = float(sys.argv[3]) if sys.argv[3] else None

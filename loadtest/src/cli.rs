@@ -189,6 +189,11 @@ pub struct SearchArgs {
     /// A trial whose generator lag p99 exceeds this (ms) did not keep its schedule.
     #[arg(long, default_value_t = 20.0)]
     pub max_lag_ms: f64,
+    /// Also count a trial as failed when the scenario's main latency p99 (INVITE->200,
+    /// REGISTER->200 or OPTIONS->200) exceeds this many milliseconds (default: failures only,
+    /// as RFC 7502).
+    #[arg(long)]
+    pub max_latency_ms: Option<f64>,
     /// Seconds of rest between trials.
     #[arg(long, default_value_t = 1.0)]
     pub cooldown: f64,

@@ -100,8 +100,12 @@ pub fn find_max(
         // Bind the same ports next time: the registrations made through the target stay valid.
         cfg.fixed_ports = out.ports.clone();
         let r = Report::new(&cfg, &out, s.max_lag_ms);
-        let clean =
-            r.failed == 0 && r.attempted > 0 && r.generator_kept_schedule && r.error.is_none();
+        let slow = s.max_latency_ms.is_some_and(|max| main_p99(&r) > max);
+        let clean = r.failed == 0
+            && !slow
+            && r.attempted > 0
+            && r.generator_kept_schedule
+            && r.error.is_none();
         let t = Trial {
             rate,
             achieved_rate: r.achieved_rate,
@@ -131,6 +135,8 @@ pub fn find_max(
                 "clean"
             } else if !t.generator_kept_schedule {
                 "GENERATOR BEHIND"
+            } else if slow && t.failed == 0 {
+                "TOO SLOW"
             } else {
                 "FAILED"
             }
@@ -173,7 +179,7 @@ pub fn find_max(
              target's limit was not reached (give the generator more threads or cores)"
         ),
         (Some(l), Some((h, false))) => {
-            format!("highest clean rate {l}/s; at {h}/s the target failed attempts")
+            format!("highest clean rate {l}/s; at {h}/s the target failed attempts or was too slow")
         }
         (None, Some((h, true))) => format!(
             "no clean rate: the generator could not keep even {h}/s (lower --rate or add threads)"
