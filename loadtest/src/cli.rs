@@ -186,7 +186,8 @@ pub struct SearchArgs {
     /// Stop bisecting when the bracket is narrower than this percentage of the clean rate.
     #[arg(long, default_value_t = 5.0)]
     pub precision: f64,
-    /// A trial whose generator lag p99 exceeds this (ms) did not keep its schedule.
+    /// A trial whose generator send or receive lag p99 exceeds this (ms) did not keep its
+    /// schedule: it says nothing about the target.
     #[arg(long, default_value_t = 20.0)]
     pub max_lag_ms: f64,
     /// Also count a trial as failed when the scenario's main latency p99 (INVITE->200,
