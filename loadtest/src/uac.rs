@@ -204,7 +204,7 @@ impl Core {
 
     /// Take the dialog state from a 2xx (RFC 3261 section 12.1.2) and build its ACK. False when
     /// the 2xx lacks what a dialog needs (To tag, Contact).
-    fn establish(&mut self, slot: u32, msg: &Message<'_>) -> bool {
+    pub(crate) fn establish(&mut self, slot: u32, msg: &Message<'_>) -> bool {
         let (Ok(to), Ok(call_id)) = (msg.to(), msg.call_id()) else {
             return false;
         };
@@ -396,4 +396,127 @@ fn write_in_dialog(
     w.b(route).b(b"Max-Forwards: 70\r\n").b(dlg);
     w.b(b"CSeq: ").dec(cseq as u64).b(b" ").b(method);
     w.b(b"\r\nContent-Length: 0\r\n\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use clap::Parser;
+    use sipshard::sip::Message;
+
+    use crate::cli::{Cli, Cmd};
+    use crate::config::Config;
+    use crate::engine::io::Io;
+    use crate::engine::worker::{Core, Kind};
+    use crate::engine::Shared;
+
+    /// A calling-side core on a loopback socket; nothing is sent by these tests.
+    fn core() -> Core {
+        let cli = Cli::try_parse_from([
+            "sipshard-load",
+            "call",
+            "--target",
+            "127.0.0.1:5999",
+            "--uac-only",
+            "--to",
+            "sip:bob@127.0.0.1",
+        ])
+        .unwrap();
+        let Cmd::Call(args) = cli.cmd else {
+            unreachable!()
+        };
+        let cfg = Arc::new(Config::call(&args).unwrap());
+        let shared = Arc::new(Shared::new(&cfg, Arc::new(AtomicBool::new(false))));
+        let io = Io::bind("127.0.0.1".parse().unwrap(), &[0]).unwrap();
+        Core::new(0, cfg, shared, io, 0xabc)
+    }
+
+    fn ok_with(record_route: &str) -> Vec<u8> {
+        format!(
+            "SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5000;branch=z9hG4bKabc.0.0.1\r\n\
+{record_route}\
+From: <sip:uac@127.0.0.1>;tag=abc.0.0\r\n\
+To: <sip:bob@127.0.0.1>;tag=b0b\r\n\
+Call-ID: abc.0.0@sipshard-load\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:bob@192.0.2.9:5080>\r\n\
+Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn text(b: &[u8]) -> &str {
+        std::str::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn loose_route_set_is_the_record_route_reversed() {
+        let mut core = core();
+        let slot = core.alloc_call(Kind::Invite);
+        core.calls[slot as usize].cseq = 1;
+        let mut m = ok_with(
+            "Record-Route: <sip:192.0.2.2;lr>\r\nRecord-Route: <sip:192.0.2.1:5070;lr;x=1>\r\n",
+        );
+        let msg = Message::parse(&mut m).unwrap();
+        assert!(core.establish(slot, &msg));
+        let c = &core.calls[slot as usize];
+        assert_eq!(text(&c.ruri), "sip:bob@192.0.2.9:5080");
+        assert_eq!(
+            text(&c.route),
+            "Route: <sip:192.0.2.1:5070;lr;x=1>, <sip:192.0.2.2;lr>\r\n"
+        );
+        assert_eq!(c.next_hop, Some("192.0.2.1:5070".parse().unwrap()));
+        let ack = text(&c.ack);
+        assert!(
+            ack.starts_with("ACK sip:bob@192.0.2.9:5080 SIP/2.0\r\n"),
+            "{ack}"
+        );
+        assert!(ack.contains("\r\nRoute: <sip:192.0.2.1:5070;lr;x=1>, <sip:192.0.2.2;lr>\r\n"));
+        assert!(ack.contains("\r\nTo: <sip:bob@127.0.0.1>;tag=b0b\r\n"));
+        assert!(ack.contains("\r\nCSeq: 1 ACK\r\n"));
+        let mut parsed = c.ack.clone();
+        Message::parse(&mut parsed)
+            .unwrap()
+            .validate_request()
+            .unwrap();
+    }
+
+    #[test]
+    fn strict_router_becomes_the_request_uri() {
+        let mut core = core();
+        let slot = core.alloc_call(Kind::Invite);
+        let mut m = ok_with("Record-Route: <sip:192.0.2.2;lr>, <sip:192.0.2.1>\r\n");
+        let msg = Message::parse(&mut m).unwrap();
+        assert!(core.establish(slot, &msg));
+        let c = &core.calls[slot as usize];
+        assert_eq!(text(&c.ruri), "sip:192.0.2.1");
+        assert_eq!(
+            text(&c.route),
+            "Route: <sip:192.0.2.2;lr>, <sip:bob@192.0.2.9:5080>\r\n"
+        );
+        assert_eq!(c.next_hop, Some("192.0.2.1:5060".parse().unwrap()));
+    }
+
+    #[test]
+    fn without_record_route_in_dialog_requests_go_to_the_contact() {
+        let mut core = core();
+        let slot = core.alloc_call(Kind::Invite);
+        let mut m = ok_with("");
+        let msg = Message::parse(&mut m).unwrap();
+        assert!(core.establish(slot, &msg));
+        let c = &core.calls[slot as usize];
+        assert!(c.route.is_empty());
+        assert_eq!(c.next_hop, Some("192.0.2.9:5080".parse().unwrap()));
+        // A 2xx without a To tag cannot make a dialog.
+        let mut bad = ok_with("");
+        let s = String::from_utf8(bad.clone())
+            .unwrap()
+            .replace(";tag=b0b", "");
+        bad = s.into_bytes();
+        let msg = Message::parse(&mut bad).unwrap();
+        assert!(!core.establish(slot, &msg));
+    }
 }

@@ -46,6 +46,29 @@ pub struct Shared {
 }
 
 impl Shared {
+    pub fn new(cfg: &Config, stop: Arc<AtomicBool>) -> Shared {
+        Shared {
+            base: Instant::now(),
+            stop,
+            abort: AtomicBool::new(false),
+            error: Mutex::new(None),
+            registered: AtomicUsize::new(0),
+            main_start: AtomicU64::new(0),
+            clients_active: AtomicUsize::new(if cfg.has_client() { cfg.threads } else { 0 }),
+            workers_done: AtomicUsize::new(0),
+            snapshots: (0..cfg.threads)
+                .map(|_| {
+                    Mutex::new(Snapshot {
+                        main: new_hist(),
+                        lag: new_hist(),
+                        rx_lag: new_hist(),
+                        counters: Counters::default(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
     pub fn abort_with(&self, msg: String) {
         let mut e = self.error.lock().unwrap();
         if e.is_none() {
@@ -108,26 +131,7 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<RunOutput, String> {
         .iter()
         .map(|io| io.socks.iter().map(|s| s.local.port()).collect())
         .collect();
-    let shared = Arc::new(Shared {
-        base: Instant::now(),
-        stop,
-        abort: AtomicBool::new(false),
-        error: Mutex::new(None),
-        registered: AtomicUsize::new(0),
-        main_start: AtomicU64::new(0),
-        clients_active: AtomicUsize::new(if cfg.has_client() { cfg.threads } else { 0 }),
-        workers_done: AtomicUsize::new(0),
-        snapshots: (0..cfg.threads)
-            .map(|_| {
-                Mutex::new(Snapshot {
-                    main: new_hist(),
-                    lag: new_hist(),
-                    rx_lag: new_hist(),
-                    counters: Counters::default(),
-                })
-            })
-            .collect(),
-    });
+    let shared = Arc::new(Shared::new(&cfg, stop));
     if !cfg.registers_first() {
         shared.set_start(shared.now() + 20_000_000);
     }
