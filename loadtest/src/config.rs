@@ -1,0 +1,267 @@
+//! The resolved run configuration: what the engine needs, checked once, in engine units
+//! (nanoseconds, byte strings), built from the command line.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::cli::{CallArgs, Common, OptionsArgs, RegisterArgs, Users};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    Register,
+    Call,
+    Options,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Register => "register",
+            Scenario::Call => "call",
+            Scenario::Options => "options",
+        }
+    }
+}
+
+/// Which halves of a call this process plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// UACs call UAS users registered by this same process (through the target).
+    Both,
+    UacOnly,
+    UasOnly,
+}
+
+/// Passwords by user name; `*` applies to everyone.
+#[derive(Clone, Debug, Default)]
+pub struct Passwords(HashMap<String, String>);
+
+impl Passwords {
+    pub fn parse(text: &str) -> Result<Passwords, String> {
+        let mut map = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (u, p) = line
+                .split_once(':')
+                .ok_or_else(|| format!("password file line {}: want user:password", n + 1))?;
+            map.insert(u.trim().to_string(), p.to_string());
+        }
+        Ok(Passwords(map))
+    }
+
+    pub fn get(&self, user: &str) -> Option<&str> {
+        self.0
+            .get(user)
+            .or_else(|| self.0.get("*"))
+            .map(String::as_str)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub scenario: Scenario,
+    pub role: Role,
+    pub target: Option<SocketAddr>,
+    pub rate: f64,
+    pub duration_ns: u64,
+    pub threads: usize,
+    pub cpus: Option<Vec<usize>>,
+    pub local_ip: IpAddr,
+    /// Local ports to bind, per worker, per socket (0 = any). Filled from `--local-port`, or by
+    /// the rate search from the previous trial so registrations stay valid across trials.
+    pub fixed_ports: Vec<Vec<u16>>,
+    pub domain: String,
+    pub t1_ns: u64,
+    pub t2_ns: u64,
+    pub expect: Vec<u16>,
+    pub drain_ns: u64,
+    pub hold_ns: u64,
+    pub users: usize,
+    pub user_prefix: String,
+    pub passwords: Passwords,
+    pub expires: u32,
+    /// Request-URI of calls with `--uac-only`.
+    pub to_uri: Option<String>,
+    pub answer: u16,
+    pub live: bool,
+    pub csv: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub hgrm: Option<PathBuf>,
+}
+
+const MS: u64 = 1_000_000;
+const S: f64 = 1e9;
+
+impl Config {
+    fn base(c: &Common, scenario: Scenario, role: Role) -> Result<Config, String> {
+        if role != Role::UasOnly && c.target.is_none() {
+            return Err("--target is required".into());
+        }
+        if !(c.rate > 0.0 && c.rate.is_finite()) && role != Role::UasOnly {
+            return Err("--rate must be positive".into());
+        }
+        if c.threads == 0 || c.ports == 0 {
+            return Err("--threads and --ports must be at least 1".into());
+        }
+        if c.duration < 0.0 || c.drain < 0.0 {
+            return Err("--duration and --drain must not be negative".into());
+        }
+        if c.t1_ms == 0 || c.t2_ms < c.t1_ms {
+            return Err("need 0 < --t1-ms <= --t2-ms".into());
+        }
+        // The target's address, with its port unless it is 5060: a Request-URI without a
+        // port means 5060 (RFC 3263), so a proxy on another port would rightly take
+        // `sip:127.0.0.1` for someone else and forward the request there.
+        let domain = c.domain.clone().unwrap_or_else(|| match c.target {
+            Some(SocketAddr::V6(a)) if a.port() == 5060 => format!("[{}]", a.ip()),
+            Some(SocketAddr::V6(a)) => format!("[{}]:{}", a.ip(), a.port()),
+            Some(a) if a.port() == 5060 => a.ip().to_string(),
+            Some(a) => a.to_string(),
+            None => c.local_ip.to_string(),
+        });
+        let fixed_ports = (0..c.threads)
+            .map(|w| {
+                (0..c.ports)
+                    .map(|s| {
+                        if c.local_port == 0 {
+                            0
+                        } else {
+                            c.local_port.saturating_add((w * c.ports + s) as u16)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Config {
+            scenario,
+            role,
+            target: c.target,
+            rate: c.rate,
+            duration_ns: (c.duration * S) as u64,
+            threads: c.threads,
+            cpus: c.cpus.clone(),
+            local_ip: c.local_ip,
+            fixed_ports,
+            domain,
+            t1_ns: c.t1_ms * MS,
+            t2_ns: c.t2_ms * MS,
+            expect: c.expect.clone(),
+            drain_ns: (c.drain * S) as u64,
+            hold_ns: 0,
+            users: 0,
+            user_prefix: String::new(),
+            passwords: Passwords::default(),
+            expires: 3600,
+            to_uri: None,
+            answer: 200,
+            live: !c.quiet,
+            csv: c.csv.clone(),
+            json: c.json.clone(),
+            hgrm: c.hgrm.clone(),
+        })
+    }
+
+    fn users(
+        &mut self,
+        u: &Users,
+        default_users: usize,
+        default_prefix: &str,
+    ) -> Result<(), String> {
+        self.users = u.users.unwrap_or(default_users);
+        self.user_prefix = u
+            .user_prefix
+            .clone()
+            .unwrap_or_else(|| default_prefix.to_string());
+        self.expires = u.expires;
+        if let Some(f) = &u.password_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+            self.passwords = Passwords::parse(&text)?;
+        }
+        Ok(())
+    }
+
+    pub fn register(a: &RegisterArgs) -> Result<Config, String> {
+        let mut c = Config::base(&a.common, Scenario::Register, Role::UacOnly)?;
+        c.users(&a.users, 1000, "user")?;
+        if c.users == 0 {
+            return Err("--users must be at least 1".into());
+        }
+        Ok(c)
+    }
+
+    pub fn call(a: &CallArgs) -> Result<Config, String> {
+        let role = match (a.uac_only, a.uas_only) {
+            (true, _) => Role::UacOnly,
+            (_, true) => Role::UasOnly,
+            _ => Role::Both,
+        };
+        let mut c = Config::base(&a.common, Scenario::Call, role)?;
+        c.users(&a.users, 100, "uas")?;
+        if role == Role::Both && c.users == 0 {
+            return Err("--users must be at least 1".into());
+        }
+        if role == Role::UasOnly && a.users.users.is_none() {
+            // Answering an external UAC registers nobody unless asked to.
+            c.users = 0;
+        }
+        if role == Role::UasOnly && c.users > 0 && c.target.is_none() {
+            return Err("--uas-only with --users needs --target to register through".into());
+        }
+        c.hold_ns = a.hold * MS;
+        c.to_uri = a.to.clone();
+        if let Some(to) = &c.to_uri {
+            let uri = sipshard::sip::Uri::parse(to.as_bytes());
+            if uri.map_or(true, |u| !u.is_sip()) || to.bytes().any(|b| b <= b' ') {
+                return Err(format!("--to {to}: not a SIP URI"));
+            }
+        }
+        if !(200..=699).contains(&a.answer) {
+            return Err("--answer must be a final status (200-699)".into());
+        }
+        c.answer = a.answer;
+        Ok(c)
+    }
+
+    pub fn options(a: &OptionsArgs) -> Result<Config, String> {
+        Config::base(&a.common, Scenario::Options, Role::UacOnly)
+    }
+
+    /// True when this status ends an attempt successfully.
+    pub fn is_success(&self, code: u16) -> bool {
+        (200..300).contains(&code) || self.expect.contains(&code)
+    }
+
+    /// Does this process start attempts on a schedule?
+    pub fn has_client(&self) -> bool {
+        self.role != Role::UasOnly
+    }
+
+    /// Does this process answer calls?
+    pub fn has_server(&self) -> bool {
+        self.scenario == Scenario::Call && self.role != Role::UacOnly
+    }
+
+    /// Users this process registers before its main phase (the UAS users of a call run).
+    pub fn registers_first(&self) -> bool {
+        self.has_server() && self.users > 0 && self.target.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_file() {
+        let p = Passwords::parse("# users\nalice:secret\n*:default:with:colons\n").unwrap();
+        assert_eq!(p.get("alice"), Some("secret"));
+        assert_eq!(p.get("bob"), Some("default:with:colons"));
+        assert!(Passwords::parse("nocolon").is_err());
+        assert_eq!(Passwords::default().get("x"), None);
+    }
+}

@@ -1,0 +1,557 @@
+//! Reports: the live line every second (and its CSV row), the human summary, the JSON report
+//! and the `.hgrm` percentile distributions.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::config::{Config, Role, Scenario};
+use crate::engine::{RunOutput, Shared};
+use crate::stats::{new_hist, Counters, Percentiles, Side};
+
+/// Label of the scenario's main latency in the live line.
+fn main_label(cfg: &Config) -> &'static str {
+    match cfg.scenario {
+        Scenario::Call => "inv->200",
+        Scenario::Register => "reg->200",
+        Scenario::Options => "opt->200",
+    }
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// The reporter thread: once a second, merge the workers' snapshots, print the live line,
+/// append a CSV row.
+pub struct Live {
+    csv: Option<BufWriter<File>>,
+}
+
+impl Live {
+    pub fn new(cfg: &Config) -> Live {
+        let csv = cfg.csv.as_ref().and_then(|p| match File::create(p) {
+            Ok(f) => {
+                let mut w = BufWriter::new(f);
+                let _ = writeln!(
+                    w,
+                    "second,target_rate,achieved_rate,in_flight,attempted,succeeded,failed,\
+                     failed_timeout,failed_status,failed_unexpected,retransmissions,\
+                     latency_p50_ms,latency_p99_ms,lag_p99_ms,rx_lag_p99_ms,answered,answered_ok,answered_failed"
+                );
+                Some(w)
+            }
+            Err(e) => {
+                eprintln!("cannot create {}: {e}", p.display());
+                None
+            }
+        });
+        Live { csv }
+    }
+
+    pub fn run(mut self, cfg: &Config, shared: &Shared) {
+        let all_done = || shared.workers_done.load(Ordering::Acquire) >= cfg.threads;
+        let start = loop {
+            let s = shared.main_start.load(Ordering::Acquire);
+            if s != 0 {
+                break s;
+            }
+            if all_done() || shared.aborted() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut main = new_hist();
+        let mut lag = new_hist();
+        let mut rx_lag = new_hist();
+        let mut prev_attempted = 0;
+        let mut second = 1u64;
+        loop {
+            // Read a little after the second boundary, once every worker has published.
+            let due = start + second * 1_000_000_000 + 150_000_000;
+            loop {
+                let now = shared.now();
+                if now >= due || all_done() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_nanos((due - now).min(50_000_000)));
+            }
+            if all_done() {
+                break;
+            }
+            let mut c = Counters::default();
+            main.reset();
+            lag.reset();
+            rx_lag.reset();
+            for s in &shared.snapshots {
+                let mut s = s.lock().unwrap();
+                let _ = main.add(&s.main);
+                let _ = lag.add(&s.lag);
+                let _ = rx_lag.add(&s.rx_lag);
+                s.main.reset();
+                s.lag.reset();
+                s.rx_lag.reset();
+                c.add(&s.counters);
+            }
+            let achieved = c.client.attempted - prev_attempted;
+            prev_attempted = c.client.attempted;
+            if cfg.live {
+                eprintln!(
+                    "{}",
+                    live_line(cfg, second, achieved, &c, &main, &lag, &rx_lag)
+                );
+            }
+            if let Some(w) = &mut self.csv {
+                let cl = &c.client;
+                let _ = writeln!(
+                    w,
+                    "{second},{},{achieved},{},{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{},{},{}",
+                    if cfg.has_client() { cfg.rate } else { 0.0 },
+                    cl.in_flight(),
+                    cl.attempted,
+                    cl.succeeded,
+                    cl.failed(),
+                    cl.failed_timeout,
+                    cl.failed_status,
+                    cl.failed_unexpected,
+                    c.retrans.total(),
+                    ms(&main, 0.5),
+                    ms(&main, 0.99),
+                    ms(&lag, 0.99),
+                    ms(&rx_lag, 0.99),
+                    c.server.attempted,
+                    c.server.succeeded,
+                    c.server.failed(),
+                );
+            }
+            second += 1;
+        }
+        if let Some(mut w) = self.csv.take() {
+            let _ = w.flush();
+        }
+    }
+}
+
+fn live_line(
+    cfg: &Config,
+    second: u64,
+    achieved: u64,
+    c: &Counters,
+    main: &Histogram<u64>,
+    lag: &Histogram<u64>,
+    rx_lag: &Histogram<u64>,
+) -> String {
+    let causes = |s: &Side| {
+        format!(
+            "fail {} (timeout {}, status {}, unexpected {})",
+            s.failed(),
+            s.failed_timeout,
+            s.failed_status,
+            s.failed_unexpected
+        )
+    };
+    if cfg.role == Role::UasOnly {
+        return format!(
+            "{second:>4}s answered {} ok {} in-flight {} {} rtx {}",
+            c.server.attempted,
+            c.server.succeeded,
+            c.server.in_flight(),
+            causes(&c.server),
+            c.retrans.total()
+        );
+    }
+    format!(
+        "{second:>4}s rate {achieved}/{} in-flight {} ok {} {} rtx {} {} p50 {:.2} p99 {:.2} ms lag p99 send {:.2} recv {:.2} ms",
+        cfg.rate,
+        c.client.in_flight(),
+        c.client.succeeded,
+        causes(&c.client),
+        c.retrans.total(),
+        main_label(cfg),
+        ms(main, 0.5),
+        ms(main, 0.99),
+        ms(lag, 0.99),
+        ms(rx_lag, 0.99),
+    )
+}
+
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct Causes {
+    pub timeout: u64,
+    pub unexpected_status: u64,
+    pub unexpected_message: u64,
+}
+
+impl From<&Side> for Causes {
+    fn from(s: &Side) -> Causes {
+        Causes {
+            timeout: s.failed_timeout,
+            unexpected_status: s.failed_status,
+            unexpected_message: s.failed_unexpected,
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct SideReport {
+    pub attempted: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub failures_by_cause: Causes,
+}
+
+impl From<&Side> for SideReport {
+    fn from(s: &Side) -> SideReport {
+        SideReport {
+            attempted: s.attempted,
+            succeeded: s.succeeded,
+            failed: s.failed(),
+            failures_by_cause: s.into(),
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct RetransReport {
+    pub invite: u64,
+    pub non_invite: u64,
+    pub ack: u64,
+    pub response: u64,
+}
+
+/// The machine report (`--json`).
+#[derive(Serialize, Debug, Clone)]
+pub struct Report {
+    pub scenario: &'static str,
+    pub role: &'static str,
+    pub target: Option<String>,
+    pub target_rate: f64,
+    pub achieved_rate: f64,
+    pub duration_s: f64,
+    pub threads: usize,
+    pub attempted: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub retransmissions: u64,
+    pub retransmissions_by_kind: RetransReport,
+    pub failures_by_cause: Causes,
+    pub unexpected_statuses: BTreeMap<String, u64>,
+    /// How late attempts were sent, relative to their schedule.
+    pub generator_lag_ms: Percentiles,
+    /// How long received datagrams waited before the generator read them.
+    pub generator_rx_lag_ms: Percentiles,
+    pub generator_kept_schedule: bool,
+    pub latency_ms: BTreeMap<&'static str, Percentiles>,
+    /// The calling side's attempts (for `call` with both sides: the calls placed).
+    pub calling: SideReport,
+    /// The answering side's calls (for `call` with both sides or `--uas-only`).
+    pub answering: SideReport,
+    pub registered_users: u64,
+    pub registration_failures: u64,
+    pub stray_messages: u64,
+    pub unparseable: u64,
+    pub send_errors: u64,
+    pub datagrams_sent: u64,
+    pub datagrams_received: u64,
+    pub wall_s: f64,
+    pub error: Option<String>,
+}
+
+/// Lag p99 above which the generator is considered not to have kept its schedule by default.
+pub const DEFAULT_MAX_LAG_MS: f64 = 20.0;
+
+impl Report {
+    pub fn new(cfg: &Config, out: &RunOutput, max_lag_ms: f64) -> Report {
+        let c = &out.stats.counters;
+        let h = &out.stats.hists;
+        let primary = if cfg.role == Role::UasOnly {
+            &c.server
+        } else {
+            &c.client
+        };
+        let lag = Percentiles::of(&h.lag);
+        let rx_lag = Percentiles::of(&h.rx_lag);
+        let duration = cfg.duration_ns as f64 / 1e9;
+        let kept = cfg.role == Role::UasOnly
+            || (lag.p99 <= max_lag_ms
+                && rx_lag.p99 <= max_lag_ms
+                && out.send_secs <= duration * 1.01 + max_lag_ms / 1000.0);
+        let mut latency = BTreeMap::new();
+        for (name, hist) in h.named() {
+            if !name.starts_with("generator_") {
+                latency.insert(name, Percentiles::of(hist));
+            }
+        }
+        Report {
+            scenario: cfg.scenario.name(),
+            role: match cfg.role {
+                Role::Both => "both",
+                Role::UacOnly => "uac",
+                Role::UasOnly => "uas",
+            },
+            target: cfg.target.map(|t| t.to_string()),
+            target_rate: if cfg.has_client() { cfg.rate } else { 0.0 },
+            achieved_rate: if cfg.has_client() && out.send_secs > 0.0 {
+                c.client.attempted as f64 / out.send_secs
+            } else {
+                0.0
+            },
+            duration_s: duration,
+            threads: cfg.threads,
+            attempted: primary.attempted,
+            succeeded: primary.succeeded,
+            failed: primary.failed(),
+            retransmissions: c.retrans.total(),
+            retransmissions_by_kind: RetransReport {
+                invite: c.retrans.invite,
+                non_invite: c.retrans.non_invite,
+                ack: c.retrans.ack,
+                response: c.retrans.response,
+            },
+            failures_by_cause: primary.into(),
+            unexpected_statuses: out
+                .stats
+                .unexpected_statuses
+                .nonzero()
+                .map(|(code, n)| (code.to_string(), n))
+                .collect(),
+            generator_lag_ms: lag,
+            generator_rx_lag_ms: rx_lag,
+            generator_kept_schedule: kept,
+            latency_ms: latency,
+            calling: (&c.client).into(),
+            answering: (&c.server).into(),
+            registered_users: c.registered,
+            registration_failures: c.registration_failed,
+            stray_messages: c.stray,
+            unparseable: c.unparseable,
+            send_errors: c.send_errors,
+            datagrams_sent: c.datagrams_sent,
+            datagrams_received: c.datagrams_received,
+            wall_s: out.wall_secs,
+            error: out.error.clone(),
+        }
+    }
+
+    /// The human summary.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let p = |s: &mut String, name: &str, q: &Percentiles| {
+            if q.count > 0 {
+                s.push_str(&format!(
+                    "    {name:<16}{:>9}{:>9.3}{:>9.3}{:>9.3}{:>9.3}{:>9.3}\n",
+                    q.count, q.p50, q.p90, q.p99, q.p999, q.max
+                ));
+            }
+        };
+        s.push_str(&format!(
+            "sipshard-load {} ({} side{}) -> {}, {} thread(s)\n",
+            self.scenario,
+            self.role,
+            if self.role == "both" { "s" } else { "" },
+            self.target.as_deref().unwrap_or("-"),
+            self.threads
+        ));
+        if self.role != "uas" {
+            s.push_str(&format!(
+                "  rate        target {}/s, achieved {:.1}/s\n",
+                self.target_rate, self.achieved_rate
+            ));
+        }
+        let side = |s: &mut String, label: &str, verbs: [&str; 2], c: &SideReport| {
+            let f = &c.failures_by_cause;
+            s.push_str(&format!(
+                "  {label:<12}{} {}, {} {}, {} failed (timeout {}, unexpected status {}, \
+                 unexpected message {})\n",
+                c.attempted,
+                verbs[0],
+                c.succeeded,
+                verbs[1],
+                c.failed,
+                f.timeout,
+                f.unexpected_status,
+                f.unexpected_message
+            ));
+        };
+        if self.role != "uas" {
+            side(
+                &mut s,
+                "attempts",
+                ["attempted", "succeeded"],
+                &self.calling,
+            );
+        }
+        if self.role != "uac" && self.scenario == "call" {
+            side(
+                &mut s,
+                "answered",
+                ["received", "completed"],
+                &self.answering,
+            );
+        }
+        if self.registered_users + self.registration_failures > 0 {
+            s.push_str(&format!(
+                "  registered  {} users ({} failed)\n",
+                self.registered_users, self.registration_failures
+            ));
+        }
+        if !self.unexpected_statuses.is_empty() {
+            let list: Vec<String> = self
+                .unexpected_statuses
+                .iter()
+                .map(|(k, v)| format!("{k} x{v}"))
+                .collect();
+            s.push_str(&format!("  statuses    {}\n", list.join(", ")));
+        }
+        let r = &self.retransmissions_by_kind;
+        s.push_str(&format!(
+            "  retransmit  {} (INVITE {}, non-INVITE {}, ACK {}, responses {})\n",
+            self.retransmissions, r.invite, r.non_invite, r.ack, r.response
+        ));
+        if self.stray_messages + self.unparseable + self.send_errors > 0 {
+            s.push_str(&format!(
+                "  other       {} stray, {} unparseable, {} send errors\n",
+                self.stray_messages, self.unparseable, self.send_errors
+            ));
+        }
+        let any_latency = self.latency_ms.values().any(|q| q.count > 0);
+        if any_latency || self.role != "uas" {
+            s.push_str(&format!(
+                "  latency ms  {:>13}{:>9}{:>9}{:>9}{:>9}{:>9}\n",
+                "count", "p50", "p90", "p99", "p99.9", "max"
+            ));
+        }
+        for (name, q) in &self.latency_ms {
+            p(&mut s, name, q);
+        }
+        if self.role != "uas" {
+            p(&mut s, "send lag", &self.generator_lag_ms);
+            p(&mut s, "receive lag", &self.generator_rx_lag_ms);
+            if self.generator_kept_schedule {
+                s.push_str("  the generator kept its schedule\n");
+            } else {
+                s.push_str(&format!(
+                    "  WARNING: the generator fell behind (send lag p99 {:.1} ms, receive lag p99 \
+                     {:.1} ms): these results measure the generator, not the target\n",
+                    self.generator_lag_ms.p99, self.generator_rx_lag_ms.p99
+                ));
+            }
+        }
+        if let Some(e) = &self.error {
+            s.push_str(&format!("  ERROR: {e}\n"));
+        }
+        s
+    }
+}
+
+/// Write `report` as pretty JSON.
+pub fn write_json<T: Serialize>(path: &Path, report: &T) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Write one histogram (microseconds) as an HdrHistogram percentile distribution in
+/// milliseconds: the format of `outputPercentileDistribution`, which the HdrHistogram plotter
+/// and most tooling read.
+pub fn write_hgrm(w: &mut impl Write, h: &Histogram<u64>) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    )?;
+    let mut total = 0u64;
+    if !h.is_empty() {
+        for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
+            let value = h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
+            let q = v.quantile_iterated_to();
+            if q < 1.0 {
+                writeln!(
+                    w,
+                    "{value:12.3} {q:2.12} {total:10} {:14.2}",
+                    1.0 / (1.0 - q)
+                )?;
+            } else {
+                writeln!(w, "{value:12.3} {q:2.12} {total:10}")?;
+            }
+        }
+    }
+    let (mean, sd, max) = if h.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (
+            h.mean() / 1000.0,
+            h.stdev() / 1000.0,
+            h.max() as f64 / 1000.0,
+        )
+    };
+    writeln!(w, "#[Mean    = {mean:12.3}, StdDeviation   = {sd:12.3}]")?;
+    writeln!(
+        w,
+        "#[Max     = {max:12.3}, Total count    = {:12}]",
+        h.len()
+    )?;
+    writeln!(
+        w,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        // Sub-buckets per bucket: the power of two above 2 * 10^sigfig.
+        (2 * 10u64.pow(h.sigfig() as u32)).next_power_of_two()
+    )?;
+    Ok(())
+}
+
+/// Write every non-empty histogram of the run into `dir/<name>.hgrm`.
+pub fn write_hgrms(dir: &Path, out: &RunOutput) -> Result<Vec<String>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut written = Vec::new();
+    for (name, h) in out.stats.hists.named() {
+        if h.is_empty() {
+            continue;
+        }
+        let path = dir.join(format!("{name}.hgrm"));
+        let f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut w = BufWriter::new(f);
+        write_hgrm(&mut w, h)
+            .and_then(|_| w.flush())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hgrm_has_the_standard_shape() {
+        let mut h = new_hist();
+        for v in 1..=1000u64 {
+            h.record(v * 10).unwrap();
+        }
+        let mut out = Vec::new();
+        write_hgrm(&mut out, &h).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        assert!(lines.next().unwrap().contains("Value"));
+        assert_eq!(lines.next(), Some(""));
+        let first: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(first.len(), 4);
+        assert_eq!(first[0], "0.010");
+        let rows: Vec<&str> = text.lines().filter(|l| l.ends_with(" 1000")).collect();
+        assert!(!rows.is_empty(), "{text}");
+        assert!(text.contains("#[Max     =       10.0"), "{text}");
+        assert!(text.contains("Total count    =         1000]"), "{text}");
+    }
+}

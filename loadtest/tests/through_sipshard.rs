@@ -1,0 +1,60 @@
+//! `sipshard-load call` through the sipshard proxy (one shard): a modest rate for a few
+//! seconds, zero failed calls, with and without `--record-route`. Uses the workspace's own
+//! `target/<profile>/sipshard`, which `cargo test --workspace` builds.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn sipshard_bin() -> PathBuf {
+    // CARGO_BIN_EXE_sipshard-load sits next to the proxy binary in target/<profile>/.
+    let bin = PathBuf::from(BIN).parent().unwrap().join("sipshard");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the workspace first",
+        bin.display()
+    );
+    bin
+}
+
+fn calls_through_sipshard(extra: &[&str]) {
+    let port = free_ports(1);
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new(sipshard_bin());
+    cmd.args(["--listen", &listen, "--shards", "1"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut proxy = Group::spawn(cmd);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        proxy.0.try_wait().unwrap().is_none(),
+        "sipshard exited at start"
+    );
+    #[rustfmt::skip]
+    let (out, r) = run_json("through-sipshard", &[
+        "call", "--target", &listen, "--users", "50", "--rate", "300", "--duration", "3",
+        "--hold", "50",
+    ], Duration::from_secs(90));
+    drop(proxy);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(u(&r, "registered_users"), 50, "{r:#}");
+    assert_eq!(u(&r, "attempted"), 900, "{r:#}");
+    assert_eq!(u(&r, "succeeded"), 900, "{r:#}");
+    assert_eq!(u(&r, "failed"), 0, "{r:#}");
+    assert_eq!(u(&r, "answering.succeeded"), 900, "{r:#}");
+}
+
+#[test]
+fn calls_through_one_sipshard_shard_all_succeed() {
+    calls_through_sipshard(&[]);
+}
+
+#[test]
+fn calls_through_one_record_routing_sipshard_shard_all_succeed() {
+    calls_through_sipshard(&["--record-route"]);
+}
