@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use sipshard::config::CpuList;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,8 +49,8 @@ pub struct Common {
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Pin worker threads to these CPUs, round-robin (e.g. `1` or `0,2-3`).
-    #[arg(long, value_parser = parse_cpus)]
-    pub cpus: Option<Vec<usize>>,
+    #[arg(long)]
+    pub cpus: Option<CpuList>,
     /// Local UDP sockets per worker thread (distinct ports spread over a flow-hashing proxy).
     #[arg(long, default_value_t = 8)]
     pub ports: usize,
@@ -208,29 +209,6 @@ pub struct SearchArgs {
     pub max_trials: usize,
 }
 
-/// `0,2-3` -> `[0, 2, 3]`.
-pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let bad = || format!("bad CPU list element `{part}` (want N or N-M)");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let a: usize = a.trim().parse().map_err(|_| bad())?;
-                let b: usize = b.trim().parse().map_err(|_| bad())?;
-                if a > b {
-                    return Err(bad());
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(part.parse().map_err(|_| bad())?),
-        }
-    }
-    if out.is_empty() {
-        return Err("empty CPU list".into());
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,11 +221,18 @@ mod tests {
 
     #[test]
     fn cpu_lists() {
-        assert_eq!(parse_cpus("1").unwrap(), vec![1]);
-        assert_eq!(parse_cpus("0,2-4").unwrap(), vec![0, 2, 3, 4]);
-        assert!(parse_cpus("3-1").is_err());
-        assert!(parse_cpus("x").is_err());
-        assert!(parse_cpus("").is_err());
+        // The flag parses (clap once panicked here on `Option<Vec<usize>>`).
+        let a = Cli::try_parse_from([
+            "sipshard-load",
+            "options",
+            "--target",
+            "127.0.0.1:5060",
+            "--rate",
+            "1",
+            "--cpus",
+            "0,2-4",
+        ]);
+        assert!(a.is_ok(), "{a:?}");
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl Config {
             rate: c.rate,
             duration_ns: (c.duration * S) as u64,
             threads: c.threads,
-            cpus: c.cpus.clone(),
+            cpus: c.cpus.as_ref().map(|l| l.0.clone()),
             local_ip: c.local_ip,
             fixed_ports,
             domain,
