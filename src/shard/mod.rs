@@ -186,17 +186,20 @@ pub fn run(args: &Args) -> Result<Counters, String> {
     for ((id, (sockets, mesh)), reload) in
         per_shard.into_iter().zip(links).enumerate().zip(reload_rxs)
     {
-        let stop = Arc::clone(&stop);
-        let seed = seed.clone();
-        let published = Arc::clone(&published[id]);
-        let auth = auth.clone();
+        let setup = ShardSetup {
+            cfg,
+            seed: seed.clone(),
+            sockets,
+            links: mesh,
+            stop: Arc::clone(&stop),
+            published: Arc::clone(&published[id]),
+            auth: auth.clone(),
+            reload,
+            coalesce,
+        };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
             .name(&format!("shard{id}"))
-            .spawn(move || {
-                shard_main(
-                    cfg, seed, sockets, mesh, stop, published, auth, reload, coalesce,
-                )
-            })
+            .spawn(move || shard_main(setup))
             .map_err(|e| format!("cannot start shard {id} on CPU {}: {e}", cpus[id]))?;
         handles.push(handle);
     }
@@ -255,17 +258,35 @@ struct Shard {
 /// Measure one datagram's processing time in this many (a power of two).
 const LATENCY_SAMPLE: u64 = 64;
 
-async fn shard_main(
+/// Everything a shard starts with, handed over to its executor thread.
+struct ShardSetup {
     cfg: &'static ProxyConfig,
+    /// The location table loaded from `--state-dir` (empty without it).
     seed: LocationTable,
+    /// One socket per listen address.
     sockets: Vec<socket2::Socket>,
     links: Links,
+    /// Set by SIGINT/SIGTERM.
     stop: Arc<AtomicBool>,
     published: Arc<Published>,
     auth: Option<(Authenticator, AuthMode)>,
+    /// New users files after SIGHUP.
     reload: mpsc::Receiver<Arc<UserDb>>,
     coalesce: Duration,
-) -> Counters {
+}
+
+async fn shard_main(setup: ShardSetup) -> Counters {
+    let ShardSetup {
+        cfg,
+        seed,
+        sockets,
+        links,
+        stop,
+        published,
+        auth,
+        reload,
+        coalesce,
+    } = setup;
     let mut core = Core::with_table(cfg, seed);
     if let Some((authn, mode)) = auth {
         core.set_auth(authn, mode, salt_seed());
