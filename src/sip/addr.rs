@@ -105,11 +105,11 @@ impl<'a> NameAddr<'a> {
 /// Position of `<` outside a quoted display name: `Ok(None)` when there is none.
 fn find_unquoted_lt(s: &[u8]) -> Option<Option<usize>> {
     let mut i = 0;
-    while i < s.len() {
+    while let Some(k) = memchr::memchr2(b'"', b'<', &s[i..]) {
+        i += k;
         match s[i] {
             b'"' => i += quoted_end(&s[i..])?,
-            b'<' => return Some(Some(i)),
-            _ => i += 1,
+            _ => return Some(Some(i)),
         }
     }
     Some(None)
@@ -301,13 +301,8 @@ impl<'a> Iterator for AuthParams<'a> {
 
 impl<'a> Message<'a> {
     fn single_addr(&self, name: HeaderName, req: Required) -> Result<NameAddr<'a>, ParseError> {
-        let (i, f) = self
-            .fields()
-            .iter()
-            .enumerate()
-            .find(|(_, f)| f.name == name)
-            .ok_or(ParseError::Missing(req))?;
-        NameAddr::parse(self.buf(), f.value, i).ok_or(ParseError::Malformed(req))
+        let i = self.first_index(name).ok_or(ParseError::Missing(req))?;
+        NameAddr::parse(self.buf(), self.field_at(i).value, i).ok_or(ParseError::Malformed(req))
     }
 
     pub fn from(&self) -> Result<NameAddr<'a>, ParseError> {

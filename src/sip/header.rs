@@ -77,60 +77,53 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        // Group by length first so each name costs at most a few compares.
-        let candidates: &[(&[u8], HeaderName)] = match name.len() {
-            2 => &[(b"to", To)],
-            3 => &[(b"via", Via)],
-            4 => &[(b"from", From), (b"cseq", CSeq)],
-            5 => &[(b"route", Route), (b"allow", Allow), (b"event", Event)],
-            7 => &[
-                (b"call-id", CallId),
-                (b"contact", Contact),
-                (b"expires", Expires),
-                (b"require", Require),
-                (b"subject", Subject),
-            ],
-            8 => &[(b"refer-to", ReferTo), (b"identity", Identity)],
-            9 => &[(b"supported", Supported)],
-            11 => &[
-                (b"unsupported", Unsupported),
-                (b"min-expires", MinExpires),
-                (b"referred-by", ReferredBy),
-            ],
-            12 => &[
-                (b"max-forwards", MaxForwards),
-                (b"content-type", ContentType),
-                (b"record-route", RecordRoute),
-                (b"allow-events", AllowEvents),
-            ],
-            13 => &[
-                (b"authorization", Authorization),
-                (b"proxy-require", ProxyRequire),
-                (b"identity-info", IdentityInfo),
-            ],
-            14 => &[
-                (b"content-length", ContentLength),
-                (b"accept-contact", AcceptContact),
-                (b"reject-contact", RejectContact),
-            ],
-            15 => &[(b"session-expires", SessionExpires)],
-            16 => &[
-                (b"www-authenticate", WwwAuthenticate),
-                (b"content-encoding", ContentEncoding),
-            ],
-            18 => &[(b"proxy-authenticate", ProxyAuthenticate)],
-            19 => &[
-                (b"proxy-authorization", ProxyAuthorization),
-                (b"request-disposition", RequestDisposition),
-            ],
-            _ => &[],
-        };
-        for (full, id) in candidates {
-            if full.eq_ignore_ascii_case(name) {
-                return *id;
-            }
+        if name.is_empty() {
+            return Other;
         }
-        Other
+        // Length and first letter leave at most one candidate (two share length 7 and `c`),
+        // so each name costs one case-insensitive compare.
+        let (full, id): (&[u8], HeaderName) = match (name.len(), name[0] | 0x20) {
+            (2, b't') => (b"to", To),
+            (3, b'v') => (b"via", Via),
+            (4, b'f') => (b"from", From),
+            (4, b'c') => (b"cseq", CSeq),
+            (5, b'r') => (b"route", Route),
+            (5, b'a') => (b"allow", Allow),
+            (5, b'e') => (b"event", Event),
+            (7, b'c') if name[1] | 0x20 == b'a' => (b"call-id", CallId),
+            (7, b'c') => (b"contact", Contact),
+            (7, b'e') => (b"expires", Expires),
+            (7, b'r') => (b"require", Require),
+            (7, b's') => (b"subject", Subject),
+            (8, b'r') => (b"refer-to", ReferTo),
+            (8, b'i') => (b"identity", Identity),
+            (9, b's') => (b"supported", Supported),
+            (11, b'u') => (b"unsupported", Unsupported),
+            (11, b'm') => (b"min-expires", MinExpires),
+            (11, b'r') => (b"referred-by", ReferredBy),
+            (12, b'm') => (b"max-forwards", MaxForwards),
+            (12, b'c') => (b"content-type", ContentType),
+            (12, b'r') => (b"record-route", RecordRoute),
+            (12, b'a') => (b"allow-events", AllowEvents),
+            (13, b'a') => (b"authorization", Authorization),
+            (13, b'p') => (b"proxy-require", ProxyRequire),
+            (13, b'i') => (b"identity-info", IdentityInfo),
+            (14, b'c') => (b"content-length", ContentLength),
+            (14, b'a') => (b"accept-contact", AcceptContact),
+            (14, b'r') => (b"reject-contact", RejectContact),
+            (15, b's') => (b"session-expires", SessionExpires),
+            (16, b'w') => (b"www-authenticate", WwwAuthenticate),
+            (16, b'c') => (b"content-encoding", ContentEncoding),
+            (18, b'p') => (b"proxy-authenticate", ProxyAuthenticate),
+            (19, b'p') => (b"proxy-authorization", ProxyAuthorization),
+            (19, b'r') => (b"request-disposition", RequestDisposition),
+            _ => return Other,
+        };
+        if eq_lowercase_name(name, full) {
+            id
+        } else {
+            Other
+        }
     }
 
     /// True for headers whose value is a comma-separated list that may also span several lines
@@ -197,6 +190,48 @@ impl HeaderName {
     }
 }
 
+/// `name` equals `lit` ignoring ASCII case, where `lit` is lowercase letters and `-` only: a
+/// letter position accepts exactly `l` or `l - 0x20` (OR-ing in 0x20), any other position only
+/// itself. Eight bytes at a time, the last word overlapping the one before.
+#[inline]
+fn eq_lowercase_name(name: &[u8], lit: &[u8]) -> bool {
+    #[inline(always)]
+    fn word(s: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes([
+            s[at],
+            s[at + 1],
+            s[at + 2],
+            s[at + 3],
+            s[at + 4],
+            s[at + 5],
+            s[at + 6],
+            s[at + 7],
+        ])
+    }
+    #[inline(always)]
+    fn eq_at(name: &[u8], lit: &[u8], at: usize) -> bool {
+        let l = word(lit, at);
+        word(name, at) | ((l & 0x4040_4040_4040_4040) >> 1) == l
+    }
+    let n = name.len();
+    if n != lit.len() {
+        return false;
+    }
+    if n < 8 {
+        return name
+            .iter()
+            .zip(lit)
+            .fold(true, |eq, (&n, &l)| eq & ((n | ((l & 0x40) >> 1)) == l));
+    }
+    let mut eq = eq_at(name, lit, n - 8);
+    let mut at = 0;
+    while at + 8 < n {
+        eq &= eq_at(name, lit, at);
+        at += 8;
+    }
+    eq
+}
+
 /// Iterator over the comma-separated elements of one header value, skipping commas inside
 /// double quotes (with backslash escapes) and angle brackets. Each element is trimmed of
 /// surrounding whitespace; empty elements (`a,,b`) are skipped.
@@ -227,29 +262,43 @@ impl Iterator for CommaSplit<'_> {
                 return None;
             }
             let start = self.pos;
-            let mut in_quotes = false;
+            let end = self.end;
             let mut in_angle = false;
             let mut i = start;
-            while i < self.end {
-                let b = self.buf[i];
-                if in_quotes {
-                    if b == b'\\' {
-                        i += 1;
-                    } else if b == b'"' {
-                        in_quotes = false;
-                    }
-                } else if b == b'"' {
-                    in_quotes = true;
-                } else if b == b'<' {
-                    in_angle = true;
-                } else if b == b'>' {
-                    in_angle = false;
-                } else if b == b',' && !in_angle {
+            // Jump between the bytes that matter: a comma ends the element unless inside angle
+            // brackets; a double quote starts a quoted string (also inside brackets), where a
+            // backslash escapes the next byte.
+            while i < end {
+                let hay = &self.buf[i..end];
+                let hit = if in_angle {
+                    memchr::memchr2(b'>', b'"', hay)
+                } else {
+                    memchr::memchr3(b',', b'"', b'<', hay)
+                };
+                let Some(k) = hit else {
+                    i = end;
                     break;
+                };
+                i += k;
+                match self.buf[i] {
+                    b',' => break,
+                    b'<' => in_angle = true,
+                    b'>' => in_angle = false,
+                    _ => {
+                        i += 1;
+                        while i < end {
+                            match self.buf[i] {
+                                b'\\' => i += 1,
+                                b'"' => break,
+                                _ => {}
+                            }
+                            i += 1;
+                        }
+                    }
                 }
                 i += 1;
             }
-            let stop = i.min(self.end);
+            let stop = i.min(end);
             self.pos = stop + 1;
             let element = trim(self.buf, Span::new(start, stop));
             if !element.is_empty() {
@@ -260,6 +309,7 @@ impl Iterator for CommaSplit<'_> {
 }
 
 /// Trim linear whitespace (SP, HT, and the CR/LF left by in-place unfolding) from both ends.
+#[inline]
 pub fn trim(buf: &[u8], span: Span) -> Span {
     let mut s = span.start as usize;
     let mut e = (span.end as usize).min(buf.len());
@@ -278,11 +328,23 @@ pub fn is_lws(b: u8) -> bool {
 }
 
 /// RFC 3261 `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
+#[inline]
 pub const fn is_token(b: u8) -> bool {
-    matches!(b,
-        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
-        | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+    TOKEN_CHARS[b as usize]
 }
+
+/// [`is_token`] as a table: one load per byte instead of a chain of range compares.
+const TOKEN_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = matches!(i as u8,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+            | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,12 @@
 //! The zero-copy parser: one datagram in, a borrowed [`Message`] view out.
 //!
-//! Two passes over the header section, as mini-redis frames and Kamailio parses:
-//!
-//! 1. [`normalize_headers`] walks the lines once with memchr, finds the empty line that ends the
-//!    header section and, in place and without changing any length, turns what httparse does not
-//!    accept into what it does: folded lines (`CRLF` + `SP`/`HT`, RFC 3261 section 7.3.1) become
-//!    spaces, and whitespace between a header name and its colon moves after the colon.
-//! 2. `httparse::parse_headers` splits the fields; each name is recognised once (compact forms
-//!    included) and recorded with its line and value spans.
+//! One pass over the header section, as Kamailio parses: [`scan_headers`] walks the lines with
+//! memchr, finds the empty line that ends the header section and, in place and without changing
+//! any length, turns folded lines (`CRLF` + `SP`/`HT`, RFC 3261 section 7.3.1) into spaces and
+//! moves whitespace between a header name and its colon after the colon. Each logical line is
+//! split into name and value as it completes (with the byte rules httparse applies to HTTP
+//! headers: a `tchar` name, then `:`, then a value of HT, SP, visible ASCII or obs-text) and
+//! recorded with its line and value spans; each name is recognised once (compact forms included).
 //!
 //! Framing follows RFC 3261 section 18.3 for datagrams: the body is `Content-Length` octets and
 //! anything after it is ignored; no Content-Length means "the rest of the datagram".
@@ -18,6 +17,7 @@ use super::error::{ParseError, Required};
 use super::header::{is_token, trim, CommaSplit, HeaderName};
 use super::span::Span;
 use super::uri::{Scheme, Uri};
+use super::via::Via;
 
 /// Room for this many header lines; a message with more is rejected (400), which no legitimate
 /// SIP message on a carrier edge comes near.
@@ -117,8 +117,9 @@ pub struct HeaderField {
     pub line: Span,
 }
 
+/// What unused slots hold (never read). All zeros, so filling the table is a plain memset.
 const EMPTY_FIELD: HeaderField = HeaderField {
-    name: HeaderName::Other,
+    name: HeaderName::Via,
     name_span: Span::EMPTY,
     value: Span::EMPTY,
     line: Span::EMPTY,
@@ -138,12 +139,42 @@ pub struct Message<'a> {
     /// Where the empty line that ends the header section starts (insert-at-end position).
     pub headers_end: usize,
     pub body: Span,
+    /// The Request-URI as validated while parsing the start line (`None` for responses).
+    request_uri: Option<Uri<'a>>,
+    /// The topmost Via, parsed once when the message is parsed: every consumer needs it, some
+    /// several times. A bad Via is only reported when asked for, as before.
+    top_via: Result<Via<'a>, ParseError>,
 }
 
 impl<'a> Message<'a> {
     /// Parse one datagram. The buffer is modified in place (unfolding, colon normalisation) but
     /// never changes length, so the caller's framing is unaffected.
+    ///
+    /// `Message` is large (the header index is inline, so that parsing never allocates); this
+    /// wrapper is inlined so that the view is built where the caller keeps it instead of being
+    /// copied out of a callee's frame.
+    #[inline]
     pub fn parse(buf: &'a mut [u8]) -> Result<Message<'a>, ParseError> {
+        let mut msg = Message {
+            buf: &[],
+            start: StartLine::Response {
+                code: 0,
+                reason: Span::EMPTY,
+            },
+            start_line: Span::EMPTY,
+            fields: [EMPTY_FIELD; MAX_HEADERS],
+            count: 0,
+            first: [NONE; KNOWN_NAMES],
+            headers_end: 0,
+            body: Span::EMPTY,
+            request_uri: None,
+            top_via: Err(ParseError::Missing(Required::Via)),
+        };
+        msg.parse_into(buf)?;
+        Ok(msg)
+    }
+
+    fn parse_into(&mut self, buf: &'a mut [u8]) -> Result<(), ParseError> {
         // Leading CRLFs are ignored (RFC 3261 section 7.5); a datagram of only CRLFs is a
         // keepalive (RFC 5626 section 3.5.1) and reported as Empty.
         let first_byte = buf
@@ -154,7 +185,7 @@ impl<'a> Message<'a> {
             .map(|i| i + first_byte)
             .ok_or(ParseError::BadStartLine)?;
         let headers_start = line_end + 1;
-        let start_line = Span::new(
+        self.start_line = Span::new(
             first_byte,
             if line_end > first_byte && buf[line_end - 1] == b'\r' {
                 line_end - 1
@@ -162,58 +193,18 @@ impl<'a> Message<'a> {
                 line_end
             },
         );
-        let (headers_end, body_start) = normalize_headers(buf, headers_start)?;
+        // Errors keep the precedence they always had: an unterminated header section first,
+        // then the start line, then the first bad header line, then framing.
+        let scan = scan_headers(buf, headers_start, self)?;
         let buf: &'a [u8] = buf;
-        let start = parse_start_line(buf, start_line)?;
-
-        let mut msg = Message {
-            buf,
-            start,
-            start_line,
-            fields: [EMPTY_FIELD; MAX_HEADERS],
-            count: 0,
-            first: [NONE; KNOWN_NAMES],
-            headers_end,
-            body: Span::EMPTY,
-        };
-        msg.index_headers(headers_start, body_start)?;
-        msg.body = msg.frame_body(body_start)?;
-        Ok(msg)
-    }
-
-    fn index_headers(&mut self, headers_start: usize, body_start: usize) -> Result<(), ParseError> {
-        let section = &self.buf[headers_start..body_start];
-        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let parsed = match httparse::parse_headers(section, &mut raw) {
-            Ok(httparse::Status::Complete((_, parsed))) => parsed,
-            Ok(httparse::Status::Partial) => return Err(ParseError::UnterminatedHeaders),
-            Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
-            Err(_) => return Err(ParseError::BadHeaderLine),
-        };
-        for (i, h) in parsed.iter().enumerate() {
-            let name_span = Span::within(section, h.name.as_bytes(), headers_start);
-            let value = trim(self.buf, Span::within(section, h.value, headers_start));
-            let name = HeaderName::from_bytes(h.name.as_bytes());
-            self.fields[i] = HeaderField {
-                name,
-                name_span,
-                value,
-                line: Span::EMPTY,
-            };
-            if self.first[name as usize] == NONE {
-                self.first[name as usize] = i as u8;
-            }
+        self.buf = buf;
+        (self.start, self.request_uri) = parse_start_line(buf, self.start_line)?;
+        if let Some(e) = scan.header_error {
+            return Err(e);
         }
-        self.count = parsed.len();
-        // Each line runs to where the next one starts; the last to the empty line.
-        for i in 0..self.count {
-            let end = if i + 1 < self.count {
-                self.fields[i + 1].name_span.start as usize
-            } else {
-                self.headers_end
-            };
-            self.fields[i].line = Span::new(self.fields[i].name_span.start as usize, end);
-        }
+        self.headers_end = scan.headers_end;
+        self.body = self.frame_body(scan.body_start)?;
+        self.top_via = self.parse_top_via();
         Ok(())
     }
 
@@ -285,9 +276,16 @@ impl<'a> Message<'a> {
         }
     }
 
-    /// The Request-URI; validated at parse time, so this only fails for responses.
+    /// The Request-URI; parsed and validated at parse time, so this only fails for responses.
+    #[inline]
     pub fn request_uri(&self) -> Option<Uri<'a>> {
-        Uri::parse(self.bytes(self.request_uri_span()?)).ok()
+        self.request_uri
+    }
+
+    /// The topmost Via, parsed when the message was.
+    #[inline]
+    pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
+        self.top_via
     }
 
     /// All indexed header lines in order.
@@ -308,10 +306,18 @@ impl<'a> Message<'a> {
     }
 
     /// The first line named `name`.
+    #[inline]
     pub fn field(&self, name: HeaderName) -> Option<&HeaderField> {
+        self.first_index(name).map(|i| &self.fields[i])
+    }
+
+    /// The index within [`fields`](Self::fields) of the first line named `name` (any `Other`
+    /// name for `HeaderName::Other`).
+    #[inline]
+    pub fn first_index(&self, name: HeaderName) -> Option<usize> {
         match self.first[name as usize] {
             NONE => None,
-            i => Some(&self.fields[i as usize]),
+            i => Some(i as usize),
         }
     }
 
@@ -337,11 +343,12 @@ impl<'a> Message<'a> {
     /// the line it came from.
     pub fn values(&self, name: HeaderName) -> impl Iterator<Item = (usize, Span)> + '_ {
         let buf = self.buf;
-        self.fields()
+        let from = self.first_index(name).unwrap_or(self.count);
+        self.fields[from..self.count]
             .iter()
             .enumerate()
             .filter(move |(_, f)| f.name == name)
-            .flat_map(move |(i, f)| CommaSplit::new(buf, f.value).map(move |s| (i, s)))
+            .flat_map(move |(i, f)| CommaSplit::new(buf, f.value).map(move |s| (from + i, s)))
     }
 
     /// The index of a field within [`fields`](Self::fields).
@@ -427,29 +434,67 @@ impl<'a> Message<'a> {
     }
 }
 
-/// Pass 1: find the end of the header section and normalise it in place.
+/// Where [`scan_headers`] found the header section to end.
+struct Scan {
+    /// Where the empty line starts.
+    headers_end: usize,
+    /// Where the body starts (after the empty line).
+    body_start: usize,
+    /// The first bad header line (or the first line past [`MAX_HEADERS`]), reported after the
+    /// start line has been checked.
+    header_error: Option<ParseError>,
+}
+
+/// The single pass over the header section: find its end, normalise it in place and index each
+/// logical line into `msg` as it completes.
 ///
-/// Returns `(headers_end, body_start)`: where the empty line starts and where the body starts.
-fn normalize_headers(buf: &mut [u8], headers_start: usize) -> Result<(usize, usize), ParseError> {
+/// Header value bytes are checked once for the whole section afterwards ([`control_bytes`]);
+/// only when that finds something wrong is the section walked again line by line
+/// ([`first_bad_line`]) to report the same error, in the same order, as checking each line.
+fn scan_headers(
+    buf: &mut [u8],
+    headers_start: usize,
+    msg: &mut Message<'_>,
+) -> Result<Scan, ParseError> {
+    let mut phys_start = headers_start;
     let mut line_start = headers_start;
     let mut logical_start = true;
+    let mut name_len = 0;
+    let mut header_error = None;
+    // Line terminators still written CRLF: the only CRs a valid section has.
+    let mut crlf = 0;
     loop {
-        if line_start >= buf.len() {
+        if phys_start >= buf.len() {
             return Err(ParseError::UnterminatedHeaders);
         }
-        let nl = memchr(b'\n', &buf[line_start..])
-            .map(|i| i + line_start)
+        let nl = memchr(b'\n', &buf[phys_start..])
+            .map(|i| i + phys_start)
             .ok_or(ParseError::UnterminatedHeaders)?;
-        let content_end = if nl > line_start && buf[nl - 1] == b'\r' {
+        let content_end = if nl > phys_start && buf[nl - 1] == b'\r' {
             nl - 1
         } else {
             nl
         };
-        if content_end == line_start && logical_start {
-            return Ok((line_start, nl + 1));
+        if content_end == phys_start && logical_start {
+            crlf += usize::from(content_end != nl);
+            let body_start = nl + 1;
+            if control_bytes(&buf[headers_start..body_start]) != crlf {
+                header_error = first_bad_line(&buf[headers_start..phys_start]);
+            }
+            return Ok(Scan {
+                headers_end: phys_start,
+                body_start,
+                header_error,
+            });
         }
         if logical_start {
-            move_colon_after_name(&mut buf[line_start..content_end]);
+            line_start = phys_start;
+            let line = &mut buf[phys_start..content_end];
+            name_len = name_length(line);
+            if line.get(name_len) != Some(&b':') {
+                move_colon_after_name(line);
+                name_len = name_length(line);
+            }
         }
         // A terminator followed by SP or HT continues the line: unfold it to spaces.
         match buf.get(nl + 1) {
@@ -457,10 +502,159 @@ fn normalize_headers(buf: &mut [u8], headers_start: usize) -> Result<(usize, usi
                 buf[content_end..=nl].fill(b' ');
                 logical_start = false;
             }
-            _ => logical_start = true,
+            _ => {
+                crlf += usize::from(content_end != nl);
+                logical_start = true;
+                if header_error.is_none() {
+                    header_error = msg
+                        .push_field(buf, line_start, name_len, content_end, nl + 1)
+                        .err();
+                }
+            }
         }
-        line_start = nl + 1;
+        phys_start = nl + 1;
     }
+}
+
+/// Length of the header name at the start of `line` (HTTP `tchar` bytes).
+#[inline]
+fn name_length(line: &[u8]) -> usize {
+    line.iter().take_while(|&&b| is_header_name_char(b)).count()
+}
+
+/// After `name_len` name bytes: the colon, then optional SP/HT. Returns where the value starts,
+/// or `None` when the line is not `name ":"`.
+#[inline]
+fn value_start(line: &[u8], name_len: usize) -> Option<usize> {
+    if name_len == 0 || line.get(name_len) != Some(&b':') {
+        return None;
+    }
+    let v = name_len + 1;
+    Some(
+        v + line[v..]
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count(),
+    )
+}
+
+/// Count the bytes of a header section that are control characters other than HT and LF, CR
+/// included. A valid section has exactly one per CRLF terminator. Vectorises (no early exit).
+fn control_bytes(section: &[u8]) -> usize {
+    // Byte-wide counters over chunks short enough not to overflow: this form vectorises.
+    section
+        .chunks(255)
+        .map(|chunk| {
+            chunk.iter().fold(0u8, |n, &b| {
+                let control = ((b < b' ') & (b != b'\t') & (b != b'\n')) | (b == 0x7f);
+                n.wrapping_add(u8::from(control))
+            }) as usize
+        })
+        .sum()
+}
+
+/// The slow path of header checking, for a section (already unfolded, so one line is one
+/// logical line) known to hold a bad byte: check each line as httparse would, in order, and
+/// return the first error, a line past [`MAX_HEADERS`] included.
+#[cold]
+fn first_bad_line(section: &[u8]) -> Option<ParseError> {
+    let mut start = 0;
+    let mut count = 0;
+    while start < section.len() {
+        let nl = memchr(b'\n', &section[start..]).map_or(section.len(), |i| i + start);
+        let content_end = if nl > start && section[nl - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
+        };
+        let line = &section[start..content_end];
+        match value_start(line, name_length(line)) {
+            Some(v) if is_header_value(&line[v..]) => {}
+            _ => return Some(ParseError::BadHeaderLine),
+        }
+        if count == MAX_HEADERS {
+            return Some(ParseError::TooManyHeaders);
+        }
+        count += 1;
+        start = nl + 1;
+    }
+    None
+}
+
+impl Message<'_> {
+    /// Index the logical line `buf[start..content_end]` (terminator up to `line_end`) whose name
+    /// is `name_len` bytes long. Its value bytes are checked with the whole section.
+    #[inline]
+    fn push_field(
+        &mut self,
+        buf: &[u8],
+        start: usize,
+        name_len: usize,
+        content_end: usize,
+        line_end: usize,
+    ) -> Result<(), ParseError> {
+        let line = &buf[start..content_end];
+        let v = value_start(line, name_len).ok_or(ParseError::BadHeaderLine)?;
+        if self.count == MAX_HEADERS {
+            return Err(ParseError::TooManyHeaders);
+        }
+        let name = HeaderName::from_bytes(&line[..name_len]);
+        let i = self.count;
+        self.fields[i] = HeaderField {
+            name,
+            name_span: Span::new(start, start + name_len),
+            value: trim(buf, Span::new(start + v, content_end)),
+            line: Span::new(start, line_end),
+        };
+        self.count = i + 1;
+        if self.first[name as usize] == NONE {
+            self.first[name as usize] = i as u8;
+        }
+        Ok(())
+    }
+}
+
+/// Header name bytes: HTTP's `tchar` (RFC 9110 section 5.6.2), as httparse accepts them.
+static HEADER_NAME_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+fn is_header_name_char(b: u8) -> bool {
+    HEADER_NAME_CHARS[b as usize]
+}
+
+/// Header value bytes: HT, SP, visible ASCII and obs-text; no other control character. Written
+/// without an early exit so that it vectorises.
+#[inline]
+fn is_header_value(v: &[u8]) -> bool {
+    v.iter().fold(true, |ok, &b| {
+        ok & ((b >= b' ' && b != 0x7f) | (b == b'\t'))
+    })
 }
 
 /// `Name  : value` -> `Name:   value` (same length): RFC 3261's `HCOLON = *( SP / HTAB ) ":" SWS`
@@ -480,13 +674,13 @@ fn move_colon_after_name(line: &mut [u8]) {
     }
 }
 
-fn parse_start_line(buf: &[u8], line: Span) -> Result<StartLine, ParseError> {
+fn parse_start_line(buf: &[u8], line: Span) -> Result<(StartLine, Option<Uri<'_>>), ParseError> {
     let text = line.of(buf);
     if text.len() < 8 {
         return Err(ParseError::BadStartLine);
     }
     if text[..4].eq_ignore_ascii_case(b"SIP/") {
-        return parse_status_line(text, line);
+        return Ok((parse_status_line(text, line)?, None));
     }
     // Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP each (RFC 4475
     // section 3.1.2.9 and 3.1.2.10 reject extra or trailing whitespace).
@@ -510,11 +704,14 @@ fn parse_start_line(buf: &[u8], line: Span) -> Result<StartLine, ParseError> {
         return Err(ParseError::BadRequestUri);
     }
     let base = line.start as usize;
-    Ok(StartLine::Request {
-        method: Method::from_bytes(method),
-        method_span: Span::new(base, base + sp1),
-        uri: Span::new(base + sp1 + 1, base + sp2),
-    })
+    Ok((
+        StartLine::Request {
+            method: Method::from_bytes(method),
+            method_span: Span::new(base, base + sp1),
+            uri: Span::new(base + sp1 + 1, base + sp2),
+        },
+        Some(parsed),
+    ))
 }
 
 fn parse_status_line(text: &[u8], line: Span) -> Result<StartLine, ParseError> {
