@@ -26,6 +26,8 @@ pub struct NameAddr<'a> {
     pub span: Span,
     /// The line it is on (index into `Message::fields`).
     pub field: usize,
+    /// The `tag` parameter, found while the parameters are checked.
+    tag: Option<&'a [u8]>,
 }
 
 impl<'a> NameAddr<'a> {
@@ -65,15 +67,18 @@ impl<'a> NameAddr<'a> {
             Some(b';') => &rest_t[1..],
             Some(_) => return None,
         };
-        if !params::validate(params) {
-            return None;
-        }
+        let tag = match params::scan_simple(params, b"tag") {
+            Some(tag) => tag,
+            None if params::validate(params) => params::find(params, b"tag").flatten(),
+            None => return None,
+        };
         Some(NameAddr {
             display,
             uri,
             params,
             span,
             field,
+            tag,
         })
     }
 
@@ -81,8 +86,9 @@ impl<'a> NameAddr<'a> {
         params::find(self.params, name)
     }
 
+    #[inline]
     pub fn tag(&self) -> Option<&'a [u8]> {
-        self.param(b"tag").flatten()
+        self.tag
     }
 
     /// `expires` contact parameter (RFC 3261 section 20.10), saturating.

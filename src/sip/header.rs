@@ -77,48 +77,20 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        if name.is_empty() {
-            return Other;
-        }
-        // Length and first letter leave at most one candidate (two share length 7 and `c`),
-        // so each name costs one case-insensitive compare.
-        let (full, id): (&[u8], HeaderName) = match (name.len(), name[0] | 0x20) {
-            (2, b't') => (b"to", To),
-            (3, b'v') => (b"via", Via),
-            (4, b'f') => (b"from", From),
-            (4, b'c') => (b"cseq", CSeq),
-            (5, b'r') => (b"route", Route),
-            (5, b'a') => (b"allow", Allow),
-            (5, b'e') => (b"event", Event),
-            (7, b'c') if name[1] | 0x20 == b'a' => (b"call-id", CallId),
-            (7, b'c') => (b"contact", Contact),
-            (7, b'e') => (b"expires", Expires),
-            (7, b'r') => (b"require", Require),
-            (7, b's') => (b"subject", Subject),
-            (8, b'r') => (b"refer-to", ReferTo),
-            (8, b'i') => (b"identity", Identity),
-            (9, b's') => (b"supported", Supported),
-            (11, b'u') => (b"unsupported", Unsupported),
-            (11, b'm') => (b"min-expires", MinExpires),
-            (11, b'r') => (b"referred-by", ReferredBy),
-            (12, b'm') => (b"max-forwards", MaxForwards),
-            (12, b'c') => (b"content-type", ContentType),
-            (12, b'r') => (b"record-route", RecordRoute),
-            (12, b'a') => (b"allow-events", AllowEvents),
-            (13, b'a') => (b"authorization", Authorization),
-            (13, b'p') => (b"proxy-require", ProxyRequire),
-            (13, b'i') => (b"identity-info", IdentityInfo),
-            (14, b'c') => (b"content-length", ContentLength),
-            (14, b'a') => (b"accept-contact", AcceptContact),
-            (14, b'r') => (b"reject-contact", RejectContact),
-            (15, b's') => (b"session-expires", SessionExpires),
-            (16, b'w') => (b"www-authenticate", WwwAuthenticate),
-            (16, b'c') => (b"content-encoding", ContentEncoding),
-            (18, b'p') => (b"proxy-authenticate", ProxyAuthenticate),
-            (19, b'p') => (b"proxy-authorization", ProxyAuthorization),
-            (19, b'r') => (b"request-disposition", RequestDisposition),
+        // Length and first letter leave at most one candidate (call-id and contact share both:
+        // the second letter tells them apart), so each name costs one table look-up and one
+        // case-insensitive compare.
+        let slot = match name.len() {
+            len @ 2..=MAX_NAME_LEN => NAME_SLOTS[len][usize::from(name[0] & 0x1f)],
             _ => return Other,
         };
+        let (mut full, mut id) = match slot {
+            0 => return Other,
+            k => LONG_NAMES[usize::from(k) - 1],
+        };
+        if id == CallId && name[1] | 0x20 == b'o' {
+            (full, id) = (b"contact", Contact);
+        }
         if eq_lowercase_name(name, full) {
             id
         } else {
@@ -189,6 +161,67 @@ impl HeaderName {
         }
     }
 }
+
+/// The long names, lowercase (`contact` is found through `call-id`, see [`NAME_SLOTS`]).
+const LONG_NAMES: [(&[u8], HeaderName); 33] = {
+    use HeaderName::*;
+    [
+        (b"to", To),
+        (b"via", Via),
+        (b"from", From),
+        (b"cseq", CSeq),
+        (b"route", Route),
+        (b"allow", Allow),
+        (b"event", Event),
+        (b"call-id", CallId),
+        (b"expires", Expires),
+        (b"require", Require),
+        (b"subject", Subject),
+        (b"refer-to", ReferTo),
+        (b"identity", Identity),
+        (b"supported", Supported),
+        (b"unsupported", Unsupported),
+        (b"min-expires", MinExpires),
+        (b"referred-by", ReferredBy),
+        (b"max-forwards", MaxForwards),
+        (b"content-type", ContentType),
+        (b"record-route", RecordRoute),
+        (b"allow-events", AllowEvents),
+        (b"authorization", Authorization),
+        (b"proxy-require", ProxyRequire),
+        (b"identity-info", IdentityInfo),
+        (b"content-length", ContentLength),
+        (b"accept-contact", AcceptContact),
+        (b"reject-contact", RejectContact),
+        (b"session-expires", SessionExpires),
+        (b"www-authenticate", WwwAuthenticate),
+        (b"content-encoding", ContentEncoding),
+        (b"proxy-authenticate", ProxyAuthenticate),
+        (b"proxy-authorization", ProxyAuthorization),
+        (b"request-disposition", RequestDisposition),
+    ]
+};
+
+const MAX_NAME_LEN: usize = 19;
+
+/// `NAME_SLOTS[len][first letter & 0x1f]` is 1 + the index in [`LONG_NAMES`] of the only name
+/// with that length and first letter, or 0. Other bytes than letters may land on a slot; the
+/// compare that follows rejects them.
+static NAME_SLOTS: [[u8; 32]; MAX_NAME_LEN + 1] = {
+    let mut t = [[0u8; 32]; MAX_NAME_LEN + 1];
+    let mut k = 0;
+    while k < LONG_NAMES.len() {
+        let name = LONG_NAMES[k].0;
+        let (len, letter) = (name.len(), (name[0] & 0x1f) as usize);
+        assert!(
+            t[len][letter] == 0,
+            "two long names share a length and first letter"
+        );
+        t[len][letter] = k as u8 + 1;
+        k += 1;
+    }
+    t
+};
 
 /// `name` equals `lit` ignoring ASCII case, where `lit` is lowercase letters and `-` only: a
 /// letter position accepts exactly `l` or `l - 0x20` (OR-ing in 0x20), any other position only

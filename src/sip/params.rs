@@ -104,11 +104,14 @@ fn is_value_char(b: u8) -> bool {
 }
 
 /// The common form of a parameter list, `name[=value]` items joined by single `;` with no
-/// whitespace or quotes, checked in one pass. `Some(branch)` (the `find(raw, b"branch")
-/// .flatten()` value) when `raw` has that form, in which case [`validate`] accepts it too;
-/// `None` when it does not (it may still be valid: ask [`validate`]).
-pub fn scan_simple(raw: &[u8]) -> Option<Option<&[u8]>> {
-    let mut branch: Option<Option<&[u8]>> = None;
+/// whitespace or quotes, checked in one pass. `Some(value)` (what `find(raw, wanted).flatten()`
+/// returns) when `raw` has that form, in which case [`validate`] accepts it too; `None` when it
+/// does not (it may still be valid: ask [`validate`]).
+pub fn scan_simple<'a>(raw: &'a [u8], wanted: &[u8]) -> Option<Option<&'a [u8]>> {
+    if raw.is_empty() {
+        return Some(None);
+    }
+    let mut found: Option<Option<&[u8]>> = None;
     let mut i = 0;
     loop {
         let name_len = raw[i..].iter().take_while(|&&b| is_token(b)).count();
@@ -127,11 +130,11 @@ pub fn scan_simple(raw: &[u8]) -> Option<Option<&[u8]>> {
             value = Some(&raw[i..i + value_len]);
             i += value_len;
         }
-        if branch.is_none() && name.len() == 6 && name.eq_ignore_ascii_case(b"branch") {
-            branch = Some(value);
+        if found.is_none() && name.len() == wanted.len() && name.eq_ignore_ascii_case(wanted) {
+            found = Some(value);
         }
         match raw.get(i) {
-            None => return Some(branch.flatten()),
+            None => return Some(found.flatten()),
             Some(b';') => i += 1,
             Some(_) => return None,
         }
@@ -157,10 +160,11 @@ pub fn quoted_end(s: &[u8]) -> Option<usize> {
     debug_assert_eq!(s.first(), Some(&b'"'));
     let mut i = 1;
     while i < s.len() {
+        // Jump to the next quote or backslash (nonces and digests are long).
+        i += memchr::memchr2(b'"', b'\\', &s[i..])?;
         match s[i] {
             b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+            _ => return Some(i + 1),
         }
     }
     None

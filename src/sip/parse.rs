@@ -11,6 +11,8 @@
 //! Framing follows RFC 3261 section 18.3 for datagrams: the body is `Content-Length` octets and
 //! anything after it is ignored; no Content-Length means "the rest of the datagram".
 
+use std::cell::Cell;
+
 use memchr::memchr;
 
 use super::error::{ParseError, Required};
@@ -141,9 +143,9 @@ pub struct Message<'a> {
     pub body: Span,
     /// The Request-URI as validated while parsing the start line (`None` for responses).
     request_uri: Option<Uri<'a>>,
-    /// The topmost Via, parsed once when the message is parsed: every consumer needs it, some
-    /// several times. A bad Via is only reported when asked for, as before.
-    top_via: Result<Via<'a>, ParseError>,
+    /// The topmost Via, parsed the first time it is asked for and kept: every consumer needs it,
+    /// some several times. (A `Cell`: the view is shared, and stays on the shard that parsed it.)
+    top_via: Cell<Option<Result<Via<'a>, ParseError>>>,
 }
 
 impl<'a> Message<'a> {
@@ -155,7 +157,8 @@ impl<'a> Message<'a> {
     /// copied out of a callee's frame.
     #[inline]
     pub fn parse(buf: &'a mut [u8]) -> Result<Message<'a>, ParseError> {
-        let mut msg = Message {
+        // Built inside the `Result` that is returned, so that nothing has to move it there.
+        let mut result = Ok(Message {
             buf: &[],
             start: StartLine::Response {
                 code: 0,
@@ -168,10 +171,14 @@ impl<'a> Message<'a> {
             headers_end: 0,
             body: Span::EMPTY,
             request_uri: None,
-            top_via: Err(ParseError::Missing(Required::Via)),
-        };
-        msg.parse_into(buf)?;
-        Ok(msg)
+            top_via: Cell::new(None),
+        });
+        if let Ok(msg) = &mut result {
+            if let Err(e) = msg.parse_into(buf) {
+                result = Err(e);
+            }
+        }
+        result
     }
 
     fn parse_into(&mut self, buf: &'a mut [u8]) -> Result<(), ParseError> {
@@ -204,7 +211,6 @@ impl<'a> Message<'a> {
         }
         self.headers_end = scan.headers_end;
         self.body = self.frame_body(scan.body_start)?;
-        self.top_via = self.parse_top_via();
         Ok(())
     }
 
@@ -282,10 +288,17 @@ impl<'a> Message<'a> {
         self.request_uri
     }
 
-    /// The topmost Via, parsed when the message was.
+    /// The topmost Via (parsed once, on the first call).
     #[inline]
     pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
-        self.top_via
+        match self.top_via.get() {
+            Some(via) => via,
+            None => {
+                let via = self.parse_top_via();
+                self.top_via.set(Some(via));
+                via
+            }
+        }
     }
 
     /// All indexed header lines in order.

@@ -234,16 +234,20 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> 
     }
     // Host: an IPv6 reference is bracketed and contains colons.
     let host_end = if hostport.first() == Some(&b'[') {
-        memchr::memchr(b']', hostport).ok_or(UriError::BadHost)? + 1
+        let host_end = memchr::memchr(b']', hostport).ok_or(UriError::BadHost)? + 1;
+        uri.host = Some(parse_host(&hostport[..host_end]).ok_or(UriError::BadHost)?);
+        host_end
     } else {
-        hostport
-            .iter()
-            .position(|&b| matches!(b, b':' | b';' | b'?'))
-            .unwrap_or(hostport.len())
+        // The host ends at `:`, `;`, `?` or the end; any other byte that is not a host
+        // character makes it malformed.
+        let (host_end, host) = parse_host_prefix(hostport).ok_or(UriError::BadHost)?;
+        if !matches!(hostport.get(host_end), None | Some(b':' | b';' | b'?')) {
+            return Err(UriError::BadHost);
+        }
+        uri.host = Some(host);
+        host_end
     };
-    let host_raw = &hostport[..host_end];
-    uri.host = Some(parse_host(host_raw).ok_or(UriError::BadHost)?);
-    uri.host_raw = host_raw;
+    uri.host_raw = &hostport[..host_end];
     let mut tail = &hostport[host_end..];
     if tail.first() == Some(&b':') {
         let end = tail

@@ -71,7 +71,7 @@ impl<'a> Via<'a> {
             None => (&[][..], None),
             Some(b';') => {
                 let params = &s[i + 1..];
-                (params, params::scan_simple(params)?)
+                (params, params::scan_simple(params, b"branch")?)
             }
             Some(_) => return None,
         };
