@@ -433,8 +433,10 @@ mod tests {
     fn renders_per_shard_and_total() {
         let a = Arc::new(Published::default());
         let b = Arc::new(Published::default());
-        let mut c = Counters::default();
-        c.datagrams_received = 5;
+        let mut c = Counters {
+            datagrams_received: 5,
+            ..Counters::default()
+        };
         c.reply(404);
         c.drop(DropReason::StrayResponse);
         c.parse_error(ParseError::TruncatedBody);

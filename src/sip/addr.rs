@@ -99,6 +99,7 @@ impl<'a> NameAddr<'a> {
     }
 
     /// `q` in thousandths (RFC 3261 `qvalue`: 0 to 1 with up to three decimals); default 1000.
+    #[allow(clippy::result_unit_err)] // the caller answers 400 whatever was wrong
     pub fn q(&self) -> Result<u16, ()> {
         match self.param(b"q") {
             None => Ok(1000),
@@ -151,6 +152,7 @@ pub fn parse_qvalue(v: &[u8]) -> Option<u16> {
 
 /// A Contact value: `*` or an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // a short-lived borrowed view; boxing would allocate
 pub enum Contact<'a> {
     Wildcard,
     Addr(NameAddr<'a>),

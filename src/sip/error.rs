@@ -23,7 +23,7 @@ pub enum ParseError {
     BadStatusCode,
     /// The header section is not terminated by an empty line.
     UnterminatedHeaders,
-    /// A header line is not `name: value` (httparse rejected it).
+    /// A header line is not `name: value` (by the byte rules httparse applies).
     BadHeaderLine,
     /// More header lines than the index has room for.
     TooManyHeaders,
@@ -158,6 +158,14 @@ impl ParseError {
     }
 }
 
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status(), self.reason())
+    }
+}
+
+impl std::error::Error for ParseError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,11 +198,3 @@ mod tests {
         assert_eq!(all.len(), ParseError::KINDS.len());
     }
 }
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.status(), self.reason())
-    }
-}
-
-impl std::error::Error for ParseError {}

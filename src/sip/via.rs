@@ -91,6 +91,12 @@ impl<'a> Via<'a> {
         })
     }
 
+    /// The general parser alone, for the tests that hold the fast path to it.
+    #[cfg(test)]
+    pub(super) fn parse_general_for_tests(buf: &'a [u8], span: Span) -> Option<Via<'a>> {
+        Self::parse_general(span.of(buf), span, 0)
+    }
+
     fn parse_general(s: &'a [u8], span: Span, field: usize) -> Option<Via<'a>> {
         let mut i = 0;
         let mut parts: [&[u8]; 3] = [&[]; 3];
