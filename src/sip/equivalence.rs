@@ -12,9 +12,9 @@ use proptest::prelude::*;
 use super::error::ParseError;
 use std::net::Ipv4Addr;
 
-use super::header::{is_token, trim, HeaderName};
+use super::header::{trim, HeaderName};
 use super::params;
-use super::parse::{HeaderField, Message, MAX_HEADERS};
+use super::parse::{move_colon_after_name, HeaderField, Message, MAX_HEADERS};
 use super::span::Span;
 use super::uri::{parse_host, parse_ipv4, Host};
 use super::via::Via;
@@ -23,7 +23,8 @@ use super::via::Via;
 /// where the body starts, or the error.
 type Indexed = Result<(Vec<HeaderField>, usize, usize), ParseError>;
 
-/// The previous implementation, verbatim but for returning its index instead of a `Message`.
+/// The previous implementation, verbatim but for returning its index instead of a `Message`
+/// (`move_colon_after_name` is unchanged and shared).
 fn reference(buf: &mut [u8], headers_start: usize) -> Indexed {
     let (headers_end, body_start) = normalize_headers(buf, headers_start)?;
     let section = &buf[headers_start..body_start];
@@ -82,21 +83,6 @@ fn normalize_headers(buf: &mut [u8], headers_start: usize) -> Result<(usize, usi
             _ => logical_start = true,
         }
         line_start = nl + 1;
-    }
-}
-
-fn move_colon_after_name(line: &mut [u8]) {
-    let name_len = line.iter().take_while(|&&b| is_token(b)).count();
-    if name_len == 0 || name_len >= line.len() || line[name_len] == b':' {
-        return;
-    }
-    let ws = line[name_len..]
-        .iter()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count();
-    if ws > 0 && line.get(name_len + ws) == Some(&b':') {
-        line[name_len] = b':';
-        line[name_len + 1..=name_len + ws].fill(b' ');
     }
 }
 
@@ -247,60 +233,15 @@ fn reference_name(name: &[u8]) -> HeaderName {
     if let Some((_, h)) = compact.iter().find(|(c, _)| c.as_bytes() == &lower[..]) {
         return *h;
     }
-    (0..=HeaderName::Other as u8)
-        .map(|i| {
-            // Every variant, through its canonical name.
-            let h = ALL_NAMES[i as usize];
-            (h.as_str().to_ascii_lowercase(), h)
-        })
-        .find(|(full, h)| *h != HeaderName::Other && full.as_bytes() == &lower[..])
-        .map_or(HeaderName::Other, |(_, h)| h)
+    HeaderName::ALL
+        .into_iter()
+        .find(|h| *h != HeaderName::Other && h.as_str().as_bytes().eq_ignore_ascii_case(&lower))
+        .unwrap_or(HeaderName::Other)
 }
-
-const ALL_NAMES: [HeaderName; HeaderName::Other as usize + 1] = {
-    use HeaderName::*;
-    [
-        Via,
-        From,
-        To,
-        CallId,
-        CSeq,
-        MaxForwards,
-        ContentLength,
-        ContentType,
-        ContentEncoding,
-        Contact,
-        Route,
-        RecordRoute,
-        Expires,
-        MinExpires,
-        Require,
-        ProxyRequire,
-        Supported,
-        Unsupported,
-        Allow,
-        Authorization,
-        ProxyAuthorization,
-        WwwAuthenticate,
-        ProxyAuthenticate,
-        Subject,
-        Event,
-        AllowEvents,
-        ReferTo,
-        ReferredBy,
-        SessionExpires,
-        AcceptContact,
-        RejectContact,
-        RequestDisposition,
-        Identity,
-        IdentityInfo,
-        Other,
-    ]
-};
 
 #[test]
 fn header_names_in_any_case_and_near_misses() {
-    for h in ALL_NAMES {
+    for h in HeaderName::ALL {
         let full = h.as_str();
         for variant in [
             full.to_string(),

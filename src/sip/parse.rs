@@ -722,7 +722,7 @@ fn is_header_value(v: &[u8]) -> bool {
 
 /// `Name  : value` -> `Name:   value` (same length): RFC 3261's `HCOLON = *( SP / HTAB ) ":" SWS`
 /// allows whitespace before the colon, httparse does not.
-fn move_colon_after_name(line: &mut [u8]) {
+pub(super) fn move_colon_after_name(line: &mut [u8]) {
     let name_len = line.iter().take_while(|&&b| is_token(b)).count();
     if name_len == 0 || name_len >= line.len() || line[name_len] == b':' {
         return;
