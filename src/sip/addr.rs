@@ -26,6 +26,8 @@ pub struct NameAddr<'a> {
     pub span: Span,
     /// The line it is on (index into `Message::fields`).
     pub field: usize,
+    /// The `tag` parameter, found while the parameters are checked.
+    tag: Option<&'a [u8]>,
 }
 
 impl<'a> NameAddr<'a> {
@@ -67,15 +69,18 @@ impl<'a> NameAddr<'a> {
             Some(b';') => &rest_t[1..],
             Some(_) => return None,
         };
-        if !params::validate(params) {
-            return None;
-        }
+        let tag = match params::scan_simple(params, b"tag") {
+            Some(tag) => tag,
+            None if params::validate(params) => params::find(params, b"tag").flatten(),
+            None => return None,
+        };
         Some(NameAddr {
             display,
             uri,
             params,
             span,
             field,
+            tag,
         })
     }
 
@@ -83,8 +88,9 @@ impl<'a> NameAddr<'a> {
         params::find(self.params, name)
     }
 
+    #[inline]
     pub fn tag(&self) -> Option<&'a [u8]> {
-        self.param(b"tag").flatten()
+        self.tag
     }
 
     /// `expires` contact parameter (RFC 3261 section 20.10), saturating.
@@ -108,11 +114,11 @@ impl<'a> NameAddr<'a> {
 /// Position of `<` outside a quoted display name: `Ok(None)` when there is none.
 fn find_unquoted_lt(s: &[u8]) -> Option<Option<usize>> {
     let mut i = 0;
-    while i < s.len() {
+    while let Some(k) = memchr::memchr2(b'"', b'<', &s[i..]) {
+        i += k;
         match s[i] {
             b'"' => i += quoted_end(&s[i..])?,
-            b'<' => return Some(Some(i)),
-            _ => i += 1,
+            _ => return Some(Some(i)),
         }
     }
     Some(None)
@@ -148,6 +154,7 @@ pub fn parse_qvalue(v: &[u8]) -> Option<u16> {
 
 /// A Contact value: `*` or an address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // a short-lived borrowed view; boxing would allocate
 pub enum Contact<'a> {
     Wildcard,
     Addr(NameAddr<'a>),
@@ -304,13 +311,8 @@ impl<'a> Iterator for AuthParams<'a> {
 
 impl<'a> Message<'a> {
     fn single_addr(&self, name: HeaderName, req: Required) -> Result<NameAddr<'a>, ParseError> {
-        let (i, f) = self
-            .fields()
-            .iter()
-            .enumerate()
-            .find(|(_, f)| f.name == name)
-            .ok_or(ParseError::Missing(req))?;
-        NameAddr::parse(self.buf(), f.value, i).ok_or(ParseError::Malformed(req))
+        let i = self.first_index(name).ok_or(ParseError::Missing(req))?;
+        NameAddr::parse(self.buf(), self.field_at(i).value, i).ok_or(ParseError::Malformed(req))
     }
 
     pub fn from(&self) -> Result<NameAddr<'a>, ParseError> {

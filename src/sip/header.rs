@@ -120,60 +120,25 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        // Group by length first so each name costs at most a few compares.
-        let candidates: &[(&[u8], HeaderName)] = match name.len() {
-            2 => &[(b"to", To)],
-            3 => &[(b"via", Via)],
-            4 => &[(b"from", From), (b"cseq", CSeq)],
-            5 => &[(b"route", Route), (b"allow", Allow), (b"event", Event)],
-            7 => &[
-                (b"call-id", CallId),
-                (b"contact", Contact),
-                (b"expires", Expires),
-                (b"require", Require),
-                (b"subject", Subject),
-            ],
-            8 => &[(b"refer-to", ReferTo), (b"identity", Identity)],
-            9 => &[(b"supported", Supported)],
-            11 => &[
-                (b"unsupported", Unsupported),
-                (b"min-expires", MinExpires),
-                (b"referred-by", ReferredBy),
-            ],
-            12 => &[
-                (b"max-forwards", MaxForwards),
-                (b"content-type", ContentType),
-                (b"record-route", RecordRoute),
-                (b"allow-events", AllowEvents),
-            ],
-            13 => &[
-                (b"authorization", Authorization),
-                (b"proxy-require", ProxyRequire),
-                (b"identity-info", IdentityInfo),
-            ],
-            14 => &[
-                (b"content-length", ContentLength),
-                (b"accept-contact", AcceptContact),
-                (b"reject-contact", RejectContact),
-            ],
-            15 => &[(b"session-expires", SessionExpires)],
-            16 => &[
-                (b"www-authenticate", WwwAuthenticate),
-                (b"content-encoding", ContentEncoding),
-            ],
-            18 => &[(b"proxy-authenticate", ProxyAuthenticate)],
-            19 => &[
-                (b"proxy-authorization", ProxyAuthorization),
-                (b"request-disposition", RequestDisposition),
-            ],
-            _ => &[],
+        // Length and first letter leave at most one candidate (call-id and contact share both:
+        // the second letter tells them apart), so each name costs one table look-up and one
+        // case-insensitive compare.
+        let slot = match name.len() {
+            len @ 2..=MAX_NAME_LEN => NAME_SLOTS[len][usize::from(name[0] & 0x1f)],
+            _ => return Other,
         };
-        for (full, id) in candidates {
-            if full.eq_ignore_ascii_case(name) {
-                return *id;
-            }
+        let (mut full, mut id) = match slot {
+            0 => return Other,
+            k => LONG_NAMES[usize::from(k) - 1],
+        };
+        if id == CallId && name[1] | 0x20 == b'o' {
+            (full, id) = (b"contact", Contact);
         }
-        Other
+        if eq_lowercase_name(name, full) {
+            id
+        } else {
+            Other
+        }
     }
 
     /// True for headers whose value is a comma-separated list that may also span several lines
@@ -240,6 +205,104 @@ impl HeaderName {
     }
 }
 
+/// The long names, lowercase (`contact` is found through `call-id`, see [`NAME_SLOTS`]).
+const LONG_NAMES: [(&[u8], HeaderName); 33] = {
+    use HeaderName::*;
+    [
+        (b"to", To),
+        (b"via", Via),
+        (b"from", From),
+        (b"cseq", CSeq),
+        (b"route", Route),
+        (b"allow", Allow),
+        (b"event", Event),
+        (b"call-id", CallId),
+        (b"expires", Expires),
+        (b"require", Require),
+        (b"subject", Subject),
+        (b"refer-to", ReferTo),
+        (b"identity", Identity),
+        (b"supported", Supported),
+        (b"unsupported", Unsupported),
+        (b"min-expires", MinExpires),
+        (b"referred-by", ReferredBy),
+        (b"max-forwards", MaxForwards),
+        (b"content-type", ContentType),
+        (b"record-route", RecordRoute),
+        (b"allow-events", AllowEvents),
+        (b"authorization", Authorization),
+        (b"proxy-require", ProxyRequire),
+        (b"identity-info", IdentityInfo),
+        (b"content-length", ContentLength),
+        (b"accept-contact", AcceptContact),
+        (b"reject-contact", RejectContact),
+        (b"session-expires", SessionExpires),
+        (b"www-authenticate", WwwAuthenticate),
+        (b"content-encoding", ContentEncoding),
+        (b"proxy-authenticate", ProxyAuthenticate),
+        (b"proxy-authorization", ProxyAuthorization),
+        (b"request-disposition", RequestDisposition),
+    ]
+};
+
+const MAX_NAME_LEN: usize = 19;
+
+/// `NAME_SLOTS[len][first letter & 0x1f]` is 1 + the index in [`LONG_NAMES`] of the only name
+/// with that length and first letter, or 0. Other bytes than letters may land on a slot; the
+/// compare that follows rejects them.
+static NAME_SLOTS: [[u8; 32]; MAX_NAME_LEN + 1] = {
+    let mut t = [[0u8; 32]; MAX_NAME_LEN + 1];
+    let mut k = 0;
+    while k < LONG_NAMES.len() {
+        let name = LONG_NAMES[k].0;
+        let (len, letter) = (name.len(), (name[0] & 0x1f) as usize);
+        assert!(
+            t[len][letter] == 0,
+            "two long names share a length and first letter"
+        );
+        t[len][letter] = k as u8 + 1;
+        k += 1;
+    }
+    t
+};
+
+/// `name` equals `lit` ignoring ASCII case, where `lit` is lowercase letters and `-` only: a
+/// letter position accepts exactly `l` or `l - 0x20` (OR-ing in 0x20), any other position only
+/// itself. Compared as words (two overlapping loads cover any length from 4 to 16, three up to
+/// 24), without a per-byte loop.
+#[inline]
+fn eq_lowercase_name(name: &[u8], lit: &[u8]) -> bool {
+    #[inline(always)]
+    fn eq_word(n: u64, l: u64) -> bool {
+        n | ((l & 0x4040_4040_4040_4040) >> 1) == l
+    }
+    #[inline(always)]
+    fn w64(s: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(s[at..at + 8].try_into().unwrap())
+    }
+    #[inline(always)]
+    fn w32(s: &[u8], at: usize) -> u64 {
+        u64::from(u32::from_le_bytes(s[at..at + 4].try_into().unwrap()))
+    }
+    let n = name.len();
+    if n != lit.len() {
+        return false;
+    }
+    match n {
+        0..=3 => name
+            .iter()
+            .zip(lit)
+            .all(|(&n, &l)| n | ((l & 0x40) >> 1) == l),
+        4..=7 => eq_word(w32(name, 0), w32(lit, 0)) & eq_word(w32(name, n - 4), w32(lit, n - 4)),
+        8..=16 => eq_word(w64(name, 0), w64(lit, 0)) & eq_word(w64(name, n - 8), w64(lit, n - 8)),
+        _ => {
+            eq_word(w64(name, 0), w64(lit, 0))
+                & eq_word(w64(name, 8), w64(lit, 8))
+                & eq_word(w64(name, n - 8), w64(lit, n - 8))
+        }
+    }
+}
+
 /// Iterator over the comma-separated elements of one header value, skipping commas inside
 /// double quotes (with backslash escapes) and angle brackets. Each element is trimmed of
 /// surrounding whitespace; empty elements (`a,,b`) are skipped.
@@ -270,29 +333,43 @@ impl Iterator for CommaSplit<'_> {
                 return None;
             }
             let start = self.pos;
-            let mut in_quotes = false;
+            let end = self.end;
             let mut in_angle = false;
             let mut i = start;
-            while i < self.end {
-                let b = self.buf[i];
-                if in_quotes {
-                    if b == b'\\' {
-                        i += 1;
-                    } else if b == b'"' {
-                        in_quotes = false;
-                    }
-                } else if b == b'"' {
-                    in_quotes = true;
-                } else if b == b'<' {
-                    in_angle = true;
-                } else if b == b'>' {
-                    in_angle = false;
-                } else if b == b',' && !in_angle {
+            // Jump between the bytes that matter: a comma ends the element unless inside angle
+            // brackets; a double quote starts a quoted string (also inside brackets), where a
+            // backslash escapes the next byte.
+            while i < end {
+                let hay = &self.buf[i..end];
+                let hit = if in_angle {
+                    memchr::memchr2(b'>', b'"', hay)
+                } else {
+                    memchr::memchr3(b',', b'"', b'<', hay)
+                };
+                let Some(k) = hit else {
+                    i = end;
                     break;
+                };
+                i += k;
+                match self.buf[i] {
+                    b',' => break,
+                    b'<' => in_angle = true,
+                    b'>' => in_angle = false,
+                    _ => {
+                        i += 1;
+                        while i < end {
+                            match self.buf[i] {
+                                b'\\' => i += 1,
+                                b'"' => break,
+                                _ => {}
+                            }
+                            i += 1;
+                        }
+                    }
                 }
                 i += 1;
             }
-            let stop = i.min(self.end);
+            let stop = i.min(end);
             self.pos = stop + 1;
             let element = trim(self.buf, Span::new(start, stop));
             if !element.is_empty() {
@@ -303,6 +380,7 @@ impl Iterator for CommaSplit<'_> {
 }
 
 /// Trim linear whitespace (SP, HT, and the CR/LF left by in-place unfolding) from both ends.
+#[inline]
 pub fn trim(buf: &[u8], span: Span) -> Span {
     let mut s = span.start as usize;
     let mut e = (span.end as usize).min(buf.len());
@@ -321,11 +399,23 @@ pub fn is_lws(b: u8) -> bool {
 }
 
 /// RFC 3261 `token` characters: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~".
+#[inline]
 pub const fn is_token(b: u8) -> bool {
-    matches!(b,
-        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
-        | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+    TOKEN_CHARS[b as usize]
 }
+
+/// [`is_token`] as a table: one load per byte instead of a chain of range compares.
+const TOKEN_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = matches!(i as u8,
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+            | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {

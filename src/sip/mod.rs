@@ -8,6 +8,8 @@
 //! - [`error`]: what can be wrong with a message, and the SIP answer for it.
 
 pub mod addr;
+#[cfg(test)]
+mod equivalence;
 pub mod error;
 pub mod header;
 pub mod params;

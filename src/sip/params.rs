@@ -42,47 +42,36 @@ impl<'a> Iterator for HeaderParams<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let s = self.rest;
-        let mut i = s.iter().take_while(|&&b| is_ws(b)).count();
+        let mut i = skip_ws(s, 0);
         if i == s.len() {
             self.rest = &[];
             return None;
         }
         let name_start = i;
-        while i < s.len() && is_token(s[i]) {
-            i += 1;
-        }
+        i += s[i..].iter().take_while(|&&b| is_token(b)).count();
         let name = &s[name_start..i];
         if name.is_empty() {
             return self.fail();
         }
-        while i < s.len() && is_ws(s[i]) {
-            i += 1;
-        }
+        i = skip_ws(s, i);
         let mut value = None;
-        if i < s.len() && s[i] == b'=' {
-            i += 1;
-            while i < s.len() && is_ws(s[i]) {
-                i += 1;
-            }
+        if s.get(i) == Some(&b'=') {
+            i = skip_ws(s, i + 1);
             let v_start = i;
-            if i < s.len() && s[i] == b'"' {
+            if s.get(i) == Some(&b'"') {
                 match quoted_end(&s[i..]) {
                     Some(len) => i += len,
                     None => return self.fail(),
                 }
             } else {
                 // token / host (IPv6 references have colons and brackets).
-                while i < s.len() && (is_token(s[i]) || matches!(s[i], b':' | b'[' | b']')) {
-                    i += 1;
-                }
+                i += s[i..].iter().take_while(|&&b| is_value_char(b)).count();
                 if i == v_start {
                     return self.fail();
                 }
             }
             value = Some(&s[v_start..i]);
-            while i < s.len() && is_ws(s[i]) {
-                i += 1;
-            }
+            i = skip_ws(s, i);
         }
         if i < s.len() {
             if s[i] != b';' {
@@ -90,9 +79,8 @@ impl<'a> Iterator for HeaderParams<'a> {
             }
             i += 1;
             // `a;` at the very end, or `;;`, is an empty parameter: malformed.
-            let after = &s[i..];
-            if after.iter().all(|&b| is_ws(b)) || after.iter().find(|&&b| !is_ws(b)) == Some(&b';')
-            {
+            let next = s[i..].iter().find(|&&b| !is_ws(b));
+            if matches!(next, None | Some(b';')) {
                 self.rest = &[];
                 self.failed = true;
                 return Some((name, value));
@@ -100,6 +88,56 @@ impl<'a> Iterator for HeaderParams<'a> {
         }
         self.rest = &s[i..];
         Some((name, value))
+    }
+}
+
+/// The index of the first byte at or after `i` that is not linear whitespace.
+#[inline]
+fn skip_ws(s: &[u8], i: usize) -> usize {
+    i + s[i..].iter().take_while(|&&b| is_ws(b)).count()
+}
+
+/// An unquoted parameter value byte: token, or `:`, `[`, `]` for IPv6 references.
+#[inline]
+fn is_value_char(b: u8) -> bool {
+    is_token(b) || matches!(b, b':' | b'[' | b']')
+}
+
+/// The common form of a parameter list, `name[=value]` items joined by single `;` with no
+/// whitespace or quotes, checked in one pass. `Some(value)` (what `find(raw, wanted).flatten()`
+/// returns) when `raw` has that form, in which case [`validate`] accepts it too; `None` when it
+/// does not (it may still be valid: ask [`validate`]).
+pub fn scan_simple<'a>(raw: &'a [u8], wanted: &[u8]) -> Option<Option<&'a [u8]>> {
+    if raw.is_empty() {
+        return Some(None);
+    }
+    let mut found: Option<Option<&[u8]>> = None;
+    let mut i = 0;
+    loop {
+        let name_len = raw[i..].iter().take_while(|&&b| is_token(b)).count();
+        if name_len == 0 {
+            return None;
+        }
+        let name = &raw[i..i + name_len];
+        i += name_len;
+        let mut value = None;
+        if raw.get(i) == Some(&b'=') {
+            i += 1;
+            let value_len = raw[i..].iter().take_while(|&&b| is_value_char(b)).count();
+            if value_len == 0 {
+                return None;
+            }
+            value = Some(&raw[i..i + value_len]);
+            i += value_len;
+        }
+        if found.is_none() && name.len() == wanted.len() && name.eq_ignore_ascii_case(wanted) {
+            found = Some(value);
+        }
+        match raw.get(i) {
+            None => return Some(found.flatten()),
+            Some(b';') => i += 1,
+            Some(_) => return None,
+        }
     }
 }
 
@@ -122,10 +160,11 @@ pub fn quoted_end(s: &[u8]) -> Option<usize> {
     debug_assert_eq!(s.first(), Some(&b'"'));
     let mut i = 1;
     while i < s.len() {
+        // Jump to the next quote or backslash (nonces and digests are long).
+        i += memchr::memchr2(b'"', b'\\', &s[i..])?;
         match s[i] {
             b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+            _ => return Some(i + 1),
         }
     }
     None

@@ -204,7 +204,10 @@ impl Edits {
             let s_now = (s as isize - moved) as usize;
             let e_now = (t_end as isize - moved) as usize;
             debug_assert!(s_now >= pkt.start);
-            pkt.data.copy_within(pkt.start..s_now, new_start);
+            // A same-length replacement (Max-Forwards 70 -> 69) moves nothing.
+            if delta != 0 {
+                pkt.data.copy_within(pkt.start..s_now, new_start);
+            }
             let text_at = (s_now as isize - delta) as usize;
             pkt.data[text_at..text_at + text.len()].copy_from_slice(text);
             debug_assert_eq!(text_at + text.len(), e_now);

@@ -226,11 +226,11 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> 
             Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
             None => (userinfo, None),
         };
-        if user.is_empty() || !valid_escaped(user, is_user_char) {
+        if user.is_empty() || !valid_escaped(user, USER) {
             return Err(UriError::BadUser);
         }
         if let Some(p) = password {
-            if !valid_escaped(p, is_password_char) {
+            if !valid_escaped(p, PASSWORD) {
                 return Err(UriError::BadUser);
             }
         }
@@ -239,16 +239,20 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> 
     }
     // Host: an IPv6 reference is bracketed and contains colons.
     let host_end = if hostport.first() == Some(&b'[') {
-        memchr::memchr(b']', hostport).ok_or(UriError::BadHost)? + 1
+        let host_end = memchr::memchr(b']', hostport).ok_or(UriError::BadHost)? + 1;
+        uri.host = Some(parse_host(&hostport[..host_end]).ok_or(UriError::BadHost)?);
+        host_end
     } else {
-        hostport
-            .iter()
-            .position(|&b| matches!(b, b':' | b';' | b'?'))
-            .unwrap_or(hostport.len())
+        // The host ends at `:`, `;`, `?` or the end; any other byte that is not a host
+        // character makes it malformed.
+        let (host_end, host) = parse_host_prefix(hostport).ok_or(UriError::BadHost)?;
+        if !matches!(hostport.get(host_end), None | Some(b':' | b';' | b'?')) {
+            return Err(UriError::BadHost);
+        }
+        uri.host = Some(host);
+        host_end
     };
-    let host_raw = &hostport[..host_end];
-    uri.host = Some(parse_host(host_raw).ok_or(UriError::BadHost)?);
-    uri.host_raw = host_raw;
+    uri.host_raw = &hostport[..host_end];
     let mut tail = &hostport[host_end..];
     if tail.first() == Some(&b':') {
         let end = tail
@@ -266,7 +270,7 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> 
     }
     if tail.first() == Some(&b'?') {
         uri.headers = &tail[1..];
-        if !valid_escaped(uri.headers, is_header_char) {
+        if !valid_escaped(uri.headers, HEADER) {
             return Err(UriError::BadHeaders);
         }
         tail = &[];
@@ -293,26 +297,86 @@ pub fn parse_host(raw: &[u8]) -> Option<Host<'_>> {
             .or_else(|| rfc2373_three_colons(inner))
             .map(Host::V6);
     }
-    if !raw
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    {
-        return None;
+    match parse_host_prefix(raw) {
+        Some((len, host)) if len == raw.len() => Some(host),
+        _ => None,
     }
-    let trimmed = raw.strip_suffix(b".").unwrap_or(raw);
-    let top = trimmed.rsplit(|&b| b == b'.').next()?;
+}
+
+/// Parse the hostname or IPv4 address at the start of `s` (not an IPv6 reference): the longest
+/// run of host characters, judged as [`parse_host`] judges a whole host. Returns its length.
+#[inline]
+pub fn parse_host_prefix(s: &[u8]) -> Option<(usize, Host<'_>)> {
+    // One pass: the host characters; labels non-empty with no leading or trailing '-' (only
+    // binding for names); and where the top label starts, ignoring one trailing dot.
+    let mut prev = b'.';
+    let mut labels_ok = true;
+    let mut top_start = 0;
+    let mut prev_top_start = 0;
+    let mut len = 0;
+    for &b in s {
+        if !class(b, HOST) {
+            break;
+        }
+        if b == b'.' {
+            labels_ok &= prev != b'.' && prev != b'-';
+            prev_top_start = top_start;
+            top_start = len + 1;
+        } else if b == b'-' {
+            labels_ok &= prev != b'.';
+        }
+        prev = b;
+        len += 1;
+    }
+    let raw = &s[..len];
+    labels_ok &= prev != b'-';
+    let top = if prev == b'.' {
+        &raw[prev_top_start..len.saturating_sub(1)]
+    } else {
+        &raw[top_start..]
+    };
     if top.first()?.is_ascii_digit() {
         // Looks numeric: must be a valid dotted quad.
-        let s = std::str::from_utf8(raw).ok()?;
-        return s.parse::<Ipv4Addr>().ok().map(Host::V4);
+        return parse_ipv4(raw).map(|a| (len, Host::V4(a)));
     }
-    // Every label non-empty, no label starting or ending with '-'.
-    for label in trimmed.split(|&b| b == b'.') {
-        if label.is_empty() || label[0] == b'-' || label[label.len() - 1] == b'-' {
+    labels_ok.then_some((len, Host::Name(raw)))
+}
+
+/// A dotted quad as `std` parses one: four decimal octets of one to three digits, no leading
+/// zeros, each at most 255.
+pub fn parse_ipv4(raw: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut n = 0;
+    let mut value = 0u32;
+    let mut digits = 0;
+    for &b in raw {
+        if b == b'.' {
+            if digits == 0 || n == 3 {
+                return None;
+            }
+            octets[n] = value as u8;
+            n += 1;
+            value = 0;
+            digits = 0;
+        } else if b.is_ascii_digit() {
+            // A fourth digit, or any digit after a leading zero, is not an octet.
+            if digits == 3 || (digits == 1 && value == 0) {
+                return None;
+            }
+            value = value * 10 + u32::from(b - b'0');
+            if value > 255 {
+                return None;
+            }
+            digits += 1;
+        } else {
             return None;
         }
     }
-    Some(Host::Name(raw))
+    if n != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = value as u8;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// RFC 3261's IPv6 ABNF (from RFC 2373) also derives `x:y:::a.b.c.d`, three colons before an
@@ -334,16 +398,22 @@ fn rfc2373_three_colons(inner: &str) -> Option<Ipv6Addr> {
 }
 
 /// A decimal port in 0..=65535 (1-5 digits).
+#[inline]
 pub fn parse_port(raw: &[u8]) -> Option<u16> {
-    if raw.is_empty() || raw.len() > 5 || !raw.iter().all(u8::is_ascii_digit) {
+    if raw.is_empty() || raw.len() > 5 {
         return None;
     }
-    raw.iter()
-        .try_fold(0u32, |acc, &d| Some(acc * 10 + (d - b'0') as u32))
-        .and_then(|v| u16::try_from(v).ok())
+    let mut v = 0u32;
+    for &d in raw {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(d - b'0');
+    }
+    u16::try_from(v).ok()
 }
 
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -351,19 +421,19 @@ fn is_unreserved(b: u8) -> bool {
         )
 }
 
-fn is_user_char(b: u8) -> bool {
+const fn is_user_char(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
 }
 
-fn is_password_char(b: u8) -> bool {
+const fn is_password_char(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
 }
 
-fn is_param_char(b: u8) -> bool {
+const fn is_param_char(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
 }
 
-fn is_header_char(b: u8) -> bool {
+const fn is_header_char(b: u8) -> bool {
     is_unreserved(b)
         || matches!(
             b,
@@ -371,11 +441,45 @@ fn is_header_char(b: u8) -> bool {
         )
 }
 
-/// Every byte is allowed by `class`, or starts a well-formed `%HH` escape.
-fn valid_escaped(s: &[u8], class: fn(u8) -> bool) -> bool {
+const fn is_host_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
+}
+
+// Character classes, one bit each in [`CLASSES`]: a table look-up instead of a chain of compares
+// (or an indirect call) per byte.
+const USER: u8 = 1;
+const PASSWORD: u8 = 2;
+const PARAM: u8 = 4;
+const HEADER: u8 = 8;
+const HOST: u8 = 16;
+
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if is_user_char(b) { USER } else { 0 }
+            | if is_password_char(b) { PASSWORD } else { 0 }
+            | if is_param_char(b) { PARAM } else { 0 }
+            | if is_header_char(b) { HEADER } else { 0 }
+            | if is_host_char(b) { HOST } else { 0 };
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+fn class(b: u8, class: u8) -> bool {
+    CLASSES[b as usize] & class != 0
+}
+
+/// Every byte is in `class`, or starts a well-formed `%HH` escape.
+fn valid_escaped(s: &[u8], class_bit: u8) -> bool {
     let mut i = 0;
     while i < s.len() {
-        if s[i] == b'%' {
+        if class(s[i], class_bit) {
+            i += 1;
+        } else if s[i] == b'%' {
             if i + 2 >= s.len() {
                 return false;
             }
@@ -383,8 +487,6 @@ fn valid_escaped(s: &[u8], class: fn(u8) -> bool) -> bool {
                 return false;
             }
             i += 3;
-        } else if class(s[i]) {
-            i += 1;
         } else {
             return false;
         }
@@ -394,11 +496,11 @@ fn valid_escaped(s: &[u8], class: fn(u8) -> bool) -> bool {
 
 fn check_params(params: &[u8]) -> Result<(), UriError> {
     for (name, value) in Params::new(params, b';') {
-        if name.is_empty() || !valid_escaped(name, is_param_char) {
+        if name.is_empty() || !valid_escaped(name, PARAM) {
             return Err(UriError::BadParams);
         }
         if let Some(v) = value {
-            if !valid_escaped(v, is_param_char) {
+            if !valid_escaped(v, PARAM) {
                 return Err(UriError::BadParams);
             }
         }

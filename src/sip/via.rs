@@ -7,11 +7,12 @@
 //! ```
 
 use super::error::{ParseError, Required};
+use super::header::is_token;
 use super::header::HeaderName;
 use super::params;
 use super::parse::Message;
 use super::span::Span;
-use super::uri::{parse_host, parse_port, Host};
+use super::uri::{parse_host, parse_host_prefix, parse_port, Host};
 
 /// The RFC 3261 branch prefix: a branch starting with it is unique per transaction.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -33,20 +34,79 @@ pub struct Via<'a> {
     pub sent_by_end: Span,
     /// The header line this value sits on (index into `Message::fields`).
     pub field: usize,
+    /// The `branch` parameter, found while the parameters are checked.
+    branch: Option<&'a [u8]>,
 }
 
 impl<'a> Via<'a> {
     /// Parse one Via element located at `span` of `buf`.
     pub fn parse(buf: &'a [u8], span: Span, field: usize) -> Option<Via<'a>> {
         let s = span.of(buf);
+        Self::parse_common(s, span, field).or_else(|| Self::parse_general(s, span, field))
+    }
+
+    /// The form nearly every Via has, `SIP/2.0/TRANSPORT host[:port][;name[=value]]...` with no
+    /// optional whitespace, quotes or IPv6 reference, in one pass. `None` means "not this form"
+    /// (the general parser decides); whatever this accepts, the general parser accepts the same
+    /// way.
+    #[inline]
+    fn parse_common(s: &'a [u8], span: Span, field: usize) -> Option<Via<'a>> {
+        let rest = s.strip_prefix(b"SIP/2.0/")?;
+        let transport_len = rest.iter().take_while(|&&b| is_token(b)).count();
+        if transport_len == 0 || rest.get(transport_len) != Some(&b' ') {
+            return None;
+        }
+        let host_start = 8 + transport_len + 1;
+        let (host_len, host) = parse_host_prefix(&s[host_start..])?;
+        let host_end = host_start + host_len;
+        let mut i = host_end;
+        let mut port = None;
+        if s.get(i) == Some(&b':') {
+            let digits = s[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+            port = Some(parse_port(&s[i + 1..i + 1 + digits])?);
+            i += 1 + digits;
+        }
+        let sent_by_end = i;
+        let (params, branch) = match s.get(i) {
+            None => (&[][..], None),
+            Some(b';') => {
+                let params = &s[i + 1..];
+                (params, params::scan_simple(params, b"branch")?)
+            }
+            Some(_) => return None,
+        };
+        let base = span.start as usize;
+        Some(Via {
+            protocol: &s[..3],
+            version: &s[4..7],
+            transport: &rest[..transport_len],
+            host,
+            host_raw: &s[host_start..host_end],
+            port,
+            params,
+            span,
+            sent_by_end: Span::new(base + sent_by_end, base + sent_by_end),
+            field,
+            branch,
+        })
+    }
+
+    /// The general parser alone, for the tests that hold the fast path to it.
+    #[cfg(test)]
+    pub(super) fn parse_general_for_tests(buf: &'a [u8], span: Span) -> Option<Via<'a>> {
+        Self::parse_general(span.of(buf), span, 0)
+    }
+
+    fn parse_general(s: &'a [u8], span: Span, field: usize) -> Option<Via<'a>> {
         let mut i = 0;
         let mut parts: [&[u8]; 3] = [&[]; 3];
         for (k, part) in parts.iter_mut().enumerate() {
             skip_ws(s, &mut i);
             let start = i;
-            while i < s.len() && super::header::is_token(s[i]) {
-                i += 1;
-            }
+            i += s[i..]
+                .iter()
+                .take_while(|&&b| super::header::is_token(b))
+                .count();
             *part = &s[start..i];
             if part.is_empty() {
                 return None;
@@ -82,9 +142,7 @@ impl<'a> Via<'a> {
             i += 1;
             skip_ws(s, &mut i);
             let p_start = i;
-            while i < s.len() && s[i].is_ascii_digit() {
-                i += 1;
-            }
+            i += s[i..].iter().take_while(|b| b.is_ascii_digit()).count();
             port = Some(parse_port(&s[p_start..i])?);
         }
         let sent_by_end = i;
@@ -109,6 +167,7 @@ impl<'a> Via<'a> {
             span,
             sent_by_end: Span::new(base + sent_by_end, base + sent_by_end),
             field,
+            branch: params::find(params, b"branch").flatten(),
         })
     }
 
@@ -116,8 +175,9 @@ impl<'a> Via<'a> {
         params::find(self.params, name)
     }
 
+    #[inline]
     pub fn branch(&self) -> Option<&'a [u8]> {
-        self.param(b"branch").flatten()
+        self.branch
     }
 
     /// True when the branch carries the RFC 3261 magic cookie (section 8.1.1.7).
@@ -156,15 +216,17 @@ impl<'a> Via<'a> {
     }
 }
 
+#[inline]
 fn skip_ws(s: &[u8], i: &mut usize) {
-    while *i < s.len() && matches!(s[*i], b' ' | b'\t' | b'\r' | b'\n') {
-        *i += 1;
-    }
+    *i += s[*i..]
+        .iter()
+        .take_while(|&&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .count();
 }
 
 impl<'a> Message<'a> {
-    /// The topmost Via value.
-    pub fn top_via(&self) -> Result<Via<'a>, ParseError> {
+    /// Parse the topmost Via value ([`Message::top_via`] returns it, parsed once).
+    pub(super) fn parse_top_via(&self) -> Result<Via<'a>, ParseError> {
         let (field, span) = self
             .values(HeaderName::Via)
             .next()
@@ -175,9 +237,14 @@ impl<'a> Message<'a> {
     /// Every Via value, top first; `Err` on the first malformed one.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
         let buf = self.buf();
-        self.values(HeaderName::Via).map(move |(field, span)| {
-            Via::parse(buf, span, field).ok_or(ParseError::Malformed(Required::Via))
-        })
+        let top = self.top_via();
+        self.values(HeaderName::Via)
+            .enumerate()
+            .map(move |(k, (field, span))| match k {
+                // The first value is the top Via, already parsed.
+                0 => top,
+                _ => Via::parse(buf, span, field).ok_or(ParseError::Malformed(Required::Via)),
+            })
     }
 
     /// The Via below the top one, if any (where a response goes next).
