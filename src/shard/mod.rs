@@ -41,6 +41,11 @@ use batch::{Outgoing, RecvBatch, SendBatch, BATCH};
 use coalesce::Coalescer;
 use replication::Links;
 
+/// glommio's registered I/O buffer pool per executor. Datagrams never use it (they go through
+/// recvmmsg into the shard's own buffers), so it is kept small: the default 10 MiB per executor
+/// exceeds an unprivileged user's usual 8 MiB memlock limit and makes glommio warn at start-up.
+const IO_MEMORY: usize = 512 * 1024;
+
 /// How often the persister collects changes from the rings.
 const PERSISTER_POLL: Duration = Duration::from_millis(20);
 /// How often a shard checks for shutdown and purges expired bindings.
@@ -176,6 +181,7 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             Some(
                 LocalExecutorBuilder::new(Placement::Unbound)
                     .name("persister")
+                    .io_memory(IO_MEMORY)
                     .spawn(move || persister_main(store, mesh, interval))
                     .map_err(|e| format!("cannot start the persister: {e}"))?,
             )
@@ -199,6 +205,7 @@ pub fn run(args: &Args) -> Result<Counters, String> {
         };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
             .name(&format!("shard{id}"))
+            .io_memory(IO_MEMORY)
             .spawn(move || shard_main(setup))
             .map_err(|e| format!("cannot start shard {id} on CPU {}: {e}", cpus[id]))?;
         handles.push(handle);
