@@ -28,7 +28,7 @@ use crate::sip::{
 use auth::{Role, ShardAuth};
 use branch::{BranchKey, BRANCH_LEN, BRANCH_PREFIX};
 use local::LocalIdentity;
-use reply::{host_is, rport_name_end, write_ip, ReplySource};
+use reply::{host_is, rport_name_end, ReplySource};
 
 /// The methods this proxy accepts (it forwards any method; these are the ones it knows).
 pub const ALLOW: &str =
@@ -451,10 +451,13 @@ impl Core {
                 }
             }
             if top.received().is_none() && (top.rport().is_some() || !host_is(&top, src.ip())) {
-                let mut ip = Vec::new();
-                write_ip(&mut ip, src.ip());
                 edits.insert_with(top.span.end as usize, |w| {
-                    w.bytes(b";received=").bytes(&ip);
+                    use std::fmt::Write as _;
+                    // IPv6 in brackets (RFC 5118 section 4.5), written straight into the edit.
+                    let _ = match src.ip() {
+                        IpAddr::V4(a) => write!(w, ";received={a}"),
+                        IpAddr::V6(a) => write!(w, ";received=[{a}]"),
+                    };
                 });
             }
         }

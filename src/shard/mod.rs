@@ -17,7 +17,6 @@ pub mod replication;
 pub mod socket;
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -339,18 +338,14 @@ async fn shard_main(setup: ShardSetup) -> Counters {
         let _ = t.await;
     }
     // Last changes out before the rings are dropped (which tells the persister we are done).
-    let mut core = shard.core.borrow_mut();
-    exchange(&shard, &mut core);
-    let mut links = shard.links.borrow_mut();
+    exchange(&shard, &mut shard.core.borrow_mut());
     for _ in 0..1000 {
-        if links.backlog_len() == 0 {
+        if shard.links.borrow().backlog_len() == 0 {
             break;
         }
-        links.flush_backlog();
-        std::thread::sleep(Duration::from_millis(1));
+        shard.links.borrow_mut().flush_backlog();
+        glommio::timer::sleep(Duration::from_millis(1)).await;
     }
-    drop(links);
-    drop(core);
     let counters = shard.core.borrow().counters.clone();
     counters
 }
@@ -609,13 +604,4 @@ impl Reloader {
         self.handle.close();
         let _ = self.thread.join();
     }
-}
-
-/// Listen addresses as bound (for tests and logs).
-pub fn describe(addrs: &[SocketAddr]) -> String {
-    addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
