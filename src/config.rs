@@ -200,6 +200,13 @@ pub struct Args {
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 500)]
     pub rx_coalesce_us: u32,
 
+    /// Overload shedding: drop, unprocessed, any datagram that waited longer than this in the
+    /// socket's receive queue (kernel receive timestamps), oldest first; OPTIONS are always
+    /// answered. Below SIP's T1 (500 ms) so that what is handled is answered before the sender
+    /// retransmits; 0 turns shedding off.
+    #[arg(long, value_name = "MILLISECONDS", default_value_t = 200)]
+    pub max_queue_delay_ms: u64,
+
     /// Host (and port) to write into Via and Record-Route instead of the listen address.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub advertise: Option<String>,
@@ -322,6 +329,9 @@ impl Args {
         }
         if self.rx_coalesce_us > 100_000 {
             return Err("--rx-coalesce-us must be at most 100000".into());
+        }
+        if self.max_queue_delay_ms > 60_000 {
+            return Err("--max-queue-delay-ms must be at most 60000".into());
         }
         if let (Some(n), Some(cpus)) = (self.shards, &self.cpus) {
             if cpus.0.len() < n {

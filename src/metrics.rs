@@ -31,10 +31,14 @@ pub enum DropReason {
     SendFailed,
     /// The source exceeded its request rate (`--pike`).
     Flood,
+    /// Shed unprocessed: it waited in the receive queue longer than `--max-queue-delay-ms`.
+    Overload,
+    /// Dropped by the kernel: the socket's receive queue was full (`--rcvbuf`).
+    QueueFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Keepalive,
         DropReason::Unparseable,
         DropReason::StrayResponse,
@@ -47,6 +51,8 @@ impl DropReason {
         DropReason::Truncated,
         DropReason::SendFailed,
         DropReason::Flood,
+        DropReason::Overload,
+        DropReason::QueueFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +69,8 @@ impl DropReason {
             DropReason::Truncated => "truncated",
             DropReason::SendFailed => "send_failed",
             DropReason::Flood => "flood",
+            DropReason::Overload => "overload",
+            DropReason::QueueFull => "queue_full",
         }
     }
 }

@@ -4,22 +4,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-
-fn sipshard_bin() -> PathBuf {
-    // CARGO_BIN_EXE_sipshard-load sits next to the proxy binary in target/<profile>/.
-    let bin = PathBuf::from(BIN).parent().unwrap().join("sipshard");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build the workspace first",
-        bin.display()
-    );
-    bin
-}
 
 fn calls_through_sipshard(extra: &[&str]) {
     let port = free_ports(1);

@@ -22,13 +22,24 @@ use crate::sip::PacketBuf;
 /// Datagrams handled per wake-up at most.
 pub const BATCH: usize = 32;
 
+/// Room for the ancillary data of one datagram: a receive timestamp (SCM_TIMESTAMPNS, a
+/// timespec) and the socket's drop counter (SO_RXQ_OVFL, a u32), each behind a cmsghdr.
+/// u64 elements keep it aligned for cmsghdr.
+type Control = [u64; 8];
+
 /// Receive buffers and the kernel structures that point into them.
 pub struct RecvBatch {
     pub bufs: Vec<PacketBuf>,
     pub srcs: Vec<Option<SocketAddr>>,
+    /// When the kernel queued each datagram (wall clock, ns), if the socket timestamps them.
+    pub arrived_ns: Vec<Option<u64>>,
+    /// The socket's count of datagrams dropped for a full receive queue, as of the last
+    /// datagram received (cumulative since the socket was opened; wraps at 2^32).
+    pub kernel_drops: Option<u32>,
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_storage>,
+    controls: Vec<Control>,
 }
 
 impl RecvBatch {
@@ -38,6 +49,9 @@ impl RecvBatch {
                 .map(|_| PacketBuf::new(max_datagram, DEFAULT_HEADROOM))
                 .collect(),
             srcs: vec![None; BATCH],
+            arrived_ns: vec![None; BATCH],
+            kernel_drops: None,
+            controls: vec![[0; 8]; BATCH],
             // SAFETY: all-zero is a valid value for these plain C structs.
             hdrs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
             iovs: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
@@ -63,6 +77,8 @@ impl RecvBatch {
             self.hdrs[i].msg_hdr.msg_iovlen = 1;
             self.hdrs[i].msg_hdr.msg_name = &mut self.addrs[i] as *mut _ as *mut libc::c_void;
             self.hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+            self.hdrs[i].msg_hdr.msg_control = self.controls[i].as_mut_ptr() as *mut libc::c_void;
+            self.hdrs[i].msg_hdr.msg_controllen = size_of::<Control>();
         }
         // SAFETY: hdrs[from..] are initialised above and point into buffers owned by self.
         let got = unsafe {
@@ -84,8 +100,31 @@ impl RecvBatch {
             // SAFETY: the kernel wrote a sockaddr of msg_namelen bytes into addrs[i].
             let addr = unsafe { SockAddr::new(self.addrs[i], self.hdrs[i].msg_hdr.msg_namelen) };
             self.srcs[i] = addr.as_socket();
+            self.arrived_ns[i] = None;
+            // SAFETY: the kernel filled msg_control with msg_controllen bytes of cmsgs.
+            unsafe { self.read_control(i) };
         }
         got
+    }
+
+    /// Take the receive timestamp and the drop counter out of slot `i`'s ancillary data.
+    ///
+    /// # Safety
+    /// `hdrs[i]` must describe a completed receive (its control length set by the kernel).
+    unsafe fn read_control(&mut self, i: usize) {
+        let hdr = &self.hdrs[i].msg_hdr;
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            let data = libc::CMSG_DATA(cmsg);
+            if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(data as *const libc::timespec);
+                self.arrived_ns[i] = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            } else if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SO_RXQ_OVFL {
+                self.kernel_drops = Some(std::ptr::read_unaligned(data as *const u32));
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 pub mod batch;
 pub mod coalesce;
 pub mod replication;
+pub mod shed;
 pub mod socket;
 
 use std::cell::RefCell;
@@ -39,6 +40,7 @@ use crate::registrar::RegistrarConfig;
 use batch::{Outgoing, RecvBatch, SendBatch, BATCH};
 use coalesce::Coalescer;
 use replication::Links;
+use shed::Shedder;
 
 /// glommio's registered I/O buffer pool per executor. Datagrams never use it (they go through
 /// recvmmsg into the shard's own buffers), so it is kept small: the default 10 MiB per executor
@@ -50,6 +52,14 @@ const PERSISTER_POLL: Duration = Duration::from_millis(20);
 /// How often a shard checks for shutdown and purges expired bindings.
 const HOUSEKEEPING_TICK: Duration = Duration::from_millis(200);
 const PURGE_EVERY_TICKS: u32 = 5;
+
+/// The wall clock in nanoseconds, the clock of the kernel's receive timestamps.
+fn wall_clock_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
 
 /// The wall clock as the core wants it.
 pub fn now() -> Now {
@@ -74,8 +84,15 @@ pub fn run(args: &Args) -> Result<Counters, String> {
     let mut per_shard: Vec<Vec<socket2::Socket>> = (0..shards).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for addr in &args.listen {
-        let group = socket::bind_group(*addr, shards, args.rcvbuf, args.sndbuf, args.steering)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let group = socket::bind_group(
+            *addr,
+            shards,
+            args.rcvbuf,
+            args.sndbuf,
+            args.steering,
+            args.max_queue_delay_ms > 0,
+        )
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let actual = group[0]
             .local_addr()
             .ok()
@@ -161,7 +178,10 @@ pub fn run(args: &Args) -> Result<Counters, String> {
     }
     let auth = build_authenticator(args)?;
 
-    let coalesce = Duration::from_micros(args.rx_coalesce_us as u64);
+    let receive = ReceiveTuning {
+        coalesce: Duration::from_micros(args.rx_coalesce_us as u64),
+        shedder: Shedder::new(args.max_queue_delay_ms),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
@@ -200,7 +220,7 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             published: Arc::clone(&published[id]),
             auth: auth.clone(),
             reload,
-            coalesce,
+            receive,
         };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
             .name(&format!("shard{id}"))
@@ -220,6 +240,15 @@ pub fn run(args: &Args) -> Result<Counters, String> {
                     c.replies.iter().sum::<u64>(),
                     c.drops.iter().sum::<u64>()
                 );
+                let shed = c.drops[DropReason::Overload as usize];
+                let queue_full = c.drops[DropReason::QueueFull as usize];
+                if shed + queue_full > 0 {
+                    log::warn!(
+                        "shard {id}: overloaded: {shed} shed after waiting over {} ms, \
+                         {queue_full} dropped by the kernel (receive queue full)",
+                        args.max_queue_delay_ms
+                    );
+                }
                 if auth.is_some() {
                     log::info!(
                         "shard {id}: auth {} ok, {} challenges, {} stale, {} failed, {} malformed, \
@@ -278,7 +307,16 @@ struct ShardSetup {
     auth: Option<(Authenticator, AuthMode)>,
     /// New users files after SIGHUP.
     reload: mpsc::Receiver<Arc<UserDb>>,
+    receive: ReceiveTuning,
+}
+
+/// How a receive loop paces and sheds its intake.
+#[derive(Clone, Copy)]
+struct ReceiveTuning {
+    /// How long to wait after a partial batch when datagrams arrive at a rate that makes
+    /// waiting pay (see [`coalesce`]); zero never waits.
     coalesce: Duration,
+    shedder: Shedder,
 }
 
 async fn shard_main(setup: ShardSetup) -> Counters {
@@ -291,7 +329,7 @@ async fn shard_main(setup: ShardSetup) -> Counters {
         published,
         auth,
         reload,
-        coalesce,
+        receive,
     } = setup;
     let mut core = Core::with_table(cfg, seed);
     if let Some((authn, mode)) = auth {
@@ -311,7 +349,7 @@ async fn shard_main(setup: ShardSetup) -> Counters {
     });
     let mut tasks = Vec::new();
     for idx in 0..shard.sockets.len() {
-        tasks.push(glommio::spawn_local(receive_loop(Rc::clone(&shard), idx, coalesce)).detach());
+        tasks.push(glommio::spawn_local(receive_loop(Rc::clone(&shard), idx, receive)).detach());
     }
     let mut ticks = 0u32;
     while !stop.load(Ordering::Relaxed) {
@@ -377,11 +415,8 @@ async fn persister_main(
     Ok(store.live_bindings())
 }
 
-/// Receive, decide and send for one socket, a batch at a time.
-///
-/// `coalesce`: how long to wait after a partial batch when datagrams arrive at a rate that
-/// makes waiting pay (see [`coalesce`]); zero never waits.
-async fn receive_loop(shard: Rc<Shard>, idx: usize, coalesce: Duration) {
+/// Receive, decide and send for one socket, a batch at a time; shed what waited too long.
+async fn receive_loop(shard: Rc<Shard>, idx: usize, tuning: ReceiveTuning) {
     let max = shard.core.borrow().config().max_message;
     let mut batch = RecvBatch::new(max);
     let mut send = SendBatch::new();
@@ -390,7 +425,9 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize, coalesce: Duration) {
     let sock = &shard.sockets[idx];
     let fd = sock.as_raw_fd();
     let mut seq: u64 = 0;
-    let mut coalescer = Coalescer::new(coalesce, BATCH, Instant::now());
+    // The socket's drop counter as last seen (it is cumulative).
+    let mut kernel_drops: u32 = 0;
+    let mut coalescer = Coalescer::new(tuning.coalesce, BATCH, Instant::now());
     // Whether datagrams are probably queued: then one recvmmsg takes a whole batch, and
     // the receive that parks (and, when it finds nothing, costs a failed system call before
     // the io_uring one) is skipped.
@@ -409,11 +446,19 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize, coalesce: Duration) {
             };
             batch.bufs[0].set_received(n);
             batch.srcs[0] = Some(src);
+            // glommio's receive carries no timestamp; after a park, this one is fresh anyway.
+            batch.arrived_ns[0] = None;
             count = 1 + batch.recv_more(fd, 1);
         }
         let now = now();
+        let now_ns = wall_clock_ns();
         {
             let mut core = shard.core.borrow_mut();
+            if let Some(total) = batch.kernel_drops.take() {
+                let new = total.wrapping_sub(kernel_drops);
+                kernel_drops = total;
+                core.counters.drops[DropReason::QueueFull as usize] += u64::from(new);
+            }
             // Changes other shards made before these datagrams arrived apply first: a request
             // sent after another shard's 200 OK to a REGISTER finds the binding.
             shard
@@ -424,6 +469,15 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize, coalesce: Duration) {
                 let Some(src) = batch.srcs[i].take() else {
                     continue;
                 };
+                let arrived = batch.arrived_ns[i];
+                if tuning
+                    .shedder
+                    .should_shed(arrived, now_ns, batch.bufs[i].as_slice())
+                {
+                    core.counters.datagrams_received += 1;
+                    core.counters.drops[DropReason::Overload as usize] += 1;
+                    continue;
+                }
                 seq += 1;
                 let sample = (seq & (LATENCY_SAMPLE - 1) == 0).then(Instant::now);
                 let action = core.handle(now, src, idx, &mut batch.bufs[i]);

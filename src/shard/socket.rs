@@ -12,12 +12,15 @@ use crate::config::Steering;
 
 /// Bind `count` sockets to `addr` in one SO_REUSEPORT group (the kernel hands each datagram
 /// to one of them). With `Steering::Random`, a cBPF program picks the socket at random.
+/// Every socket reports its receive-queue drops (SO_RXQ_OVFL); with `timestamps`, it also
+/// stamps each datagram with its arrival time (SO_TIMESTAMPNS), for overload shedding.
 pub fn bind_group(
     addr: SocketAddr,
     count: usize,
     rcvbuf: Option<usize>,
     sndbuf: Option<usize>,
     steering: Steering,
+    timestamps: bool,
 ) -> io::Result<Vec<Socket>> {
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {
@@ -35,6 +38,10 @@ pub fn bind_group(
         if let Some(n) = sndbuf {
             s.set_send_buffer_size(n)?;
         }
+        enable(&s, libc::SO_RXQ_OVFL)?;
+        if timestamps {
+            enable(&s, libc::SO_TIMESTAMPNS)?;
+        }
         s.bind(&addr.into())?;
         sockets.push(s);
     }
@@ -49,6 +56,25 @@ pub fn bind_group(
         attach_random_steering(&sockets[0], count)?;
     }
     Ok(sockets)
+}
+
+/// Turn on a boolean SOL_SOCKET option that socket2 does not wrap.
+fn enable(sock: &Socket, option: libc::c_int) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the option value is a live c_int of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            &on as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// SO_ATTACH_REUSEPORT_CBPF with `A = random() % count; return A`: the returned value is the

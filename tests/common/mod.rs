@@ -2,6 +2,8 @@
 //! UDP sockets. Everything is bounded in time; processes are killed when dropped.
 #![allow(dead_code)]
 
+pub mod scrape;
+
 use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};

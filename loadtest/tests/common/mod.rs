@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sipshard-load");
 
+/// The workspace's own `target/<profile>/sipshard`, which `cargo test --workspace` builds.
+pub fn sipshard_bin() -> PathBuf {
+    // CARGO_BIN_EXE_sipshard-load sits next to the proxy binary in target/<profile>/.
+    let bin = PathBuf::from(BIN).parent().unwrap().join("sipshard");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the workspace first",
+        bin.display()
+    );
+    bin
+}
+
 /// A run of the binary that is killed if it outlives `limit`.
 pub fn run(args: &[&str], limit: Duration) -> Output {
     let child = Command::new(BIN)
