@@ -13,12 +13,15 @@
 //!
 //! Build: `cargo build --release --example register-auth-driver`.
 
+#[path = "digest_md5.rs"]
+mod digest_md5;
+
 use std::fmt::Write as _;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use md5::{Digest as _, Md5};
+use digest_md5::md5hex;
 
 struct Args {
     target: SocketAddr,
@@ -68,25 +71,6 @@ fn parse_args() -> Args {
 fn die(msg: &str) -> ! {
     eprintln!("register-auth-driver: {msg}");
     std::process::exit(2);
-}
-
-fn hex(h: &[u8]) -> String {
-    let mut s = String::with_capacity(32);
-    for b in h {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-fn md5hex(parts: &[&str]) -> String {
-    let mut m = Md5::new();
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            m.update(b":");
-        }
-        m.update(p.as_bytes());
-    }
-    hex(&m.finalize())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -217,6 +217,21 @@ impl UserDb {
         }
     }
 
+    /// The same users with every password replaced by its HA1 for `realm`: what `ha1` would
+    /// compute on every request, computed once. Lossless for an authenticator of that realm
+    /// (MD5-sess derives from HA1 too); entries given as HA1 stay as they are.
+    pub fn for_realm(mut self, realm: &[u8]) -> UserDb {
+        for (user, secret) in self.users.iter_mut() {
+            if let Secret::Password(p) = secret {
+                *secret = Secret::Ha1 {
+                    realm: realm.into(),
+                    ha1: digest::ha1(user, realm, p),
+                };
+            }
+        }
+        self
+    }
+
     pub fn len(&self) -> usize {
         self.users.len()
     }
@@ -297,6 +312,21 @@ mod tests {
         );
         assert_eq!(db.ha1(b"nobody", b"r"), None);
         assert!(db.contains(b"alice") && !db.contains(b"Alice"));
+    }
+
+    #[test]
+    fn precomputed_for_a_realm_answers_as_the_passwords_would() {
+        let db = db().for_realm(b"r");
+        assert_eq!(
+            db.ha1(b"alice", b"r"),
+            Some(digest::ha1(b"alice", b"r", b"wonder land#1"))
+        );
+        // Another realm is no longer derivable from a password-only entry...
+        assert_eq!(db.ha1(b"alice", b"other"), None);
+        // ...and HA1 entries keep their own realm.
+        let want = hex::decode(MUFASA_HA1.as_bytes(), false);
+        assert_eq!(db.ha1(b"Mufasa", b"testrealm@host.com"), want);
+        assert_eq!(db.len(), 3);
     }
 
     #[test]

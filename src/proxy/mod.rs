@@ -13,6 +13,7 @@ pub mod local;
 pub mod pike;
 pub mod reply;
 
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::StaticRoute;
@@ -105,6 +106,8 @@ pub struct Core {
     reply: Vec<u8>,
     /// Extra header lines for the reply being composed (reused).
     extra: Vec<u8>,
+    /// The registrar's Date line, formatted once per second.
+    date: registrar::DateLine,
     /// Location changes made here, waiting to be sent to the other shards.
     outbox: Vec<BindingRecord>,
     /// Last version stamp issued, so stamps strictly increase on this shard.
@@ -129,6 +132,7 @@ impl Core {
             edits: Box::new(Edits::new()),
             reply: Vec::with_capacity(4096),
             extra: Vec::with_capacity(2048),
+            date: registrar::DateLine::default(),
             outbox: Vec::new(),
             last_stamp_ms: 0,
             pike: cfg
@@ -171,9 +175,12 @@ impl Core {
                 None => Decision::Drop(DropReason::Unparseable),
             }
         } else {
-            match Message::parse(pkt.as_mut_slice()) {
-                Ok(msg) if msg.is_request() => self.on_request(&msg, src, socket, now),
-                Ok(msg) => self.on_response(&msg, socket),
+            // Parsed in place: the header index is some 3 KB, too much to move on every
+            // datagram.
+            let mut slot = MaybeUninit::uninit();
+            match Message::parse_in(&mut slot, pkt.as_mut_slice()) {
+                Ok(msg) if msg.is_request() => self.on_request(msg, src, socket, now),
+                Ok(msg) => self.on_response(msg, socket),
                 Err(ParseError::Empty) => Decision::Drop(DropReason::Keepalive),
                 Err(e) => {
                     self.counters.parse_error(e);
@@ -452,12 +459,7 @@ impl Core {
             }
             if top.received().is_none() && (top.rport().is_some() || !host_is(&top, src.ip())) {
                 edits.insert_with(top.span.end as usize, |w| {
-                    use std::fmt::Write as _;
-                    // IPv6 in brackets (RFC 5118 section 4.5), written straight into the edit.
-                    let _ = match src.ip() {
-                        IpAddr::V4(a) => write!(w, ";received={a}"),
-                        IpAddr::V6(a) => write!(w, ";received=[{a}]"),
-                    };
+                    w.bytes(b";received=").ip(src.ip());
                 });
             }
         }
@@ -531,6 +533,7 @@ impl Core {
                 outbox: &mut self.outbox,
                 last_stamp_ms: &mut self.last_stamp_ms,
                 extra: &mut self.extra,
+                date: &mut self.date,
             },
             msg,
             src,

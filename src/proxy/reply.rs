@@ -6,12 +6,12 @@
 //! message, or, when the message failed to parse, from a tolerant line scan
 //! ([`ReplySource::salvage`]) so that a malformed request still gets a useful 400.
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use super::branch::local_tag;
 use crate::sip::header::{trim, HeaderName};
 use crate::sip::params::HeaderParams;
+use crate::sip::write::{push_ip, push_uint};
 use crate::sip::{Message, Span, Via};
 
 /// At most this many Via lines are copied into a reply; a request with more is not answered.
@@ -22,6 +22,9 @@ pub struct ReplySource<'a> {
     buf: &'a [u8],
     parts: Parts,
     top_via: Via<'a>,
+    /// The top Via's `rport` (RFC 3581), looked up once: the destination and the reply's Via
+    /// both need it.
+    rport: Option<Option<u16>>,
 }
 
 /// The header values a reply copies, as spans into the request.
@@ -76,6 +79,7 @@ impl<'a> ReplySource<'a> {
         Some(ReplySource {
             buf: msg.buf(),
             parts,
+            rport: top_via.rport(),
             top_via,
         })
     }
@@ -112,10 +116,12 @@ impl<'a> ReplySource<'a> {
             }
             parts.take(name, value)?;
         }
+        let top_via = top_via?;
         Some(ReplySource {
             buf,
             parts,
-            top_via: top_via?,
+            rport: top_via.rport(),
+            top_via,
         })
     }
 
@@ -127,7 +133,7 @@ impl<'a> ReplySource<'a> {
     /// the source address and port when `rport` was asked for, else the source address and the
     /// sent-by port.
     pub fn destination(&self, src: SocketAddr) -> SocketAddr {
-        if self.top_via.rport().is_some() {
+        if self.rport.is_some() {
             src
         } else {
             SocketAddr::new(src.ip(), self.top_via.port_or_default())
@@ -146,7 +152,11 @@ impl<'a> ReplySource<'a> {
     ) {
         out.clear();
         let b = self.buf;
-        let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+        out.extend_from_slice(b"SIP/2.0 ");
+        push_uint(out, code);
+        out.push(b' ');
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
         for (i, line) in self.parts.via_lines[..self.parts.via_count]
             .iter()
             .enumerate()
@@ -159,21 +169,24 @@ impl<'a> ReplySource<'a> {
             }
             out.extend_from_slice(b"\r\n");
         }
-        for (name, span) in [("From", self.parts.from), ("To", self.parts.to)] {
+        for (name, span) in [(&b"From: "[..], self.parts.from), (b"To: ", self.parts.to)] {
             if span.is_empty() {
                 continue;
             }
-            let _ = write!(out, "{name}: ");
+            out.extend_from_slice(name);
             out.extend_from_slice(span.of(b));
-            if name == "To" && code > 100 && !has_tag(span.of(b)) {
+            if name == b"To: " && code > 100 && !has_tag(span.of(b)) {
                 out.extend_from_slice(b";tag=");
                 out.extend_from_slice(&self.local_tag());
             }
             out.extend_from_slice(b"\r\n");
         }
-        for (name, span) in [("Call-ID", self.parts.call_id), ("CSeq", self.parts.cseq)] {
+        for (name, span) in [
+            (&b"Call-ID: "[..], self.parts.call_id),
+            (b"CSeq: ", self.parts.cseq),
+        ] {
             if !span.is_empty() {
-                let _ = write!(out, "{name}: ");
+                out.extend_from_slice(name);
                 out.extend_from_slice(span.of(b));
                 out.extend_from_slice(b"\r\n");
             }
@@ -203,17 +216,18 @@ impl<'a> ReplySource<'a> {
         out.extend_from_slice(Span::new(line.start as usize, elem.start as usize).of(b));
         let text = elem.of(b);
         let mut copied = 0;
-        if via.rport() == Some(None) {
+        if self.rport == Some(None) {
             if let Some(at) = rport_name_end(via, text) {
                 out.extend_from_slice(&text[..at]);
-                let _ = write!(out, "={}", src.port());
+                out.push(b'=');
+                push_uint(out, src.port());
                 copied = at;
             }
         }
         out.extend_from_slice(&text[copied..]);
-        if via.received().is_none() && (via.rport().is_some() || !host_is(via, src.ip())) {
+        if via.received().is_none() && (self.rport.is_some() || !host_is(via, src.ip())) {
             out.extend_from_slice(b";received=");
-            write_ip(out, src.ip());
+            push_ip(out, src.ip());
         }
         out.extend_from_slice(Span::new(elem.end as usize, line.end as usize).of(b));
     }
@@ -230,14 +244,6 @@ pub fn rport_name_end(via: &Via<'_>, elem: &[u8]) -> Option<usize> {
 /// True when the Via's sent-by host is literally `ip`.
 pub fn host_is(via: &Via<'_>, ip: IpAddr) -> bool {
     via.host.ip() == Some(ip)
-}
-
-/// Write an IP as it appears in a `received` parameter (IPv6 in brackets, RFC 5118 section 4.5).
-pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    let _ = match ip {
-        IpAddr::V4(a) => write!(out, "{a}"),
-        IpAddr::V6(a) => write!(out, "[{a}]"),
-    };
 }
 
 fn has_tag(to: &[u8]) -> bool {

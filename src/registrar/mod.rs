@@ -10,7 +10,6 @@
 
 pub mod table;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -20,6 +19,7 @@ use crate::metrics::Counters;
 use crate::proxy::local::LocalIdentity;
 use crate::proxy::{AorKey, Now};
 use crate::sip::addr::Contact;
+use crate::sip::write::push_uint;
 use crate::sip::{Message, Scheme, Uri};
 use table::{Binding, BindingRecord, LocationTable, MergeOutcome, Version};
 
@@ -38,6 +38,19 @@ pub struct RegistrarConfig {
     pub max_bindings: usize,
 }
 
+/// The command line's defaults.
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            default_expires: 3600,
+            min_expires: 60,
+            max_expires: 7200,
+            max_bindings_per_aor: 10,
+            max_bindings: 10_000_000,
+        }
+    }
+}
+
 /// Everything the registrar reads and changes, borrowed from the shard's core.
 pub struct Context<'c> {
     pub cfg: &'c RegistrarConfig,
@@ -48,6 +61,7 @@ pub struct Context<'c> {
     pub last_stamp_ms: &'c mut u64,
     /// Header lines for the reply (Contact list, Min-Expires, ...).
     pub extra: &'c mut Vec<u8>,
+    pub date: &'c mut DateLine,
 }
 
 /// One requested change, validated before anything is applied.
@@ -117,7 +131,9 @@ pub fn handle(
                     Some(None) => return (400, "Bad Request - Malformed Contact Expires"),
                 };
                 if requested != 0 && requested < ctx.cfg.min_expires {
-                    let _ = write!(ctx.extra, "Min-Expires: {}\r\n", ctx.cfg.min_expires);
+                    ctx.extra.extend_from_slice(b"Min-Expires: ");
+                    push_uint(ctx.extra, ctx.cfg.min_expires);
+                    ctx.extra.extend_from_slice(b"\r\n");
                     return (423, "Interval Too Brief");
                 }
                 let Ok(q) = a.q() else {
@@ -203,15 +219,52 @@ pub fn handle(
     for b in ctx.table.live_bindings(aor, now_secs) {
         ctx.extra.extend_from_slice(b"Contact: <");
         ctx.extra.extend_from_slice(b.contact);
-        let _ = write!(ctx.extra, ">;expires={}", b.remaining(now_secs));
+        ctx.extra.extend_from_slice(b">;expires=");
+        push_uint(ctx.extra, b.remaining(now_secs));
         if b.q != 1000 {
-            let _ = write!(ctx.extra, ";q={}.{:03}", b.q / 1000, b.q % 1000);
+            push_q(ctx.extra, b.q);
         }
         ctx.extra.extend_from_slice(b"\r\n");
     }
-    let date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(now_secs));
-    let _ = write!(ctx.extra, "Date: {date}\r\n");
+    ctx.extra.extend_from_slice(ctx.date.line(now_secs));
     (200, "OK")
+}
+
+/// `;q=` and a q-value given in thousandths, with three decimals (`0.500`; RFC 3261 section
+/// 20.10 allows up to three).
+fn push_q(out: &mut Vec<u8>, q: u16) {
+    out.extend_from_slice(b";q=");
+    push_uint(out, q / 1000);
+    out.push(b'.');
+    let frac = q % 1000;
+    out.extend_from_slice(&[
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
+/// The `Date:` line of 200 responses (RFC 3261 section 10.3 step 8 suggests one, so clients
+/// without a clock can set theirs), formatted once per second rather than per REGISTER.
+#[derive(Default)]
+pub struct DateLine {
+    secs: Option<u64>,
+    line: Vec<u8>,
+}
+
+impl DateLine {
+    /// `Date: <IMF-fixdate>\r\n` for `now_secs`.
+    pub fn line(&mut self, now_secs: u64) -> &[u8] {
+        if self.secs != Some(now_secs) {
+            let date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(now_secs));
+            self.line.clear();
+            self.line.extend_from_slice(b"Date: ");
+            self.line.extend_from_slice(date.as_bytes());
+            self.line.extend_from_slice(b"\r\n");
+            self.secs = Some(now_secs);
+        }
+        &self.line
+    }
 }
 
 /// Where requests for a contact go: the contact's own address when it is a literal IP,

@@ -565,15 +565,24 @@ fn exchange(shard: &Shard, core: &mut Core) {
     links.drain(|rec| core.apply_replica(rec));
 }
 
+/// The users and aliases files, with HA1s precomputed for the realm (once, not per request).
+fn load_users(
+    users: &std::path::Path,
+    aliases: Option<&std::path::Path>,
+    realm: &str,
+) -> Result<UserDb, crate::auth::LoadError> {
+    UserDb::load(users, aliases).map(|db| db.for_realm(realm.as_bytes()))
+}
+
 /// The authenticator of `--users`, built once for every shard; `None` without `--users`.
 fn build_authenticator(args: &Args) -> Result<Option<(Authenticator, AuthMode)>, String> {
     let Some(path) = &args.users else {
         return Ok(None);
     };
-    let users = UserDb::load(path, args.aliases.as_deref()).map_err(|e| e.to_string())?;
     let realm = args
         .auth_realm()
         .ok_or("--users needs a --realm (or a --domain to take it from)")?;
+    let users = load_users(path, args.aliases.as_deref(), realm).map_err(|e| e.to_string())?;
     let secret = match &args.auth_secret {
         Some(s) => s.0.clone(),
         None => random_secret()
@@ -626,6 +635,7 @@ impl Reloader {
         let handle = signals.handle();
         let users = args.users.clone();
         let aliases = args.aliases.clone();
+        let realm = args.auth_realm().unwrap_or_default().to_owned();
         let thread = std::thread::Builder::new()
             .name("reload".into())
             .spawn(move || {
@@ -634,7 +644,7 @@ impl Reloader {
                         log::warn!("SIGHUP: nothing to reload (no --users)");
                         continue;
                     };
-                    match UserDb::load(path, aliases.as_deref()) {
+                    match load_users(path, aliases.as_deref(), &realm) {
                         Ok(db) => {
                             let db = Arc::new(db);
                             for tx in &shards {

@@ -18,6 +18,7 @@ pub mod rewrite;
 pub mod span;
 pub mod uri;
 pub mod via;
+pub mod write;
 
 pub use addr::{CSeq, Contact, Credentials, NameAddr};
 pub use error::{ParseError, Required};

@@ -13,6 +13,7 @@
 use std::fmt;
 
 use super::span::Span;
+use super::write::{push_ip, push_uint, Sink};
 
 /// The most edits one forwarding decision makes (Via, received, rport, Record-Route, Route pop,
 /// Request-URI, Max-Forwards, credentials removal) with room to spare.
@@ -254,19 +255,20 @@ impl TextWriter<'_> {
 
     /// Decimal without going through `fmt` (the packet path formats ports and counters).
     pub fn num(&mut self, n: u64) -> &mut Self {
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.edits.write(&tmp[i..]);
+        push_uint(self, n);
         self
+    }
+
+    /// An address as written in a Via parameter or URI host (IPv6 in brackets).
+    pub fn ip(&mut self, ip: std::net::IpAddr) -> &mut Self {
+        push_ip(self, ip);
+        self
+    }
+}
+
+impl Sink for TextWriter<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.edits.write(bytes);
     }
 }
 
