@@ -34,6 +34,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 SIPSHARD=""
 KAMAILIO=0
@@ -258,12 +260,8 @@ through_proxy() {
     start_sipp_uas "$uas_port" "$name"
     local uas_pid=${PIDS[-1]}
     # SIPp's uas does not register: bind `service` to it through the proxy's registrar.
-    if command -v sipsak >/dev/null; then
-        sipsak -U -C "sip:service@127.0.0.1:$uas_port" -x 3600 \
-            -s "sip:service@127.0.0.1:$PROXY_PORT" >"$OUT/sipsak-$name.log" 2>&1 || true
-    else
-        say "   (sipsak missing: cannot bind service to SIPp's uas; apt-get install -y sipsak)"
-    fi
+    bench_register service "$PROXY_PORT" "$uas_port" ||
+        say "   (could not bind service to SIPp's uas through $name: its calls will fail)"
     sipp_ladder "127.0.0.1:$PROXY_PORT" "$name"
     kill "$uas_pid" 2>/dev/null || true
     stop_proxy

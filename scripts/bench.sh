@@ -137,7 +137,6 @@ trap 'exit 130' INT TERM
 need_pkgs=()
 command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || need_pkgs+=(kamailio)
 command -v sipp >/dev/null 2>&1 || need_pkgs+=(sip-tester)
-command -v sipsak >/dev/null 2>&1 || need_pkgs+=(sipsak)
 command -v taskset >/dev/null 2>&1 || need_pkgs+=(util-linux)
 [ -x /usr/bin/time ] || need_pkgs+=(time)
 command -v ss >/dev/null 2>&1 || need_pkgs+=(iproute2)
