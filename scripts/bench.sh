@@ -2,7 +2,7 @@
 # The whole benchmark in one command: sipshard next to Kamailio 5.6, a bare UDP forwarder and
 # SIPp, every figure measured in the same run.
 #
-#   scripts/bench.sh                    # every section, ~25 minutes
+#   scripts/bench.sh                    # every section, 25-30 minutes
 #   scripts/bench.sh --quick            # short trials, 50,000 AORs: checks that it all works
 #   scripts/bench.sh forward calls      # only these sections (others' results are kept)
 #   scripts/bench.sh --no-install ...   # never apt-get / pip anything
@@ -76,14 +76,18 @@ FORWARD_SYSTEMS=${FORWARD_SYSTEMS:-"sipshard sipshard-2shards kamailio floor"}
 CALL_SYSTEMS=${CALL_SYSTEMS:-"sipshard sipshard-2shards kamailio"}
 DOMAIN=bench.example.com
 PASSWORD=bench-pw
+# Socket buffers of the proxies in the calls section (forward uses the same 4 MiB; the kernel
+# caps them at net.core.rmem_max / wmem_max).
+SOCKBUF=4194304
 # A clean find-max trial: zero failures (RFC 7502) and the main latency's p99 (INVITE->200,
 # REGISTER->200) under this many ms. 250 is half of T1: no attempt needed a retransmission.
 # Empty: failures only.
 MAX_LATENCY_MS=${MAX_LATENCY_MS-250}
 MAX_LATENCY=()
-[ -n "$MAX_LATENCY_MS" ] && MAX_LATENCY=(--max-latency-ms "$MAX_LATENCY_MS")
+if [ -n "$MAX_LATENCY_MS" ]; then MAX_LATENCY=(--max-latency-ms "$MAX_LATENCY_MS"); fi
 
-# Durations. Full: ~25 minutes for every section on a 2-CPU VM.
+# Durations. Full, on a 2-CPU VM: forward ~10 min, calls ~6, register ~4, generators ~5,
+# memory ~2.
 if [ "$QUICK" = 1 ]; then
     MODE=quick
     FWD_ENV=(FIXED_WINDOW=2 RAMP_WINDOW=1 WARMUP=0.5 RAMP_FACTOR=1.6 RAMP_START=20000)
@@ -124,7 +128,7 @@ WORK=$(mktemp -d /tmp/bench.XXXXXX)
 cleanup() {
     local p
     for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && bench_stop_pid "$p"
+        if [ -n "$p" ]; then bench_stop_pid "$p"; fi
     done
     rm -rf "$WORK"
 }
@@ -215,7 +219,8 @@ start_sut() {
         # Own session: Kamailio signals its process group when it stops.
         setsid taskset -c "$SUT_CPU" kamailio -f "$ROOT/scripts/kamailio-loadgen.cfg" -DD -E \
             -m 1024 -M 16 -w "$WORK/kamailio-$port" -Y "$WORK/kamailio-$port" \
-            -A "LISTEN=udp:127.0.0.1:$port" -A "CHILDREN=1" -A STATELESS >"$logf" 2>&1 &
+            -A "LISTEN=udp:127.0.0.1:$port" -A "CHILDREN=1" -A STATELESS \
+            -A "MAXBUFFER=$SOCKBUF" >"$logf" 2>&1 &
         ;;
     kamailio-auth)
         mkdir -p "$WORK/kamailio-$port"
@@ -279,10 +284,11 @@ section_forward() {
 
 # One system through find-max and the two fixed-rate runs.
 calls_one() {
-    local name=$1 dir="$OUT_DIR/calls" port rate t0 t1 c0 c1
+    local name=$1 dir="$OUT_DIR/calls" port rate t0 t1 c0 c1 bufs=()
+    [[ "$name" == sipshard* ]] && bufs=(--rcvbuf "$SOCKBUF" --sndbuf "$SOCKBUF")
     port=$(bench_free_port)
     log "-- calls: $name on 127.0.0.1:$port"
-    start_sut "$name" "$port" "$dir/$name.log"
+    start_sut "$name" "$port" "$dir/$name.log" "${bufs[@]}"
     # Stateless proxies keep nothing between trials: a short rest is enough after a failed one.
     taskset -c "$GEN_CPU" "$LOAD" find-max call --target "127.0.0.1:$port" --cpus "$GEN_CPU" \
         --threads 1 --users 100 --rate 1000 --max-rate 64000 --duration "$TRIAL" \
@@ -301,7 +307,7 @@ calls_one() {
         rm -rf "$dir/$name-$pct"
         # A fresh proxy: the generator's new ports would otherwise meet the bindings the
         # search left (a registrar that keeps several contacts per AOR may pick the old one).
-        start_sut "$name" "$port" "$dir/$name-$pct.log"
+        start_sut "$name" "$port" "$dir/$name-$pct.log" "${bufs[@]}"
         c0=$(bench_cpu_ticks "$SUT_PID")
         t0=$(date +%s.%N)
         taskset -c "$GEN_CPU" "$LOAD" call --target "127.0.0.1:$port" --cpus "$GEN_CPU" \
@@ -422,7 +428,9 @@ done
 log "sections done in $(($(date +%s) - start)) s"
 
 summary_args=("$OUT_DIR")
-[ "$DOCS" = 1 ] && summary_args+=(--markdown docs/benchmarks-results.md --readme README.md)
+if [ "$DOCS" = 1 ]; then
+    summary_args+=(--markdown docs/benchmarks-results.md --readme README.md)
+fi
 python3 scripts/bench-summary.py "${summary_args[@]}"
 if [ "$DOCS" = 1 ]; then
     if PLOT_PY=$(plot_python); then

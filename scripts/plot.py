@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Plots of a scripts/bench.sh run, from the files it left in bench-results.
 
-    scripts/plot.py [bench-results] [docs/img]
+    scripts/plot.py [bench-results] [docs/img] [svg|png]
 
-Writes (SVG):
+Writes (SVG by default):
   latency-percentiles.svg  INVITE->200 percentile curves per proxy at 50 % and 90 % of its
                            highest clean call rate (calls/<system>-<pct>/invite_to_200.hgrm)
   rate-over-time.svg       calls per second, target and achieved, second by second
@@ -46,12 +46,17 @@ def read_hgrm(path):
     return xs, ys
 
 
+FORMAT = "svg"
+# Appended to every title when a section of the run was a --quick one.
+NOTE = ""
+
+
 def finish(fig, ax, out, name, title, grid="both"):
-    """Title, grid, legend; write `out/name`; return its path."""
-    ax.set_title(title)
+    """Title, grid, legend; write `out/name` (in FORMAT); return its path."""
+    ax.set_title(title + NOTE, fontsize=11)
     ax.grid(True, which=grid, alpha=0.3)
     ax.legend(fontsize=8)
-    path = os.path.join(out, name)
+    path = os.path.join(out, os.path.splitext(name)[0] + "." + FORMAT)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -100,6 +105,11 @@ def rate(res, out):
                 continue
             with open(p) as f:
                 rows = list(csv.DictReader(f))
+            # The schedule only: the seconds after it are the drain of calls in flight.
+            run = os.path.join(res, "calls", f"{name}-{pct}.json")
+            if os.path.exists(run):
+                duration = json.load(open(run)).get("duration_s") or 0
+                rows = [r for r in rows if float(r["second"]) <= duration] or rows
             if not rows:
                 continue
             t = [float(r["second"]) for r in rows]
@@ -143,8 +153,14 @@ def cpu(res, out):
 
 
 def main():
+    global FORMAT, NOTE
     res = sys.argv[1] if len(sys.argv) > 1 else "bench-results"
     out = sys.argv[2] if len(sys.argv) > 2 else "docs/img"
+    FORMAT = sys.argv[3] if len(sys.argv) > 3 else "svg"
+    run = os.path.join(res, "run.json")
+    if os.path.exists(run):
+        modes = {v.get("mode") for v in json.load(open(run)).get("sections", {}).values()}
+        NOTE = "\n(quick run, noisy machine: to be replaced)" if "quick" in modes else ""
     os.makedirs(out, exist_ok=True)
     # SVGs that differ only by their generation time would change on every run.
     plt.rcParams["svg.hashsalt"] = "sipshard"
