@@ -58,7 +58,8 @@ def finish(fig, ax, out, name, title, grid="both"):
     ax.legend(fontsize=8)
     path = os.path.join(out, os.path.splitext(name)[0] + "." + FORMAT)
     fig.tight_layout()
-    fig.savefig(path)
+    # No creation date in the file: a rerun with the same data writes the same bytes.
+    fig.savefig(path, metadata={"Date": None} if FORMAT == "svg" else None)
     plt.close(fig)
     return path
 
