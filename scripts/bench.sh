@@ -277,6 +277,7 @@ EOF
 
 section_forward() {
     log "== forward: CPU per message and saturation ($FORWARD_SYSTEMS)"
+    rm -rf "$OUT_DIR/forward.json" "$OUT_DIR/raw-forward"
     env "${FWD_ENV[@]}" SYSTEMS="$FORWARD_SYSTEMS" SUT_CPU="$SUT_CPU" FLOOD_CPU="$GEN_CPU" \
         MEMORY=0 OUT_DIR="$OUT_DIR" OUT_JSON="$OUT_DIR/forward.json" RAW="$OUT_DIR/raw-forward" \
         scripts/bench-forward.sh
@@ -286,6 +287,8 @@ section_forward() {
 calls_one() {
     local name=$1 dir="$OUT_DIR/calls" port rate t0 t1 c0 c1 bufs=()
     [[ "$name" == sipshard* ]] && bufs=(--rcvbuf "$SOCKBUF" --sndbuf "$SOCKBUF")
+    # Nothing of an earlier run may pass for this one's.
+    rm -rf "$dir/$name"-* "$dir/$name.log"
     port=$(bench_free_port)
     log "-- calls: $name on 127.0.0.1:$port"
     start_sut "$name" "$port" "$dir/$name.log" "${bufs[@]}"
@@ -340,6 +343,7 @@ section_calls() {
 section_register() {
     log "== register: challenged REGISTER, sipshard vs Kamailio"
     local dir="$OUT_DIR/register" port n=2000 s
+    rm -rf "$dir" "$OUT_DIR/register-auth.json"
     mkdir -p "$dir"
     for ((i = 0; i < n; i++)); do echo "u$i:$PASSWORD"; done >"$WORK/users"
     echo "*:$PASSWORD" >"$WORK/passwords"
@@ -374,6 +378,7 @@ section_generators() {
 section_memory() {
     log "== memory: $MEMORY_AORS AORs registered through sipshard-load, 1 and 2 shards"
     local dir="$OUT_DIR/memory" shards name port before after dur
+    rm -rf "$dir"
     mkdir -p "$dir"
     dur=$(python3 -c "import math; print(math.ceil($MEMORY_AORS / $MEMORY_RATE))")
     for shards in 1 2; do
