@@ -444,4 +444,8 @@ if [ "$DOCS" = 1 ]; then
         log "matplotlib missing: plots not regenerated"
     fi
 fi
-log "done in $(($(date +%s) - start)) s: $OUT_DIR/summary.json, docs/benchmarks-results.md, docs/img/"
+if [ "$DOCS" = 1 ]; then
+    log "done in $(($(date +%s) - start)) s: $OUT_DIR/summary.json, docs/benchmarks-results.md, README.md, docs/img/"
+else
+    log "done in $(($(date +%s) - start)) s: $OUT_DIR/summary.json"
+fi
