@@ -14,7 +14,9 @@
 #     the most forwarded per second in any step, with the CPU per message when saturated.
 #
 # Systems: sipshard (`--shards 1 --cpus 0`, defaults otherwise), sipshard-nocoalesce (the same
-# with `--rx-coalesce-us 0`, to show what receive coalescing buys), Kamailio 5.6 with one UDP
+# with `--rx-coalesce-us 0`, to show what receive coalescing buys), sipshard-2shards (`--shards 2
+# --cpus $SUT_CPU,$FLOOD_CPU`: the scaling row; its second shard shares a CPU with the flooder,
+# so on a 2-CPU machine it shows contention, not scaling; not in the default list), Kamailio 5.6 with one UDP
 # worker (scripts/kamailio-bench.cfg: save/lookup("location"), stateless forward()) and
 # udp-floor (recvmmsg/sendmmsg, no parsing). All get the same socket receive buffer ($RCVBUF).
 #
@@ -32,6 +34,7 @@
 # Environment (defaults): SYSTEMS="sipshard sipshard-nocoalesce kamailio floor" SUT_CPU=0
 # FLOOD_CPU=1 FIXED_RATE=20000 FIXED_WINDOW=5 RAMP_WINDOW=2 WARMUP=1 RAMP_START=10000
 # RAMP_FACTOR=1.25 RAMP_MAX=600000 RCVBUF=4194304 MEMORY=1 PRIORITY=1 OUT_DIR=bench-results
+# OUT_JSON=$OUT_DIR/forward.json RAW=$OUT_DIR/raw
 
 set -euo pipefail
 
@@ -56,7 +59,8 @@ KAMAILIO_PORT=5070 # must match `listen` in scripts/kamailio-bench.cfg
 FLOOR_PORT=5080
 SINK=127.0.0.1:5090
 
-RAW="$OUT_DIR/raw"
+RAW=${RAW:-$OUT_DIR/raw}
+OUT_JSON=${OUT_JSON:-$OUT_DIR/forward.json}
 RUN_DIR=$(mktemp -d /tmp/bench-forward.XXXXXX)
 UDP_TOOLS="$ROOT/scripts/udp-tools/target/release"
 SUT_PID=""
@@ -65,18 +69,12 @@ OLD_AUTOGROUP_NICE=""
 log() { printf '[bench-forward] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
+
 stop_sut() {
     if [[ -n "$SUT_PID" ]]; then
-        kill -TERM "$SUT_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do
-            kill -0 "$SUT_PID" 2>/dev/null || break
-            sleep 0.05
-        done
-        if kill -0 "$SUT_PID" 2>/dev/null; then
-            log "PID $SUT_PID did not stop on SIGTERM; sending SIGKILL"
-            kill -KILL "$SUT_PID" 2>/dev/null || true
-        fi
-        wait "$SUT_PID" 2>/dev/null || true
+        bench_stop_pid "$SUT_PID"
         SUT_PID=""
     fi
 }
@@ -134,12 +132,16 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 start_sut() {
     local name=$1
     case "$name" in
-    sipshard | sipshard-nocoalesce)
-        local extra=()
+    sipshard | sipshard-nocoalesce | sipshard-2shards)
+        local extra=() cpus=$SUT_CPU shards=1
         [[ "$name" == sipshard-nocoalesce ]] && extra=(--rx-coalesce-us 0)
+        if [[ "$name" == sipshard-2shards ]]; then
+            cpus="$SUT_CPU,$FLOOD_CPU"
+            shards=2
+        fi
         SUT_PORT=$SIPSHARD_PORT
-        taskset -c "$SUT_CPU" "$SIPSHARD" --listen "127.0.0.1:$SUT_PORT" --shards 1 \
-            --cpus "$SUT_CPU" --rcvbuf "$RCVBUF" "${extra[@]}" \
+        taskset -c "$cpus" "$SIPSHARD" --listen "127.0.0.1:$SUT_PORT" --shards "$shards" \
+            --cpus "$cpus" --rcvbuf "$RCVBUF" "${extra[@]}" \
             >"$RAW/$name.log" 2>&1 &
         SUT_PID=$!
         ;;
@@ -203,11 +205,12 @@ fi
 # Report.
 
 export RAW SYSTEMS FIXED_RATE LOAD_BEFORE LOAD_AFTER SUT_CPU FLOOD_CPU RCVBUF
-export CPU_MODEL=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
-export KERNEL=$(uname -r)
-export REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-export KAMAILIO_VERSION=$(kamailio -v 2>/dev/null | sed -n 's/^version: //p' | head -1)
-python3 - "$OUT_DIR/forward.json" <<'PY'
+CPU_MODEL=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+KERNEL=$(uname -r)
+REVISION=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+KAMAILIO_VERSION=$(kamailio -v 2>/dev/null | sed -n 's/^version: //p' | head -1)
+export CPU_MODEL KERNEL REVISION KAMAILIO_VERSION
+python3 - "$OUT_JSON" <<'PY'
 import json, os, sys
 
 raw = os.environ["RAW"]
@@ -258,6 +261,12 @@ for ref in ("kamailio", "floor"):
             "cpu_us_per_msg_saturated": ratio("sipshard", ref, "cpu_us_per_msg_saturated"),
             "saturation_msgs_per_s": ratio("sipshard", ref, "saturation_msgs_per_s"),
         }
+if "sipshard" in results and "sipshard-2shards" in results:
+    ratios["sipshard-2shards/sipshard"] = {
+        "cpu_us_per_msg": ratio("sipshard-2shards", "sipshard", "cpu_us_per_msg"),
+        "cpu_us_per_msg_saturated": ratio("sipshard-2shards", "sipshard", "cpu_us_per_msg_saturated"),
+        "saturation_msgs_per_s": ratio("sipshard-2shards", "sipshard", "saturation_msgs_per_s"),
+    }
 
 targets = {}
 k = ratios.get("sipshard/kamailio")

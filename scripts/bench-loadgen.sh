@@ -5,7 +5,7 @@
 #                            [--duration S] [--out DIR]
 #                            [--proxy-cpu N] [--gen-cpu N] [--sipp-rates "R1 R2 ..."]
 #                            [--load-start R] [--load-max R] [--cost-rate R]
-#                            [--max-latency-ms MS]
+#                            [--max-latency-ms MS] [--settle S]
 #
 # What it measures (all on 127.0.0.1, every run bounded in time):
 #
@@ -30,10 +30,12 @@
 # >= 4000 calls/s with zero failures through a one-shard sipshard.
 #
 # Results go to DIR (default bench-results/loadgen-<date>): one JSON per search, SIPp logs,
-# and summary.txt.
+# summary.txt and loadgen.json (every figure of the summary).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 SIPSHARD=""
 KAMAILIO=0
@@ -46,6 +48,7 @@ SIPP_RATES="250 500 750 1000 1500 2000 3000 4000 6000 8000"
 LOAD_START=1000
 COST_RATE=1000
 MAX_LAT=()
+SETTLE=32
 LOAD_MAX=64000
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -61,6 +64,7 @@ while [ $# -gt 0 ]; do
         --load-max) LOAD_MAX="$2"; shift 2 ;;
         --cost-rate) COST_RATE="$2"; shift 2 ;;
         --max-latency-ms) MAX_LAT=(--max-latency-ms "$2"); shift 2 ;;
+        --settle) SETTLE="$2"; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -83,7 +87,7 @@ LOAD="$PWD/target/release/sipshard-load"
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null || true
+        if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi
     done
 }
 trap cleanup EXIT
@@ -161,6 +165,8 @@ say "   generator CPU $GEN_CPU, proxy CPU $PROXY_CPU"
 
 SIPP_DIRECT=""
 LOAD_SELF=""
+SIPP_US=""
+LOAD_US=""
 if [ "$ALONE" = 1 ]; then
 # ---- 0. CPU cost per call at a fixed rate --------------------------------------------------
 # Highest clean rates swing with whatever else the machine runs; CPU time per call does not
@@ -242,7 +248,7 @@ through_proxy() {
     start_proxy "$name-load"
     taskset -c "$GEN_CPU" "$LOAD" find-max call --target "127.0.0.1:$PROXY_PORT" \
         --users 100 --threads 1 --rate "$LOAD_START" --max-rate "$LOAD_MAX" \
-        --duration "$DURATION" --precision 5 -q "${MAX_LAT[@]}" \
+        --duration "$DURATION" --precision 5 -q --settle "$SETTLE" "${MAX_LAT[@]}" \
         --json "$OUT/load-$name.json" 2>&1 | tee -a "$SUMMARY" || true
     local load; load=$(json_field "$OUT/load-$name.json" max_clean_rate 2>/dev/null || true)
     say "   sipshard-load through $name: ${load:-none} calls/s"
@@ -254,12 +260,8 @@ through_proxy() {
     start_sipp_uas "$uas_port" "$name"
     local uas_pid=${PIDS[-1]}
     # SIPp's uas does not register: bind `service` to it through the proxy's registrar.
-    if command -v sipsak >/dev/null; then
-        sipsak -U -C "sip:service@127.0.0.1:$uas_port" -x 3600 \
-            -s "sip:service@127.0.0.1:$PROXY_PORT" >"$OUT/sipsak-$name.log" 2>&1 || true
-    else
-        say "   (sipsak missing: cannot bind service to SIPp's uas; apt-get install -y sipsak)"
-    fi
+    bench_register service "$PROXY_PORT" "$uas_port" ||
+        say "   (could not bind service to SIPp's uas through $name: its calls will fail)"
     sipp_ladder "127.0.0.1:$PROXY_PORT" "$name"
     kill "$uas_pid" 2>/dev/null || true
     stop_proxy
@@ -318,5 +320,31 @@ if base > 0:
     print(f"   sipshard-load / SIPp: {ratio:.1f}x (target >= 10x)")
 if lp is not None:
     print(f"   through sipshard: {'OK' if lp >= 4000 else 'BELOW'} the 4000 calls/s target")
+EOF
+KAM_LOAD=""
+KAM_SIPP=""
+if [ "$KAMAILIO" = 1 ]; then
+    KAM_LOAD=$(cat "$OUT/load-kamailio.best")
+    KAM_SIPP=$(cat "$OUT/sipp-kamailio.best")
+fi
+python3 - "$OUT/loadgen.json" "$DURATION" "$COST_RATE" "$GEN_CPU" "$PROXY_CPU" "$SIPP_US" "$LOAD_US" \
+    "$SIPP_DIRECT" "$LOAD_SELF" "$LOAD_PROXY" "$SIPP_PROXY" "$KAM_LOAD" "$KAM_SIPP" <<'EOF'
+import json, sys
+def num(v):
+    return float(v) if v not in ("", None) else None
+out, duration, cost_rate, gen_cpu, proxy_cpu = sys.argv[1:6]
+keys = ["sipp_us_per_call", "load_us_per_call", "sipp_direct_max_clean", "load_self_max_clean",
+        "load_through_sipshard_max_clean", "sipp_through_sipshard_max_clean",
+        "load_through_kamailio_max_clean", "sipp_through_kamailio_max_clean"]
+doc = {"trial_duration_s": float(duration), "cost_rate": float(cost_rate),
+       "generator_cpu": int(gen_cpu), "proxy_cpu": int(proxy_cpu)}
+doc.update({k: num(v) for k, v in zip(keys, sys.argv[6:14])})
+a, b = doc["load_through_sipshard_max_clean"], doc["sipp_through_sipshard_max_clean"]
+doc["ratio_load_over_sipp_through_sipshard"] = round(a / b, 2) if a and b else None
+a, b = doc["sipp_us_per_call"], doc["load_us_per_call"]
+doc["ratio_sipp_over_load_cpu_per_call"] = round(a / b, 2) if a and b else None
+with open(out, "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
 EOF
 say "   results in $OUT"

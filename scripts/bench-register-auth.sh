@@ -37,7 +37,10 @@ for tool in kamailio taskset python3; do
 done
 KAMAILIO=$(command -v kamailio || echo /usr/sbin/kamailio)
 
-cargo build --release --quiet --bin sipshard --example register-auth-driver
+# Two builds: with the example in the same build, dev-dependencies would change the features
+# (and so the build) of the sipshard binary the other benchmarks use.
+cargo build --release --quiet --bin sipshard
+cargo build --release --quiet --example register-auth-driver
 SIPSHARD=target/release/sipshard
 DRIVER=target/release/examples/register-auth-driver
 
@@ -56,36 +59,19 @@ sed -e "s/LISTEN/127.0.0.1:$KAMAILIO_PORT/; s/DOMAIN/$DOMAIN/; s/PASSWORD/$PASSW
     scripts/kamailio-auth.cfg >"$work/kamailio.cfg"
 mkdir -p "$work/kamailio-run"
 
-# CPU time (clock ticks) used so far by a process and its children threads/processes.
-cpu_ticks() {
-    local total=0 p
-    for p in "$@"; do
-        if [ -r "/proc/$p/stat" ]; then
-            total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-        fi
-    done
-    echo "$total"
-}
-
-# Every process of the service started as $1 (the process itself and its children).
-family() {
-    echo "$1"
-    pgrep -P "$1" || true
-}
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 # run_driver PORT LABEL: one measured run; prints the driver's JSON with the SUT's CPU share.
 run_driver() {
     local port=$1 main=$2
-    local members before after t0 t1 json
-    members=$(family "$main" | tr '\n' ' ')
-    # shellcheck disable=SC2086
-    before=$(cpu_ticks $members)
+    local before after t0 t1 json
+    before=$(bench_cpu_ticks "$main")
     t0=$(date +%s.%N)
     json=$(taskset -c "$DRIVER_CPU" "$DRIVER" --target "127.0.0.1:$port" --domain "$DOMAIN" \
         --password "$PASSWORD" --window "$WINDOW" --warmup "$WARMUP" --duration "$DURATION")
     t1=$(date +%s.%N)
-    # shellcheck disable=SC2086
-    after=$(cpu_ticks $members)
+    after=$(bench_cpu_ticks "$main")
     python3 - "$json" "$before" "$after" "$t0" "$t1" "$(getconf CLK_TCK)" <<'EOF'
 import json, sys
 d = json.loads(sys.argv[1])
@@ -96,23 +82,8 @@ EOF
 }
 
 wait_port() {
-    local port=$1 i
-    for ((i = 0; i < 100; i++)); do
-        if python3 - "$port" <<'EOF'; then return 0; fi
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.1)
-msg = ("OPTIONS sip:127.0.0.1:%s SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKready;rport\r\n"
-       "From: <sip:probe@127.0.0.1>;tag=r\r\nTo: <sip:127.0.0.1>\r\nCall-ID: ready\r\nCSeq: 1 OPTIONS\r\n"
-       "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n") % sys.argv[1]
-s.sendto(msg.encode(), ("127.0.0.1", int(sys.argv[1])))
-try:
-    s.recvfrom(65535)
-except OSError:
-    sys.exit(1)
-EOF
-        sleep 0.1
-    done
-    echo "bench-register-auth: nothing answers on port $port" >&2
+    bench_wait_sip "$1" && return 0
+    echo "bench-register-auth: nothing answers on port $1" >&2
     return 1
 }
 

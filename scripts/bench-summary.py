@@ -1,0 +1,410 @@
+#!/usr/bin/env python3
+"""Collect every figure of a scripts/bench.sh run into one JSON and a markdown table.
+
+    scripts/bench-summary.py bench-results [--markdown docs/benchmarks-results.md]
+
+Reads what the sections left in the results directory (forward.json, calls/, register/,
+register-auth.json, generators/loadgen.json, memory/, run.json), writes
+bench-results/summary.json and, with --markdown, the generated results page. Sections that did
+not run are left out. Standard library only.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def ratio(a, b, digits=2):
+    return round(a / b, digits) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+
+
+def machine():
+    model = None
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+    }
+
+
+FORWARD_KEYS = [
+    "cpu_us_per_msg", "latency_p50_us", "latency_p99_us", "saturation_msgs_per_s",
+    "cpu_us_per_msg_saturated", "max_clean_offered", "flooder_limited", "valid",
+]
+
+
+def forward(res):
+    f = load(os.path.join(res, "forward.json"))
+    if not f:
+        return None
+    return {
+        "fixed_rate": f.get("fixed_rate"),
+        "kamailio_version": f.get("kamailio_version"),
+        "systems": {k: {x: v.get(x) for x in FORWARD_KEYS} for k, v in f["systems"].items()},
+        "ratios": f.get("ratios"),
+    }
+
+
+def calls(res):
+    d = os.path.join(res, "calls")
+    if not os.path.isdir(d):
+        return None
+    out = {}
+    for name in ("sipshard", "sipshard-2shards", "kamailio"):
+        fm = load(os.path.join(d, f"{name}-findmax.json"))
+        if not fm:
+            continue
+        row = {
+            "max_clean_rate": fm.get("max_clean_rate"),
+            "first_unclean_rate": fm.get("first_unclean_rate"),
+            "generator_limited": fm.get("generator_limited"),
+            "trial_duration_s": fm.get("trial_duration_s"),
+            "verdict": fm.get("verdict"),
+        }
+        for pct in (50, 90):
+            r = load(os.path.join(d, f"{name}-{pct}.json"))
+            if not r:
+                continue
+            lat = r.get("latency_ms", {}).get("invite_to_200", {})
+            cpu = load(os.path.join(d, f"{name}-{pct}.cpu.json")) or {}
+            row[f"at_{pct}pct"] = {
+                "target_rate": r.get("target_rate"),
+                "achieved_rate": round(r.get("achieved_rate", 0), 1),
+                "attempted": r.get("attempted"),
+                "failed": r.get("failed"),
+                "invite_to_200_ms": {k: lat.get(k) for k in ("p50", "p99", "p999", "max")},
+                "generator_kept_schedule": r.get("generator_kept_schedule"),
+                "sut_cpu_us_per_call": cpu.get("cpu_us_per_call"),
+            }
+        out[name] = row
+    if not out:
+        return None
+    s, k = out.get("sipshard", {}), out.get("kamailio", {})
+    out["ratios"] = {
+        "sipshard/kamailio max_clean_rate": ratio(s.get("max_clean_rate"), k.get("max_clean_rate")),
+        "sipshard-2shards/sipshard max_clean_rate": ratio(
+            out.get("sipshard-2shards", {}).get("max_clean_rate"), s.get("max_clean_rate")),
+    }
+    return out
+
+
+def register(res):
+    out = {}
+    for name in ("sipshard", "kamailio"):
+        fm = load(os.path.join(res, "register", f"{name}-findmax.json"))
+        if fm:
+            out.setdefault("find_max", {})[name] = {
+                "max_clean_rate": fm.get("max_clean_rate"),
+                "first_unclean_rate": fm.get("first_unclean_rate"),
+                "generator_limited": fm.get("generator_limited"),
+                "trial_duration_s": fm.get("trial_duration_s"),
+            }
+    if "find_max" in out:
+        fm = out["find_max"]
+        fm["ratio_sipshard_over_kamailio"] = ratio(
+            fm.get("sipshard", {}).get("max_clean_rate"), fm.get("kamailio", {}).get("max_clean_rate"))
+    ra = load(os.path.join(res, "register-auth.json"))
+    if ra:
+        keys = ["median_challenged_registrations_per_sec", "median_sut_cpu_share",
+                "microseconds_cpu_per_challenged_registration"]
+        out["closed_loop"] = {
+            "duration_s": ra.get("duration_s"),
+            "window_user_agents": ra.get("window_user_agents"),
+            "sipshard": {k: ra["sipshard"].get(k) for k in keys},
+            "kamailio": {k: ra["kamailio"].get(k) for k in keys},
+            "ratio_sipshard_over_kamailio": ra.get("ratio_sipshard_over_kamailio"),
+            "ratio_per_cpu_second": ra.get("ratio_per_cpu_second"),
+        }
+    return out or None
+
+
+def memory(res):
+    d = os.path.join(res, "memory")
+    if not os.path.isdir(d):
+        return None
+    out = {}
+    for name in ("sipshard", "sipshard-2shards"):
+        m = load(os.path.join(d, f"{name}.json"))
+        if m:
+            out[name] = m
+    lt = load(os.path.join(d, "location_memory.json"))
+    if lt:
+        lt.pop("kind", None)
+        out["location_table"] = lt
+    return out or None
+
+
+def clean_note(s):
+    """How find-max's trials were judged, from the run's settings."""
+    ms = None
+    for v in s.get("run", {}).get("sections", {}).values():
+        ms = v.get("max_latency_ms", ms)
+    return f" and a p99 latency under {ms:g} ms" if ms else ""
+
+
+def fmt(v, spec=",.0f", unit=""):
+    if isinstance(v, bool) or v is None:
+        return "-"
+    if isinstance(v, (int, float)):
+        return format(v, spec) + unit
+    return str(v)
+
+
+def table(lines, header, rows):
+    """A markdown table: `header` cells ending in ':' are right-aligned; a blank line after."""
+    names = [h.rstrip(":") for h in header]
+    lines.append("| " + " | ".join(names) + " |")
+    lines.append("|" + "|".join("---:" if h.endswith(":") else "---" for h in header) + "|")
+    lines.extend("| " + " | ".join(str(c) for c in r) + " |" for r in rows)
+    lines.append("")
+
+
+def markdown(s):
+    modes = {v.get("mode") for v in s.get("run", {}).get("sections", {}).values()}
+    L = ["<!-- Generated by scripts/bench.sh (scripts/bench-summary.py) from bench-results/summary.json. Do not edit. -->", ""]
+    L.append("# Benchmark results")
+    L.append("")
+    if "quick" in modes:
+        L.append("> **Quick run, noisy machine — to be replaced.** These figures come from "
+                 "`scripts/bench.sh --quick` (short trials, fewer AORs) on a machine shared with "
+                 "other work; they show that the script works, not how fast anything is. "
+                 "A full `scripts/bench.sh` run on a quiet machine regenerates this page.")
+        L.append("")
+    m = s["machine"]
+    L.append(f"Generated {s['generated']} on revision `{s['revision']}`. Machine: {m['cpus']} CPUs "
+             f"({m['cpu_model']}), kernel {m['kernel']}. System under test on CPU 0, generator on "
+             f"CPU 1; the 2-shard rows put the second shard on the generator's CPU.")
+    L.append("")
+    secs = s.get("run", {}).get("sections", {})
+    if secs:
+        table(L, ["section", "mode", "revision", "finished (UTC)", "load average after"],
+              [[k, v.get("mode"), f"`{v.get('revision')}`", v.get("finished"), " ".join(v.get("loadavg", []))]
+               for k, v in secs.items()])
+
+    f = s.get("forward")
+    if f:
+        L.append("## Forwarding: CPU per message and saturation")
+        L.append("")
+        L.append(f"INVITEs for one registered AOR, each a new transaction (`scripts/bench-forward.sh`). "
+                 f"CPU per message at {fmt(f['fixed_rate'])}/s offered, and the most forwarded per "
+                 f"second in a ramp.")
+        L.append("")
+        table(L, ["system", "CPU µs/msg:", "p50 latency µs:", "saturation msg/s:", "CPU µs/msg saturated:", "valid"],
+              [[k, fmt(v["cpu_us_per_msg"], ".2f"), fmt(v["latency_p50_us"]),
+                fmt(v["saturation_msgs_per_s"]) + (" (flooder-limited)" if v.get("flooder_limited") else ""),
+                fmt(v["cpu_us_per_msg_saturated"], ".2f"), "yes" if v.get("valid") else "no (starved)"]
+               for k, v in f["systems"].items()])
+        if f.get("ratios"):
+            table(L, ["ratio", "CPU/msg:", "CPU/msg saturated:", "saturation:"],
+                  [[k, fmt(v["cpu_us_per_msg"], ".3f"), fmt(v["cpu_us_per_msg_saturated"], ".3f"),
+                    fmt(v["saturation_msgs_per_s"], ".2f", "x")] for k, v in f["ratios"].items()])
+
+    c = s.get("calls")
+    if c:
+        L.append("## Calls: highest clean rate and INVITE→200 latency")
+        L.append("")
+        L.append(f"`sipshard-load find-max call`: the highest rate whose trial had zero failed calls{clean_note(s)}; "
+                 "then calls at 50 % and 90 % of that rate, each through a freshly started proxy. "
+                 "Latency in ms; CPU is the proxy's per completed call.")
+        L.append("")
+        rows = []
+        for k, v in c.items():
+            if k == "ratios":
+                continue
+            for pct in (50, 90):
+                r = v.get(f"at_{pct}pct")
+                head = ([k, fmt(v["max_clean_rate"]) + (" (generator-limited)" if v.get("generator_limited") else "")]
+                        if pct == 50 else ["", ""])
+                if not r:
+                    rows.append(head + [f"{pct} %"] + ["-"] * 6)
+                    continue
+                lat = r["invite_to_200_ms"]
+                rows.append(head + [f"{pct} %", fmt(r["achieved_rate"]), fmt(r["failed"], "d"), fmt(lat["p50"], ".2f"),
+                                    fmt(lat["p99"], ".2f"), fmt(lat["p999"], ".2f"), fmt(r["sut_cpu_us_per_call"], ".1f")])
+        table(L, ["proxy", "max clean calls/s:", "at:", "calls/s:", "failed:", "p50:", "p99:", "p99.9:",
+                  "proxy CPU µs/call:"], rows)
+        for k, v in c.get("ratios", {}).items():
+            if v is not None:
+                L.append(f"- {k}: **{v}x**")
+        L.append("")
+
+    r = s.get("register")
+    if r:
+        L.append("## Registrations with Digest authentication")
+        L.append("")
+        fm = r.get("find_max")
+        if fm:
+            L.append("`sipshard-load find-max register`: each attempt a REGISTER answered with Digest "
+                     f"credentials (qop=auth) until 200; the highest rate with zero failures{clean_note(s)}.")
+            L.append("")
+            table(L, ["registrar", "max clean registrations/s:"],
+                  [[k, fmt(fm[k]["max_clean_rate"]) + (" (generator-limited)" if fm[k].get("generator_limited") else "")]
+                   for k in ("sipshard", "kamailio") if k in fm]
+                  + [["ratio", fmt(fm.get("ratio_sipshard_over_kamailio"), ".2f", "x")]])
+        cl = r.get("closed_loop")
+        if cl:
+            L.append(f"Closed loop (`scripts/bench-register-auth.sh`, {cl['window_user_agents']} user agents "
+                     "back to back; REGISTER → 401 → REGISTER with Digest → 200):")
+            L.append("")
+            table(L, ["registrar", "challenged registrations/s:", "CPU share:", "CPU µs per registration:"],
+                  [[k, fmt(cl[k]["median_challenged_registrations_per_sec"]), fmt(cl[k]["median_sut_cpu_share"], ".2f"),
+                    fmt(cl[k]["microseconds_cpu_per_challenged_registration"], ".1f")] for k in ("sipshard", "kamailio")]
+                  + [["ratio", fmt(cl.get("ratio_sipshard_over_kamailio"), ".2f", "x"), "",
+                      "per CPU second: " + fmt(cl.get("ratio_per_cpu_second"), ".2f", "x")]])
+
+    g = s.get("generators")
+    if g:
+        L.append("## Load generators: sipshard-load and SIPp")
+        L.append("")
+        table(L, ["", "sipshard-load:", "SIPp uac + uas:", "ratio:"], [
+            [f"CPU µs per call (UAC + UAS, {fmt(g.get('cost_rate'))} calls/s)", fmt(g.get("load_us_per_call"), ".1f"),
+             fmt(g.get("sipp_us_per_call"), ".1f"), fmt(g.get("ratio_sipp_over_load_cpu_per_call"), ".1f", "x")],
+            ["own ceiling, no proxy (calls/s)", fmt(g.get("load_self_max_clean")), fmt(g.get("sipp_direct_max_clean")),
+             fmt(ratio(g.get("load_self_max_clean"), g.get("sipp_direct_max_clean")), ".1f", "x")],
+            ["clean rate through sipshard, 1 shard (calls/s)", fmt(g.get("load_through_sipshard_max_clean")),
+             fmt(g.get("sipp_through_sipshard_max_clean")), fmt(g.get("ratio_load_over_sipp_through_sipshard"), ".1f", "x")],
+        ])
+        L.append("SIPp's rates are a ladder of fixed rates (the highest one it kept with no failed call); "
+                 "sipshard-load's come from its find-max search.")
+        L.append("")
+
+    mem = s.get("memory")
+    if mem:
+        L.append("## Memory per registered AOR")
+        L.append("")
+        table(L, ["sipshard", "AORs registered:", "resident before:", "resident after:", "bytes per AOR:",
+                  "bytes per AOR per shard:"],
+              [[f"{v['shards']} shard{'s' if v['shards'] > 1 else ''}", fmt(v["aors_registered"]),
+                fmt(v["rss_before_bytes"] / 2**20, ".1f", " MiB"), fmt(v["rss_after_bytes"] / 2**20, ".1f", " MiB"),
+                fmt(v["rss_bytes_per_aor"], ".1f"), f"**{fmt(v['rss_bytes_per_aor_per_shard'], '.1f')}**"]
+               for v in (mem.get(k) for k in ("sipshard", "sipshard-2shards")) if v])
+        lt = mem.get("location_table")
+        if lt:
+            L.append(f"The location table alone (`cargo bench --bench location_memory`, {fmt(lt.get('aors'))} AORs): "
+                     f"{fmt(lt.get('heap_bytes_per_binding'), '.1f')} heap / {fmt(lt.get('rss_bytes_per_binding'), '.1f')} "
+                     f"resident bytes per binding per shard.")
+        L.append("")
+    L.append("Plots: [latency percentiles](img/latency-percentiles.svg), [rate over time](img/rate-over-time.svg), "
+             "[CPU per message](img/cpu-per-message.svg). Method: [benchmarks.md](benchmarks.md).")
+    L.append("")
+    return "\n".join(L)
+
+
+README_BEGIN = "<!-- bench-summary:begin (generated by scripts/bench.sh; do not edit) -->"
+README_END = "<!-- bench-summary:end -->"
+
+
+def readme_table(s):
+    """The README's short table: sipshard next to Kamailio on the headline figures."""
+    f = s.get("forward", {}).get("systems", {})
+    c = s.get("calls", {})
+    r = s.get("register", {}).get("find_max", {})
+    m = s.get("memory", {}).get("sipshard", {})
+    rows = []
+
+    def row(what, a, b, spec, a_limited=False, b_limited=False):
+        # A generator-limited rate is a lower bound, and so is a ratio with it on top.
+        rows.append([what, ("≥ " if a_limited else "") + fmt(a, spec), ("≥ " if b_limited else "") + fmt(b, spec),
+                     ("≥ " if a_limited and not b_limited else "") + fmt(ratio(a, b), ".2f", "x")])
+
+    fs, fk = f.get("sipshard", {}), f.get("kamailio", {})
+    if fs:
+        row(f"CPU µs per forwarded message at {fmt(s['forward'].get('fixed_rate'))}/s",
+            fs.get("cpu_us_per_msg"), fk.get("cpu_us_per_msg"), ".2f")
+        row("forwarding saturation, messages/s", fs.get("saturation_msgs_per_s"),
+            fk.get("saturation_msgs_per_s"), ",.0f")
+    if c.get("sipshard"):
+        ck = c.get("kamailio", {})
+        row("highest clean call rate, calls/s", c["sipshard"].get("max_clean_rate"), ck.get("max_clean_rate"),
+            ",.0f", c["sipshard"].get("generator_limited"), ck.get("generator_limited"))
+    if r.get("sipshard"):
+        rk = r.get("kamailio", {})
+        row("highest clean Digest REGISTER rate, /s", r["sipshard"].get("max_clean_rate"), rk.get("max_clean_rate"),
+            ",.0f", r["sipshard"].get("generator_limited"), rk.get("generator_limited"))
+    if m:
+        rows.append(["resident bytes per registered AOR per shard", fmt(m.get("rss_bytes_per_aor_per_shard"), ".0f"),
+                     "-", "-"])
+    if not rows:
+        return None
+    modes = {v.get("mode") for v in s.get("run", {}).get("sections", {}).values()}
+    L = [README_BEGIN, ""]
+    if "quick" in modes:
+        L += ["**Quick run on a noisy machine, to be replaced by a full run.**", ""]
+    table(L, ["one core each (1 shard, 1 worker)", "sipshard:", "Kamailio 5.6:", "ratio:"], rows)
+    L += [f"Revision `{s['revision']}`, {s['generated'][:10]}, {s['machine']['cpus']} CPUs "
+          f"({s['machine']['cpu_model']}); ≥: the generator's core ran out first. Method, every figure and plots: "
+          "[docs/benchmarks.md](docs/benchmarks.md), [docs/benchmarks-results.md](docs/benchmarks-results.md).",
+          "", README_END]
+    return "\n".join(L)
+
+
+def splice_readme(path, block):
+    """Replace the generated block of the README (between the markers) with `block`."""
+    text = open(path).read()
+    if README_BEGIN not in text or README_END not in text:
+        print(f"{path}: no {README_BEGIN!r} marker; README left alone")
+        return
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    with open(path, "w") as f:
+        f.write(head + block + tail)
+    print(f"README table: {path}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", nargs="?", default="bench-results")
+    ap.add_argument("--markdown", help="write the generated results page here")
+    ap.add_argument("--readme", help="replace the generated results block of this README")
+    a = ap.parse_args()
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         check=False).stdout.strip() or "unknown"
+    s = {
+        "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "revision": rev,
+        "machine": machine(),
+        "run": load(os.path.join(a.results, "run.json")) or {},
+    }
+    for key, fn in (("forward", forward), ("calls", calls), ("register", register),
+                    ("generators", lambda r: load(os.path.join(r, "generators", "loadgen.json"))),
+                    ("memory", memory)):
+        v = fn(a.results)
+        if v:
+            s[key] = v
+    path = os.path.join(a.results, "summary.json")
+    with open(path, "w") as f:
+        json.dump(s, f, indent=2)
+        f.write("\n")
+    print(f"summary: {path}")
+    if a.markdown:
+        text = markdown(s)
+        with open(a.markdown, "w") as f:
+            f.write(text)
+        print(text)
+    if a.readme:
+        block = readme_table(s)
+        if block:
+            splice_readme(a.readme, block)
+
+
+if __name__ == "__main__":
+    main()
