@@ -13,6 +13,7 @@
 
 pub mod batch;
 pub mod coalesce;
+pub mod prober;
 pub mod replication;
 pub mod socket;
 
@@ -33,11 +34,14 @@ use crate::metrics::{Counters, DropReason};
 use crate::metrics_export::{self, Latency, Published};
 use crate::persist::Store;
 use crate::proxy::local::LocalIdentity;
+use crate::proxy::next_hop::HopState;
+use crate::proxy::redirect::RedirectPolicy;
 use crate::proxy::{Action, Core, Now, ProxyConfig};
 use crate::registrar::table::LocationTable;
 use crate::registrar::RegistrarConfig;
 use batch::{Outgoing, RecvBatch, SendBatch, BATCH};
 use coalesce::Coalescer;
+use prober::Prober;
 use replication::Links;
 
 /// glommio's registered I/O buffer pool per executor. Datagrams never use it (they go through
@@ -86,17 +90,32 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             per_shard[i].push(s);
         }
     }
+    // A redirect domain is one of ours: its REGISTERs are served and its users looked up.
+    let mut domains = args.domains.clone();
+    for d in &args.redirect_domains {
+        if !domains.iter().any(|x| x.eq_ignore_ascii_case(d)) {
+            domains.push(d.clone());
+        }
+    }
     let identity = LocalIdentity::new(
         &bound,
         &socket::interface_addresses(),
         socket::host_name().as_deref(),
-        &args.domains,
+        &domains,
         args.advertise.as_deref(),
     );
     let cfg: &'static ProxyConfig = Box::leak(Box::new(ProxyConfig {
         local: identity,
         routes: args.routes.clone(),
         record_route: args.record_route,
+        redirect: RedirectPolicy {
+            all: args.redirect,
+            domains: args
+                .redirect_domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+        },
         registrar: RegistrarConfig {
             default_expires: args.default_expires,
             min_expires: args.min_expires,
@@ -168,6 +187,20 @@ pub fn run(args: &Args) -> Result<Counters, String> {
     }
     let (reload_txs, reload_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel()).unzip();
     let reloader = Reloader::start(args, reload_txs)?;
+    let (prober, mut health_rxs) = match args.probe_interval {
+        Some(secs) if !cfg.routes.is_empty() => {
+            let (p, rxs) = Prober::start(
+                cfg,
+                Duration::from_secs_f64(secs),
+                args.probe_failures,
+                shards,
+                Arc::clone(&stop),
+            )?;
+            (Some(p), rxs.into_iter().map(Some).collect())
+        }
+        _ => (None, Vec::new()),
+    };
+    health_rxs.resize_with(shards, || None);
 
     // The persister, when there is one, is the last peer: it receives every shard's changes
     // like the other shards do, and sends nothing.
@@ -201,6 +234,7 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             auth: auth.clone(),
             reload,
             coalesce,
+            health: health_rxs[id].take(),
         };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
             .name(&format!("shard{id}"))
@@ -246,6 +280,9 @@ pub fn run(args: &Args) -> Result<Counters, String> {
         }
     }
     reloader.stop();
+    if let Some(p) = prober {
+        p.join();
+    }
     Ok(total)
 }
 
@@ -259,6 +296,8 @@ struct Shard {
     latency: RefCell<Latency>,
     /// Where the housekeeping tick publishes counters for the metrics endpoint.
     published: Arc<Published>,
+    /// Next-hop state changes from the prober, when probing is on.
+    health: Option<RefCell<rtrb::Consumer<HopState>>>,
 }
 
 /// Measure one datagram's processing time in this many (a power of two).
@@ -279,6 +318,7 @@ struct ShardSetup {
     /// New users files after SIGHUP.
     reload: mpsc::Receiver<Arc<UserDb>>,
     coalesce: Duration,
+    health: Option<rtrb::Consumer<HopState>>,
 }
 
 async fn shard_main(setup: ShardSetup) -> Counters {
@@ -292,6 +332,7 @@ async fn shard_main(setup: ShardSetup) -> Counters {
         auth,
         reload,
         coalesce,
+        health,
     } = setup;
     let mut core = Core::with_table(cfg, seed);
     if let Some((authn, mode)) = auth {
@@ -308,6 +349,7 @@ async fn shard_main(setup: ShardSetup) -> Counters {
         links: RefCell::new(links),
         latency: RefCell::new(Latency::default()),
         published,
+        health: health.map(RefCell::new),
     });
     let mut tasks = Vec::new();
     for idx in 0..shard.sockets.len() {
@@ -323,6 +365,7 @@ async fn shard_main(setup: ShardSetup) -> Counters {
         let mut core = shard.core.borrow_mut();
         // An idle shard still takes in what the others changed, for gauges and the purge.
         exchange(&shard, &mut core);
+        apply_hop_states(&shard, &mut core);
         if ticks % PURGE_EVERY_TICKS == 0 {
             core.purge(now());
         }
@@ -420,6 +463,7 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize, coalesce: Duration) {
                 .links
                 .borrow_mut()
                 .drain(|rec| core.apply_replica(rec));
+            apply_hop_states(&shard, &mut core);
             for i in 0..count {
                 let Some(src) = batch.srcs[i].take() else {
                     continue;
@@ -509,6 +553,16 @@ fn exchange(shard: &Shard, core: &mut Core) {
         links.send(rec);
     }
     links.drain(|rec| core.apply_replica(rec));
+}
+
+/// Apply the next-hop changes the prober published (one acquire load when there are none).
+fn apply_hop_states(shard: &Shard, core: &mut Core) {
+    if let Some(rx) = &shard.health {
+        let mut rx = rx.borrow_mut();
+        while let Ok(s) = rx.pop() {
+            core.apply_hop_state(s);
+        }
+    }
 }
 
 /// The authenticator of `--users`, built once for every shard; `None` without `--users`.
