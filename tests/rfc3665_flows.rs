@@ -1,0 +1,226 @@
+//! Every RFC 3665 session flow a proxy takes part in, through sipshard between real peers:
+//! one SIPp scenario pair per flow (`tests/scenarios/uac_3_N.xml`, `uas_3_N.xml`, written after
+//! the RFC's message details), at least 50 calls each, zero failed.
+//!
+//! Each test checks the messages as the UAS received them (Via stack, Record-Route, Route,
+//! Max-Forwards, Request-URI) twice: per call inside the UAS scenario (`ereg check_it`), and over
+//! the whole UAS message log here. It checks the outcome at the UAC by SIPp's statistics, and
+//! what sipshard itself sent or absorbed by its exit counters. Each test then writes its row of
+//! the table in `docs/rfc3665-flows.md` (see [`flows::Row`]), which is regenerated from every row
+//! present, so the committed table is the output of a real run.
+//!
+//! Everything runs on 127.0.0.1 on free ports, one test at a time (`peers::serial`), each
+//! bounded by SIPp's `-timeout` and the waits below; every process is killed when its test ends.
+
+mod flows;
+mod peers;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use flows::{esc, sipshard_totals, Expect, Row, CALLS, RATE};
+use peers::{finish_calls, tail, Scratch, SipClient, Sipp, Sipshard};
+
+const BILOXI: &str = "biloxi.example.com";
+const ATLANTA: &str = "atlanta.example.com";
+
+/// 3.1: Alice -> sipshard (Record-Route, location lookup) -> Bob; ACK and BYE along the route.
+#[test]
+fn flow_3_1_successful_session() {
+    let _serial = peers::serial();
+    let row = Row::new("3.1", "Successful session", &["uac_3_1.xml", "uas_3_1.xml"]);
+    let dir = Scratch::new("rfc3665-3.1");
+    let started = Instant::now();
+    let (p1, bob, alice) = (peers::free_port(), peers::free_port(), peers::free_port());
+    let mut proxy = Sipshard::start(
+        &dir,
+        p1,
+        &["--shards", "1", "--domain", BILOXI, "--record-route"],
+    );
+    flows::register(proxy.addr, "bob", BILOXI, bob);
+    let subs = [("@P1@", esc(p1)), ("@BOB@", bob.to_string())];
+    let mut uas = flows::uas(&dir, "uas_3_1.xml", &subs, bob, &[]);
+    let mut uac = flows::uac(&dir, "uac_3_1.xml", &subs, alice, proxy.addr, &[]);
+    let calls = finish_calls("3.1", started, &mut uac, &mut uas, Duration::from_secs(60));
+    let log = proxy.stop();
+    calls.assert_all_succeeded(CALLS, &format!("--- sipshard ---\n{}", tail(&log, 3000)));
+
+    let at_bob = uas.messages();
+    let dialog = Expect {
+        ruri: format!("sip:bob@127.0.0.1:{bob}"),
+        vias: vec![flows::our_via(p1), flows::ua_via(alice)],
+        max_forwards: 69,
+        routes: vec![],
+        record_routes: None,
+    };
+    flows::check(
+        &at_bob,
+        "INVITE",
+        CALLS,
+        &Expect {
+            record_routes: Some(vec![format!("<sip:127.0.0.1:{p1};lr>")]),
+            ..dialog.clone()
+        },
+    );
+    flows::check(&at_bob, "ACK", CALLS, &dialog);
+    flows::check(&at_bob, "BYE", CALLS, &dialog);
+    row.pass(&calls, "INVITE/ACK/BYE: R-URI = Bob's Contact, Via sipshard+Alice, Max-Forwards 69, no Route; INVITE Record-Route sipshard");
+}
+
+/// Two sipshards in a row: the first for atlanta.example.com (Alice's proxy, `--users`: 407),
+/// routing biloxi.example.com to the second (Bob's registrar); both Record-Route.
+struct TwoProxies {
+    first: Sipshard,
+    second: Sipshard,
+    p1: u16,
+    p2: u16,
+    /// The second proxy's logs (its own directory: both are named `sipshard`).
+    _second_dir: Scratch,
+}
+
+impl TwoProxies {
+    fn start(dir: &Scratch, first_args: &[&str], second_args: &[&str]) -> TwoProxies {
+        let (p1, p2) = (peers::free_port(), peers::free_port());
+        let second_dir = Scratch::new("rfc3665-second-proxy");
+        let second = Sipshard::start(
+            &second_dir,
+            p2,
+            &[
+                &["--shards", "1", "--domain", BILOXI, "--record-route"],
+                second_args,
+            ]
+            .concat(),
+        );
+        let route = format!("{BILOXI}=127.0.0.1:{p2}");
+        let first = Sipshard::start(
+            dir,
+            p1,
+            &[
+                &[
+                    "--shards",
+                    "1",
+                    "--domain",
+                    ATLANTA,
+                    "--record-route",
+                    "--route",
+                    &route,
+                ],
+                first_args,
+            ]
+            .concat(),
+        );
+        TwoProxies {
+            first,
+            second,
+            p1,
+            p2,
+            _second_dir: second_dir,
+        }
+    }
+
+    /// Stop both; their logs, for failure messages.
+    fn stop(&mut self) -> (String, String) {
+        (self.first.stop(), self.second.stop())
+    }
+}
+
+/// What Bob receives through both proxies: their Vias, Max-Forwards 68, no Route.
+fn through_two(p1: u16, p2: u16, bob: u16, alice: u16) -> Expect {
+    Expect {
+        ruri: format!("sip:bob@127.0.0.1:{bob}"),
+        vias: vec![flows::our_via(p2), flows::our_via(p1), flows::ua_via(alice)],
+        max_forwards: 68,
+        routes: vec![],
+        record_routes: None,
+    }
+}
+
+/// 3.2: Alice -> sipshard 1 (407, then forwards by domain) -> sipshard 2 (location) -> Bob.
+#[test]
+fn flow_3_2_two_proxies() {
+    let _serial = peers::serial();
+    let row = Row::new(
+        "3.2",
+        "Session through two proxies",
+        &["uac_3_2.xml", "uas_3_2.xml"],
+    );
+    let dir = Scratch::new("rfc3665-3.2");
+    let started = Instant::now();
+    let users = dir.write("users", "alice:s3cret\n");
+    let users = users.to_string_lossy();
+    let mut proxies = TwoProxies::start(&dir, &["--users", &users], &[]);
+    let (p1, p2) = (proxies.p1, proxies.p2);
+    let (bob, alice) = (peers::free_port(), peers::free_port());
+    flows::register(proxies.second.addr, "bob", BILOXI, bob);
+    let subs = [
+        ("@P1@", esc(p1)),
+        ("@P2@", esc(p2)),
+        ("@BOB@", bob.to_string()),
+    ];
+    let mut uas = flows::uas(&dir, "uas_3_2.xml", &subs, bob, &[]);
+    let auth = [
+        "-au",
+        "alice",
+        "-ap",
+        "s3cret",
+        "-auth_uri",
+        "bob@biloxi.example.com",
+    ];
+    let first = proxies.first.addr;
+    let mut uac = flows::uac(&dir, "uac_3_2.xml", &subs, alice, first, &auth);
+    let calls = finish_calls("3.2", started, &mut uac, &mut uas, Duration::from_secs(60));
+    let (log1, log2) = proxies.stop();
+    calls.assert_all_succeeded(
+        CALLS,
+        &format!(
+            "--- first ---\n{}\n--- second ---\n{}",
+            tail(&log1, 3000),
+            tail(&log2, 3000)
+        ),
+    );
+
+    let at_bob = uas.messages();
+    let dialog = through_two(p1, p2, bob, alice);
+    let invites = flows::check(
+        &at_bob,
+        "INVITE",
+        CALLS,
+        &Expect {
+            record_routes: Some(vec![
+                format!("<sip:127.0.0.1:{p2};lr>"),
+                format!("<sip:127.0.0.1:{p1};lr>"),
+            ]),
+            ..dialog.clone()
+        },
+    );
+    for m in &invites {
+        assert!(flows::value(m, "Proxy-Authorization").is_none(), "{m:#?}");
+    }
+    flows::check(&at_bob, "ACK", CALLS, &dialog);
+    flows::check(&at_bob, "BYE", CALLS, &dialog);
+    // Alice's ACK and BYE carry the route set: first proxy, then second.
+    let alice_log = uac.messages();
+    for method in ["ACK ", "BYE "] {
+        for m in peers::traced_messages(&alice_log, method) {
+            if flows::value(&m, "CSeq").is_some_and(|c| c.starts_with("1 ")) {
+                continue; // the ACK of the 407
+            }
+            assert_eq!(
+                flows::list(&m, "Route"),
+                [
+                    format!("<sip:127.0.0.1:{p1};lr>"),
+                    format!("<sip:127.0.0.1:{p2};lr>")
+                ],
+                "{m:#?}"
+            );
+        }
+    }
+    // Every first INVITE was challenged by the first proxy, and every ACK of a 407 absorbed.
+    let (_, _, replies1, dropped1) = sipshard_totals(&log1);
+    assert!(
+        replies1 >= CALLS as u64 && dropped1 >= CALLS as u64,
+        "{}",
+        tail(&log1, 2000)
+    );
+    row.pass(&calls, "407 from the first proxy (realm atlanta.example.com), its ACK absorbed; INVITE/ACK/BYE: Via both proxies+Alice, Max-Forwards 68, no Route, no Proxy-Authorization; INVITE Record-Route second, first; Alice's Route set first, second");
+}
