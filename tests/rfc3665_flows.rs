@@ -24,37 +24,88 @@ use peers::{finish_calls, tail, Scratch, SipClient, Sipp, Sipshard};
 const BILOXI: &str = "biloxi.example.com";
 const ATLANTA: &str = "atlanta.example.com";
 
+/// One flow through one sipshard (Bob's registrar for biloxi.example.com, Record-Routing):
+/// what the agents and sipshard left behind.
+struct OneProxy {
+    calls: peers::Calls,
+    /// Message logs of the UAS (Bob) and the UAC (Alice).
+    at_bob: String,
+    at_alice: String,
+    sipshard_log: String,
+    p1: u16,
+    bob: u16,
+    alice: u16,
+}
+
+impl OneProxy {
+    /// Run `uac` -> sipshard -> `uas` (scenario files) and assert every call succeeded.
+    fn run(flow: &str, uac: &str, uas: &str) -> OneProxy {
+        let dir = Scratch::new(&format!("rfc3665-{flow}"));
+        let started = Instant::now();
+        let (p1, bob, alice) = (peers::free_port(), peers::free_port(), peers::free_port());
+        let mut proxy = Sipshard::start(
+            &dir,
+            p1,
+            &["--shards", "1", "--domain", BILOXI, "--record-route"],
+        );
+        flows::register(proxy.addr, "bob", BILOXI, bob);
+        let subs = [("@P1@", esc(p1)), ("@BOB@", bob.to_string())];
+        let mut uas = flows::uas(&dir, uas, &subs, bob, &[]);
+        let mut uac = flows::uac(&dir, uac, &subs, alice, proxy.addr, &[]);
+        let calls = finish_calls(flow, started, &mut uac, &mut uas, Duration::from_secs(60));
+        let log = proxy.stop();
+        calls.assert_all_succeeded(CALLS, &format!("--- sipshard ---\n{}", tail(&log, 3000)));
+        OneProxy {
+            calls,
+            at_bob: uas.messages(),
+            at_alice: uac.messages(),
+            sipshard_log: log,
+            p1,
+            bob,
+            alice,
+        }
+    }
+
+    /// What Bob receives through the one proxy: its Via, Max-Forwards 69, no Route.
+    fn expect(&self) -> Expect {
+        Expect {
+            ruri: format!("sip:bob@127.0.0.1:{}", self.bob),
+            vias: vec![flows::our_via(self.p1), flows::ua_via(self.alice)],
+            max_forwards: 69,
+            routes: vec![],
+            record_routes: None,
+        }
+    }
+
+    /// Every `method` request of a call reached Bob with the top Via (sipshard's branch) of
+    /// that call's INVITE: the same transaction downstream.
+    fn same_branch_as_invite(&self, method: &str) {
+        let invites = flows::top_vias(&self.at_bob, "INVITE");
+        let others = flows::top_vias(&self.at_bob, method);
+        assert!(
+            others.len() >= CALLS as usize,
+            "{} calls with a {method}",
+            others.len()
+        );
+        for (call, vias) in &others {
+            let inv = invites.get(call).and_then(|v| v.first());
+            for v in vias {
+                assert_eq!(Some(v), inv, "{method} of {call}: not the INVITE's branch");
+            }
+        }
+    }
+}
+
 /// 3.1: Alice -> sipshard (Record-Route, location lookup) -> Bob; ACK and BYE along the route.
 #[test]
 fn flow_3_1_successful_session() {
     let _serial = peers::serial();
     let row = Row::new("3.1", "Successful session", &["uac_3_1.xml", "uas_3_1.xml"]);
-    let dir = Scratch::new("rfc3665-3.1");
-    let started = Instant::now();
-    let (p1, bob, alice) = (peers::free_port(), peers::free_port(), peers::free_port());
-    let mut proxy = Sipshard::start(
-        &dir,
-        p1,
-        &["--shards", "1", "--domain", BILOXI, "--record-route"],
-    );
-    flows::register(proxy.addr, "bob", BILOXI, bob);
-    let subs = [("@P1@", esc(p1)), ("@BOB@", bob.to_string())];
-    let mut uas = flows::uas(&dir, "uas_3_1.xml", &subs, bob, &[]);
-    let mut uac = flows::uac(&dir, "uac_3_1.xml", &subs, alice, proxy.addr, &[]);
-    let calls = finish_calls("3.1", started, &mut uac, &mut uas, Duration::from_secs(60));
-    let log = proxy.stop();
-    calls.assert_all_succeeded(CALLS, &format!("--- sipshard ---\n{}", tail(&log, 3000)));
-
-    let at_bob = uas.messages();
-    let dialog = Expect {
-        ruri: format!("sip:bob@127.0.0.1:{bob}"),
-        vias: vec![flows::our_via(p1), flows::ua_via(alice)],
-        max_forwards: 69,
-        routes: vec![],
-        record_routes: None,
-    };
+    let run = OneProxy::run("3.1", "uac_3_1.xml", "uas_3_1.xml");
+    let (at_bob, p1) = (&run.at_bob, run.p1);
+    let dialog = run.expect();
     flows::check(
-        &at_bob,
+        at_bob,
         "INVITE",
         CALLS,
         &Expect {
@@ -62,9 +113,9 @@ fn flow_3_1_successful_session() {
             ..dialog.clone()
         },
     );
-    flows::check(&at_bob, "ACK", CALLS, &dialog);
-    flows::check(&at_bob, "BYE", CALLS, &dialog);
-    row.pass(&calls, "INVITE/ACK/BYE: R-URI = Bob's Contact, Via sipshard+Alice, Max-Forwards 69, no Route; INVITE Record-Route sipshard");
+    flows::check(at_bob, "ACK", CALLS, &dialog);
+    flows::check(at_bob, "BYE", CALLS, &dialog);
+    row.pass(&run.calls, "INVITE/ACK/BYE: R-URI = Bob's Contact, Via sipshard+Alice, Max-Forwards 69, no Route; INVITE Record-Route sipshard");
 }
 
 /// Two sipshards in a row: the first for atlanta.example.com (Alice's proxy, `--users`: 407),
@@ -223,4 +274,80 @@ fn flow_3_2_two_proxies() {
         tail(&log1, 2000)
     );
     row.pass(&calls, "407 from the first proxy (realm atlanta.example.com), its ACK absorbed; INVITE/ACK/BYE: Via both proxies+Alice, Max-Forwards 68, no Route, no Proxy-Authorization; INVITE Record-Route second, first; Alice's Route set first, second");
+}
+
+/// 3.7: after the call is set up through sipshard, Alice's address changes and she sends a
+/// re-INVITE with the new media address; it and every other in-dialog request follow the
+/// route set through sipshard.
+#[test]
+fn flow_3_7_reinvite() {
+    let _serial = peers::serial();
+    let row = Row::new(
+        "3.7",
+        "Session with re-INVITE after an address change",
+        &["uac_3_7.xml", "uas_3_7.xml"],
+    );
+    let run = OneProxy::run("3.7", "uac_3_7.xml", "uas_3_7.xml");
+    let dialog = run.expect();
+    let invites = flows::check(&run.at_bob, "INVITE", 2 * CALLS, &dialog);
+    let reinvites = invites
+        .iter()
+        .filter(|m| flows::value(m, "CSeq") == Some("2 INVITE"))
+        .count();
+    assert_eq!(reinvites, CALLS as usize, "re-INVITEs at Bob");
+    flows::check(&run.at_bob, "ACK", 2 * CALLS, &dialog);
+    flows::check(&run.at_bob, "BYE", CALLS, &dialog);
+    // Alice sent the re-INVITE to sipshard's Record-Route (her route set), not to Bob.
+    for m in peers::traced_messages(&run.at_alice, "INVITE ") {
+        if flows::value(&m, "CSeq") == Some("2 INVITE") {
+            assert_eq!(
+                flows::list(&m, "Route"),
+                [format!("<sip:127.0.0.1:{};lr>", run.p1)],
+                "{m:#?}"
+            );
+        }
+    }
+    row.pass(&run.calls, "re-INVITE (new SDP address), both ACKs and BYE: R-URI = Bob's Contact, Via sipshard+Alice, Max-Forwards 69, Route consumed; Alice's re-INVITE carried sipshard's Route");
+}
+
+/// 3.8: Bob rings, Alice CANCELs; the CANCEL and the ACK of the 487 take the INVITE's path
+/// and branch.
+#[test]
+fn flow_3_8_no_answer() {
+    let _serial = peers::serial();
+    let row = Row::new(
+        "3.8",
+        "Unsuccessful no answer",
+        &["uac_3_8.xml", "uas_3_8.xml"],
+    );
+    let run = OneProxy::run("3.8", "uac_3_8.xml", "uas_3_8.xml");
+    let dialog = run.expect();
+    for method in ["INVITE", "CANCEL", "ACK"] {
+        flows::check(&run.at_bob, method, CALLS, &dialog);
+    }
+    run.same_branch_as_invite("CANCEL");
+    run.same_branch_as_invite("ACK");
+    let got_487 = peers::traced_messages(&run.at_alice, "SIP/2.0 487").len();
+    assert!(got_487 >= CALLS as usize, "Alice received {got_487} 487s");
+    row.pass(&run.calls, "INVITE, CANCEL, ACK of the 487: R-URI = Bob's Contact, Via sipshard+Alice, Max-Forwards 69; CANCEL and ACK with the INVITE's sipshard branch; 487 back at Alice");
+}
+
+/// 3.9: Bob is busy (486); the ACK for the non-2xx response takes the INVITE's path and branch.
+#[test]
+fn flow_3_9_busy() {
+    let _serial = peers::serial();
+    let row = Row::new("3.9", "Unsuccessful busy", &["uac_3_9.xml", "uas_3_9.xml"]);
+    let run = OneProxy::run("3.9", "uac_3_9.xml", "uas_3_9.xml");
+    let dialog = run.expect();
+    flows::check(&run.at_bob, "INVITE", CALLS, &dialog);
+    flows::check(&run.at_bob, "ACK", CALLS, &dialog);
+    run.same_branch_as_invite("ACK");
+    let (_, _, _, dropped) = sipshard_totals(&run.sipshard_log);
+    assert_eq!(
+        dropped,
+        0,
+        "sipshard absorbed nothing: {}",
+        tail(&run.sipshard_log, 2000)
+    );
+    row.pass(&run.calls, "INVITE and ACK of the 486: R-URI = Bob's Contact, Via sipshard+Alice, Max-Forwards 69; ACK with the INVITE's sipshard branch; 486 back at Alice");
 }

@@ -56,19 +56,7 @@ pub fn register(registrar: SocketAddr, user: &str, domain: &str, port: u16) {
 
 /// Start the UAS scenario `file` on `port` (Bob), message log on.
 pub fn uas(dir: &Scratch, file: &str, subs: &[(&str, String)], port: u16, extra: &[&str]) -> Sipp {
-    let path = scenario(dir, file, subs);
-    Agent {
-        name: "uas",
-        scenario: Scenario::File(&path),
-        port,
-        service: "bob",
-        calls: CALLS,
-        remote: None,
-        timeout: Duration::from_secs(60),
-        extra,
-        trace_msg: true,
-    }
-    .start(dir)
+    agent(dir, "uas", file, subs, port, None, extra)
 }
 
 /// Start the UAC scenario `file` on `port` (Alice) towards `to`: CALLS calls at RATE per second.
@@ -80,19 +68,42 @@ pub fn uac(
     to: SocketAddr,
     extra: &[&str],
 ) -> Sipp {
+    agent(dir, "uac", file, subs, port, Some((to, RATE)), extra)
+}
+
+fn agent(
+    dir: &Scratch,
+    name: &str,
+    file: &str,
+    subs: &[(&str, String)],
+    port: u16,
+    remote: Option<(SocketAddr, u32)>,
+    extra: &[&str],
+) -> Sipp {
     let path = scenario(dir, file, subs);
     Agent {
-        name: "uac",
+        name,
         scenario: Scenario::File(&path),
         port,
         service: "bob",
         calls: CALLS,
-        remote: Some((to, RATE)),
-        timeout: Duration::from_secs(45),
+        remote,
+        timeout: Duration::from_secs(if remote.is_some() { 45 } else { 60 }),
         extra,
         trace_msg: true,
     }
     .start(dir)
+}
+
+/// The top Via of every `method` request in a message log, by Call-ID.
+pub fn top_vias(log: &str, method: &str) -> std::collections::HashMap<String, Vec<String>> {
+    let mut out: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for m in traced_messages(log, &format!("{method} ")) {
+        if let (Some(id), Some(via)) = (value(&m, "Call-ID"), value(&m, "Via")) {
+            out.entry(id.to_string()).or_default().push(via.to_string());
+        }
+    }
+    out
 }
 
 /// What every request of one method must look like at the UAS.
