@@ -351,3 +351,108 @@ fn flow_3_9_busy() {
     );
     row.pass(&run.calls, "INVITE and ACK of the 486: R-URI = Bob's Contact, Via sipshard+Alice, Max-Forwards 69; ACK with the INVITE's sipshard branch; 486 back at Alice");
 }
+
+/// 3.10: Bob never answers. sipshard forwards every INVITE retransmission of Alice's (with the
+/// same branch) and generates nothing itself; Alice gives up by her own timer.
+#[test]
+fn flow_3_10_no_response() {
+    let _serial = peers::serial();
+    let row = Row::new(
+        "3.10",
+        "Unsuccessful no response from the UA",
+        &["uac_3_10.xml", "uas_3_10.xml"],
+    );
+    let run = OneProxy::run("3.10", "uac_3_10.xml", "uas_3_10.xml");
+    flows::check(&run.at_bob, "INVITE", CALLS, &run.expect());
+    let sent = flows::top_vias(&run.at_alice, "INVITE");
+    let got = flows::top_vias(&run.at_bob, "INVITE");
+    assert_eq!(sent.len(), CALLS as usize, "calls Alice placed");
+    let mut copies = 0;
+    for (call, alice_copies) in &sent {
+        let bob_copies = got.get(call).map_or(&[][..], Vec::as_slice);
+        assert!(
+            alice_copies.len() >= 3,
+            "{call}: Alice retransmitted only {} times",
+            alice_copies.len() - 1
+        );
+        assert_eq!(
+            bob_copies.len(),
+            alice_copies.len(),
+            "{call}: copies sent vs received by Bob"
+        );
+        assert!(
+            bob_copies.iter().all(|v| v == &bob_copies[0]),
+            "{call}: branches differ: {bob_copies:#?}"
+        );
+        copies += bob_copies.len();
+    }
+    // Nothing came back to Alice: no 100, no 408, no 480 from a stateless proxy.
+    let received = run.at_alice.matches("message received").count();
+    assert_eq!(received, 0, "Alice received {received} messages");
+    let (_, _, replies, _) = sipshard_totals(&run.sipshard_log);
+    assert!(
+        replies < 10,
+        "sipshard replied {replies} times (readiness OPTIONS and REGISTER only)"
+    );
+    row.pass(&run.calls, &format!("every INVITE copy Alice sent ({copies} for 50 calls) reached Bob with one sipshard branch per call, Via sipshard+Alice, Max-Forwards 69; nothing sent back to Alice"));
+}
+
+/// 3.11: Bob is not registered: sipshard answers 480 itself and absorbs the ACK.
+#[test]
+fn flow_3_11_unavailable() {
+    let _serial = peers::serial();
+    let row = Row::new(
+        "3.11",
+        "Unsuccessful temporarily unavailable",
+        &["uac_3_11.xml", "(no UAS: Bob unregistered)"],
+    );
+    let dir = Scratch::new("rfc3665-3.11");
+    let started = Instant::now();
+    let (p1, alice) = (peers::free_port(), peers::free_port());
+    let mut proxy = Sipshard::start(
+        &dir,
+        p1,
+        &["--shards", "1", "--domain", BILOXI, "--record-route"],
+    );
+    // Bob registered once, then removed his binding; his old address stays bound here.
+    let old_bob = UdpSocket::bind("127.0.0.1:0").expect("bind Bob's old address");
+    let bob_port = old_bob.local_addr().expect("address").port();
+    flows::register(proxy.addr, "bob", BILOXI, bob_port);
+    let aor = format!("sip:bob@{BILOXI}");
+    let contact = format!("sip:bob@127.0.0.1:{bob_port}");
+    let gone = SipClient::new().register(proxy.addr, &aor, &[&contact], Some(0));
+    assert_eq!(gone.status, 200, "{}", gone.text);
+    let mut uac = flows::uac(&dir, "uac_3_11.xml", &[], alice, proxy.addr, &[]);
+    let outcome = uac.wait(Duration::from_secs(60));
+    println!(
+        "3.11: {:.1} s\n  uac {}",
+        started.elapsed().as_secs_f64(),
+        outcome.summary()
+    );
+    let log = proxy.stop();
+    assert_eq!(
+        (outcome.exit_code(), outcome.successful(), outcome.failed()),
+        (Some(0), CALLS as u64, 0),
+        "{}\n{}\n{}",
+        outcome.summary(),
+        uac.diagnostics(),
+        tail(&log, 3000)
+    );
+    old_bob.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 2048];
+    assert!(
+        old_bob.recv_from(&mut buf).is_err(),
+        "something reached Bob's old address"
+    );
+    let (_, sent, replies, dropped) = sipshard_totals(&log);
+    assert_eq!(
+        sent,
+        replies,
+        "sipshard forwarded something:\n{}",
+        tail(&log, 2000)
+    );
+    assert!(dropped >= CALLS as u64, "ACKs absorbed: {dropped}");
+    let got_480 = peers::traced_messages(&uac.messages(), "SIP/2.0 480").len();
+    assert_eq!(got_480, CALLS as usize);
+    row.pass_uac(&outcome, "480 from sipshard for every INVITE, every ACK absorbed (dropped >= 50), nothing forwarded (sent = replies), nothing reached Bob's old Contact");
+}
