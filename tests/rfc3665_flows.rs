@@ -456,3 +456,95 @@ fn flow_3_11_unavailable() {
     assert_eq!(got_480, CALLS as usize);
     row.pass_uac(&outcome, "480 from sipshard for every INVITE, every ACK absorbed (dropped >= 50), nothing forwarded (sent = replies), nothing reached Bob's old Contact");
 }
+
+/// 3.6: a sipshard in redirect mode answers 302 with Bob's binding (and absorbs the ACK); Alice
+/// then calls the Contact through a second sipshard acting as proxy; SDP offer in the 200,
+/// answer in the ACK.
+#[test]
+fn flow_3_6_redirect() {
+    let _serial = peers::serial();
+    let row = Row::new(
+        "3.6",
+        "Session via redirect and proxy servers with SDP in the ACK",
+        &["uac_3_6.xml", "uas_3_6.xml"],
+    );
+    let dir = Scratch::new("rfc3665-3.6");
+    let proxy_dir = Scratch::new("rfc3665-3.6-proxy");
+    let started = Instant::now();
+    let (pr, pp, bob, alice) = (
+        peers::free_port(),
+        peers::free_port(),
+        peers::free_port(),
+        peers::free_port(),
+    );
+    let mut redirect = Sipshard::start(&dir, pr, &["--shards", "1", "--redirect-domain", BILOXI]);
+    let mut proxy = Sipshard::start(&proxy_dir, pp, &["--shards", "1", "--record-route"]);
+    flows::register(redirect.addr, "bob", BILOXI, bob);
+    let subs = [
+        ("@P1@", esc(pp)),
+        ("@P2_PORT@", pp.to_string()),
+        ("@BOB@", bob.to_string()),
+    ];
+    let mut uas = flows::uas(&dir, "uas_3_6.xml", &subs, bob, &[]);
+    let mut uac = flows::uac(&dir, "uac_3_6.xml", &subs, alice, redirect.addr, &[]);
+    let calls = finish_calls("3.6", started, &mut uac, &mut uas, Duration::from_secs(60));
+    let (log_r, log_p) = (redirect.stop(), proxy.stop());
+    calls.assert_all_succeeded(
+        CALLS,
+        &format!(
+            "--- redirect ---\n{}\n--- proxy ---\n{}",
+            tail(&log_r, 3000),
+            tail(&log_p, 3000)
+        ),
+    );
+
+    let at_bob = uas.messages();
+    let dialog = Expect {
+        ruri: format!("sip:bob@127.0.0.1:{bob}"),
+        vias: vec![flows::our_via(pp), flows::ua_via(alice)],
+        max_forwards: 69,
+        routes: vec![],
+        record_routes: None,
+    };
+    flows::check(
+        &at_bob,
+        "INVITE",
+        CALLS,
+        &Expect {
+            record_routes: Some(vec![format!("<sip:127.0.0.1:{pp};lr>")]),
+            ..dialog.clone()
+        },
+    );
+    for ack in flows::check(&at_bob, "ACK", CALLS, &dialog) {
+        assert_eq!(
+            flows::value(&ack, "Content-Type"),
+            Some("application/sdp"),
+            "{ack:#?}"
+        );
+    }
+    flows::check(&at_bob, "BYE", CALLS, &dialog);
+    // The 302s Alice got list Bob's binding with q and expires.
+    let redirects = peers::traced_messages(&uac.messages(), "SIP/2.0 302");
+    assert_eq!(redirects.len(), CALLS as usize);
+    for r in &redirects {
+        let c = flows::value(r, "Contact").unwrap_or("");
+        assert!(
+            c.starts_with(&format!("<sip:bob@127.0.0.1:{bob}>;q=1.000;expires=")),
+            "302 Contact {c:?}"
+        );
+    }
+    // The redirect server forwarded nothing, answered every INVITE and absorbed every ACK.
+    let (_, sent, replies, dropped) = sipshard_totals(&log_r);
+    assert_eq!(
+        sent,
+        replies,
+        "the redirect server forwarded something:\n{}",
+        tail(&log_r, 2000)
+    );
+    assert!(
+        replies >= CALLS as u64 && dropped >= CALLS as u64,
+        "{}",
+        tail(&log_r, 2000)
+    );
+    row.pass(&calls, "302 from the redirect server with Bob's Contact (q, expires), its ACK absorbed, nothing forwarded by it; INVITE (no SDP), ACK (SDP answer), BYE at Bob: Via proxy+Alice, Max-Forwards 69, no Route; INVITE Record-Route proxy");
+}
