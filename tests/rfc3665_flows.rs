@@ -15,11 +15,11 @@
 mod flows;
 mod peers;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use flows::{esc, sipshard_totals, Expect, Row, CALLS, RATE};
-use peers::{finish_calls, tail, Scratch, SipClient, Sipp, Sipshard};
+use flows::{esc, sipshard_totals, Expect, Row, CALLS};
+use peers::{finish_calls, tail, Scratch, SipClient, Sipshard};
 
 const BILOXI: &str = "biloxi.example.com";
 const ATLANTA: &str = "atlanta.example.com";
@@ -547,4 +547,148 @@ fn flow_3_6_redirect() {
         tail(&log_r, 2000)
     );
     row.pass(&calls, "302 from the redirect server with Bob's Contact (q, expires), its ACK absorbed, nothing forwarded by it; INVITE (no SDP), ACK (SDP answer), BYE at Bob: Via proxy+Alice, Max-Forwards 69, no Route; INVITE Record-Route proxy");
+}
+
+/// Wait up to 15 s for `text` in a sipshard's log.
+fn wait_for_log(proxy: &mut Sipshard, text: &str) {
+    let seen = peers::eventually(Duration::from_secs(15), || {
+        proxy.proc.stderr_text().contains(text)
+    });
+    assert!(
+        seen,
+        "no {text:?} in the log:\n{}",
+        tail(&proxy.proc.stderr_text(), 3000)
+    );
+}
+
+/// 50 calls of the 3.4 pair from Alice's proxy `first` through next hop `hop` (Bob's registrar
+/// on port `p2`) to Bob; checks Bob's messages.
+fn calls_through_next_hop(label: &str, first: &Sipshard, p2: u16, bob: u16) -> peers::Calls {
+    let dir = Scratch::new(&format!("rfc3665-3.4-{label}"));
+    let started = Instant::now();
+    let alice = peers::free_port();
+    let p1 = first.addr.port();
+    let subs = [
+        ("@P1@", esc(p1)),
+        ("@P2@", esc(p2)),
+        ("@BOB@", bob.to_string()),
+    ];
+    let mut uas = flows::uas(&dir, "uas_3_4.xml", &subs, bob, &[]);
+    let mut uac = flows::uac(&dir, "uac_3_4.xml", &subs, alice, first.addr, &[]);
+    let calls = finish_calls(label, started, &mut uac, &mut uas, Duration::from_secs(60));
+    calls.assert_all_succeeded(CALLS, "");
+    let at_bob = uas.messages();
+    let dialog = through_two(p1, p2, bob, alice);
+    flows::check(
+        &at_bob,
+        "INVITE",
+        CALLS,
+        &Expect {
+            record_routes: Some(vec![
+                format!("<sip:127.0.0.1:{p2};lr>"),
+                format!("<sip:127.0.0.1:{p1};lr>"),
+            ]),
+            ..dialog.clone()
+        },
+    );
+    flows::check(&at_bob, "ACK", CALLS, &dialog);
+    flows::check(&at_bob, "BYE", CALLS, &dialog);
+    calls
+}
+
+/// 3.4 from the proxy's side: Alice's proxy routes biloxi.example.com to two next hops in
+/// order. The first (a bound socket that never answers) fails its OPTIONS probes and is marked
+/// down, so the calls go to the second; once a sipshard answers on the first hop's port, it is
+/// marked up and the calls move back to it.
+#[test]
+fn flow_3_4_proxy_failure() {
+    let _serial = peers::serial();
+    let row = Row::new(
+        "3.4",
+        "Successful session with proxy failure",
+        &["uac_3_4.xml", "uas_3_4.xml"],
+    );
+    let dir = Scratch::new("rfc3665-3.4");
+    let hop2_dir = Scratch::new("rfc3665-3.4-hop2");
+    let dead = UdpSocket::bind("127.0.0.1:0").expect("bind the silent first hop");
+    let (hop1, hop2, p1, bob) = (
+        dead.local_addr().expect("address").port(),
+        peers::free_port(),
+        peers::free_port(),
+        peers::free_port(),
+    );
+    let mut second = Sipshard::start(
+        &hop2_dir,
+        hop2,
+        &["--shards", "1", "--domain", BILOXI, "--record-route"],
+    );
+    flows::register(second.addr, "bob", BILOXI, bob);
+    let route = format!("{BILOXI}=127.0.0.1:{hop1},127.0.0.1:{hop2}");
+    let mut first = Sipshard::start(
+        &dir,
+        p1,
+        &[
+            "--shards",
+            "2",
+            "--domain",
+            ATLANTA,
+            "--record-route",
+            "--route",
+            &route,
+            "--probe-interval",
+            "0.5",
+            "--probe-failures",
+            "2",
+        ],
+    );
+    wait_for_log(&mut first, &format!("next hop 127.0.0.1:{hop1} is down"));
+    let calls = calls_through_next_hop("down", &first, hop2, bob);
+    // The silent hop got probes, and nothing else.
+    dead.set_nonblocking(true).expect("nonblocking");
+    let mut buf = vec![0u8; 65_536];
+    let mut probes = 0;
+    while let Ok((n, _)) = dead.recv_from(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            text.starts_with(&format!("OPTIONS sip:127.0.0.1:{hop1} SIP/2.0\r\n")),
+            "{text}"
+        );
+        assert!(text.contains("\r\nMax-Forwards: 0\r\n"), "{text}");
+        probes += 1;
+    }
+    assert!(probes >= 2, "{probes} probes reached the first hop");
+
+    // The first hop comes back: a sipshard on its port, Bob registered there too.
+    drop(dead);
+    let hop1_dir = Scratch::new("rfc3665-3.4-hop1");
+    let mut back = Sipshard::start(
+        &hop1_dir,
+        hop1,
+        &["--shards", "1", "--domain", BILOXI, "--record-route"],
+    );
+    flows::register(back.addr, "bob", BILOXI, bob);
+    wait_for_log(
+        &mut first,
+        &format!("next hop 127.0.0.1:{hop1} is up again"),
+    );
+    let calls_back = calls_through_next_hop("up", &first, hop1, bob);
+    let log = first.stop();
+    second.stop();
+    back.stop();
+    // Both shards of Alice's proxy applied both changes.
+    let changes: u64 = log
+        .lines()
+        .filter(|l| l.contains("next hop changes"))
+        .filter_map(|l| {
+            l.split("next hop changes: ")
+                .nth(1)?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(changes, 4, "2 shards x (down, up):\n{}", tail(&log, 3000));
+    let _ = calls_back;
+    row.pass(&calls, "first next hop silent: marked down after 2 unanswered probes (0.5 s apart), it received only OPTIONS (Max-Forwards 0); 50 calls via the second hop: Via second+first proxy+Alice, Max-Forwards 68, Record-Route both, no Route; then a sipshard on the first hop's port: marked up, 50 more calls via it, same checks; both shards applied both changes");
 }

@@ -267,6 +267,9 @@ pub fn run(args: &Args) -> Result<Counters, String> {
                         c.auth_reloads
                     );
                 }
+                if prober.is_some() {
+                    log::info!("shard {id}: next hop changes: {}", c.next_hop_changes);
+                }
                 total.add(&c);
             }
             Err(e) => return Err(format!("shard {id} failed: {e}")),
