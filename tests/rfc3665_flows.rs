@@ -175,15 +175,33 @@ impl TwoProxies {
     }
 }
 
-/// What Bob receives through both proxies: their Vias, Max-Forwards 68, no Route.
-fn through_two(p1: u16, p2: u16, bob: u16, alice: u16) -> Expect {
-    Expect {
+/// Check what Bob received through two proxies (`p1` Alice's, `p2` the next): INVITE, ACK
+/// and BYE with both proxies' Vias, Max-Forwards 68, no Route; the INVITE with both
+/// Record-Routes, `p2`'s on top. Returns the INVITEs.
+fn check_through_two(at_bob: &str, p1: u16, p2: u16, bob: u16, alice: u16) -> Vec<Vec<String>> {
+    let dialog = Expect {
         ruri: format!("sip:bob@127.0.0.1:{bob}"),
         vias: vec![flows::our_via(p2), flows::our_via(p1), flows::ua_via(alice)],
         max_forwards: 68,
         routes: vec![],
         record_routes: None,
-    }
+    };
+    let rr = vec![
+        format!("<sip:127.0.0.1:{p2};lr>"),
+        format!("<sip:127.0.0.1:{p1};lr>"),
+    ];
+    let invites = flows::check(
+        at_bob,
+        "INVITE",
+        CALLS,
+        &Expect {
+            record_routes: Some(rr),
+            ..dialog.clone()
+        },
+    );
+    flows::check(at_bob, "ACK", CALLS, &dialog);
+    flows::check(at_bob, "BYE", CALLS, &dialog);
+    invites
 }
 
 /// 3.2: Alice -> sipshard 1 (407, then forwards by domain) -> sipshard 2 (location) -> Bob.
@@ -230,25 +248,10 @@ fn flow_3_2_two_proxies() {
         ),
     );
 
-    let at_bob = uas.messages();
-    let dialog = through_two(p1, p2, bob, alice);
-    let invites = flows::check(
-        &at_bob,
-        "INVITE",
-        CALLS,
-        &Expect {
-            record_routes: Some(vec![
-                format!("<sip:127.0.0.1:{p2};lr>"),
-                format!("<sip:127.0.0.1:{p1};lr>"),
-            ]),
-            ..dialog.clone()
-        },
-    );
+    let invites = check_through_two(&uas.messages(), p1, p2, bob, alice);
     for m in &invites {
         assert!(flows::value(m, "Proxy-Authorization").is_none(), "{m:#?}");
     }
-    flows::check(&at_bob, "ACK", CALLS, &dialog);
-    flows::check(&at_bob, "BYE", CALLS, &dialog);
     // Alice's ACK and BYE carry the route set: first proxy, then second.
     let alice_log = uac.messages();
     for method in ["ACK ", "BYE "] {
@@ -577,22 +580,7 @@ fn calls_through_next_hop(label: &str, first: &Sipshard, p2: u16, bob: u16) -> p
     let mut uac = flows::uac(&dir, "uac_3_4.xml", &subs, alice, first.addr, &[]);
     let calls = finish_calls(label, started, &mut uac, &mut uas, Duration::from_secs(60));
     calls.assert_all_succeeded(CALLS, "");
-    let at_bob = uas.messages();
-    let dialog = through_two(p1, p2, bob, alice);
-    flows::check(
-        &at_bob,
-        "INVITE",
-        CALLS,
-        &Expect {
-            record_routes: Some(vec![
-                format!("<sip:127.0.0.1:{p2};lr>"),
-                format!("<sip:127.0.0.1:{p1};lr>"),
-            ]),
-            ..dialog.clone()
-        },
-    );
-    flows::check(&at_bob, "ACK", CALLS, &dialog);
-    flows::check(&at_bob, "BYE", CALLS, &dialog);
+    check_through_two(&uas.messages(), p1, p2, bob, alice);
     calls
 }
 
