@@ -680,3 +680,136 @@ fn flow_3_4_proxy_failure() {
     let _ = calls_back;
     row.pass(&calls, "first next hop silent: marked down after 2 unanswered probes (0.5 s apart), it received only OPTIONS (Max-Forwards 0); 50 calls via the second hop: Via second+first proxy+Alice, Max-Forwards 68, Record-Route both, no Route; then a sipshard on the first hop's port: marked up, 50 more calls via it, same checks; both shards applied both changes");
 }
+
+/// Register `user` at `registrar`, which challenges REGISTER, from `port` with SIPp's
+/// `register_auth.xml` (Digest): the binding's Contact is 127.0.0.1:`port`.
+fn register_with_password(
+    dir: &Scratch,
+    registrar: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+    port: u16,
+) {
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/register_auth.xml");
+    let args: Vec<String> = [
+        "-sf",
+        &file.to_string_lossy(),
+        "-key",
+        "user",
+        user,
+        "-key",
+        "domain",
+        BILOXI,
+        "-au",
+        user,
+        "-ap",
+        password,
+        "-auth_uri",
+        BILOXI,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+        "-timeout",
+        "20s",
+        "-timeout_error",
+        &registrar.to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut sipp = peers::Sipp::spawn(dir, &format!("register-{user}"), &args, false);
+    let done = sipp.wait(Duration::from_secs(30));
+    assert_eq!(
+        (done.exit_code(), done.successful()),
+        (Some(0), 1),
+        "REGISTER {user}: {}\n{}",
+        done.summary(),
+        sipp.diagnostics()
+    );
+}
+
+/// 3.3: Alice's proxy (atlanta.example.com) and Bob's (biloxi.example.com, `--auth callers`)
+/// both challenge her, each in its realm; the last INVITE carries credentials for both, and
+/// each proxy removes its own before forwarding.
+#[test]
+fn flow_3_3_multiple_proxy_authentication() {
+    let _serial = peers::serial();
+    let row = Row::new(
+        "3.3",
+        "Session with multiple proxy authentication",
+        &["uac_3_3.xml", "uas_3_3.xml"],
+    );
+    let dir = Scratch::new("rfc3665-3.3");
+    let started = Instant::now();
+    let atlanta_users = dir.write("atlanta.users", "alice:atl-s3cret\n");
+    let biloxi_users = dir.write("biloxi.users", "alice:blx-s3cret\nbob:b0b\n");
+    let mut proxies = TwoProxies::start(
+        &dir,
+        &["--users", &atlanta_users.to_string_lossy()],
+        &[
+            "--users",
+            &biloxi_users.to_string_lossy(),
+            "--auth",
+            "callers",
+        ],
+    );
+    let (p1, p2) = (proxies.p1, proxies.p2);
+    let (bob, alice) = (peers::free_port(), peers::free_port());
+    register_with_password(&dir, proxies.second.addr, "bob", "b0b", bob);
+    let subs = [
+        ("@P1@", esc(p1)),
+        ("@P2@", esc(p2)),
+        ("@BOB@", bob.to_string()),
+        ("@P1_PORT@", p1.to_string()),
+        ("@SELF_PORT@", alice.to_string()),
+        ("@PASS_ATLANTA@", "atl-s3cret".to_string()),
+        ("@PASS_BILOXI@", "blx-s3cret".to_string()),
+    ];
+    let mut uas = flows::uas(&dir, "uas_3_3.xml", &subs, bob, &[]);
+    let first = proxies.first.addr;
+    let auth_uri = ["-auth_uri", "bob@biloxi.example.com"];
+    let mut uac = flows::uac(&dir, "uac_3_3.xml", &subs, alice, first, &auth_uri);
+    let calls = finish_calls("3.3", started, &mut uac, &mut uas, Duration::from_secs(60));
+    let (log1, log2) = proxies.stop();
+    calls.assert_all_succeeded(
+        CALLS,
+        &format!(
+            "--- first ---\n{}\n--- second ---\n{}",
+            tail(&log1, 3000),
+            tail(&log2, 3000)
+        ),
+    );
+    let invites = check_through_two(&uas.messages(), p1, p2, bob, alice);
+    for m in &invites {
+        assert!(flows::value(m, "Proxy-Authorization").is_none(), "{m:#?}");
+    }
+    // What Alice sent to the first proxy last: one Proxy-Authorization per realm.
+    let alice_log = uac.messages();
+    let finals: Vec<Vec<String>> = peers::traced_messages(&alice_log, "INVITE ")
+        .into_iter()
+        .filter(|m| flows::value(m, "CSeq") == Some("3 INVITE"))
+        .collect();
+    assert!(
+        finals.len() >= CALLS as usize,
+        "{} final INVITEs",
+        finals.len()
+    );
+    for m in &finals {
+        let realms: Vec<&str> = peers::header_values(m, "Proxy-Authorization")
+            .filter_map(|v| v.split("realm=\"").nth(1)?.split('"').next())
+            .collect();
+        assert_eq!(realms, [ATLANTA, BILOXI], "{m:#?}");
+    }
+    for (who, log) in [("first", &log1), ("second", &log2)] {
+        let (_, _, replies, dropped) = sipshard_totals(log);
+        assert!(
+            replies >= CALLS as u64 && dropped >= CALLS as u64,
+            "{who}: 407s and absorbed ACKs:\n{}",
+            tail(log, 2000)
+        );
+    }
+    row.pass(&calls, "407 from each proxy in its realm (atlanta.example.com, then biloxi.example.com relayed by the first), both ACKs absorbed by the challenger; final INVITE with one Proxy-Authorization per realm; at Bob: Via both proxies+Alice, Max-Forwards 68, no Route, no Proxy-Authorization left, Record-Route both");
+}
