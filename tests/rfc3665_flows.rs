@@ -169,9 +169,33 @@ impl TwoProxies {
         }
     }
 
-    /// Stop both; their logs, for failure messages.
-    fn stop(&mut self) -> (String, String) {
-        (self.first.stop(), self.second.stop())
+    /// Wait for the calls of `uac` and `uas` (Alice on `alice`, Bob on `bob`), stop both
+    /// proxies, assert every call succeeded and check what Bob received ([`check_through_two`]),
+    /// with no Proxy-Authorization left. Returns the calls, Alice's message log and both
+    /// proxies' logs.
+    fn finish(
+        &mut self,
+        flow: &str,
+        started: Instant,
+        mut uac: peers::Sipp,
+        mut uas: peers::Sipp,
+        bob: u16,
+        alice: u16,
+    ) -> (peers::Calls, String, String, String) {
+        let calls = finish_calls(flow, started, &mut uac, &mut uas, Duration::from_secs(60));
+        let (log1, log2) = (self.first.stop(), self.second.stop());
+        calls.assert_all_succeeded(
+            CALLS,
+            &format!(
+                "--- first ---\n{}\n--- second ---\n{}",
+                tail(&log1, 3000),
+                tail(&log2, 3000)
+            ),
+        );
+        for m in check_through_two(&uas.messages(), self.p1, self.p2, bob, alice) {
+            assert!(flows::value(&m, "Proxy-Authorization").is_none(), "{m:#?}");
+        }
+        (calls, uac.messages(), log1, log2)
     }
 }
 
@@ -226,7 +250,7 @@ fn flow_3_2_two_proxies() {
         ("@P2@", esc(p2)),
         ("@BOB@", bob.to_string()),
     ];
-    let mut uas = flows::uas(&dir, "uas_3_2.xml", &subs, bob, &[]);
+    let uas = flows::uas(&dir, "uas_3_2.xml", &subs, bob, &[]);
     let auth = [
         "-au",
         "alice",
@@ -236,24 +260,9 @@ fn flow_3_2_two_proxies() {
         "bob@biloxi.example.com",
     ];
     let first = proxies.first.addr;
-    let mut uac = flows::uac(&dir, "uac_3_2.xml", &subs, alice, first, &auth);
-    let calls = finish_calls("3.2", started, &mut uac, &mut uas, Duration::from_secs(60));
-    let (log1, log2) = proxies.stop();
-    calls.assert_all_succeeded(
-        CALLS,
-        &format!(
-            "--- first ---\n{}\n--- second ---\n{}",
-            tail(&log1, 3000),
-            tail(&log2, 3000)
-        ),
-    );
-
-    let invites = check_through_two(&uas.messages(), p1, p2, bob, alice);
-    for m in &invites {
-        assert!(flows::value(m, "Proxy-Authorization").is_none(), "{m:#?}");
-    }
+    let uac = flows::uac(&dir, "uac_3_2.xml", &subs, alice, first, &auth);
+    let (calls, alice_log, log1, _) = proxies.finish("3.2", started, uac, uas, bob, alice);
     // Alice's ACK and BYE carry the route set: first proxy, then second.
-    let alice_log = uac.messages();
     for method in ["ACK ", "BYE "] {
         for m in peers::traced_messages(&alice_log, method) {
             if flows::value(&m, "CSeq").is_some_and(|c| c.starts_with("1 ")) {
@@ -768,26 +777,12 @@ fn flow_3_3_multiple_proxy_authentication() {
         ("@PASS_ATLANTA@", "atl-s3cret".to_string()),
         ("@PASS_BILOXI@", "blx-s3cret".to_string()),
     ];
-    let mut uas = flows::uas(&dir, "uas_3_3.xml", &subs, bob, &[]);
+    let uas = flows::uas(&dir, "uas_3_3.xml", &subs, bob, &[]);
     let first = proxies.first.addr;
     let auth_uri = ["-auth_uri", "bob@biloxi.example.com"];
-    let mut uac = flows::uac(&dir, "uac_3_3.xml", &subs, alice, first, &auth_uri);
-    let calls = finish_calls("3.3", started, &mut uac, &mut uas, Duration::from_secs(60));
-    let (log1, log2) = proxies.stop();
-    calls.assert_all_succeeded(
-        CALLS,
-        &format!(
-            "--- first ---\n{}\n--- second ---\n{}",
-            tail(&log1, 3000),
-            tail(&log2, 3000)
-        ),
-    );
-    let invites = check_through_two(&uas.messages(), p1, p2, bob, alice);
-    for m in &invites {
-        assert!(flows::value(m, "Proxy-Authorization").is_none(), "{m:#?}");
-    }
+    let uac = flows::uac(&dir, "uac_3_3.xml", &subs, alice, first, &auth_uri);
+    let (calls, alice_log, log1, log2) = proxies.finish("3.3", started, uac, uas, bob, alice);
     // What Alice sent to the first proxy last: one Proxy-Authorization per realm.
-    let alice_log = uac.messages();
     let finals: Vec<Vec<String>> = peers::traced_messages(&alice_log, "INVITE ")
         .into_iter()
         .filter(|m| flows::value(m, "CSeq") == Some("3 INVITE"))
