@@ -423,6 +423,32 @@ mod tests {
     }
 
     #[test]
+    fn failover_and_redirect_flags() {
+        let a = Args::parse_from([
+            "sipshard",
+            "--route",
+            "biloxi.example.com=127.0.0.1:5070,127.0.0.1:5080",
+            "--probe-interval",
+            "0.5",
+            "--probe-failures",
+            "2",
+            "--redirect-domain",
+            "Biloxi.example.com",
+            "--auth",
+            "callers",
+        ]);
+        a.validate().unwrap();
+        assert_eq!(a.routes[0].targets.len(), 2);
+        assert_eq!(a.probe_interval, Some(0.5));
+        assert_eq!(a.redirect_domains, ["Biloxi.example.com"]);
+        assert!(!a.redirect);
+        assert_eq!(a.auth_mode, AuthMode::Callers);
+        let bad = |flag: &str, v: &str| Args::parse_from(["sipshard", flag, v]).validate().is_err();
+        assert!(bad("--probe-interval", "0"));
+        assert!(bad("--probe-failures", "0"));
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let a = Args::parse_from(["sipshard"]);
         a.validate().unwrap();

@@ -143,3 +143,29 @@ fn requests_go_to_the_first_next_hop_that_is_up() {
     assert_eq!(to(&mut core), first);
     assert_eq!(core.counters.next_hop_changes, 2);
 }
+
+#[test]
+fn auth_callers_challenges_callers_of_foreign_domains_too() {
+    use crate::auth::{AuthConfig, Authenticator, UserDb};
+    use crate::config::AuthMode;
+    let invite = INVITE_BOB.replace("biloxi.example.com", "chicago.example.com");
+    for (mode, challenged) in [(AuthMode::All, false), (AuthMode::Callers, true)] {
+        let mut c = base_config("192.0.2.10:5060", &["biloxi.example.com"], false);
+        c.routes = vec![StaticRoute {
+            domain: "*".into(),
+            targets: vec!["192.0.2.41:5060".parse().unwrap()],
+        }];
+        let mut core = Core::new(Box::leak(Box::new(c)));
+        let users = std::sync::Arc::new(UserDb::parse(b"alice:secret\n").unwrap());
+        let cfg = AuthConfig::new("biloxi.example.com", b"k".to_vec());
+        core.set_auth(Authenticator::new(cfg, users).unwrap(), mode, 1);
+        // Alice of atlanta.example.com calls through us.
+        let (a, out) = run(&mut core, "192.0.2.30:5060", &invite);
+        if challenged {
+            assert!(out.starts_with("SIP/2.0 407 "), "{mode:?}: {out}");
+            assert!(out.contains("realm=\"biloxi.example.com\""), "{out}");
+        } else {
+            assert!(matches!(a, Action::Forward { .. }), "{mode:?}: {a:?} {out}");
+        }
+    }
+}
