@@ -198,7 +198,11 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             )?;
             (Some(p), rxs.into_iter().map(Some).collect())
         }
-        _ => (None, Vec::new()),
+        Some(_) => {
+            log::warn!("--probe-interval without --route: there are no next hops to probe");
+            (None, Vec::new())
+        }
+        None => (None, Vec::new()),
     };
     health_rxs.resize_with(shards, || None);
 
