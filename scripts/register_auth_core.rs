@@ -48,6 +48,7 @@ fn main() {
         local: LocalIdentity::new(&[listen], &[], None, &[DOMAIN.to_string()], None),
         routes: vec![],
         record_route: false,
+        redirect: Default::default(),
         registrar: RegistrarConfig::default(),
         max_message: 65_507,
         pike: None,

@@ -18,12 +18,14 @@ pub enum Steering {
     Random,
 }
 
-/// A static next hop: requests for `domain` (or every foreign domain for `*`) go to `target`.
+/// Static next hops: requests for `domain` (or every foreign domain for `*`) go to the first
+/// of `targets` that is up (in the order given; the first when none is probed or all are down).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticRoute {
     /// Lower-case domain, or `*`.
     pub domain: String,
-    pub target: SocketAddr,
+    /// At least one, in order of preference.
+    pub targets: Vec<SocketAddr>,
 }
 
 impl FromStr for StaticRoute {
@@ -32,14 +34,18 @@ impl FromStr for StaticRoute {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (domain, target) = s
             .split_once('=')
-            .ok_or_else(|| format!("expected DOMAIN=HOST:PORT, got {s:?}"))?;
+            .ok_or_else(|| format!("expected DOMAIN=HOST:PORT[,HOST:PORT...], got {s:?}"))?;
         if domain.is_empty() {
             return Err(format!("empty domain in route {s:?}"));
         }
-        let target = resolve(target)?;
+        let targets = target
+            .split(',')
+            .map(str::trim)
+            .map(resolve)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(StaticRoute {
             domain: domain.to_ascii_lowercase(),
-            target,
+            targets,
         })
     }
 }
@@ -94,6 +100,9 @@ pub enum AuthMode {
     /// alone (407 + Proxy-Authenticate). ACK, CANCEL, in-dialog requests routed through us and
     /// OPTIONS keepalives to the proxy itself are never challenged.
     All,
+    /// Like `all`, but whatever domain the From names: every caller must hold an account here
+    /// (the second proxy of RFC 3665 section 3.3 challenging callers of another domain).
+    Callers,
 }
 
 /// The `--auth-secret` value, decoded: `hex:` followed by an even number of hex digits gives
@@ -186,9 +195,29 @@ pub struct Args {
     #[arg(long = "domain", value_name = "NAME")]
     pub domains: Vec<String>,
 
-    /// Static next hop for a foreign domain, `DOMAIN=HOST:PORT` (repeatable; `*` = default).
-    #[arg(long = "route", value_name = "DOMAIN=HOST:PORT")]
+    /// Static next hops for a foreign domain, `DOMAIN=HOST:PORT[,HOST:PORT...]` (repeatable;
+    /// `*` = default). Requests go to the first hop that is up (see --probe-interval).
+    #[arg(long = "route", value_name = "DOMAIN=HOST:PORT,...")]
     pub routes: Vec<StaticRoute>,
+
+    /// Send OPTIONS to every next hop of --route this often (seconds); a hop that leaves
+    /// --probe-failures probes in a row unanswered is down until it answers again. Off by
+    /// default (then the first hop of each route is always used).
+    #[arg(long, value_name = "SECS")]
+    pub probe_interval: Option<f64>,
+
+    /// Unanswered probes in a row that mark a next hop down.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub probe_failures: u32,
+
+    /// Redirect server (RFC 3665 section 3.6): answer requests for registered users with
+    /// 302 listing their bindings instead of forwarding them; unregistered users get 480.
+    #[arg(long)]
+    pub redirect: bool,
+
+    /// Redirect only requests for this domain (repeatable); others are proxied.
+    #[arg(long = "redirect-domain", value_name = "NAME")]
+    pub redirect_domains: Vec<String>,
 
     /// Add Record-Route to dialog-creating requests so in-dialog requests pass through us.
     #[arg(long)]
@@ -277,7 +306,7 @@ pub struct Args {
         long = "auth",
         value_enum,
         default_value = "all",
-        value_name = "register|all"
+        value_name = "register|all|callers"
     )]
     pub auth_mode: AuthMode,
 
@@ -326,6 +355,14 @@ impl Args {
         }
         if self.users.is_some() && self.auth_realm().is_none() {
             return Err("--users needs a --realm (or a --domain to take it from)".into());
+        }
+        if let Some(i) = self.probe_interval {
+            if !(0.05..=3600.0).contains(&i) {
+                return Err("--probe-interval must be between 0.05 and 3600 seconds".into());
+            }
+        }
+        if self.probe_failures == 0 {
+            return Err("--probe-failures must be at least 1".into());
         }
         if self.rx_coalesce_us > 100_000 {
             return Err("--rx-coalesce-us must be at most 100000".into());
@@ -381,8 +418,44 @@ mod tests {
     fn routes() {
         let r: StaticRoute = "Biloxi.example.com=127.0.0.1:5070".parse().unwrap();
         assert_eq!(r.domain, "biloxi.example.com");
-        assert_eq!(r.target, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(r.targets, vec!["127.0.0.1:5070".parse().unwrap()]);
         assert!("nohost".parse::<StaticRoute>().is_err());
+        let r: StaticRoute = "*=127.0.0.1:5070, 127.0.0.1:5080".parse().unwrap();
+        assert_eq!(r.domain, "*");
+        assert_eq!(
+            r.targets,
+            vec![
+                "127.0.0.1:5070".parse().unwrap(),
+                "127.0.0.1:5080".parse().unwrap()
+            ]
+        );
+        assert!("x=127.0.0.1:5070,".parse::<StaticRoute>().is_err());
+    }
+
+    #[test]
+    fn failover_and_redirect_flags() {
+        let a = Args::parse_from([
+            "sipshard",
+            "--route",
+            "biloxi.example.com=127.0.0.1:5070,127.0.0.1:5080",
+            "--probe-interval",
+            "0.5",
+            "--probe-failures",
+            "2",
+            "--redirect-domain",
+            "Biloxi.example.com",
+            "--auth",
+            "callers",
+        ]);
+        a.validate().unwrap();
+        assert_eq!(a.routes[0].targets.len(), 2);
+        assert_eq!(a.probe_interval, Some(0.5));
+        assert_eq!(a.redirect_domains, ["Biloxi.example.com"]);
+        assert!(!a.redirect);
+        assert_eq!(a.auth_mode, AuthMode::Callers);
+        let bad = |flag: &str, v: &str| Args::parse_from(["sipshard", flag, v]).validate().is_err();
+        assert!(bad("--probe-interval", "0"));
+        assert!(bad("--probe-failures", "0"));
     }
 
     #[test]

@@ -128,6 +128,8 @@ pub struct Counters {
     pub auth_forbidden: u64,
     /// Users files applied on this shard after start-up.
     pub auth_reloads: u64,
+    /// Next-hop state changes (up or down) applied on this shard, as published by the prober.
+    pub next_hop_changes: u64,
 }
 
 impl Default for Counters {
@@ -153,6 +155,7 @@ impl Default for Counters {
             auth_malformed: 0,
             auth_forbidden: 0,
             auth_reloads: 0,
+            next_hop_changes: 0,
         }
     }
 }
@@ -232,6 +235,7 @@ impl Counters {
         self.auth_malformed += o.auth_malformed;
         self.auth_forbidden += o.auth_forbidden;
         self.auth_reloads += o.auth_reloads;
+        self.next_hop_changes += o.next_hop_changes;
     }
 }
 

@@ -70,7 +70,8 @@ const AUTH_RESULTS: [&str; 6] = [
     "malformed",
     "forbidden",
 ];
-const GAUGES: usize = AUTH + AUTH_RESULTS.len();
+const NEXT_HOP: usize = AUTH + AUTH_RESULTS.len();
+const GAUGES: usize = NEXT_HOP + 1;
 const LAT: usize = GAUGES + 2;
 const LAT_SUM: usize = LAT + LATENCY_BUCKETS_NS.len();
 const LEN: usize = LAT_SUM + 2;
@@ -144,6 +145,7 @@ impl Published {
         {
             self.set(AUTH + i, n);
         }
+        self.set(NEXT_HOP, c.next_hop_changes);
         self.set(GAUGES, bindings as u64);
         self.set(GAUGES + 1, aors as u64);
         for (i, &n) in lat.buckets.iter().enumerate() {
@@ -315,6 +317,18 @@ pub fn render(shards: &[Arc<Published>]) -> String {
         },
     );
     family(
+        "sipshard_next_hop_changes_total",
+        "counter",
+        "Next-hop state changes (down or up, from the OPTIONS prober) applied by the shard.",
+        &mut |o, sh, v| {
+            let _ = writeln!(
+                o,
+                "sipshard_next_hop_changes_total{{shard=\"{sh}\"}} {}",
+                v[NEXT_HOP]
+            );
+        },
+    );
+    family(
         "sipshard_auth_total",
         "counter",
         "Digest authentication outcomes.",
@@ -450,6 +464,7 @@ mod tests {
         let b = Arc::new(Published::default());
         let mut c = Counters {
             datagrams_received: 5,
+            next_hop_changes: 1,
             ..Counters::default()
         };
         c.reply(404);
@@ -472,5 +487,6 @@ mod tests {
             text.contains("sipshard_processing_seconds_bucket{shard=\"0\",le=\"0.000002\"} 1\n")
         );
         assert!(text.contains("sipshard_bindings{shard=\"total\"} 6\n"));
+        assert!(text.contains("sipshard_next_hop_changes_total{shard=\"total\"} 2\n"));
     }
 }

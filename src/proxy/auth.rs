@@ -14,7 +14,8 @@
 //!   part or an alias), else `403`.
 //! - With `--auth all`, every other request from a user of our domains (the From host is one of
 //!   our domains or addresses): `407` + `Proxy-Authenticate`, credentials read from
-//!   `Proxy-Authorization`. The authenticated user must own the From user part, else `403`: a
+//!   `Proxy-Authorization`. With `--auth callers`, every such request whatever its From domain
+//!   (RFC 3665 section 3.3: Bob's proxy challenges Alice, who holds an account in its realm). The authenticated user must own the From user part, else `403`: a
 //!   user may not place calls as someone else.
 //! - Never: ACK and CANCEL (RFC 3261 section 22.1: they cannot be resubmitted), in-dialog
 //!   requests (To tag) that reached us through a Route naming us, and OPTIONS to the proxy
@@ -101,12 +102,15 @@ impl Core {
         let Some(a) = &self.auth else {
             return false;
         };
-        if a.mode != AuthMode::All || matches!(method, Method::Ack | Method::Cancel) {
+        if a.mode == AuthMode::Register || matches!(method, Method::Ack | Method::Cancel) {
             return false;
         }
         let in_dialog = msg.to().is_ok_and(|t| t.tag().is_some());
         if in_dialog && routed_by_us {
             return false;
+        }
+        if a.mode == AuthMode::Callers {
+            return true;
         }
         match msg.from() {
             Ok(f) => f

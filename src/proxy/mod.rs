@@ -10,7 +10,9 @@
 pub mod auth;
 pub mod branch;
 pub mod local;
+pub mod next_hop;
 pub mod pike;
+pub mod redirect;
 pub mod reply;
 
 use std::mem::MaybeUninit;
@@ -29,6 +31,8 @@ use crate::sip::{
 use auth::{Role, ShardAuth};
 use branch::{BranchKey, BRANCH_LEN, BRANCH_PREFIX};
 use local::LocalIdentity;
+use next_hop::{HopHealth, HopState};
+use redirect::RedirectPolicy;
 use reply::{host_is, rport_name_end, ReplySource};
 
 /// The methods this proxy accepts (it forwards any method; these are the ones it knows).
@@ -44,6 +48,8 @@ pub struct ProxyConfig {
     pub local: LocalIdentity,
     pub routes: Vec<StaticRoute>,
     pub record_route: bool,
+    /// Answer with 302 instead of forwarding (`--redirect`, `--redirect-domain`).
+    pub redirect: RedirectPolicy,
     pub registrar: RegistrarConfig,
     pub max_message: usize,
     /// Per-source flood protection: (requests per second per shard, cool-down seconds).
@@ -116,6 +122,8 @@ pub struct Core {
     pike: Option<pike::Pike>,
     /// Digest authentication, when `--users` is given.
     auth: Option<ShardAuth>,
+    /// Which next hops of the static routes are down (this shard's copy of the prober's view).
+    hops: HopHealth,
 }
 
 impl Core {
@@ -139,6 +147,7 @@ impl Core {
                 .pike
                 .map(|(rate, cooldown)| pike::Pike::new(rate, cooldown)),
             auth: None,
+            hops: HopHealth::default(),
         }
     }
 
@@ -227,6 +236,13 @@ impl Core {
     pub fn apply_replica(&mut self, rec: &BindingRecord) {
         self.counters.replication_received += 1;
         self.table.merge_record(rec);
+    }
+
+    /// Apply a next hop's change of state published by the prober.
+    pub fn apply_hop_state(&mut self, s: HopState) {
+        if self.hops.apply(s) {
+            self.counters.next_hop_changes += 1;
+        }
     }
 
     /// Drop expired bindings (lookups already ignore them; this reclaims memory).
@@ -364,6 +380,13 @@ impl Core {
             let mut key = AorKey::new();
             if !key.build(user, target_uri.host, local) {
                 return self.reply_to(msg, src, socket, 404, "Not Found");
+            }
+            // ACK and CANCEL cannot be answered with a redirection: they go where the request
+            // they belong to would have gone.
+            if !matches!(method, Method::Ack | Method::Cancel)
+                && cfg.redirect.covers(target_uri.host)
+            {
+                return self.redirect(msg, src, socket, key.as_bytes(), now);
             }
             match self.table.lookup(key.as_bytes(), now.secs()) {
                 Some(b) => {
@@ -543,7 +566,8 @@ impl Core {
     }
 
     /// Where to send a request whose next hop is `uri` (a Route or a foreign Request-URI):
-    /// a static route for its domain, the default route, or the literal address.
+    /// the first next hop that is up of the static route for its domain or of the default
+    /// route, or the literal address.
     fn resolve(&self, uri: &Uri<'_>) -> Option<SocketAddr> {
         let host = uri.host?;
         if let Some(ip) = host.ip() {
@@ -556,7 +580,7 @@ impl Core {
             .iter()
             .find(|r| r.domain.as_bytes().eq_ignore_ascii_case(name))
             .or_else(|| self.cfg.routes.iter().find(|r| r.domain == "*"))
-            .map(|r| r.target)
+            .and_then(|r| self.hops.pick(&r.targets))
     }
 
     fn is_ack_for_local_reply(&self, msg: &Message<'_>) -> bool {

@@ -11,8 +11,12 @@ const NOW: Now = Now {
 };
 
 fn config(listen: &str, domains: &[&str], record_route: bool) -> &'static ProxyConfig {
+    Box::leak(Box::new(base_config(listen, domains, record_route)))
+}
+
+fn base_config(listen: &str, domains: &[&str], record_route: bool) -> ProxyConfig {
     let addr: SocketAddr = listen.parse().unwrap();
-    Box::leak(Box::new(ProxyConfig {
+    ProxyConfig {
         local: LocalIdentity::new(
             &[addr],
             &[],
@@ -22,6 +26,7 @@ fn config(listen: &str, domains: &[&str], record_route: bool) -> &'static ProxyC
         ),
         routes: vec![],
         record_route,
+        redirect: RedirectPolicy::default(),
         registrar: RegistrarConfig {
             default_expires: 3600,
             min_expires: 60,
@@ -31,7 +36,7 @@ fn config(listen: &str, domains: &[&str], record_route: bool) -> &'static ProxyC
         },
         max_message: 65_507,
         pike: None,
-    }))
+    }
 }
 
 fn run(core: &mut Core, src: &str, msg: &str) -> (Action, String) {
@@ -212,3 +217,6 @@ fn no_input_panics_the_core() {
         let _ = run(&mut core, "192.0.2.1:5060", msg);
     }
 }
+
+#[path = "tests_flows.rs"]
+mod flows;

@@ -13,6 +13,7 @@
 
 pub mod batch;
 pub mod coalesce;
+pub mod prober;
 pub mod replication;
 pub mod shed;
 pub mod socket;
@@ -34,11 +35,14 @@ use crate::metrics::{Counters, DropReason};
 use crate::metrics_export::{self, Latency, Published};
 use crate::persist::Store;
 use crate::proxy::local::LocalIdentity;
+use crate::proxy::next_hop::HopState;
+use crate::proxy::redirect::RedirectPolicy;
 use crate::proxy::{Action, Core, Now, ProxyConfig};
 use crate::registrar::table::LocationTable;
 use crate::registrar::RegistrarConfig;
 use batch::{Outgoing, RecvBatch, SendBatch, BATCH};
 use coalesce::Coalescer;
+use prober::Prober;
 use replication::Links;
 use shed::Shedder;
 
@@ -103,17 +107,32 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             per_shard[i].push(s);
         }
     }
+    // A redirect domain is one of ours: its REGISTERs are served and its users looked up.
+    let mut domains = args.domains.clone();
+    for d in &args.redirect_domains {
+        if !domains.iter().any(|x| x.eq_ignore_ascii_case(d)) {
+            domains.push(d.clone());
+        }
+    }
     let identity = LocalIdentity::new(
         &bound,
         &socket::interface_addresses(),
         socket::host_name().as_deref(),
-        &args.domains,
+        &domains,
         args.advertise.as_deref(),
     );
     let cfg: &'static ProxyConfig = Box::leak(Box::new(ProxyConfig {
         local: identity,
         routes: args.routes.clone(),
         record_route: args.record_route,
+        redirect: RedirectPolicy {
+            all: args.redirect,
+            domains: args
+                .redirect_domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+        },
         registrar: RegistrarConfig {
             default_expires: args.default_expires,
             min_expires: args.min_expires,
@@ -188,6 +207,24 @@ pub fn run(args: &Args) -> Result<Counters, String> {
     }
     let (reload_txs, reload_rxs): (Vec<_>, Vec<_>) = (0..shards).map(|_| mpsc::channel()).unzip();
     let reloader = Reloader::start(args, reload_txs)?;
+    let (prober, mut health_rxs) = match args.probe_interval {
+        Some(secs) if !cfg.routes.is_empty() => {
+            let (p, rxs) = Prober::start(
+                cfg,
+                Duration::from_secs_f64(secs),
+                args.probe_failures,
+                shards,
+                Arc::clone(&stop),
+            )?;
+            (Some(p), rxs.into_iter().map(Some).collect())
+        }
+        Some(_) => {
+            log::warn!("--probe-interval without --route: there are no next hops to probe");
+            (None, Vec::new())
+        }
+        None => (None, Vec::new()),
+    };
+    health_rxs.resize_with(shards, || None);
 
     // The persister, when there is one, is the last peer: it receives every shard's changes
     // like the other shards do, and sends nothing.
@@ -221,6 +258,7 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             auth: auth.clone(),
             reload,
             receive,
+            health: health_rxs[id].take(),
         };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpus[id]))
             .name(&format!("shard{id}"))
@@ -262,6 +300,9 @@ pub fn run(args: &Args) -> Result<Counters, String> {
                         c.auth_reloads
                     );
                 }
+                if prober.is_some() {
+                    log::info!("shard {id}: next hop changes: {}", c.next_hop_changes);
+                }
                 total.add(&c);
             }
             Err(e) => return Err(format!("shard {id} failed: {e}")),
@@ -275,6 +316,9 @@ pub fn run(args: &Args) -> Result<Counters, String> {
         }
     }
     reloader.stop();
+    if let Some(p) = prober {
+        p.join();
+    }
     Ok(total)
 }
 
@@ -288,6 +332,8 @@ struct Shard {
     latency: RefCell<Latency>,
     /// Where the housekeeping tick publishes counters for the metrics endpoint.
     published: Arc<Published>,
+    /// Next-hop state changes from the prober, when probing is on.
+    health: Option<RefCell<rtrb::Consumer<HopState>>>,
 }
 
 /// Measure one datagram's processing time in this many (a power of two).
@@ -308,6 +354,8 @@ struct ShardSetup {
     /// New users files after SIGHUP.
     reload: mpsc::Receiver<Arc<UserDb>>,
     receive: ReceiveTuning,
+    /// Next-hop health changes from the prober (with `--probe-interval`).
+    health: Option<rtrb::Consumer<HopState>>,
 }
 
 /// How a receive loop paces and sheds its intake.
@@ -330,6 +378,7 @@ async fn shard_main(setup: ShardSetup) -> Counters {
         auth,
         reload,
         receive,
+        health,
     } = setup;
     let mut core = Core::with_table(cfg, seed);
     if let Some((authn, mode)) = auth {
@@ -346,6 +395,7 @@ async fn shard_main(setup: ShardSetup) -> Counters {
         links: RefCell::new(links),
         latency: RefCell::new(Latency::default()),
         published,
+        health: health.map(RefCell::new),
     });
     let mut tasks = Vec::new();
     for idx in 0..shard.sockets.len() {
@@ -361,6 +411,7 @@ async fn shard_main(setup: ShardSetup) -> Counters {
         let mut core = shard.core.borrow_mut();
         // An idle shard still takes in what the others changed, for gauges and the purge.
         exchange(&shard, &mut core);
+        apply_hop_states(&shard, &mut core);
         if ticks % PURGE_EVERY_TICKS == 0 {
             core.purge(now());
         }
@@ -465,6 +516,7 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize, tuning: ReceiveTuning) {
                 .links
                 .borrow_mut()
                 .drain(|rec| core.apply_replica(rec));
+            apply_hop_states(&shard, &mut core);
             for i in 0..count {
                 let Some(src) = batch.srcs[i].take() else {
                     continue;
@@ -572,6 +624,16 @@ fn load_users(
     realm: &str,
 ) -> Result<UserDb, crate::auth::LoadError> {
     UserDb::load(users, aliases).map(|db| db.for_realm(realm.as_bytes()))
+}
+
+/// Apply the next-hop changes the prober published (one acquire load when there are none).
+fn apply_hop_states(shard: &Shard, core: &mut Core) {
+    if let Some(rx) = &shard.health {
+        let mut rx = rx.borrow_mut();
+        while let Ok(s) = rx.pop() {
+            core.apply_hop_state(s);
+        }
+    }
 }
 
 /// The authenticator of `--users`, built once for every shard; `None` without `--users`.
