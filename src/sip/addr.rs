@@ -8,7 +8,7 @@
 //! and a `,` or `?` would be ambiguous, so such URIs are rejected (RFC 3261 section 20.10).
 
 use super::error::{ParseError, Required};
-use super::header::{is_token, trim, HeaderName};
+use super::header::{is_token, token_len, trim, HeaderName};
 use super::params::{self, quoted_end, unquote, HeaderParams};
 use super::parse::{parse_delta_seconds, parse_u64, Message};
 use super::span::Span;
@@ -181,7 +181,7 @@ pub struct Credentials<'a> {
 impl<'a> Credentials<'a> {
     pub fn parse(buf: &'a [u8], span: Span, field: usize) -> Option<Credentials<'a>> {
         let s = span.of(buf);
-        let scheme_len = s.iter().take_while(|&&b| is_token(b)).count();
+        let scheme_len = token_len(s);
         if scheme_len == 0 {
             return None;
         }

@@ -3,7 +3,8 @@
 //!
 //! - the one-pass header scan against normalise-in-place then `httparse::parse_headers`
 //!   (folding, whitespace before colons, control characters, obs-text, tchar-only name bytes);
-//! - host and dotted-quad parsing against `std` and the previous label rules;
+//! - host and dotted-quad parsing against `std` and the previous label rules, and the label-wise
+//!   host scan against the one-pass one;
 //! - header-name recognition against a plain lowercase table;
 //! - the one-pass Via and parameter parsers against the general ones.
 
@@ -16,7 +17,7 @@ use super::header::{trim, HeaderName};
 use super::params;
 use super::parse::{move_colon_after_name, HeaderField, Message, MAX_HEADERS};
 use super::span::Span;
-use super::uri::{parse_host, parse_ipv4, Host};
+use super::uri::{parse_host, parse_host_prefix, parse_host_prefix_general, parse_ipv4, Host};
 use super::via::Via;
 
 /// What the reference makes of a header section: the fields, where the empty line starts and
@@ -283,6 +284,13 @@ proptest! {
     #[test]
     fn hosts_match_std_and_the_label_rules(raw in prop::collection::vec(host_byte(), 0..24)) {
         prop_assert_eq!(parse_host(&raw), reference_host(&raw));
+    }
+
+    #[test]
+    fn host_prefix_by_labels_agrees_with_the_one_pass_scan(
+        raw in prop::collection::vec(host_byte(), 0..24)
+    ) {
+        prop_assert_eq!(parse_host_prefix(&raw), parse_host_prefix_general(&raw));
     }
 
     #[test]

@@ -17,7 +17,8 @@ use std::mem::MaybeUninit;
 use memchr::memchr;
 
 use super::error::{ParseError, Required};
-use super::header::{is_token, trim, CommaSplit, HeaderName};
+use super::header::{is_token, run_len, trim, CommaSplit, HeaderName};
+use super::scan::{control_bytes, find_lf};
 use super::span::Span;
 use super::uri::{Scheme, Uri};
 use super::via::Via;
@@ -235,7 +236,7 @@ impl<'a> Message<'a> {
             .iter()
             .position(|&b| b != b'\r' && b != b'\n')
             .ok_or(ParseError::Empty)?;
-        let line_end = memchr(b'\n', &buf[first_byte..])
+        let line_end = find_lf(&buf[first_byte..])
             .map(|i| i + first_byte)
             .ok_or(ParseError::BadStartLine)?;
         let headers_start = line_end + 1;
@@ -512,6 +513,7 @@ struct Scan {
 /// logical line into `msg` as it completes.
 ///
 /// Header value bytes are checked once for the whole section afterwards ([`control_bytes`]);
+/// lines are found with [`find_lf`] (both 16 bytes a step, see [`super::scan`]);
 /// only when that finds something wrong is the section walked again line by line
 /// ([`first_bad_line`]) to report the same error, in the same order, as checking each line.
 fn scan_headers(
@@ -530,7 +532,7 @@ fn scan_headers(
         if phys_start >= buf.len() {
             return Err(ParseError::UnterminatedHeaders);
         }
-        let nl = memchr(b'\n', &buf[phys_start..])
+        let nl = find_lf(&buf[phys_start..])
             .map(|i| i + phys_start)
             .ok_or(ParseError::UnterminatedHeaders)?;
         let content_end = if nl > phys_start && buf[nl - 1] == b'\r' {
@@ -582,7 +584,7 @@ fn scan_headers(
 /// Length of the header name at the start of `line` (HTTP `tchar` bytes).
 #[inline]
 fn name_length(line: &[u8]) -> usize {
-    line.iter().take_while(|&&b| is_header_name_char(b)).count()
+    run_len(line, &HEADER_NAME_CHARS)
 }
 
 /// After `name_len` name bytes: the colon, then optional SP/HT. Returns where the value starts,
@@ -599,21 +601,6 @@ fn value_start(line: &[u8], name_len: usize) -> Option<usize> {
             .take_while(|&&b| b == b' ' || b == b'\t')
             .count(),
     )
-}
-
-/// Count the bytes of a header section that are control characters other than HT and LF, CR
-/// included. A valid section has exactly one per CRLF terminator. Vectorises (no early exit).
-fn control_bytes(section: &[u8]) -> usize {
-    // Byte-wide counters over chunks short enough not to overflow: this form vectorises.
-    section
-        .chunks(255)
-        .map(|chunk| {
-            chunk.iter().fold(0u8, |n, &b| {
-                let control = ((b < b' ') & (b != b'\t') & (b != b'\n')) | (b == 0x7f);
-                n.wrapping_add(u8::from(control))
-            }) as usize
-        })
-        .sum()
 }
 
 /// The slow path of header checking, for a section (already unfolded, so one line is one
@@ -705,11 +692,6 @@ static HEADER_NAME_CHARS: [bool; 256] = {
     }
     t
 };
-
-#[inline]
-fn is_header_name_char(b: u8) -> bool {
-    HEADER_NAME_CHARS[b as usize]
-}
 
 /// Header value bytes: HT, SP, visible ASCII and obs-text; no other control character. Written
 /// without an early exit so that it vectorises.
@@ -826,7 +808,8 @@ fn parse_status_line(text: &[u8], line: Span) -> Result<StartLine, ParseError> {
 
 /// `SIP/2.0`, case-insensitive; another well-formed version is 505, anything else 400.
 fn check_version(v: &[u8]) -> Result<(), ParseError> {
-    if v.eq_ignore_ascii_case(b"SIP/2.0") {
+    // As written nearly always: one exact compare before the case-insensitive one.
+    if v == b"SIP/2.0" || v.eq_ignore_ascii_case(b"SIP/2.0") {
         return Ok(());
     }
     let well_formed = v.len() > 4

@@ -7,7 +7,7 @@
 //! ```
 
 use super::error::{ParseError, Required};
-use super::header::is_token;
+use super::header::token_len;
 use super::header::HeaderName;
 use super::params;
 use super::parse::Message;
@@ -52,7 +52,7 @@ impl<'a> Via<'a> {
     #[inline]
     fn parse_common(s: &'a [u8], span: Span, field: usize) -> Option<Via<'a>> {
         let rest = s.strip_prefix(b"SIP/2.0/")?;
-        let transport_len = rest.iter().take_while(|&&b| is_token(b)).count();
+        let transport_len = token_len(rest);
         if transport_len == 0 || rest.get(transport_len) != Some(&b' ') {
             return None;
         }
@@ -103,10 +103,7 @@ impl<'a> Via<'a> {
         for (k, part) in parts.iter_mut().enumerate() {
             skip_ws(s, &mut i);
             let start = i;
-            i += s[i..]
-                .iter()
-                .take_while(|&&b| super::header::is_token(b))
-                .count();
+            i += token_len(&s[i..]);
             *part = &s[start..i];
             if part.is_empty() {
                 return None;
