@@ -4,6 +4,7 @@
 //! compare (the approach of Kamailio's `parse_hname2.c`); compact forms (RFC 3261 section 7.3.3 and
 //! later RFCs) map to the same name, so nothing downstream ever sees `v` or `i`.
 
+use super::scan::{find_byte2, find_byte3};
 use super::span::Span;
 
 /// The headers the proxy, registrar and authenticator interpret. Everything else is `Other` and
@@ -342,9 +343,9 @@ impl Iterator for CommaSplit<'_> {
             while i < end {
                 let hay = &self.buf[i..end];
                 let hit = if in_angle {
-                    memchr::memchr2(b'>', b'"', hay)
+                    find_byte2(b'>', b'"', hay)
                 } else {
-                    memchr::memchr3(b',', b'"', b'<', hay)
+                    find_byte3(b',', b'"', b'<', hay)
                 };
                 let Some(k) = hit else {
                     i = end;

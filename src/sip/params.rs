@@ -2,6 +2,7 @@
 //! and values that are tokens, hosts or quoted strings (RFC 3261 section 25.1).
 
 use super::header::{is_token, run_len, token_len};
+use super::scan::find_byte2;
 
 #[inline]
 fn is_ws(b: u8) -> bool {
@@ -167,7 +168,7 @@ pub fn quoted_end(s: &[u8]) -> Option<usize> {
     let mut i = 1;
     while i < s.len() {
         // Jump to the next quote or backslash (nonces and digests are long).
-        i += memchr::memchr2(b'"', b'\\', &s[i..])?;
+        i += find_byte2(b'"', b'\\', &s[i..])?;
         match s[i] {
             b'\\' => i += 2,
             _ => return Some(i + 1),

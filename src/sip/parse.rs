@@ -1,9 +1,10 @@
 //! The zero-copy parser: one datagram in, a borrowed [`Message`] view out.
 //!
 //! One pass over the header section, as Kamailio parses: [`scan_headers`] walks the lines with
-//! memchr, finds the empty line that ends the header section and, in place and without changing
-//! any length, turns folded lines (`CRLF` + `SP`/`HT`, RFC 3261 section 7.3.1) into spaces and
-//! moves whitespace between a header name and its colon after the colon. Each logical line is
+//! a search 16 bytes a step (`scan::find_lf`), finds the empty line that ends the header
+//! section and, in place and without changing any length, turns folded lines (`CRLF` +
+//! `SP`/`HT`, RFC 3261 section 7.3.1) into spaces and moves whitespace between a header name
+//! and its colon after the colon. Each logical line is
 //! split into name and value as it completes (with the byte rules httparse applies to HTTP
 //! headers: a `tchar` name, then `:`, then a value of HT, SP, visible ASCII or obs-text) and
 //! recorded with its line and value spans; each name is recognised once (compact forms included).
@@ -18,7 +19,7 @@ use memchr::memchr;
 
 use super::error::{ParseError, Required};
 use super::header::{is_token, run_len, trim, CommaSplit, HeaderName};
-use super::scan::{control_bytes, find_lf};
+use super::scan::{control_bytes, find_byte, find_lf};
 use super::span::Span;
 use super::uri::{Scheme, Uri};
 use super::via::Via;
@@ -755,8 +756,8 @@ fn parse_start_line(buf: &[u8], line: Span) -> Result<(StartLine, Option<Uri<'_>
     }
     // Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP each (RFC 4475
     // section 3.1.2.9 and 3.1.2.10 reject extra or trailing whitespace).
-    let sp1 = memchr(b' ', text).ok_or(ParseError::BadStartLine)?;
-    let sp2 = memchr(b' ', &text[sp1 + 1..])
+    let sp1 = find_byte(b' ', text).ok_or(ParseError::BadStartLine)?;
+    let sp2 = find_byte(b' ', &text[sp1 + 1..])
         .map(|i| i + sp1 + 1)
         .ok_or(ParseError::BadStartLine)?;
     let method = &text[..sp1];
@@ -787,7 +788,7 @@ fn parse_start_line(buf: &[u8], line: Span) -> Result<(StartLine, Option<Uri<'_>
 
 fn parse_status_line(text: &[u8], line: Span) -> Result<StartLine, ParseError> {
     // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (the phrase may be empty).
-    let sp1 = memchr(b' ', text).ok_or(ParseError::BadStartLine)?;
+    let sp1 = find_byte(b' ', text).ok_or(ParseError::BadStartLine)?;
     check_version(&text[..sp1])?;
     let rest = &text[sp1 + 1..];
     let code_len = rest.iter().take_while(|b| b.is_ascii_digit()).count();

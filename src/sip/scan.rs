@@ -1,21 +1,54 @@
-//! The two byte searches of the header scan, 16 bytes a step with SSE2 where the build has it
-//! (every x86-64 target does), plain Rust elsewhere.
+//! The byte searches of the parser, 16 bytes a step with SSE2 where the build has it (every
+//! x86-64 target does), `memchr` elsewhere.
 //!
-//! Why not `memchr`: header lines are short (40 to 80 bytes), and for a haystack that short the
-//! call through memchr's run-time CPU dispatch costs about as much as the search; measured with
-//! callgrind, about 75 instructions a line against about 25 here. The control-byte count was a
-//! fold the compiler vectorised poorly (about 1.3 instructions a byte against 0.4 here).
+//! Why not `memchr` everywhere: what the parser searches is short (a header line of 40 to 80
+//! bytes, a URI, a quoted nonce), and for a haystack that short the call through memchr's
+//! run-time CPU dispatch costs more than the search; measured with callgrind, about 75
+//! instructions a header line against about 25 here. The control-byte count was a fold the
+//! compiler vectorised less well.
 
 /// Position of the first LF in `hay`.
 #[inline]
 pub fn find_lf(hay: &[u8]) -> Option<usize> {
+    find_byte(b'\n', hay)
+}
+
+/// Position of the first `needle` in `hay` (what `memchr::memchr` returns).
+#[inline]
+pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
-        sse2::find_lf(hay)
+        sse2::find(hay, [needle; 3])
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     {
-        memchr::memchr(b'\n', hay)
+        memchr::memchr(needle, hay)
+    }
+}
+
+/// Position of the first `a` or `b` in `hay` (what `memchr::memchr2` returns).
+#[inline]
+pub fn find_byte2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        sse2::find(hay, [a, b, b])
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        memchr::memchr2(a, b, hay)
+    }
+}
+
+/// Position of the first `a`, `b` or `c` in `hay` (what `memchr::memchr3` returns).
+#[inline]
+pub fn find_byte3(a: u8, b: u8, c: u8, hay: &[u8]) -> Option<usize> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        sse2::find(hay, [a, b, c])
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        memchr::memchr3(a, b, c, hay)
     }
 }
 
@@ -65,30 +98,39 @@ mod sse2 {
         unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) }
     }
 
-    /// One bit per byte of `chunk` that is LF.
+    /// One bit per byte of `chunk` equal to one of `needles`.
     #[inline(always)]
-    fn lf_mask(chunk: &[u8]) -> u32 {
+    fn match_mask(chunk: &[u8], needles: [u8; 3]) -> u32 {
         let v = load(chunk);
         // SAFETY: register-only SSE2 operations; SSE2 is enabled for this build.
-        unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\n' as i8))) as u32 }
+        unsafe {
+            let eq = |n: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(n as i8));
+            let any = _mm_or_si128(_mm_or_si128(eq(needles[0]), eq(needles[1])), eq(needles[2]));
+            _mm_movemask_epi8(any) as u32
+        }
     }
 
-    pub fn find_lf(hay: &[u8]) -> Option<usize> {
+    /// The first byte of `hay` equal to one of `needles` (repeat a needle to look for fewer).
+    #[inline(always)]
+    pub fn find(hay: &[u8], needles: [u8; 3]) -> Option<usize> {
         if hay.len() < LANES {
-            return hay.iter().position(|&b| b == b'\n');
+            return hay.iter().position(|b| needles.contains(b));
         }
         let mut at = 0;
         while at + LANES <= hay.len() {
-            let m = lf_mask(&hay[at..at + LANES]);
+            let m = match_mask(&hay[at..at + LANES], needles);
             if m != 0 {
                 return Some(at + m.trailing_zeros() as usize);
             }
             at += LANES;
         }
+        if at == hay.len() {
+            return None;
+        }
         // The last partial chunk, read as the last 16 bytes: the bytes it shares with the
-        // chunks above hold no LF, so its first LF is the answer.
+        // chunks above match nothing, so its first match is the answer.
         let last = hay.len() - LANES;
-        let m = lf_mask(&hay[last..]);
+        let m = match_mask(&hay[last..], needles);
         (m != 0).then(|| last + m.trailing_zeros() as usize)
     }
 
@@ -201,10 +243,15 @@ mod tests {
         assert_eq!(find_lf(b""), None);
         assert_eq!(find_lf(b"abc\n"), Some(3));
         assert_eq!(find_lf(&[b'x'; 40]), None);
+        assert_eq!(find_lf(&[b'x'; 32]), None);
         let mut long = vec![b'x'; 40];
         long[33] = b'\n';
         long[39] = b'\n';
         assert_eq!(find_lf(&long), Some(33));
+        assert_eq!(
+            find_byte3(b',', b'"', b'<', b"a; b=\"x\" <c>, d, e, f, g"),
+            Some(5)
+        );
         assert_eq!(control_bytes(b"Via: x\r\n\t\r\n"), 2);
         assert_eq!(control_bytes(&[0x7f; 600]), 600);
         assert_eq!(control_bytes(&[0x80; 600]), 0);
@@ -215,8 +262,14 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         #[test]
-        fn find_lf_agrees_with_memchr(hay in prop::collection::vec(any_byte(), 0..100)) {
+        fn finds_agree_with_memchr(hay in prop::collection::vec(any_byte(), 0..100)) {
             prop_assert_eq!(find_lf(&hay), memchr::memchr(b'\n', &hay));
+            prop_assert_eq!(find_byte(b':', &hay), memchr::memchr(b':', &hay));
+            prop_assert_eq!(find_byte2(b'a', b'\t', &hay), memchr::memchr2(b'a', b'\t', &hay));
+            prop_assert_eq!(
+                find_byte3(b'b', b' ', b'\r', &hay),
+                memchr::memchr3(b'b', b' ', b'\r', &hay)
+            );
         }
 
         #[test]

@@ -13,6 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::header::{is_token, run_len};
+use super::scan::find_byte;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme<'a> {
@@ -85,11 +86,11 @@ pub struct Uri<'a> {
 impl<'a> Uri<'a> {
     /// Parse a URI. Unknown schemes parse as [`Scheme::Other`] with only `raw` set.
     pub fn parse(raw: &'a [u8]) -> Result<Uri<'a>, UriError> {
-        // `sip:` as written nearly always: no memchr call, no scheme character checks.
+        // `sip:` as written nearly always: no search for the colon, no scheme character checks.
         if raw.len() > 4 && raw[..4].eq_ignore_ascii_case(b"sip:") {
             return parse_sip(Uri::bare(Scheme::Sip, raw), &raw[4..]);
         }
-        let colon = memchr::memchr(b':', raw).ok_or(UriError::NoScheme)?;
+        let colon = find_byte(b':', raw).ok_or(UriError::NoScheme)?;
         let scheme = &raw[..colon];
         if scheme.is_empty()
             || !scheme[0].is_ascii_alphabetic()
@@ -161,7 +162,7 @@ impl<'a> Uri<'a> {
         self.params()
             .find(|(n, _)| {
                 n.eq_ignore_ascii_case(name)
-                    || (memchr::memchr(b'%', n).is_some() && unescaped_eq(n, name, true))
+                    || (find_byte(b'%', n).is_some() && unescaped_eq(n, name, true))
             })
             .map(|(_, v)| v.unwrap_or(&[]))
     }
@@ -208,7 +209,7 @@ impl<'a> Uri<'a> {
 }
 
 fn parse_tel<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> {
-    let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+    let end = find_byte(b';', rest).unwrap_or(rest.len());
     let number = &rest[..end];
     let ok = !number.is_empty()
         && number.iter().enumerate().all(|(i, &b)| {
@@ -229,10 +230,10 @@ fn parse_tel<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> 
 
 fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> {
     let mut hostport = rest;
-    if let Some(at) = memchr::memchr(b'@', rest) {
+    if let Some(at) = find_byte(b'@', rest) {
         let userinfo = &rest[..at];
         hostport = &rest[at + 1..];
-        let (user, password) = match memchr::memchr(b':', userinfo) {
+        let (user, password) = match find_byte(b':', userinfo) {
             Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
             None => (userinfo, None),
         };
@@ -249,7 +250,7 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> 
     }
     // Host: an IPv6 reference is bracketed and contains colons.
     let host_end = if hostport.first() == Some(&b'[') {
-        let host_end = memchr::memchr(b']', hostport).ok_or(UriError::BadHost)? + 1;
+        let host_end = find_byte(b']', hostport).ok_or(UriError::BadHost)? + 1;
         uri.host = Some(parse_host(&hostport[..host_end]).ok_or(UriError::BadHost)?);
         host_end
     } else {
@@ -273,7 +274,7 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> 
         tail = &tail[end..];
     }
     if tail.first() == Some(&b';') {
-        let end = memchr::memchr(b'?', tail).unwrap_or(tail.len());
+        let end = find_byte(b'?', tail).unwrap_or(tail.len());
         uri.params = &tail[1..end];
         check_params(uri.params)?;
         tail = &tail[end..];
@@ -588,13 +589,13 @@ impl<'a> Iterator for Params<'a> {
             if self.rest.is_empty() {
                 return None;
             }
-            let end = memchr::memchr(self.sep, self.rest).unwrap_or(self.rest.len());
+            let end = find_byte(self.sep, self.rest).unwrap_or(self.rest.len());
             let item = &self.rest[..end];
             self.rest = self.rest.get(end + 1..).unwrap_or(&[]);
             if item.is_empty() {
                 continue;
             }
-            return Some(match memchr::memchr(b'=', item) {
+            return Some(match find_byte(b'=', item) {
                 Some(eq) => (&item[..eq], Some(&item[eq + 1..])),
                 None => (item, None),
             });

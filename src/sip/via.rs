@@ -10,6 +10,7 @@ use super::error::{ParseError, Required};
 use super::header::{token_len, CommaSplit, HeaderName};
 use super::params;
 use super::parse::Message;
+use super::scan::find_byte;
 use super::span::Span;
 use super::uri::{parse_host, parse_host_prefix, parse_port, Host};
 
@@ -122,7 +123,7 @@ impl<'a> Via<'a> {
         }
         let host_start = i;
         let host_end = if s.get(i) == Some(&b'[') {
-            i + memchr::memchr(b']', &s[i..])? + 1
+            i + find_byte(b']', &s[i..])? + 1
         } else {
             i + s[i..]
                 .iter()
