@@ -114,6 +114,7 @@ static VALUE_CHARS: [bool; 256] = {
 /// whitespace or quotes, checked in one pass. `Some(value)` (what `find(raw, wanted).flatten()`
 /// returns) when `raw` has that form, in which case [`validate`] accepts it too; `None` when it
 /// does not (it may still be valid: ask [`validate`]).
+#[inline]
 pub fn scan_simple<'a>(raw: &'a [u8], wanted: &[u8]) -> Option<Option<&'a [u8]>> {
     if raw.is_empty() {
         return Some(None);
