@@ -13,7 +13,9 @@ use libfuzzer_sys::fuzz_target;
 use sipshard::sip::header::CommaSplit;
 use sipshard::sip::parse::MAX_HEADERS;
 use sipshard::sip::rewrite::DEFAULT_HEADROOM;
-use sipshard::sip::{Contact, Edits, HeaderName, Message, PacketBuf, ParseError, Span};
+use sipshard::sip::{
+    Contact, Edits, HeaderName, Message, PacketBuf, ParseError, Required, Span, Via,
+};
 
 const NEW_VIA: &[u8] = b"Via: SIP/2.0/UDP fuzz.example.net:5060;branch=z9hG4bKfuzz\r\n";
 const NEW_BRANCH: &[u8] = b"z9hG4bKfuzz";
@@ -216,7 +218,16 @@ fn exercise(m: &Message<'_>) {
         assert!(v.span.start <= v.sent_by_end.start && v.sent_by_end.end <= v.span.end);
     }
     assert!(vias <= m.values(HeaderName::Via).count());
-    let _ = m.second_via();
+    // `vias()` parses single-value lines whole and resumes after the cached top Via: it must
+    // equal splitting every Via line at commas and parsing each element.
+    let split: Vec<_> = m
+        .values(HeaderName::Via)
+        .map(|(field, span)| {
+            Via::parse(m.buf(), span, field).ok_or(ParseError::Malformed(Required::Via))
+        })
+        .collect();
+    assert_eq!(m.vias().collect::<Vec<_>>(), split);
+    assert_eq!(m.second_via(), split.get(1).copied());
     for a in [m.from(), m.to()].into_iter().flatten() {
         let _ = (a.tag(), a.expires(), a.q(), a.uri.lr());
         assert!(!a.uri.raw.is_empty());

@@ -8,9 +8,10 @@
 //! and a `,` or `?` would be ambiguous, so such URIs are rejected (RFC 3261 section 20.10).
 
 use super::error::{ParseError, Required};
-use super::header::{is_token, trim, HeaderName};
+use super::header::{is_token, token_len, trim, HeaderName};
 use super::params::{self, quoted_end, unquote, HeaderParams};
 use super::parse::{parse_delta_seconds, parse_u64, Message};
+use super::scan::{find_byte, find_byte2};
 use super::span::Span;
 use super::uri::Uri;
 
@@ -45,11 +46,11 @@ impl<'a> NameAddr<'a> {
                     }
                     Some(display)
                 };
-                let gt = lt + memchr::memchr(b'>', &s[lt..])?;
+                let gt = lt + find_byte(b'>', &s[lt..])?;
                 (display, &s[lt + 1..gt], &s[gt + 1..])
             }
             None => {
-                let end = memchr::memchr(b';', s).unwrap_or(s.len());
+                let end = find_byte(b';', s).unwrap_or(s.len());
                 // `SEMI = SWS ";" SWS` (RFC 3261 section 25.1): whitespace may separate the
                 // addr-spec from its parameters (RFC 4475 section 3.1.1.1, `To: sip:... ;tag`).
                 let uri = trim(s, Span::new(0, end)).of(s);
@@ -114,7 +115,7 @@ impl<'a> NameAddr<'a> {
 /// Position of `<` outside a quoted display name: `Ok(None)` when there is none.
 fn find_unquoted_lt(s: &[u8]) -> Option<Option<usize>> {
     let mut i = 0;
-    while let Some(k) = memchr::memchr2(b'"', b'<', &s[i..]) {
+    while let Some(k) = find_byte2(b'"', b'<', &s[i..]) {
         i += k;
         match s[i] {
             b'"' => i += quoted_end(&s[i..])?,
@@ -134,7 +135,7 @@ fn valid_display_name(d: &[u8]) -> bool {
 
 /// qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ), in thousandths.
 pub fn parse_qvalue(v: &[u8]) -> Option<u16> {
-    let (int, frac) = match memchr::memchr(b'.', v) {
+    let (int, frac) = match find_byte(b'.', v) {
         Some(d) => (&v[..d], &v[d + 1..]),
         None => (v, &[][..]),
     };
@@ -181,7 +182,7 @@ pub struct Credentials<'a> {
 impl<'a> Credentials<'a> {
     pub fn parse(buf: &'a [u8], span: Span, field: usize) -> Option<Credentials<'a>> {
         let s = span.of(buf);
-        let scheme_len = s.iter().take_while(|&&b| is_token(b)).count();
+        let scheme_len = token_len(s);
         if scheme_len == 0 {
             return None;
         }

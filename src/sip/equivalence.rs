@@ -3,7 +3,8 @@
 //!
 //! - the one-pass header scan against normalise-in-place then `httparse::parse_headers`
 //!   (folding, whitespace before colons, control characters, obs-text, tchar-only name bytes);
-//! - host and dotted-quad parsing against `std` and the previous label rules;
+//! - host and dotted-quad parsing against `std` and the previous label rules, and the label-wise
+//!   host scan against the one-pass one;
 //! - header-name recognition against a plain lowercase table;
 //! - the one-pass Via and parameter parsers against the general ones.
 
@@ -16,7 +17,7 @@ use super::header::{trim, HeaderName};
 use super::params;
 use super::parse::{move_colon_after_name, HeaderField, Message, MAX_HEADERS};
 use super::span::Span;
-use super::uri::{parse_host, parse_ipv4, Host};
+use super::uri::{parse_host, parse_host_prefix, parse_host_prefix_general, parse_ipv4, Host};
 use super::via::Via;
 
 /// What the reference makes of a header section: the fields, where the empty line starts and
@@ -286,6 +287,13 @@ proptest! {
     }
 
     #[test]
+    fn host_prefix_by_labels_agrees_with_the_one_pass_scan(
+        raw in prop::collection::vec(host_byte(), 0..24)
+    ) {
+        prop_assert_eq!(parse_host_prefix(&raw), parse_host_prefix_general(&raw));
+    }
+
+    #[test]
     fn dotted_quads_match_std(raw in prop::collection::vec(
         prop::sample::select(&b"0123456789..."[..]), 0..18)
     ) {
@@ -328,5 +336,61 @@ proptest! {
         let span = Span::new(0, b.len());
         let general = Via::parse_general_for_tests(b, span);
         prop_assert_eq!(Via::parse(b, span, 0), general, "{}", text);
+    }
+}
+
+/// One Via line value from pieces that exercise the single-value fast path and the split path.
+fn via_line() -> impl Strategy<Value = String> {
+    let element = prop::sample::select(vec![
+        "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1",
+        "SIP/2.0/TCP host.example.com;branch=z9hG4bKa;received=192.0.2.2",
+        "SIP / 2.0 / UDP spaced.example.com ; branch = x",
+        "SIP/2.0/UDP [2001:db8::1];branch=z9hG4bK6",
+        "SIP/2.0/UDP h;x=\"a,b\"",
+        "SIP/2.0/UDP h;x=<a,b>",
+        "SIP/2.0/UDP bad..host",
+        "SIP/2.0/UDP",
+        "",
+        " ",
+    ]);
+    let separator = prop::sample::select(vec![",", " , ", ",,", "\t,"]);
+    (prop::collection::vec((element, separator), 1..4)).prop_map(|parts| {
+        let mut line = String::new();
+        for (k, (element, separator)) in parts.iter().enumerate() {
+            if k > 0 {
+                line.push_str(separator);
+            }
+            line.push_str(element);
+        }
+        line
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// `vias()` (single-value lines parsed whole, the top Via cached) against splitting every
+    /// line at commas and parsing each element.
+    #[test]
+    fn vias_agree_with_splitting_every_line(lines in prop::collection::vec(via_line(), 0..4)) {
+        let mut text = String::from("SIP/2.0 200 OK\r\n");
+        for line in &lines {
+            text.push_str("Via: ");
+            text.push_str(line);
+            text.push_str("\r\nTo: <sip:a@b>\r\n");
+        }
+        text.push_str("\r\n");
+        let mut buf = text.into_bytes();
+        let m = Message::parse(&mut buf).unwrap();
+        let split: Vec<_> = m
+            .values(HeaderName::Via)
+            .map(|(field, span)| {
+                Via::parse(m.buf(), span, field).ok_or(ParseError::Malformed(super::Required::Via))
+            })
+            .collect();
+        prop_assert_eq!(m.vias().collect::<Vec<_>>(), split.clone());
+        prop_assert_eq!(m.second_via(), split.get(1).copied());
+        let top = split.first().copied().unwrap_or(Err(ParseError::Missing(super::Required::Via)));
+        prop_assert_eq!(m.top_via(), top);
     }
 }

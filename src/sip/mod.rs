@@ -1,6 +1,7 @@
 //! The SIP message layer: parse, inspect and rewrite one datagram. No I/O.
 //!
 //! - [`parse`]: the zero-copy parser producing a [`Message`] view of spans into the datagram.
+//! - [`scan`]: the byte searches of the header scan (SSE2 on x86-64).
 //! - [`header`]: header names (full and compact) and comma splitting of list headers.
 //! - [`uri`]: SIP/SIPS/TEL URIs and RFC 3261 section 19.1.4 comparison.
 //! - [`via`], [`addr`], [`params`]: typed, lazily parsed views of the headers a proxy needs.
@@ -15,6 +16,7 @@ pub mod header;
 pub mod params;
 pub mod parse;
 pub mod rewrite;
+mod scan;
 pub mod span;
 pub mod uri;
 pub mod via;

@@ -1,7 +1,8 @@
 //! Header parameters: `*( SEMI generic-param )` with `SEMI = SWS ";" SWS`, `EQUAL = SWS "=" SWS`
 //! and values that are tokens, hosts or quoted strings (RFC 3261 section 25.1).
 
-use super::header::is_token;
+use super::header::{is_token, run_len, token_len};
+use super::scan::find_byte2;
 
 #[inline]
 fn is_ws(b: u8) -> bool {
@@ -48,7 +49,7 @@ impl<'a> Iterator for HeaderParams<'a> {
             return None;
         }
         let name_start = i;
-        i += s[i..].iter().take_while(|&&b| is_token(b)).count();
+        i += token_len(&s[i..]);
         let name = &s[name_start..i];
         if name.is_empty() {
             return self.fail();
@@ -65,7 +66,7 @@ impl<'a> Iterator for HeaderParams<'a> {
                 }
             } else {
                 // token / host (IPv6 references have colons and brackets).
-                i += s[i..].iter().take_while(|&&b| is_value_char(b)).count();
+                i += run_len(&s[i..], &VALUE_CHARS);
                 if i == v_start {
                     return self.fail();
                 }
@@ -97,16 +98,23 @@ fn skip_ws(s: &[u8], i: usize) -> usize {
     i + s[i..].iter().take_while(|&&b| is_ws(b)).count()
 }
 
-/// An unquoted parameter value byte: token, or `:`, `[`, `]` for IPv6 references.
-#[inline]
-fn is_value_char(b: u8) -> bool {
-    is_token(b) || matches!(b, b':' | b'[' | b']')
-}
+/// An unquoted parameter value byte: token, or `:`, `[`, `]` for IPv6 references (a table: values
+/// are most of a parameter list).
+static VALUE_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = is_token(i as u8) || matches!(i as u8, b':' | b'[' | b']');
+        i += 1;
+    }
+    t
+};
 
 /// The common form of a parameter list, `name[=value]` items joined by single `;` with no
 /// whitespace or quotes, checked in one pass. `Some(value)` (what `find(raw, wanted).flatten()`
 /// returns) when `raw` has that form, in which case [`validate`] accepts it too; `None` when it
 /// does not (it may still be valid: ask [`validate`]).
+#[inline]
 pub fn scan_simple<'a>(raw: &'a [u8], wanted: &[u8]) -> Option<Option<&'a [u8]>> {
     if raw.is_empty() {
         return Some(None);
@@ -114,7 +122,7 @@ pub fn scan_simple<'a>(raw: &'a [u8], wanted: &[u8]) -> Option<Option<&'a [u8]>>
     let mut found: Option<Option<&[u8]>> = None;
     let mut i = 0;
     loop {
-        let name_len = raw[i..].iter().take_while(|&&b| is_token(b)).count();
+        let name_len = token_len(&raw[i..]);
         if name_len == 0 {
             return None;
         }
@@ -123,7 +131,7 @@ pub fn scan_simple<'a>(raw: &'a [u8], wanted: &[u8]) -> Option<Option<&'a [u8]>>
         let mut value = None;
         if raw.get(i) == Some(&b'=') {
             i += 1;
-            let value_len = raw[i..].iter().take_while(|&&b| is_value_char(b)).count();
+            let value_len = run_len(&raw[i..], &VALUE_CHARS);
             if value_len == 0 {
                 return None;
             }
@@ -161,7 +169,7 @@ pub fn quoted_end(s: &[u8]) -> Option<usize> {
     let mut i = 1;
     while i < s.len() {
         // Jump to the next quote or backslash (nonces and digests are long).
-        i += memchr::memchr2(b'"', b'\\', &s[i..])?;
+        i += find_byte2(b'"', b'\\', &s[i..])?;
         match s[i] {
             b'\\' => i += 2,
             _ => return Some(i + 1),

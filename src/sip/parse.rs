@@ -1,9 +1,10 @@
 //! The zero-copy parser: one datagram in, a borrowed [`Message`] view out.
 //!
 //! One pass over the header section, as Kamailio parses: [`scan_headers`] walks the lines with
-//! memchr, finds the empty line that ends the header section and, in place and without changing
-//! any length, turns folded lines (`CRLF` + `SP`/`HT`, RFC 3261 section 7.3.1) into spaces and
-//! moves whitespace between a header name and its colon after the colon. Each logical line is
+//! a search 16 bytes a step (`scan::find_lf`), finds the empty line that ends the header
+//! section and, in place and without changing any length, turns folded lines (`CRLF` +
+//! `SP`/`HT`, RFC 3261 section 7.3.1) into spaces and moves whitespace between a header name
+//! and its colon after the colon. Each logical line is
 //! split into name and value as it completes (with the byte rules httparse applies to HTTP
 //! headers: a `tchar` name, then `:`, then a value of HT, SP, visible ASCII or obs-text) and
 //! recorded with its line and value spans; each name is recognised once (compact forms included).
@@ -17,7 +18,8 @@ use std::mem::MaybeUninit;
 use memchr::memchr;
 
 use super::error::{ParseError, Required};
-use super::header::{is_token, trim, CommaSplit, HeaderName};
+use super::header::{is_token, run_len, trim, CommaSplit, HeaderName};
+use super::scan::{control_bytes, find_byte, find_lf};
 use super::span::Span;
 use super::uri::{Scheme, Uri};
 use super::via::Via;
@@ -235,7 +237,7 @@ impl<'a> Message<'a> {
             .iter()
             .position(|&b| b != b'\r' && b != b'\n')
             .ok_or(ParseError::Empty)?;
-        let line_end = memchr(b'\n', &buf[first_byte..])
+        let line_end = find_lf(&buf[first_byte..])
             .map(|i| i + first_byte)
             .ok_or(ParseError::BadStartLine)?;
         let headers_start = line_end + 1;
@@ -512,6 +514,7 @@ struct Scan {
 /// logical line into `msg` as it completes.
 ///
 /// Header value bytes are checked once for the whole section afterwards ([`control_bytes`]);
+/// lines are found with [`find_lf`] (both 16 bytes a step, see [`super::scan`]);
 /// only when that finds something wrong is the section walked again line by line
 /// ([`first_bad_line`]) to report the same error, in the same order, as checking each line.
 fn scan_headers(
@@ -530,7 +533,7 @@ fn scan_headers(
         if phys_start >= buf.len() {
             return Err(ParseError::UnterminatedHeaders);
         }
-        let nl = memchr(b'\n', &buf[phys_start..])
+        let nl = find_lf(&buf[phys_start..])
             .map(|i| i + phys_start)
             .ok_or(ParseError::UnterminatedHeaders)?;
         let content_end = if nl > phys_start && buf[nl - 1] == b'\r' {
@@ -582,7 +585,7 @@ fn scan_headers(
 /// Length of the header name at the start of `line` (HTTP `tchar` bytes).
 #[inline]
 fn name_length(line: &[u8]) -> usize {
-    line.iter().take_while(|&&b| is_header_name_char(b)).count()
+    run_len(line, &HEADER_NAME_CHARS)
 }
 
 /// After `name_len` name bytes: the colon, then optional SP/HT. Returns where the value starts,
@@ -599,21 +602,6 @@ fn value_start(line: &[u8], name_len: usize) -> Option<usize> {
             .take_while(|&&b| b == b' ' || b == b'\t')
             .count(),
     )
-}
-
-/// Count the bytes of a header section that are control characters other than HT and LF, CR
-/// included. A valid section has exactly one per CRLF terminator. Vectorises (no early exit).
-fn control_bytes(section: &[u8]) -> usize {
-    // Byte-wide counters over chunks short enough not to overflow: this form vectorises.
-    section
-        .chunks(255)
-        .map(|chunk| {
-            chunk.iter().fold(0u8, |n, &b| {
-                let control = ((b < b' ') & (b != b'\t') & (b != b'\n')) | (b == 0x7f);
-                n.wrapping_add(u8::from(control))
-            }) as usize
-        })
-        .sum()
 }
 
 /// The slow path of header checking, for a section (already unfolded, so one line is one
@@ -706,11 +694,6 @@ static HEADER_NAME_CHARS: [bool; 256] = {
     t
 };
 
-#[inline]
-fn is_header_name_char(b: u8) -> bool {
-    HEADER_NAME_CHARS[b as usize]
-}
-
 /// Header value bytes: HT, SP, visible ASCII and obs-text; no other control character. Written
 /// without an early exit so that it vectorises.
 #[inline]
@@ -773,8 +756,8 @@ fn parse_start_line(buf: &[u8], line: Span) -> Result<(StartLine, Option<Uri<'_>
     }
     // Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP each (RFC 4475
     // section 3.1.2.9 and 3.1.2.10 reject extra or trailing whitespace).
-    let sp1 = memchr(b' ', text).ok_or(ParseError::BadStartLine)?;
-    let sp2 = memchr(b' ', &text[sp1 + 1..])
+    let sp1 = find_byte(b' ', text).ok_or(ParseError::BadStartLine)?;
+    let sp2 = find_byte(b' ', &text[sp1 + 1..])
         .map(|i| i + sp1 + 1)
         .ok_or(ParseError::BadStartLine)?;
     let method = &text[..sp1];
@@ -805,7 +788,7 @@ fn parse_start_line(buf: &[u8], line: Span) -> Result<(StartLine, Option<Uri<'_>
 
 fn parse_status_line(text: &[u8], line: Span) -> Result<StartLine, ParseError> {
     // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (the phrase may be empty).
-    let sp1 = memchr(b' ', text).ok_or(ParseError::BadStartLine)?;
+    let sp1 = find_byte(b' ', text).ok_or(ParseError::BadStartLine)?;
     check_version(&text[..sp1])?;
     let rest = &text[sp1 + 1..];
     let code_len = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -826,7 +809,8 @@ fn parse_status_line(text: &[u8], line: Span) -> Result<StartLine, ParseError> {
 
 /// `SIP/2.0`, case-insensitive; another well-formed version is 505, anything else 400.
 fn check_version(v: &[u8]) -> Result<(), ParseError> {
-    if v.eq_ignore_ascii_case(b"SIP/2.0") {
+    // As written nearly always: one exact compare before the case-insensitive one.
+    if v == b"SIP/2.0" || v.eq_ignore_ascii_case(b"SIP/2.0") {
         return Ok(());
     }
     let well_formed = v.len() > 4

@@ -7,10 +7,10 @@
 //! ```
 
 use super::error::{ParseError, Required};
-use super::header::is_token;
-use super::header::HeaderName;
+use super::header::{token_len, CommaSplit, HeaderName};
 use super::params;
 use super::parse::Message;
+use super::scan::find_byte;
 use super::span::Span;
 use super::uri::{parse_host, parse_host_prefix, parse_port, Host};
 
@@ -52,7 +52,7 @@ impl<'a> Via<'a> {
     #[inline]
     fn parse_common(s: &'a [u8], span: Span, field: usize) -> Option<Via<'a>> {
         let rest = s.strip_prefix(b"SIP/2.0/")?;
-        let transport_len = rest.iter().take_while(|&&b| is_token(b)).count();
+        let transport_len = token_len(rest);
         if transport_len == 0 || rest.get(transport_len) != Some(&b' ') {
             return None;
         }
@@ -103,10 +103,7 @@ impl<'a> Via<'a> {
         for (k, part) in parts.iter_mut().enumerate() {
             skip_ws(s, &mut i);
             let start = i;
-            i += s[i..]
-                .iter()
-                .take_while(|&&b| super::header::is_token(b))
-                .count();
+            i += token_len(&s[i..]);
             *part = &s[start..i];
             if part.is_empty() {
                 return None;
@@ -126,7 +123,7 @@ impl<'a> Via<'a> {
         }
         let host_start = i;
         let host_end = if s.get(i) == Some(&b'[') {
-            i + memchr::memchr(b']', &s[i..])? + 1
+            i + find_byte(b']', &s[i..])? + 1
         } else {
             i + s[i..]
                 .iter()
@@ -227,29 +224,98 @@ fn skip_ws(s: &[u8], i: &mut usize) {
 impl<'a> Message<'a> {
     /// Parse the topmost Via value ([`Message::top_via`] returns it, parsed once).
     pub(super) fn parse_top_via(&self) -> Result<Via<'a>, ParseError> {
-        let (field, span) = self
-            .values(HeaderName::Via)
+        Vias::new(self)
             .next()
-            .ok_or(ParseError::Missing(Required::Via))?;
-        Via::parse(self.buf(), span, field).ok_or(ParseError::Malformed(Required::Via))
+            .unwrap_or(Err(ParseError::Missing(Required::Via)))
     }
 
     /// Every Via value, top first; `Err` on the first malformed one.
     pub fn vias(&self) -> impl Iterator<Item = Result<Via<'a>, ParseError>> + '_ {
-        let buf = self.buf();
         let top = self.top_via();
-        self.values(HeaderName::Via)
-            .enumerate()
-            .map(move |(k, (field, span))| match k {
-                // The first value is the top Via, already parsed.
-                0 => top,
-                _ => Via::parse(buf, span, field).ok_or(ParseError::Malformed(Required::Via)),
-            })
+        let mut rest = Vias::new(self);
+        // The top Via is already parsed: start after it. (When it is malformed, step over it
+        // and report the error kept with it; when there is no Via at all, report nothing.)
+        let first = match top {
+            Ok(via) => {
+                rest = Vias::after(self, &via);
+                Some(top)
+            }
+            Err(_) => rest.next().map(|_| top),
+        };
+        first.into_iter().chain(rest)
     }
 
     /// The Via below the top one, if any (where a response goes next).
     pub fn second_via(&self) -> Option<Result<Via<'a>, ParseError>> {
         self.vias().nth(1)
+    }
+}
+
+/// The Via values of a message, parsed, top first.
+///
+/// A Via line nearly always holds one value of the common form: [`Via::parse_common`] on the
+/// whole line value settles it without splitting the line at commas first. That is exact: a
+/// value `parse_common` accepts has no comma, double quote or `<`, so splitting it would yield
+/// the whole (already trimmed) value. Any other line is split and each element parsed, as
+/// [`Message::values`] splits it.
+struct Vias<'m, 'a> {
+    msg: &'m Message<'a>,
+    /// The next line to look at.
+    next_line: usize,
+    /// The line being split, and its split.
+    split: Option<(usize, CommaSplit<'a>)>,
+}
+
+impl<'m, 'a> Vias<'m, 'a> {
+    fn new(msg: &'m Message<'a>) -> Self {
+        Vias {
+            msg,
+            next_line: msg.first_index(HeaderName::Via).unwrap_or(usize::MAX),
+            split: None,
+        }
+    }
+
+    /// The values after `via`, one of this message's.
+    fn after(msg: &'m Message<'a>, via: &Via<'a>) -> Self {
+        let value = msg.field_at(via.field).value;
+        // Split the rest of its line: what lies between `via` and the comma after it is
+        // whitespace, which splitting skips as an empty element.
+        let split = (via.span.end < value.end).then(|| {
+            let rest = Span::new(via.span.end as usize, value.end as usize);
+            (via.field, CommaSplit::new(msg.buf(), rest))
+        });
+        Vias {
+            msg,
+            next_line: via.field + 1,
+            split,
+        }
+    }
+}
+
+impl<'a> Iterator for Vias<'_, 'a> {
+    type Item = Result<Via<'a>, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let buf = self.msg.buf();
+        loop {
+            if let Some((field, split)) = &mut self.split {
+                if let Some(span) = split.next() {
+                    return Some(
+                        Via::parse(buf, span, *field).ok_or(ParseError::Malformed(Required::Via)),
+                    );
+                }
+                self.split = None;
+            }
+            let fields = self.msg.fields();
+            let line =
+                (self.next_line..fields.len()).find(|&i| fields[i].name == HeaderName::Via)?;
+            self.next_line = line + 1;
+            let value = fields[line].value;
+            if let Some(via) = Via::parse_common(value.of(buf), value, line) {
+                return Some(Ok(via));
+            }
+            self.split = Some((line, CommaSplit::new(buf, value)));
+        }
     }
 }
 
