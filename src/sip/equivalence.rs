@@ -9,6 +9,7 @@
 //! - the one-pass Via and parameter parsers against the general ones.
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 use super::error::ParseError;
 use std::net::Ipv4Addr;
@@ -169,8 +170,21 @@ fn section_byte() -> impl Strategy<Value = u8> {
     ]
 }
 
+/// `cases` per property; failures are kept next to this file
+/// (`equivalence.proptest-regressions`, replayed first on every run) rather than in a
+/// `proptest-regressions/` directory at the top of the repository.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(config(4000))]
 
     #[test]
     fn one_pass_scan_matches_normalise_then_httparse(
@@ -279,7 +293,7 @@ fn host_byte() -> impl Strategy<Value = u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(config(4000))]
 
     #[test]
     fn hosts_match_std_and_the_label_rules(raw in prop::collection::vec(host_byte(), 0..24)) {
@@ -367,7 +381,7 @@ fn via_line() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(config(2000))]
 
     /// `vias()` (single-value lines parsed whole, the top Via cached) against splitting every
     /// line at commas and parsing each element.
