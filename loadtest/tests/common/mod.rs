@@ -136,8 +136,17 @@ pub fn free_ports(n: u16) -> u16 {
     panic!("no block of {n} free UDP ports");
 }
 
+/// A fresh scratch directory. Unique per call, not just per name: the tests of one file run in
+/// parallel in one process, and two of them sharing a name (`run_json` with the same label)
+/// must not remove each other's reports.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sipshard-load-test-{}-{name}", std::process::id()));
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!(
+        "sipshard-load-test-{}-{n}-{name}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
