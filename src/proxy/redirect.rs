@@ -3,9 +3,9 @@
 //! `q` and remaining `expires`) instead of being forwarded. The 302 carries the deterministic
 //! local To tag, so the caller's ACK for it is absorbed like the ACK of any local reply.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 
+use crate::sip::write::{push_q_value, push_uint};
 use crate::sip::{Host, Message};
 
 use super::{Core, Decision, Now};
@@ -57,13 +57,11 @@ impl Core {
         for b in self.table.live_bindings(aor, now_secs) {
             self.extra.extend_from_slice(b"Contact: <");
             self.extra.extend_from_slice(b.contact);
-            let _ = write!(
-                self.extra,
-                ">;q={}.{:03};expires={}\r\n",
-                b.q / 1000,
-                b.q % 1000,
-                b.remaining(now_secs)
-            );
+            self.extra.extend_from_slice(b">;q=");
+            push_q_value(&mut self.extra, b.q);
+            self.extra.extend_from_slice(b";expires=");
+            push_uint(&mut self.extra, b.remaining(now_secs));
+            self.extra.extend_from_slice(b"\r\n");
             listed += 1;
         }
         if listed == 0 {

@@ -19,7 +19,7 @@ use crate::metrics::Counters;
 use crate::proxy::local::LocalIdentity;
 use crate::proxy::{AorKey, Now};
 use crate::sip::addr::Contact;
-use crate::sip::write::push_uint;
+use crate::sip::write::{push_q_value, push_uint};
 use crate::sip::{Message, Scheme, Uri};
 use table::{Binding, BindingRecord, LocationTable, MergeOutcome, Version};
 
@@ -222,26 +222,13 @@ pub fn handle(
         ctx.extra.extend_from_slice(b">;expires=");
         push_uint(ctx.extra, b.remaining(now_secs));
         if b.q != 1000 {
-            push_q(ctx.extra, b.q);
+            ctx.extra.extend_from_slice(b";q=");
+            push_q_value(ctx.extra, b.q);
         }
         ctx.extra.extend_from_slice(b"\r\n");
     }
     ctx.extra.extend_from_slice(ctx.date.line(now_secs));
     (200, "OK")
-}
-
-/// `;q=` and a q-value given in thousandths, with three decimals (`0.500`; RFC 3261 section
-/// 20.10 allows up to three).
-fn push_q(out: &mut Vec<u8>, q: u16) {
-    out.extend_from_slice(b";q=");
-    push_uint(out, q / 1000);
-    out.push(b'.');
-    let frac = q % 1000;
-    out.extend_from_slice(&[
-        b'0' + (frac / 100) as u8,
-        b'0' + (frac / 10 % 10) as u8,
-        b'0' + (frac % 10) as u8,
-    ]);
 }
 
 /// The `Date:` line of 200 responses (RFC 3261 section 10.3 step 8 suggests one, so clients

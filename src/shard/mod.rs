@@ -67,11 +67,12 @@ fn wall_clock_ns() -> u64 {
 
 /// The wall clock as the core wants it.
 pub fn now() -> Now {
+    now_from_ns(wall_clock_ns())
+}
+
+fn now_from_ns(unix_ns: u64) -> Now {
     Now {
-        unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
+        unix_ms: unix_ns / 1_000_000,
     }
 }
 
@@ -501,8 +502,9 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize, tuning: ReceiveTuning) {
             batch.arrived_ns[0] = None;
             count = 1 + batch.recv_more(fd, 1);
         }
-        let now = now();
+        // One clock read per batch: the core's time and the shedding decision's.
         let now_ns = wall_clock_ns();
+        let now = now_from_ns(now_ns);
         {
             let mut core = shard.core.borrow_mut();
             if let Some(total) = batch.kernel_drops.take() {

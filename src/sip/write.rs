@@ -23,6 +23,19 @@ pub fn push_uint(out: &mut impl Sink, n: impl itoa::Integer) {
     out.put(itoa::Buffer::new().format(n).as_bytes());
 }
 
+/// Append a q-value given in thousandths with three decimals (`0.500`, `1.000`; RFC 3261
+/// section 20.10 allows up to three), as the registrar and the redirect server list bindings.
+pub fn push_q_value(out: &mut impl Sink, thousandths: u16) {
+    push_uint(out, thousandths / 1000);
+    let frac = thousandths % 1000;
+    out.put(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+}
+
 /// Append `ip` as it appears in a Via parameter or a URI host: dotted IPv4, or an IPv6
 /// reference in brackets (RFC 3261 section 25.1, RFC 5118 section 4.5).
 pub fn push_ip(out: &mut impl Sink, ip: IpAddr) {
@@ -65,6 +78,16 @@ mod tests {
             let mut out = Vec::new();
             push_ip(&mut out, ip.parse().unwrap());
             assert_eq!(out, ip.as_bytes());
+        }
+        for (q, text) in [
+            (0u16, "0.000"),
+            (500, "0.500"),
+            (1000, "1.000"),
+            (75, "0.075"),
+        ] {
+            let mut out = Vec::new();
+            push_q_value(&mut out, q);
+            assert_eq!(out, text.as_bytes());
         }
         let mut out = Vec::new();
         push_ip(&mut out, "2001:db8::1".parse().unwrap());
