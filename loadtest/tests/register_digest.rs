@@ -145,7 +145,8 @@ fn registrar(passwords: &'static [(&'static str, &'static str)]) -> Registrar {
 #[test]
 fn register_storm_answers_digest_challenges() {
     let reg = registrar(&[("user0", "pw0"), ("user1", "pw1")]);
-    let pwfile = temp_dir("register").join("passwords");
+    let pwdir = temp_dir("register");
+    let pwfile = pwdir.join("passwords");
     std::fs::write(&pwfile, "user0:pw0\nuser1:pw1\n*:common\n").unwrap();
     let target = reg.addr.to_string();
     #[rustfmt::skip]

@@ -103,10 +103,11 @@ fn a_rejection_fails_the_call_unless_expected() {
 fn options_pings_against_an_answer_only_instance() {
     let base = free_ports(1);
     let port = base.to_string();
+    let uas_dir = temp_dir("options-uas");
     #[rustfmt::skip]
     let uas = spawn(BIN, &[
         "call", "--uas-only", "--local-port", &port, "--ports", "1", "--duration", "3", "-q",
-    ], &temp_dir("options-uas"));
+    ], &uas_dir);
     std::thread::sleep(Duration::from_millis(200));
     let target = format!("127.0.0.1:{base}");
     #[rustfmt::skip]

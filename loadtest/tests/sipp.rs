@@ -11,10 +11,11 @@ use common::*;
 fn uac_only_calls_sipp_uas() {
     let sipp = sipp();
     let port = free_ports(1).to_string();
+    let uas_dir = temp_dir("sipp-uas");
     #[rustfmt::skip]
     let uas = spawn(&sipp, &[
         "-sn", "uas", "-i", "127.0.0.1", "-p", &port, "-m", "200", "-nostdin", "-timeout", "40s",
-    ], &temp_dir("sipp-uas"));
+    ], &uas_dir);
     std::thread::sleep(Duration::from_millis(300));
     let target = format!("127.0.0.1:{port}");
     let to = format!("sip:service@{target}");

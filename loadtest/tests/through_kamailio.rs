@@ -39,7 +39,7 @@ fn calls_through_kamailio_follow_record_route() {
     cmd.arg("-f")
         .arg(&cfg)
         .args(["-DD", "-E", "-w"])
-        .arg(&dir)
+        .arg(&*dir)
         .args(["-P", dir.join("kamailio.pid").to_str().unwrap()])
         .args([
             "-A",

@@ -35,7 +35,8 @@ pub fn run(args: &[&str], limit: Duration) -> Output {
 /// Run with `-q --json <file>` appended; returns the output and the report (panics with the
 /// output when no report was written).
 pub fn run_json(name: &str, args: &[&str], limit: Duration) -> (Output, serde_json::Value) {
-    let json = temp_dir(name).join("report.json");
+    let dir = temp_dir(name);
+    let json = dir.join("report.json");
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["-q", "--json", json.to_str().unwrap()]);
     let out = run(&all, limit);
@@ -136,10 +137,30 @@ pub fn free_ports(n: u16) -> u16 {
     panic!("no block of {n} free UDP ports");
 }
 
-/// A fresh scratch directory. Unique per call, not just per name: the tests of one file run in
-/// parallel in one process, and two of them sharing a name (`run_json` with the same label)
-/// must not remove each other's reports.
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A fresh scratch directory, removed when dropped unless the test is failing (then it is kept
+/// for a look and its path is printed). Unique per call, not just per name: the tests of one
+/// file run in parallel in one process, and two of them sharing a name (`run_json` with the same
+/// label) must not remove each other's reports.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("scratch directory kept: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn temp_dir(name: &str) -> Scratch {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -149,7 +170,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 pub fn read_json(p: &Path) -> serde_json::Value {
