@@ -251,6 +251,11 @@ pub struct Report {
     /// How long received datagrams waited before the generator read them.
     pub generator_rx_lag_ms: Percentiles,
     pub generator_kept_schedule: bool,
+    /// Datagrams the generator's own sockets dropped because it did not read them in time.
+    pub generator_socket_drops: u64,
+    /// Retransmissions were needed although the generator dropped nothing and read every
+    /// datagram well within T1: datagrams were lost beyond it (in the target, as a rule).
+    pub loss_beyond_generator: bool,
     pub latency_ms: BTreeMap<&'static str, Percentiles>,
     /// The calling side's attempts (for `call` with both sides: the calls placed).
     pub calling: SideReport,
@@ -266,6 +271,10 @@ pub struct Report {
     pub wall_s: f64,
     pub error: Option<String>,
 }
+
+/// The generator's own receive lag below which its retransmissions cannot be its own doing:
+/// half of T1 (500 ms), the earliest a request is resent.
+pub const LOSS_RX_LAG_MS: f64 = 250.0;
 
 /// Lag p99 above which the generator is considered not to have kept its schedule by default.
 pub const DEFAULT_MAX_LAG_MS: f64 = 20.0;
@@ -285,7 +294,10 @@ impl Report {
         let kept = cfg.role == Role::UasOnly
             || (lag.p99 <= max_lag_ms
                 && rx_lag.p99 <= max_lag_ms
+                && c.socket_drops == 0
                 && out.send_secs <= duration * 1.01 + max_lag_ms / 1000.0);
+        let loss_beyond_generator =
+            c.retrans.total() > 0 && c.socket_drops == 0 && rx_lag.max <= LOSS_RX_LAG_MS;
         let mut latency = BTreeMap::new();
         for (name, hist) in h.named() {
             if !name.starts_with("generator_") {
@@ -328,6 +340,8 @@ impl Report {
             generator_lag_ms: lag,
             generator_rx_lag_ms: rx_lag,
             generator_kept_schedule: kept,
+            generator_socket_drops: c.socket_drops,
+            loss_beyond_generator,
             latency_ms: latency,
             calling: (&c.client).into(),
             answering: (&c.server).into(),
@@ -437,6 +451,20 @@ impl Report {
         if self.role != "uas" {
             p(&mut s, "send lag", &self.generator_lag_ms);
             p(&mut s, "receive lag", &self.generator_rx_lag_ms);
+            if self.generator_socket_drops > 0 {
+                s.push_str(&format!(
+                    "  WARNING: the generator's own sockets dropped {} datagrams (it did not read \
+                     them in time)\n",
+                    self.generator_socket_drops
+                ));
+            }
+            if self.loss_beyond_generator {
+                s.push_str(&format!(
+                    "  {} retransmissions although the generator dropped nothing and read every \
+                     datagram in time: datagrams were lost beyond it (the target's limit)\n",
+                    self.retransmissions
+                ));
+            }
             if self.generator_kept_schedule {
                 s.push_str("  the generator kept its schedule\n");
             } else {

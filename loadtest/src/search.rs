@@ -4,8 +4,11 @@
 //! and the first failed rate.
 //!
 //! A trial only counts against the target if the generator kept its schedule. When the
-//! generator itself falls behind (lag p99 above `--max-lag-ms`, or the schedule took longer
-//! than planned), the result says the generator was the limit, not the target.
+//! generator itself falls behind (lag p99 above `--max-lag-ms`, its own sockets dropped
+//! datagrams, or the schedule took longer than planned), the result says the generator was the
+//! limit, not the target. Unless datagrams were lost beyond the generator first: a target that
+//! drops datagrams makes the generator resend them, and a generator busy resending may then
+//! fall behind too; the limit reached is still the target's.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,8 +33,17 @@ pub struct Trial {
     pub generator_lag_p99_ms: f64,
     pub generator_rx_lag_p99_ms: f64,
     pub generator_kept_schedule: bool,
+    pub generator_socket_drops: u64,
+    pub loss_beyond_generator: bool,
     pub clean: bool,
     pub error: Option<String>,
+}
+
+impl Trial {
+    /// The trial failed because of the generator, so it says nothing about the target.
+    fn generator_limited(&self) -> bool {
+        !self.clean && !self.generator_kept_schedule && !self.loss_beyond_generator
+    }
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -117,6 +129,8 @@ pub fn find_max(
             generator_lag_p99_ms: r.generator_lag_ms.p99,
             generator_rx_lag_p99_ms: r.generator_rx_lag_ms.p99,
             generator_kept_schedule: r.generator_kept_schedule,
+            generator_socket_drops: r.generator_socket_drops,
+            loss_beyond_generator: r.loss_beyond_generator,
             clean,
             error: r.error.clone(),
         };
@@ -133,8 +147,10 @@ pub fn find_max(
             t.generator_rx_lag_p99_ms,
             if clean {
                 "clean"
-            } else if !t.generator_kept_schedule {
+            } else if t.generator_limited() {
                 "GENERATOR BEHIND"
+            } else if !t.generator_kept_schedule {
+                "LOSS AT TARGET"
             } else if slow && t.failed == 0 {
                 "TOO SLOW"
             } else {
@@ -150,7 +166,7 @@ pub fn find_max(
         if clean {
             lo = Some(lo.map_or(rate, |l: f64| l.max(rate)));
         } else if hi.map_or(true, |(h, _)| rate < h) {
-            hi = Some((rate, !t.generator_kept_schedule));
+            hi = Some((rate, t.generator_limited()));
         }
         rate = match hi {
             None => {
@@ -179,7 +195,10 @@ pub fn find_max(
              target's limit was not reached (give the generator more threads or cores)"
         ),
         (Some(l), Some((h, false))) => {
-            format!("highest clean rate {l}/s; at {h}/s the target failed attempts or was too slow")
+            format!(
+                "highest clean rate {l}/s; at {h}/s the target failed attempts, lost datagrams \
+                 or was too slow"
+            )
         }
         (None, Some((h, true))) => format!(
             "no clean rate: the generator could not keep even {h}/s (lower --rate or add threads)"

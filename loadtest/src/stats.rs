@@ -111,6 +111,8 @@ pub struct Counters {
     /// Datagrams that did not parse as SIP.
     pub unparseable: u64,
     pub send_errors: u64,
+    /// Datagrams the generator's own sockets dropped (receive buffer full: it fell behind).
+    pub socket_drops: u64,
     pub datagrams_sent: u64,
     pub datagrams_received: u64,
 }
@@ -125,6 +127,7 @@ impl Counters {
         self.stray += o.stray;
         self.unparseable += o.unparseable;
         self.send_errors += o.send_errors;
+        self.socket_drops += o.socket_drops;
         self.datagrams_sent += o.datagrams_sent;
         self.datagrams_received += o.datagrams_received;
     }

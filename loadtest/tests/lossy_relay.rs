@@ -101,6 +101,9 @@ fn retransmissions_recover_calls_when_every_third_invite_is_dropped() {
         u(&r, "retransmissions_by_kind.invite") >= dropped,
         "{r:#} dropped {dropped}"
     );
+    // The generator knows the loss was not its own doing.
+    assert_eq!(u(&r, "generator_socket_drops"), 0, "{r:#}");
+    assert_eq!(r["loss_beyond_generator"], true, "{r:#}");
     // ...which shows in the latency: some calls took at least T1.
     assert!(
         r["latency_ms"]["invite_to_200"]["max"].as_f64().unwrap() >= 500.0,

@@ -28,6 +28,8 @@ fn proxyless_call_completes_every_call_and_writes_all_reports() {
     assert_eq!(u(&r, "failed"), 0, "{r:#}");
     assert_eq!(u(&r, "answering.succeeded"), 500, "{r:#}");
     assert_eq!(u(&r, "registered_users"), 10, "{r:#}");
+    assert_eq!(u(&r, "generator_socket_drops"), 0, "{r:#}");
+    assert_eq!(r["loss_beyond_generator"], false, "{r:#}");
     for k in [
         "target_rate",
         "achieved_rate",
@@ -119,6 +121,45 @@ fn options_pings_against_an_answer_only_instance() {
     assert!(uas_out.status.success(), "{}", show(&uas_out));
     assert_eq!(u(&r, "succeeded"), 300, "{r:#}");
     assert_eq!(u(&r, "latency_ms.options_to_200.count"), 300, "{r:#}");
+}
+
+/// A generator that cannot read fast enough loses datagrams in its own socket buffer; it must
+/// count them (`SO_RXQ_OVFL`) rather than let the target be blamed for what follows.
+#[test]
+fn the_generator_counts_datagrams_its_own_sockets_dropped() {
+    let base = free_ports(1);
+    let port = base.to_string();
+    let dir = temp_dir("own-drops");
+    let json = dir.join("uas.json");
+    #[rustfmt::skip]
+    let uas = spawn(BIN, &[
+        "call", "--uas-only", "--local-port", &port, "--ports", "1", "--duration", "3", "-q",
+        "--json", json.to_str().unwrap(),
+    ], &dir);
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = uas.id() as i32;
+    // Stopped, it reads nothing: 20,000 datagrams of about 1 KB overflow its 8 MB buffer
+    // (each takes about 2.3 KB of buffer on loopback).
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let flood = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let options = format!(
+        "OPTIONS sip:uas@127.0.0.1:{base} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKflood\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:flood@127.0.0.1>;tag=1\r\nTo: <sip:uas@127.0.0.1>\r\n\
+         Call-ID: flood\r\nCSeq: 1 OPTIONS\r\nX-Padding: {}\r\nContent-Length: 0\r\n\r\n",
+        "x".repeat(700)
+    );
+    for _ in 0..20_000 {
+        let _ = flood.send_to(options.as_bytes(), ("127.0.0.1", base));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let out = wait_with_deadline(uas, Duration::from_secs(30), "uas");
+    assert!(out.status.success(), "{}", show(&out));
+    let r = read_json(&json);
+    let drops = u(&r, "generator_socket_drops");
+    assert!(drops >= 1_000, "only {drops} drops counted: {r:#}");
+    assert!(drops < 20_000, "more drops than datagrams sent: {r:#}");
 }
 
 #[test]

@@ -320,7 +320,35 @@ fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// The kernel's count of datagrams dropped at socket `fd` (0 if it cannot be read).
+fn socket_drops(fd: RawFd) -> u32 {
+    let mut info = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
+    let mut len = mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info` and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr() as *mut _,
+            &mut len,
+        )
+    };
+    if rc == 0 && len as usize >= mem::size_of_val(&info) {
+        info[libc::SK_MEMINFO_DROPS as usize]
+    } else {
+        0
+    }
+}
+
 impl Io {
+    /// Datagrams the kernel dropped at our sockets so far because their receive buffers were
+    /// full (`SO_MEMINFO`'s drop count): the generator did not read in time. A generator that
+    /// loses what it is sent must say so, or the target would be blamed for the retransmissions.
+    pub fn socket_drops(&self) -> u64 {
+        self.socks.iter().map(|s| u64::from(socket_drops(s.fd))).sum()
+    }
+
     /// Bind one socket per entry of `ports` (0 = any free port) on `ip`.
     pub fn bind(ip: std::net::IpAddr, ports: &[u16]) -> io::Result<Io> {
         // SAFETY: plain syscall.

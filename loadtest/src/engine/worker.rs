@@ -815,6 +815,7 @@ impl Core {
         self.give_up_clients();
         self.give_up_dialogs();
         self.flush();
+        self.stats.counters.socket_drops = self.io.socket_drops();
         self.publish();
         self.stats
     }
