@@ -346,7 +346,10 @@ impl Io {
     /// full (`SO_MEMINFO`'s drop count): the generator did not read in time. A generator that
     /// loses what it is sent must say so, or the target would be blamed for the retransmissions.
     pub fn socket_drops(&self) -> u64 {
-        self.socks.iter().map(|s| u64::from(socket_drops(s.fd))).sum()
+        self.socks
+            .iter()
+            .map(|s| u64::from(socket_drops(s.fd)))
+            .sum()
     }
 
     /// Bind one socket per entry of `ports` (0 = any free port) on `ip`.

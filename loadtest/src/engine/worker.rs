@@ -230,6 +230,12 @@ pub enum Phase {
 const SETUP_WINDOW: usize = 256;
 /// Most attempts started per loop turn, so receiving keeps up with a backlog.
 const START_PER_TURN: usize = 256;
+/// How late a timer may fire so that it shares a wake-up with the pacer. SIP's timers are
+/// counted in hundreds of milliseconds (T1 = 500 ms) and the wheel's buckets are 1 ms wide,
+/// while every wake-up from an idle wait costs tens of microseconds on a VM. Most deadlines
+/// are stale (lazily cancelled: the answer came first), so at a few thousand calls per second
+/// they would otherwise double the wake-ups.
+const TIMER_SLACK_NS: u64 = 1_000_000;
 /// Most `recvmmsg` batches taken from one ready socket per loop turn. Near the generator's
 /// ceiling the socket must be drained every turn: a standing queue of thousands of datagrams
 /// (each a cold skb and a cold receive buffer) makes every datagram dearer to handle, and a
@@ -771,7 +777,7 @@ impl Core {
                 }
             }
             if let Some(t) = self.timers.next_at() {
-                next = next.min(t);
+                next = next.min(t + TIMER_SLACK_NS);
             }
             next = next.min(self.next_tick);
             if matches!(self.phase, Phase::Registering | Phase::WaitStart) {
