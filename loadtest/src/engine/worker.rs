@@ -228,8 +228,10 @@ pub enum Phase {
 
 /// Most REGISTERs in flight during the registration phase, so a registrar is not flooded.
 const SETUP_WINDOW: usize = 256;
-/// Most attempts started per loop turn, so receiving keeps up with a backlog.
-const START_PER_TURN: usize = 256;
+/// Most attempts started per loop turn, so receiving keeps up with a backlog, and so that a
+/// generator catching up sends no burst a target's default socket buffer (about 200 KB, some
+/// 90 datagrams on loopback) could not take: its loss would be blamed on the target.
+const START_PER_TURN: usize = 64;
 /// How late a timer may fire so that it shares a wake-up with the pacer. SIP's timers are
 /// counted in hundreds of milliseconds (T1 = 500 ms) and the wheel's buckets are 1 ms wide,
 /// while every wake-up from an idle wait costs tens of microseconds on a VM. Most deadlines
