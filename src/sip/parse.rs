@@ -523,6 +523,7 @@ fn scan_headers(
     // Set at the first bad line (or the first past MAX_HEADERS): later lines are still
     // normalised, no longer indexed.
     let mut header_error = None;
+    let mut indexing = true;
     // One logical line an iteration: its first physical line, then any continuation lines.
     loop {
         let (nl, crlf) = lines.next(buf).ok_or(ParseError::UnterminatedHeaders)?;
@@ -552,10 +553,11 @@ fn scan_headers(
             content_end = nl - usize::from(crlf);
             line_end = nl + 1;
         }
-        if header_error.is_none() {
-            header_error = msg
-                .push_field(buf, line_start, name_len, name, content_end, line_end)
-                .err();
+        if indexing {
+            if let Err(e) = msg.push_field(buf, line_start, name_len, name, content_end, line_end) {
+                header_error = Some(e);
+                indexing = false;
+            }
         }
         line_start = line_end;
     }
@@ -650,7 +652,8 @@ impl Message<'_> {
         // what `trim` skips besides) to the end of the line, less trailing whitespace.
         let line = &buf[..content_end];
         let colon = start + name_len;
-        if name_len == 0 || line.get(colon) != Some(&b':') {
+        // (A recognised name is followed by its colon.)
+        if name.is_none() && (name_len == 0 || line.get(colon) != Some(&b':')) {
             return Err(ParseError::BadHeaderLine);
         }
         if self.count == MAX_HEADERS {

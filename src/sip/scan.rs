@@ -201,13 +201,20 @@ impl LineEnds {
         }
         let nl = self.at + self.lf.trailing_zeros() as usize;
         self.lf &= self.lf - 1;
-        let before = buf.get(nl.wrapping_sub(1));
-        let crlf = before == Some(&b'\r');
-        if !crlf && nl > self.checked_from && before.is_some_and(|&b| is_control(b)) {
-            // A control byte the window excused for standing before this LF.
-            self.bad |= 1;
+        let crlf = nl > 0 && buf[nl - 1] == b'\r';
+        if !crlf {
+            self.check_before_bare_lf(buf, nl);
         }
         Some((nl, crlf))
+    }
+
+    /// A control byte the window excused for standing before the LF at `nl` is bad after all
+    /// when it is not a CR (the caller has seen that it is not). Rare: most lines end in CRLF.
+    #[cold]
+    fn check_before_bare_lf(&mut self, buf: &[u8], nl: usize) {
+        if nl > self.checked_from && is_control(buf[nl - 1]) {
+            self.bad |= 1;
+        }
     }
 
     /// Forget the bad bytes before `pos`, which is just after the LF last returned.
