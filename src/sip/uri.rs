@@ -323,6 +323,15 @@ pub fn parse_host(raw: &[u8]) -> Option<Host<'_>> {
 /// [`parse_host_prefix_general`], which gives the same answer for the plain ones.
 #[inline]
 pub fn parse_host_prefix(s: &[u8]) -> Option<(usize, Host<'_>)> {
+    if s.first().is_some_and(u8::is_ascii_digit) {
+        // Digits and dots up to a byte that cannot continue a host: the whole host, whose top
+        // label (or, with a trailing dot, an empty one) starts with a digit, so it must be a
+        // dotted quad. (A letter or `-` further on makes it a name: the label-wise way.)
+        let len = run_len(s, &DIGIT_OR_DOT);
+        if !s.get(len).is_some_and(|&b| class(b, HOST)) {
+            return parse_ipv4(&s[..len]).map(|a| (len, Host::V4(a)));
+        }
+    }
     let mut i = 0;
     let mut top = 0..0;
     loop {
@@ -507,6 +516,17 @@ static LABEL_CHARS: [bool; 256] = {
     let mut i = 0;
     while i < 256 {
         t[i] = is_host_char(i as u8) && i as u8 != b'.';
+        i += 1;
+    }
+    t
+};
+
+/// A byte of a dotted quad.
+const DIGIT_OR_DOT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).is_ascii_digit() || i as u8 == b'.';
         i += 1;
     }
     t
