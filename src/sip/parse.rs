@@ -458,7 +458,11 @@ impl<'a> Message<'a> {
         let v = self
             .header(HeaderName::CallId)
             .ok_or(ParseError::Missing(Required::CallId))?;
-        if v.is_empty() || v.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        // Without an early exit, so that it vectorises (a Call-ID is 20 to 60 bytes).
+        let bad = v
+            .iter()
+            .fold(false, |bad, &b| bad | (b <= b' ') | (b == 0x7f));
+        if v.is_empty() || bad {
             return Err(ParseError::Malformed(Required::CallId));
         }
         Ok(v)
