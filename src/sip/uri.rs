@@ -87,8 +87,13 @@ impl<'a> Uri<'a> {
     /// Parse a URI. Unknown schemes parse as [`Scheme::Other`] with only `raw` set.
     pub fn parse(raw: &'a [u8]) -> Result<Uri<'a>, UriError> {
         // `sip:` as written nearly always: no search for the colon, no scheme character checks.
-        if raw.len() > 4 && raw[..4].eq_ignore_ascii_case(b"sip:") {
-            return parse_sip(Uri::bare(Scheme::Sip, raw), &raw[4..]);
+        if let Some(scheme) = raw.get(..4).filter(|_| raw.len() > 4) {
+            // `sip:` in any case, as one word: 0x20 ORed into the letters only (a byte ORed
+            // with 0x20 is `s` only when it is `s` or `S`; the colon must match as it is).
+            let word = u32::from_le_bytes(scheme.try_into().expect("4 bytes"));
+            if word | 0x0020_2020 == u32::from_le_bytes(*b"sip:") {
+                return parse_sip(Uri::bare(Scheme::Sip, raw), &raw[4..]);
+            }
         }
         let colon = find_byte(b':', raw).ok_or(UriError::NoScheme)?;
         let scheme = &raw[..colon];
