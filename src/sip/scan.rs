@@ -125,22 +125,27 @@ fn window(bytes: &[u8; WINDOW]) -> (u64, u64) {
 /// included). Whether such an excused byte is the CR it must be is checked with the line that
 /// ends there ([`LineEnds::next`]), which reads it anyway; checking it here would take a third
 /// mask. Past the end of `buf` the window is padded with spaces, which set no bit.
-#[inline]
+#[inline(always)]
 fn window_at(buf: &[u8], at: usize) -> (u64, u64) {
     let ((lf, control), next) = match buf.get(at..at + WINDOW) {
         Some(bytes) => (
             window(bytes.try_into().expect("64 bytes")),
             buf.get(at + WINDOW),
         ),
-        None => {
-            let mut padded = [b' '; WINDOW];
-            let tail = &buf[at.min(buf.len())..];
-            padded[..tail.len()].copy_from_slice(tail);
-            (window(&padded), None)
-        }
+        None => (last_window(buf, at), None),
     };
     let before_lf = (lf >> 1) | (u64::from(next == Some(&b'\n')) << (WINDOW - 1));
     (lf, control & !before_lf)
+}
+
+/// [`window`] of the fewer than 64 bytes of `buf` from `at`, padded with spaces. Out of line:
+/// once a datagram at most.
+#[cold]
+fn last_window(buf: &[u8], at: usize) -> (u64, u64) {
+    let mut padded = [b' '; WINDOW];
+    let tail = &buf[at.min(buf.len())..];
+    padded[..tail.len()].copy_from_slice(tail);
+    window(&padded)
 }
 
 /// `n` (at most 64) low bits set.
