@@ -1,10 +1,11 @@
-//! Callgrind driver for the parser: what `parse/sipshard/<msg>` of `benches/message.rs` times,
-//! `--iterations` times over one message, without criterion around it, so that instruction
-//! counts divide cleanly by the iteration count.
+//! Callgrind driver for the parser: what `parse/sipshard/<msg>` of `benches/message.rs` times
+//! (or, with a third argument `untyped`, `parse/sipshard_untyped/<msg>`), `<iterations>` times
+//! over one message, without criterion around it, so that instruction counts divide cleanly by
+//! the iteration count.
 //!
 //! ```text
 //! cargo build --release --example parse-profile
-//! valgrind --tool=callgrind target/release/examples/parse-profile ok200 10000
+//! valgrind --tool=callgrind target/release/examples/parse-profile ok200 10000 [typed|untyped]
 //! ```
 //! Run it with 0 iterations as well and subtract: what remains is the cost of the iterations.
 
@@ -22,6 +23,11 @@ fn main() {
     let iterations: usize = args
         .next()
         .map_or(10_000, |n| n.parse().expect("iterations"));
+    let touch = match args.next().as_deref() {
+        None | Some("typed") => support::touch,
+        Some("untyped") => support::touch_untyped,
+        Some(other) => panic!("no mode {other}: typed or untyped"),
+    };
     let (_, msg) = support::messages()
         .into_iter()
         .find(|(n, _)| *n == name)
@@ -32,7 +38,7 @@ fn main() {
         buf.copy_from_slice(black_box(&msg));
         let mut slot = MaybeUninit::uninit();
         let m = Message::parse_in(&mut slot, &mut buf).expect("parse");
-        acc += support::touch(m);
+        acc += touch(m);
     }
     println!("{name}: {iterations} iterations, checksum {acc}");
 }

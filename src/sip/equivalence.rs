@@ -5,7 +5,8 @@
 //!   (folding, whitespace before colons, control characters, obs-text, tchar-only name bytes);
 //! - host and dotted-quad parsing against `std` and the previous label rules, and the label-wise
 //!   host scan against the one-pass one;
-//! - header-name recognition against a plain lowercase table;
+//! - header-name recognition against a plain lowercase table, and the scan's 16-byte recognition
+//!   against it;
 //! - the one-pass Via and parameter parsers against the general ones.
 
 use proptest::prelude::*;
@@ -320,6 +321,36 @@ proptest! {
         prop::sample::select(&b"viaVIAtoTOcallidCALLIDmaxforwardsrecordroutecontentlength--_\r"[..]), 1..22)
     ) {
         prop_assert_eq!(HeaderName::from_bytes(&name), reference_name(&name));
+    }
+
+    /// The header scan's 16-byte name recognition against `from_bytes` on the bytes before the
+    /// first colon: a known name there, or nothing.
+    #[test]
+    fn name_prefixes_match_from_bytes(
+        name in prop::collection::vec(
+            prop::sample::select(&b"viaVIAtoTOcallidCALLIDcontactrecordroutecontentlengthmk--_\r\n :"[..]),
+            0..18),
+        known in prop::sample::select(HeaderName::ALL.to_vec()),
+        use_known in any::<bool>(),
+        upper in any::<u16>(),
+        rest in prop::collection::vec(prop::sample::select(&b"x: \r\n"[..]), 16),
+    ) {
+        let mut block = if use_known { known.as_str().as_bytes().to_vec() } else { name };
+        for (i, b) in block.iter_mut().enumerate().take(16) {
+            if upper >> i & 1 == 1 {
+                *b = b.to_ascii_uppercase();
+            }
+        }
+        block.push(b':');
+        block.extend_from_slice(&rest);
+        let block: &[u8; 16] = block[..16].try_into().unwrap();
+        let expected = block.iter().position(|&b| b == b':').and_then(|colon| {
+            match HeaderName::from_bytes(&block[..colon]) {
+                HeaderName::Other => None,
+                name => Some((name, colon)),
+            }
+        });
+        prop_assert_eq!(HeaderName::from_prefix(block), expected, "{:?}", block);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! compare (the approach of Kamailio's `parse_hname2.c`); compact forms (RFC 3261 section 7.3.3 and
 //! later RFCs) map to the same name, so nothing downstream ever sees `v` or `i`.
 
-use super::scan::{find_byte2, find_byte3};
+use super::scan::{eq_folded_16, find_byte2, find_byte3, first_of_16};
 use super::span::Span;
 
 /// The headers the proxy, registrar and authenticator interpret. Everything else is `Other` and
@@ -97,29 +97,7 @@ impl HeaderName {
     pub fn from_bytes(name: &[u8]) -> HeaderName {
         use HeaderName::*;
         if name.len() == 1 {
-            return match name[0].to_ascii_lowercase() {
-                b'v' => Via,
-                b'f' => From,
-                b't' => To,
-                b'i' => CallId,
-                b'm' => Contact,
-                b'l' => ContentLength,
-                b'c' => ContentType,
-                b'e' => ContentEncoding,
-                b'k' => Supported,
-                b's' => Subject,
-                b'o' => Event,
-                b'u' => AllowEvents,
-                b'r' => ReferTo,
-                b'b' => ReferredBy,
-                b'x' => SessionExpires,
-                b'a' => AcceptContact,
-                b'j' => RejectContact,
-                b'd' => RequestDisposition,
-                b'y' => Identity,
-                b'n' => IdentityInfo,
-                _ => Other,
-            };
+            return COMPACT_BY_BYTE[usize::from(name[0])];
         }
         // Length and first letter leave at most one candidate (call-id and contact share both:
         // the second letter tells them apart), so each name costs one table look-up and one
@@ -140,6 +118,21 @@ impl HeaderName {
         } else {
             Other
         }
+    }
+
+    /// Recognise the known name (full or compact, any case) that `block` starts with, directly
+    /// followed by `:`, and return it with its length; `None` when `block` does not start so
+    /// (an unknown name, one of 16 bytes or more, or no colon right after the name).
+    ///
+    /// The header scan's fast path: the colon's position gives the length, the length and the
+    /// first two bytes the only candidate, and one 16-byte compare settles it. Whatever this
+    /// returns, [`from_bytes`](Self::from_bytes) returns for the bytes before the colon.
+    #[inline]
+    pub fn from_prefix(block: &[u8; 16]) -> Option<(HeaderName, usize)> {
+        let len = first_of_16(block, b':')?;
+        let slot = PREFIX_SLOTS[len & 15][prefix_hash(block[0], block[1])];
+        let p = &PREFIXES[usize::from(slot) % PREFIXES.len()];
+        eq_folded_16(block, &p.fold, &p.text, len + 1).then_some((p.name, len))
     }
 
     /// True for headers whose value is a comma-separated list that may also span several lines
@@ -247,6 +240,131 @@ const LONG_NAMES: [(&[u8], HeaderName); 33] = {
 };
 
 const MAX_NAME_LEN: usize = 19;
+
+/// The compact forms (RFC 3261 section 7.3.3 and later RFCs).
+const COMPACT_NAMES: [(u8, HeaderName); 20] = {
+    use HeaderName::*;
+    [
+        (b'v', Via),
+        (b'f', From),
+        (b't', To),
+        (b'i', CallId),
+        (b'm', Contact),
+        (b'l', ContentLength),
+        (b'c', ContentType),
+        (b'e', ContentEncoding),
+        (b'k', Supported),
+        (b's', Subject),
+        (b'o', Event),
+        (b'u', AllowEvents),
+        (b'r', ReferTo),
+        (b'b', ReferredBy),
+        (b'x', SessionExpires),
+        (b'a', AcceptContact),
+        (b'j', RejectContact),
+        (b'd', RequestDisposition),
+        (b'y', Identity),
+        (b'n', IdentityInfo),
+    ]
+};
+
+/// A one-byte name's meaning, any case.
+static COMPACT_BY_BYTE: [HeaderName; 256] = {
+    let mut t = [HeaderName::Other; 256];
+    let mut k = 0;
+    while k < COMPACT_NAMES.len() {
+        let (letter, name) = COMPACT_NAMES[k];
+        t[letter as usize] = name;
+        t[letter.to_ascii_uppercase() as usize] = name;
+        k += 1;
+    }
+    t
+};
+
+/// One name [`HeaderName::from_prefix`] can recognise: `text` is the name in lowercase and its
+/// colon, zero-padded; `fold` is 0x20 at its letters.
+struct Prefix {
+    text: [u8; 16],
+    fold: [u8; 16],
+    name: HeaderName,
+}
+
+/// Where [`PREFIX_SLOTS`] sends a name: its first two bytes (the second is the colon for a
+/// compact form), summed, low five bits, which ignores ASCII case; together with the length it
+/// tells every name under 16 bytes apart (the table's construction checks it).
+#[inline]
+const fn prefix_hash(first: u8, second: u8) -> usize {
+    (first.wrapping_add(second) & 0x1f) as usize
+}
+
+/// Entry 0 matches nothing: its text is all zeros, and the colon a block has after the name is
+/// not zero.
+const NO_PREFIX: Prefix = Prefix {
+    text: [0; 16],
+    fold: [0; 16],
+    name: HeaderName::Other,
+};
+
+/// The compact forms, then every long name under 16 bytes (`contact` too).
+const PREFIX_COUNT: usize = 1 + COMPACT_NAMES.len() + 29;
+
+/// [`PREFIX_COUNT`] entries and [`NO_PREFIX`] up to a power of two, so that an index taken
+/// modulo the length needs no bounds check.
+static PREFIXES: [Prefix; 64] = prefix_tables().0;
+static PREFIX_SLOTS: [[u8; 32]; 16] = prefix_tables().1;
+
+const fn prefix_tables() -> ([Prefix; 64], [[u8; 32]; 16]) {
+    const fn entry(lower: &[u8], name: HeaderName) -> Prefix {
+        let mut p = Prefix {
+            text: [0; 16],
+            fold: [0; 16],
+            name,
+        };
+        let mut i = 0;
+        while i < lower.len() {
+            p.text[i] = lower[i];
+            p.fold[i] = if lower[i].is_ascii_lowercase() {
+                0x20
+            } else {
+                0
+            };
+            i += 1;
+        }
+        p.text[i] = b':';
+        p
+    }
+    let mut prefixes = [NO_PREFIX; 64];
+    let mut slots = [[0u8; 32]; 16];
+    let mut n = 1;
+    let mut k = 0;
+    while k < COMPACT_NAMES.len() + LONG_NAMES.len() + 1 {
+        let (lower, name): (&[u8], HeaderName) = if k < COMPACT_NAMES.len() {
+            (
+                std::slice::from_ref(&COMPACT_NAMES[k].0),
+                COMPACT_NAMES[k].1,
+            )
+        } else if k < COMPACT_NAMES.len() + LONG_NAMES.len() {
+            LONG_NAMES[k - COMPACT_NAMES.len()]
+        } else {
+            (b"contact", HeaderName::Contact)
+        };
+        k += 1;
+        if lower.len() >= 16 {
+            continue;
+        }
+        let p = entry(lower, name);
+        let slot = &mut slots[lower.len()][prefix_hash(p.text[0], p.text[1])];
+        assert!(*slot == 0, "two names share a length and prefix hash");
+        *slot = n as u8;
+        prefixes[n] = p;
+        n += 1;
+    }
+    assert!(
+        n == PREFIX_COUNT,
+        "PREFIX_COUNT is the number of names under 16 bytes"
+    );
+    (prefixes, slots)
+}
 
 /// `NAME_SLOTS[len][first letter & 0x1f]` is 1 + the index in [`LONG_NAMES`] of the only name
 /// with that length and first letter, or 0. Other bytes than letters may land on a slot; the

@@ -113,9 +113,10 @@ static VALUE_CHARS: [bool; 256] = {
 /// The common form of a parameter list, `name[=value]` items joined by single `;` with no
 /// whitespace or quotes, checked in one pass. `Some(value)` (what `find(raw, wanted).flatten()`
 /// returns) when `raw` has that form, in which case [`validate`] accepts it too; `None` when it
-/// does not (it may still be valid: ask [`validate`]).
+/// does not (it may still be valid: ask [`validate`]). `wanted` is lowercase letters.
 #[inline]
 pub fn scan_simple<'a>(raw: &'a [u8], wanted: &[u8]) -> Option<Option<&'a [u8]>> {
+    debug_assert!(wanted.iter().all(u8::is_ascii_lowercase));
     if raw.is_empty() {
         return Some(None);
     }
@@ -138,7 +139,7 @@ pub fn scan_simple<'a>(raw: &'a [u8], wanted: &[u8]) -> Option<Option<&'a [u8]>>
             value = Some(&raw[i..i + value_len]);
             i += value_len;
         }
-        if found.is_none() && name.len() == wanted.len() && name.eq_ignore_ascii_case(wanted) {
+        if found.is_none() && name.len() == wanted.len() && eq_lowercase_letters(name, wanted) {
             found = Some(value);
         }
         match raw.get(i) {
@@ -147,6 +148,14 @@ pub fn scan_simple<'a>(raw: &'a [u8], wanted: &[u8]) -> Option<Option<&'a [u8]>>
             Some(_) => return None,
         }
     }
+}
+
+/// `name` equals `lower`, a run of lowercase letters, ignoring ASCII case: a byte ORed with
+/// 0x20 is a lowercase letter only when it is that letter in either case (cheaper than
+/// lowercasing both sides, as `eq_ignore_ascii_case` does).
+#[inline]
+fn eq_lowercase_letters(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&n, &l)| n | 0x20 == l)
 }
 
 /// True when every parameter in `raw` is well-formed.

@@ -87,8 +87,13 @@ impl<'a> Uri<'a> {
     /// Parse a URI. Unknown schemes parse as [`Scheme::Other`] with only `raw` set.
     pub fn parse(raw: &'a [u8]) -> Result<Uri<'a>, UriError> {
         // `sip:` as written nearly always: no search for the colon, no scheme character checks.
-        if raw.len() > 4 && raw[..4].eq_ignore_ascii_case(b"sip:") {
-            return parse_sip(Uri::bare(Scheme::Sip, raw), &raw[4..]);
+        if let Some(scheme) = raw.get(..4).filter(|_| raw.len() > 4) {
+            // `sip:` in any case, as one word: 0x20 ORed into the letters only (a byte ORed
+            // with 0x20 is `s` only when it is `s` or `S`; the colon must match as it is).
+            let word = u32::from_le_bytes(scheme.try_into().expect("4 bytes"));
+            if word | 0x0020_2020 == u32::from_le_bytes(*b"sip:") {
+                return parse_sip(Uri::bare(Scheme::Sip, raw), &raw[4..]);
+            }
         }
         let colon = find_byte(b':', raw).ok_or(UriError::NoScheme)?;
         let scheme = &raw[..colon];
@@ -323,6 +328,15 @@ pub fn parse_host(raw: &[u8]) -> Option<Host<'_>> {
 /// [`parse_host_prefix_general`], which gives the same answer for the plain ones.
 #[inline]
 pub fn parse_host_prefix(s: &[u8]) -> Option<(usize, Host<'_>)> {
+    if s.first().is_some_and(u8::is_ascii_digit) {
+        // Digits and dots up to a byte that cannot continue a host: the whole host, whose top
+        // label (or, with a trailing dot, an empty one) starts with a digit, so it must be a
+        // dotted quad. (A letter or `-` further on makes it a name: the label-wise way.)
+        let len = run_len(s, &DIGIT_OR_DOT);
+        if !s.get(len).is_some_and(|&b| class(b, HOST)) {
+            return parse_ipv4(&s[..len]).map(|a| (len, Host::V4(a)));
+        }
+    }
     let mut i = 0;
     let mut top = 0..0;
     loop {
@@ -507,6 +521,17 @@ static LABEL_CHARS: [bool; 256] = {
     let mut i = 0;
     while i < 256 {
         t[i] = is_host_char(i as u8) && i as u8 != b'.';
+        i += 1;
+    }
+    t
+};
+
+/// A byte of a dotted quad.
+const DIGIT_OR_DOT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).is_ascii_digit() || i as u8 == b'.';
         i += 1;
     }
     t
