@@ -24,7 +24,9 @@
 #
 # Clean means zero failed calls over the whole trial (RFC 7502) and the schedule kept; with
 # --max-latency-ms, sipshard-load's searches also require INVITE->200 p99 under MS (SIPp has no
-# such check: for it, clean stays "exit 0 and on time").
+# such check: for it, clean stays "exit 0 and over within 1.15 x the schedule + 2 s"). Against
+# a proxy the generator's lag p99 must stay under 20 ms (else the trial says nothing about the
+# proxy); against itself (2.) under 250 ms, since there its lag is what is measured.
 #
 # The targets: sipshard-load on one core sustains >= 10x SIPp's clean rate, and
 # >= 4000 calls/s with zero failures through a one-shard sipshard.
@@ -214,10 +216,17 @@ say "   SIPp highest clean rate: $SIPP_DIRECT calls/s"
 say ""
 say "-- 2. sipshard-load call against itself (UAC+UAS, 1 thread) on CPU $GEN_CPU"
 SELF_PORT=$(free_port 1)
+# Here the generator is its own target, so its lag is part of what is measured, not a reason to
+# distrust the trial: a trial is clean with no failed call, its send and receive lag p99 under
+# 250 ms (half of T1), none of its datagrams dropped, the schedule over on time and, with
+# --max-latency-ms, INVITE->200 p99 (counted from the scheduled
+# time, so lag included) under that. SIPp's trials are held to less: exit 0 and the run over
+# within 1.15 x the schedule + 2 s.
 taskset -c "$GEN_CPU" "$LOAD" find-max call --target "127.0.0.1:$SELF_PORT" \
     --local-port "$SELF_PORT" --ports 1 --users 100 --threads 1 \
     --rate "$LOAD_START" --max-rate "$LOAD_MAX" --duration "$DURATION" --precision 5 -q \
-    --settle 2 "${MAX_LAT[@]}" --json "$OUT/load-self.json" 2>&1 | tee -a "$SUMMARY" || true
+    --settle 2 --max-lag-ms 250 "${MAX_LAT[@]}" --json "$OUT/load-self.json" 2>&1 |
+    tee -a "$SUMMARY" || true
 LOAD_SELF=$(json_field "$OUT/load-self.json" max_clean_rate)
 say "   sipshard-load highest clean rate (own ceiling): ${LOAD_SELF:-none} calls/s"
 fi
