@@ -40,9 +40,10 @@ pub struct Trial {
 }
 
 impl Trial {
-    /// The trial failed because of the generator, so it says nothing about the target.
+    /// The trial failed because of the generator, so it says nothing about the target. (A
+    /// clean trial kept its schedule, so this is never true of one.)
     fn generator_limited(&self) -> bool {
-        !self.clean && !self.generator_kept_schedule && !self.loss_beyond_generator
+        !self.generator_kept_schedule && !self.loss_beyond_generator
     }
 }
 
