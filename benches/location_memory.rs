@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sipshard::registrar::table::{Binding, LocationTable, MergeOutcome, Version};
+use sipshard::location::{Binding, LocationTable, MergeOutcome, Version};
 
 /// The system allocator, counting what is live.
 struct Counting;

@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use sipshard::auth::{AuthConfig, Authenticator, UserDb};
 use sipshard::config::AuthMode;
-use sipshard::proxy::local::LocalIdentity;
-use sipshard::proxy::{Action, Core, Now, ProxyConfig};
+use sipshard::identity::LocalIdentity;
+use sipshard::location::Now;
+use sipshard::proxy::{Action, Core, ProxyConfig};
 use sipshard::registrar::RegistrarConfig;
 use sipshard::sip::rewrite::DEFAULT_HEADROOM;
 use sipshard::sip::PacketBuf;

@@ -2,27 +2,36 @@
 //!
 //! # Contract of the core
 //!
-//! Everything under [`sip`], [`proxy`], [`registrar`] and [`auth`] is sans-I/O: it takes the
-//! bytes of one datagram, the time and the source address, and returns views, errors, edits and
-//! actions. It opens no socket, reads no clock and never panics on input. The [`shard`] runtime
-//! is the only code that touches sockets, executors and clocks.
+//! Everything under [`sip`], [`location`], [`identity`], [`registrar`], [`auth`] and [`proxy`]
+//! is sans-I/O: it takes the bytes of one message, the time and where the message came from, and
+//! returns views, errors, edits and actions. It opens no socket, reads no clock, imports neither
+//! the command line ([`config`]) nor the runtime, and never panics on input. The [`runtime`] and
+//! the [`transport`]s are the only code that touches sockets, executors and clocks.
 //!
-//! # Layout
+//! # Layers (imports point down only)
 //!
-//! - [`sip`]: parse a datagram into a borrowed view; rewrite it in place.
-//! - [`proxy`]: the stateless proxy's decisions: `Core::handle(now, src, socket, buffer)`.
-//! - [`registrar`]: REGISTER handling and the replicated per-shard location table.
-//! - [`auth`]: Digest authentication policy (challenge, check, replay tracking).
-//! - [`config`]: command-line flags.
-//! - [`metrics`]: per-shard counters.
-//! - [`shard`]: the runtime: glommio executors, SO_REUSEPORT sockets, batched I/O, replication.
+//! ```text
+//!   main ─ config (clap: flags -> the core's settings types)
+//!     runtime (executors, shards, replication mesh, persister, prober, reload)
+//!       transport (UDP sockets, batched I/O, shedding, coalescing)   metrics   persist
+//!         proxy (the stateless proxy's decisions: Core)
+//!           registrar        auth
+//!             identity (our addresses and domains)   counters
+//!               location (the replicated location table)
+//!                 sip (messages: parse in place, rewrite in place, stream framing)
+//! ```
+//!
+//! See `docs/architecture.md` for the whole picture and `scripts/check-layers.sh` for the check.
 
 pub mod auth;
 pub mod config;
+pub mod counters;
+pub mod identity;
+pub mod location;
 pub mod metrics;
-pub mod metrics_export;
 pub mod persist;
 pub mod proxy;
 pub mod registrar;
-pub mod shard;
+pub mod runtime;
 pub mod sip;
+pub mod transport;

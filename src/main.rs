@@ -55,7 +55,7 @@ fn main() {
             )
         })
         .init();
-    match sipshard::shard::run(&args) {
+    match sipshard::runtime::run(&args) {
         Ok(total) => {
             log::info!(
                 "stopped: {} datagrams received, {} sent",

@@ -630,7 +630,7 @@ fn two_shards_share_the_location_table() {
     let log = p.stop();
     let per_shard: Vec<u64> = log
         .lines()
-        .filter(|l| l.contains("target=sipshard::shard msg=\"shard "))
+        .filter(|l| l.contains("target=sipshard::runtime") && l.contains(" msg=\"shard "))
         .map(|l| {
             l.split(": ")
                 .nth(1)

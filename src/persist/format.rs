@@ -9,7 +9,7 @@
 //! first record that is incomplete or fails its checksum: everything before it is trusted,
 //! everything from it on is a torn or corrupt tail.
 
-use crate::registrar::table::BindingRecord;
+use crate::location::BindingRecord;
 
 /// Records larger than this are corrupt by definition (an AOR and one contact).
 pub const MAX_RECORD: usize = 64 * 1024;
@@ -77,7 +77,7 @@ fn decode_one(data: &[u8]) -> Option<(BindingRecord, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registrar::table::{Binding, Version};
+    use crate::location::{Binding, Version};
 
     fn rec(i: u32) -> BindingRecord {
         let contact = format!("sip:user{i}@192.0.2.1:5060");

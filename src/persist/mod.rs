@@ -18,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::registrar::table::{BindingRecord, LocationTable};
+use crate::location::{BindingRecord, LocationTable};
 
 const LOG: &str = "bindings.log";
 const SNAPSHOT: &str = "bindings.snapshot";
@@ -172,7 +172,7 @@ fn read_if_exists(p: &Path) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registrar::table::{Binding, Version};
+    use crate::location::{Binding, Version};
 
     fn rec(user: &str, stamp: u64, expires_at: u32) -> BindingRecord {
         BindingRecord::new(

@@ -28,7 +28,8 @@ use crate::auth::{AuthOutcome, Authenticator, NcTracker, UserDb};
 use crate::config::AuthMode;
 use crate::sip::{Credentials, HeaderName, Message, Method};
 
-use super::{Core, Decision, Now};
+use super::{Core, Decision};
+use crate::location::Now;
 use std::net::SocketAddr;
 
 /// One shard's authentication state.

@@ -9,7 +9,6 @@
 
 pub mod auth;
 pub mod branch;
-pub mod local;
 pub mod next_hop;
 pub mod pike;
 pub mod redirect;
@@ -19,8 +18,9 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::StaticRoute;
-use crate::metrics::{Counters, DropReason};
-use crate::registrar::table::{BindingRecord, LocationTable};
+use crate::counters::{Counters, DropReason};
+use crate::identity::LocalIdentity;
+use crate::location::{AorKey, BindingRecord, LocationTable, Now};
 use crate::registrar::{self, RegistrarConfig};
 use crate::sip::header::CommaSplit;
 use crate::sip::uri::parse_host;
@@ -30,7 +30,6 @@ use crate::sip::{
 
 use auth::{Role, ShardAuth};
 use branch::{BranchKey, BRANCH_LEN, BRANCH_PREFIX};
-use local::LocalIdentity;
 use next_hop::{HopHealth, HopState};
 use redirect::RedirectPolicy;
 use reply::{host_is, rport_name_end, ReplySource};
@@ -54,18 +53,6 @@ pub struct ProxyConfig {
     pub max_message: usize,
     /// Per-source flood protection: (requests per second per shard, cool-down seconds).
     pub pike: Option<(u32, u64)>,
-}
-
-/// The wall-clock time, passed in by the runtime (the core never reads a clock).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Now {
-    pub unix_ms: u64,
-}
-
-impl Now {
-    pub fn secs(self) -> u64 {
-        self.unix_ms / 1000
-    }
 }
 
 /// What the runtime does with the datagram after [`Core::handle`].
@@ -378,7 +365,7 @@ impl Core {
                 return self.reply_to(msg, src, socket, 404, "Not Found");
             };
             let mut key = AorKey::new();
-            if !key.build(user, target_uri.host, local) {
+            if !key.build(user, local.aor_domain(target_uri.host)) {
                 return self.reply_to(msg, src, socket, 404, "Not Found");
             }
             // ACK and CANCEL cannot be answered with a redirection: they go where the request
@@ -720,73 +707,6 @@ fn parse_ip(v: &[u8]) -> Option<IpAddr> {
     match parse_host(v)? {
         h @ (crate::sip::Host::V4(_) | crate::sip::Host::V6(_)) => h.ip(),
         crate::sip::Host::Name(n) => std::str::from_utf8(n).ok()?.parse().ok(),
-    }
-}
-
-/// The location-table key of an address of record: the unescaped user part, `@`, and the host
-/// lower-cased when it is a configured domain, or nothing when it is one of our own addresses
-/// (so `sip:bob@192.0.2.10` and `sip:bob@edge1` find the same registration).
-pub struct AorKey {
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl Default for AorKey {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl AorKey {
-    pub fn new() -> AorKey {
-        AorKey {
-            buf: [0; 256],
-            len: 0,
-        }
-    }
-
-    /// Fill in the key; false when it does not fit.
-    pub fn build(
-        &mut self,
-        user: &[u8],
-        host: Option<crate::sip::Host<'_>>,
-        local: &LocalIdentity,
-    ) -> bool {
-        self.len = 0;
-        for b in crate::sip::uri::Unescape::new(user) {
-            if !self.push(b) {
-                return false;
-            }
-        }
-        if !self.push(b'@') {
-            return false;
-        }
-        if let Some(crate::sip::Host::Name(n)) = host {
-            if local.is_configured_domain(&crate::sip::Host::Name(n)) {
-                let n = n.strip_suffix(b".").unwrap_or(n);
-                for &b in n {
-                    if !self.push(b.to_ascii_lowercase()) {
-                        return false;
-                    }
-                }
-            }
-        }
-        true
-    }
-
-    fn push(&mut self, b: u8) -> bool {
-        match self.buf.get_mut(self.len) {
-            Some(slot) => {
-                *slot = b;
-                self.len += 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
     }
 }
 

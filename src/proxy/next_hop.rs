@@ -1,7 +1,7 @@
 //! Next-hop failover (the proxy side of RFC 3665 section 3.4): which of a route's ordered next
 //! hops are up, and the probe bookkeeping that decides it. No I/O.
 //!
-//! The prober (`shard::prober`) is the only writer: it counts answered and unanswered OPTIONS
+//! The prober (`runtime::prober`) is the only writer: it counts answered and unanswered OPTIONS
 //! with a [`ProbeTracker`] and, on a change, sends a [`HopState`] to every shard, whose
 //! [`HopHealth`] copy is what the packet path reads. The choice is deterministic (the first hop
 //! that is up, in the configured order), so a retransmission or the CANCEL of an INVITE takes

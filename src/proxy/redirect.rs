@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use crate::sip::write::{push_q_value, push_uint};
 use crate::sip::{Host, Message};
 
-use super::{Core, Decision, Now};
+use super::{Core, Decision};
+use crate::location::Now;
 
 /// Which requests are redirected (`--redirect`, `--redirect-domain`).
 #[derive(Clone, Debug, Default)]

@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
-use super::local::LocalIdentity;
 use super::*;
+use crate::identity::LocalIdentity;
 use crate::sip::rewrite::DEFAULT_HEADROOM;
 
 const NOW: Now = Now {

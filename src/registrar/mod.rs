@@ -8,20 +8,19 @@
 //! CSeq (its 200 was lost) is answered again without changing anything. A lower CSeq in the same
 //! Call-ID is out of order (section 10.3 step 7) and fails with 500 and Retry-After.
 
-pub mod table;
-
 use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::metrics::Counters;
-use crate::proxy::local::LocalIdentity;
-use crate::proxy::{AorKey, Now};
+use crate::counters::Counters;
+use crate::identity::LocalIdentity;
+use crate::location::{
+    self, AorKey, Binding, BindingRecord, LocationTable, MergeOutcome, Now, Version,
+};
 use crate::sip::addr::Contact;
 use crate::sip::write::{push_q_value, push_uint};
 use crate::sip::{Message, Scheme, Uri};
-use table::{Binding, BindingRecord, LocationTable, MergeOutcome, Version};
 
 /// The most contacts one REGISTER may carry.
 pub const MAX_CONTACTS_PER_REGISTER: usize = 32;
@@ -97,7 +96,7 @@ pub fn handle(
         return (404, "Not Found - Domain Not Served");
     }
     let mut key = AorKey::new();
-    if !key.build(user, aor_uri.host, ctx.local) {
+    if !key.build(user, ctx.local.aor_domain(aor_uri.host)) {
         return (404, "Not Found - AOR Too Long");
     }
     let aor = key.as_bytes();
@@ -182,7 +181,7 @@ pub fn handle(
             let exists = ctx
                 .table
                 .live_bindings(aor, now_secs)
-                .any(|b| table::same_contact(b.contact, ch.uri));
+                .any(|b| location::same_contact(b.contact, ch.uri));
             match (exists, ch.expires) {
                 (false, e) if e > 0 => added += 1,
                 (true, 0) => removed += 1,
@@ -273,7 +272,7 @@ fn check_order(
 ) -> Option<(u16, &'static str)> {
     let stored = table
         .bindings(aor)
-        .find(|b| table::same_contact(b.contact, uri))?;
+        .find(|b| location::same_contact(b.contact, uri))?;
     if stored.version.call_id_hash == call_id_hash && cseq < stored.version.cseq {
         return Some((500, "Server Internal Error - CSeq Out of Order"));
     }
@@ -290,7 +289,7 @@ fn is_retransmission(
 ) -> bool {
     table
         .bindings(aor)
-        .find(|b| table::same_contact(b.contact, uri))
+        .find(|b| location::same_contact(b.contact, uri))
         .is_some_and(|b| b.version.call_id_hash == call_id_hash && b.version.cseq == cseq)
 }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metrics::{Counters, DropReason, METHODS};
+use crate::counters::{Counters, DropReason, METHODS};
 use crate::sip::ParseError;
 
 /// Upper bounds (nanoseconds) of the in-proxy processing time histogram buckets.

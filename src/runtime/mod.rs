@@ -11,12 +11,8 @@
 //!
 //! This is the only module that touches sockets, executors, signals and clocks.
 
-pub mod batch;
-pub mod coalesce;
 pub mod prober;
 pub mod replication;
-pub mod shed;
-pub mod socket;
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
@@ -31,20 +27,22 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::auth::{random_secret, AuthConfig, Authenticator, UserDb};
 use crate::config::{Args, AuthMode, Steering};
-use crate::metrics::{Counters, DropReason};
-use crate::metrics_export::{self, Latency, Published};
+use crate::counters::{Counters, DropReason};
+use crate::identity::LocalIdentity;
+use crate::location::LocationTable;
+use crate::location::Now;
+use crate::metrics::{self, Latency, Published};
 use crate::persist::Store;
-use crate::proxy::local::LocalIdentity;
 use crate::proxy::next_hop::HopState;
 use crate::proxy::redirect::RedirectPolicy;
-use crate::proxy::{Action, Core, Now, ProxyConfig};
-use crate::registrar::table::LocationTable;
+use crate::proxy::{Action, Core, ProxyConfig};
 use crate::registrar::RegistrarConfig;
-use batch::{Outgoing, RecvBatch, SendBatch, BATCH};
-use coalesce::Coalescer;
+use crate::transport::batch::{Outgoing, RecvBatch, SendBatch, BATCH};
+use crate::transport::coalesce::Coalescer;
+use crate::transport::shed::Shedder;
+use crate::transport::socket;
 use prober::Prober;
 use replication::Links;
-use shed::Shedder;
 
 /// glommio's registered I/O buffer pool per executor. Datagrams never use it (they go through
 /// recvmmsg into the shard's own buffers), so it is kept small: the default 10 MiB per executor
@@ -192,7 +190,7 @@ pub fn run(args: &Args) -> Result<Counters, String> {
         .map(|_| Arc::new(Published::default()))
         .collect();
     if let Some(addr) = args.metrics {
-        let bound = metrics_export::serve(addr, published.clone())
+        let bound = metrics::serve(addr, published.clone())
             .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
         log::info!("metrics on http://{bound}/metrics");
     }

@@ -153,6 +153,15 @@ impl LocalIdentity {
         }
     }
 
+    /// The host of an AOR as its location key names it: the domain when `host` is a
+    /// configured one, `None` for our own addresses (see [`AorKey`](crate::location::AorKey)).
+    pub fn aor_domain<'a>(&self, host: Option<Host<'a>>) -> Option<&'a [u8]> {
+        match host {
+            Some(h @ Host::Name(n)) if self.is_configured_domain(&h) => Some(n),
+            _ => None,
+        }
+    }
+
     /// A domain we serve: a configured domain, or one of our own addresses.
     pub fn is_our_domain(&self, host: &Host<'_>, port: Option<u16>) -> bool {
         self.is_configured_domain(host) || self.is_our_address(host, port)

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use crate::registrar::table::BindingRecord;
+use crate::location::BindingRecord;
 
 /// Capacity of each ring (changes in flight from one peer to another).
 pub const RING_CAPACITY: usize = 1 << 16;
@@ -109,7 +109,7 @@ impl Links {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registrar::table::{Binding, Version};
+    use crate::location::{Binding, Version};
 
     fn rec(i: u32) -> BindingRecord {
         BindingRecord::new(

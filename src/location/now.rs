@@ -1,0 +1,13 @@
+//! The time as the sans-I/O core sees it.
+
+/// The wall-clock time, passed in by the runtime (the core never reads a clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Now {
+    pub unix_ms: u64,
+}
+
+impl Now {
+    pub fn secs(self) -> u64 {
+        self.unix_ms / 1000
+    }
+}

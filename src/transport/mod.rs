@@ -1,0 +1,7 @@
+//! Transports: the sockets and the batched I/O that carry SIP messages in and out of a shard.
+//! The runtime owns the executors; a transport owns its sockets.
+
+pub mod batch;
+pub mod coalesce;
+pub mod shed;
+pub mod socket;
