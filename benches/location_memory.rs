@@ -19,6 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sipshard::location::{Binding, LocationTable, MergeOutcome, Version};
+use sipshard::sip::Target;
 
 /// The system allocator, counting what is live.
 struct Counting;
@@ -109,7 +110,10 @@ fn main() {
             },
             expires_at: 1_700_003_600,
             q: 1000,
-            dest: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, host)), 5060),
+            dest: Target::udp(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, host)),
+                5060,
+            )),
             contact: contact.as_bytes(),
         };
         let outcome = table.merge(aor.as_bytes(), &b);

@@ -24,7 +24,7 @@ use sipshard::location::Now;
 use sipshard::proxy::{Action, Core, ProxyConfig};
 use sipshard::registrar::RegistrarConfig;
 use sipshard::sip::rewrite::DEFAULT_HEADROOM;
-use sipshard::sip::PacketBuf;
+use sipshard::sip::{PacketBuf, Source, Transport};
 
 use digest_md5::md5hex;
 
@@ -46,7 +46,13 @@ fn main() {
         .unwrap_or(10_000);
     let listen: SocketAddr = "127.0.0.1:5060".parse().unwrap();
     let cfg: &'static ProxyConfig = Box::leak(Box::new(ProxyConfig {
-        local: LocalIdentity::new(&[listen], &[], None, &[DOMAIN.to_string()], None),
+        local: LocalIdentity::new(
+            &[(Transport::Udp, listen)],
+            &[],
+            None,
+            &[DOMAIN.to_string()],
+            None,
+        ),
         routes: vec![],
         record_route: false,
         redirect: Default::default(),
@@ -80,7 +86,7 @@ fn main() {
         );
         let first = format!("{head}Content-Length: 0\r\n\r\n");
         let mut pkt = PacketBuf::from_message(first.as_bytes(), DEFAULT_HEADROOM);
-        let a = core.handle(now, ua, 0, &mut pkt);
+        let a = core.handle(now, Source::udp(ua), 0, &mut pkt);
         let challenge = String::from_utf8_lossy(pkt.as_slice()).into_owned();
         assert!(
             matches!(a, Action::Reply { .. }) && challenge.starts_with("SIP/2.0 401"),
@@ -95,7 +101,7 @@ fn main() {
             "REGISTER {request_uri} SIP/2.0\r\nVia: SIP/2.0/UDP {ua};branch=z9hG4bKd{i}x{cseq};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{u}@{DOMAIN}>;tag=d{i}\r\nTo: <sip:{u}@{DOMAIN}>\r\nCall-ID: rb-{i}@driver\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{u}@{ua}>\r\nExpires: 3600\r\nAuthorization: Digest username=\"{u}\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", uri=\"{request_uri}\", response=\"{response}\", algorithm=MD5, cnonce=\"{cnonce}\", qop=auth, nc=00000001\r\nContent-Length: 0\r\n\r\n"
         );
         let mut pkt = PacketBuf::from_message(second.as_bytes(), DEFAULT_HEADROOM);
-        let a = core.handle(now, ua, 0, &mut pkt);
+        let a = core.handle(now, Source::udp(ua), 0, &mut pkt);
         ok += usize::from(
             matches!(a, Action::Reply { .. }) && pkt.as_slice().starts_with(b"SIP/2.0 200"),
         );

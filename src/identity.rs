@@ -4,10 +4,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::sip::uri::{parse_host, Host};
+use crate::sip::{Target, Transport};
 
 /// One listen socket as the core sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenAddr {
+    /// The transport this listener speaks.
+    pub transport: Transport,
     /// What the socket is bound to (may be unspecified: 0.0.0.0 or ::).
     pub bound: SocketAddr,
     /// The `host:port` written into Via and Record-Route for requests leaving by this socket
@@ -32,10 +35,10 @@ pub struct LocalIdentity {
 }
 
 impl LocalIdentity {
-    /// Build from the bound sockets. `interface_ips` lists the machine's addresses (used when
+    /// Build from the bound listeners. `interface_ips` lists the machine's addresses (used when
     /// a listener is a wildcard); `advertise` overrides the Via/Record-Route host.
     pub fn new(
-        bound: &[SocketAddr],
+        bound: &[(Transport, SocketAddr)],
         interface_ips: &[IpAddr],
         hostname: Option<&str>,
         domains: &[String],
@@ -43,7 +46,7 @@ impl LocalIdentity {
     ) -> LocalIdentity {
         let mut ips: Vec<IpAddr> = Vec::new();
         let mut listen = Vec::new();
-        for addr in bound {
+        for (transport, addr) in bound {
             let (adv_host, adv_loop) = if addr.ip().is_unspecified() {
                 for ip in interface_ips {
                     if ip.is_ipv4() == addr.is_ipv4() && !ips.contains(ip) {
@@ -87,6 +90,7 @@ impl LocalIdentity {
                 None => (fmt(adv_host), fmt(adv_loop)),
             };
             listen.push(ListenAddr {
+                transport: *transport,
                 bound: *addr,
                 advertised,
                 advertised_loopback,
@@ -173,20 +177,25 @@ impl LocalIdentity {
             || (self.is_configured_domain(host) && self.port_is_ours(port))
     }
 
-    /// The advertised `host:port` for a request leaving by socket `sock` towards `dest`.
-    pub fn advertised(&self, sock: usize, dest: &SocketAddr) -> &str {
+    /// The advertised `host:port` for a request leaving by listener `sock` towards `dest`.
+    pub fn advertised(&self, sock: usize, dest: &Target) -> &str {
         let l = &self.listen[sock];
-        if dest.ip().is_loopback() {
+        if dest.addr.ip().is_loopback() {
             &l.advertised_loopback
         } else {
             &l.advertised
         }
     }
 
-    /// The socket to send towards `dest`: the receiving one when the family matches, else the
-    /// first of the right family.
-    pub fn socket_for(&self, received_on: usize, dest: &SocketAddr) -> Option<usize> {
-        let same = |i: usize| self.listen[i].bound.is_ipv4() == dest.is_ipv4();
+    /// The listener to send towards `dest` from: the receiving one when its transport and
+    /// address family match, else the first that matches; `None` when we have no listener of
+    /// that transport and family (a message is never sent over another transport than its
+    /// target names).
+    pub fn socket_for(&self, received_on: usize, dest: &Target) -> Option<usize> {
+        let same = |i: usize| {
+            let l = &self.listen[i];
+            l.transport == dest.transport && l.bound.is_ipv4() == dest.addr.is_ipv4()
+        };
         if received_on < self.listen.len() && same(received_on) {
             return Some(received_on);
         }
@@ -200,7 +209,7 @@ mod tests {
 
     fn id() -> LocalIdentity {
         LocalIdentity::new(
-            &["0.0.0.0:5060".parse().unwrap()],
+            &[(Transport::Udp, "0.0.0.0:5060".parse().unwrap())],
             &["127.0.0.1".parse().unwrap(), "10.1.2.3".parse().unwrap()],
             Some("Edge1"),
             &["Atlanta.example.com".into()],
@@ -219,7 +228,7 @@ mod tests {
         assert!(!l.is_our_domain(&Host::Name(b"biloxi.example.com"), None));
         assert_eq!(l.listen[0].advertised, "10.1.2.3:5060");
         assert_eq!(
-            l.advertised(0, &"127.0.0.1:5070".parse().unwrap()),
+            l.advertised(0, &Target::udp("127.0.0.1:5070".parse().unwrap())),
             "127.0.0.1:5060"
         );
     }
@@ -227,7 +236,7 @@ mod tests {
     #[test]
     fn advertise_override() {
         let l = LocalIdentity::new(
-            &["127.0.0.1:5070".parse().unwrap()],
+            &[(Transport::Udp, "127.0.0.1:5070".parse().unwrap())],
             &[],
             None,
             &[],
@@ -235,5 +244,25 @@ mod tests {
         );
         assert_eq!(l.listen[0].advertised, "proxy.example.net:5070");
         assert!(l.is_our_address(&Host::Name(b"proxy.example.net"), Some(5070)));
+    }
+
+    #[test]
+    fn a_target_leaves_by_a_listener_of_its_transport_only() {
+        let v4: SocketAddr = "192.0.2.9:5060".parse().unwrap();
+        let l = LocalIdentity::new(
+            &[
+                (Transport::Udp, "127.0.0.1:5060".parse().unwrap()),
+                (Transport::Tcp, "127.0.0.1:5060".parse().unwrap()),
+            ],
+            &[],
+            None,
+            &[],
+            None,
+        );
+        assert_eq!(l.socket_for(0, &Target::udp(v4)), Some(0));
+        assert_eq!(l.socket_for(0, &Target::new(Transport::Tcp, v4)), Some(1));
+        assert_eq!(l.socket_for(1, &Target::new(Transport::Tls, v4)), None);
+        let v6 = Target::udp("[2001:db8::1]:5060".parse().unwrap());
+        assert_eq!(l.socket_for(0, &v6), None);
     }
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ahash::RandomState;
 use hashbrown::HashTable;
 
-use crate::sip::Uri;
+use crate::sip::{ConnId, Target, Transport, Uri};
 
 /// How long a removal is remembered, so late replicas of older registrations lose to it.
 pub const TOMBSTONE_SECS: u64 = 64;
@@ -29,8 +29,8 @@ pub struct Binding<'a> {
     pub expires_at: u32,
     /// Preference in thousandths (RFC 3261 `q`).
     pub q: u16,
-    /// Where requests for this binding are sent.
-    pub dest: SocketAddr,
+    /// Where requests for this binding are sent (transport, address, connection).
+    pub dest: Target,
     /// The Contact URI as registered.
     pub contact: &'a [u8],
 }
@@ -51,11 +51,17 @@ impl Binding<'_> {
 }
 
 // Encoded binding: stamp u64 | callid u64 | cseq u32 | expires u32 | q u16 | port u16 |
-// family u8 (4 or 6) | ip (4 or 16) | contact_len u16 | contact.
+// kind u8 | ip (4 or 16) | [connection u64] | contact_len u16 | contact.
+// kind: the address family (4 or 6) in the low nibble, the transport code in bits 4-6 (0 for
+// UDP, so UDP records are byte for byte what they were before transports existed), and
+// CONN_FLAG when a connection id follows the address.
 const FIXED: usize = 8 + 8 + 4 + 4 + 2 + 2 + 1;
+const CONN_FLAG: u8 = 0x80;
 
 fn encoded_len(b: &Binding<'_>) -> usize {
-    FIXED + if b.dest.is_ipv4() { 4 } else { 16 } + 2 + b.contact.len()
+    let ip = if b.dest.addr.is_ipv4() { 4 } else { 16 };
+    let conn = if b.dest.conn.is_some() { 8 } else { 0 };
+    FIXED + ip + conn + 2 + b.contact.len()
 }
 
 fn encode_into(b: &Binding<'_>, out: &mut Vec<u8>) {
@@ -64,16 +70,21 @@ fn encode_into(b: &Binding<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&b.version.cseq.to_le_bytes());
     out.extend_from_slice(&b.expires_at.to_le_bytes());
     out.extend_from_slice(&b.q.to_le_bytes());
-    out.extend_from_slice(&b.dest.port().to_le_bytes());
-    match b.dest.ip() {
+    out.extend_from_slice(&b.dest.addr.port().to_le_bytes());
+    let conn_flag = if b.dest.conn.is_some() { CONN_FLAG } else { 0 };
+    let kind = b.dest.transport.code() << 4 | conn_flag;
+    match b.dest.addr.ip() {
         IpAddr::V4(a) => {
-            out.push(4);
+            out.push(kind | 4);
             out.extend_from_slice(&a.octets());
         }
         IpAddr::V6(a) => {
-            out.push(6);
+            out.push(kind | 6);
             out.extend_from_slice(&a.octets());
         }
+    }
+    if let Some(c) = b.dest.conn {
+        out.extend_from_slice(&c.0.to_le_bytes());
     }
     let len = b.contact.len().min(u16::MAX as usize);
     out.extend_from_slice(&(len as u16).to_le_bytes());
@@ -93,7 +104,9 @@ fn decode(blob: &[u8]) -> Option<(Binding<'_>, usize)> {
     let expires_at = u32_at(20)?;
     let q = u16_at(24)?;
     let port = u16_at(26)?;
-    let (ip, mut i) = match *blob.get(28)? {
+    let kind = *blob.get(28)?;
+    let transport = Transport::from_code((kind & !CONN_FLAG) >> 4)?;
+    let (ip, mut i) = match kind & 0x0f {
         4 => {
             let o: [u8; 4] = blob.get(29..33)?.try_into().ok()?;
             (IpAddr::V4(Ipv4Addr::from(o)), 33)
@@ -104,6 +117,12 @@ fn decode(blob: &[u8]) -> Option<(Binding<'_>, usize)> {
         }
         _ => return None,
     };
+    let conn = if kind & CONN_FLAG != 0 {
+        i += 8;
+        Some(ConnId(u64_at(i - 8)?))
+    } else {
+        None
+    };
     let clen = u16_at(i)? as usize;
     i += 2;
     let contact = blob.get(i..i + clen)?;
@@ -112,7 +131,11 @@ fn decode(blob: &[u8]) -> Option<(Binding<'_>, usize)> {
             version,
             expires_at,
             q,
-            dest: SocketAddr::new(ip, port),
+            dest: Target {
+                transport,
+                addr: SocketAddr::new(ip, port),
+                conn,
+            },
             contact,
         },
         i + clen,
@@ -387,7 +410,7 @@ mod tests {
             },
             expires_at: exp,
             q: 1000,
-            dest: "192.0.2.4:5060".parse().unwrap(),
+            dest: Target::udp("192.0.2.4:5060".parse().unwrap()),
             contact: contact.as_bytes(),
         }
     }
@@ -535,8 +558,36 @@ mod tests {
     fn ipv6_destinations_round_trip() {
         let mut t = LocationTable::new();
         let mut x = b(1, 1, 100, "sip:a@[2001:db8::1]");
-        x.dest = "[2001:db8::1]:5070".parse().unwrap();
+        x.dest = Target::udp("[2001:db8::1]:5070".parse().unwrap());
         t.merge(b"a", &x);
         assert_eq!(t.lookup(b"a", 0).unwrap().dest, x.dest);
+    }
+
+    #[test]
+    fn stream_destinations_keep_transport_and_connection() {
+        let mut t = LocationTable::new();
+        for (i, transport) in Transport::ALL.into_iter().enumerate() {
+            for conn in [None, Some(ConnId::new(1, 42))] {
+                let mut x = b(1, 1, 100, "sip:a@192.0.2.1;transport=tcp");
+                x.dest = Target {
+                    transport,
+                    addr: "[2001:db8::1]:5070".parse().unwrap(),
+                    conn,
+                };
+                let key = format!("a{i}{}", conn.is_some());
+                t.merge(key.as_bytes(), &x);
+                let got = t.lookup(key.as_bytes(), 0).unwrap();
+                assert_eq!((got.dest, got.contact), (x.dest, x.contact));
+            }
+        }
+    }
+
+    #[test]
+    fn udp_records_keep_the_format_they_had_before_transports() {
+        let x = b(1, 1, 100, "sip:a@192.0.2.1");
+        let rec = BindingRecord::new(b"a", &x);
+        // The kind byte after the port is the bare address family, as state files hold it.
+        assert_eq!(rec.binding[FIXED - 1], 4);
+        assert_eq!(rec.binding.len(), FIXED + 4 + 2 + x.contact.len());
     }
 }

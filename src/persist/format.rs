@@ -78,6 +78,7 @@ fn decode_one(data: &[u8]) -> Option<(BindingRecord, usize)> {
 mod tests {
     use super::*;
     use crate::location::{Binding, Version};
+    use crate::sip::Target;
 
     fn rec(i: u32) -> BindingRecord {
         let contact = format!("sip:user{i}@192.0.2.1:5060");
@@ -91,7 +92,7 @@ mod tests {
                 },
                 expires_at: 5000,
                 q: 1000,
-                dest: "192.0.2.1:5060".parse().unwrap(),
+                dest: Target::udp("192.0.2.1:5060".parse().unwrap()),
                 contact: contact.as_bytes(),
             },
         )

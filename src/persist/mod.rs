@@ -173,6 +173,7 @@ fn read_if_exists(p: &Path) -> io::Result<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::location::{Binding, Version};
+    use crate::sip::Target;
 
     fn rec(user: &str, stamp: u64, expires_at: u32) -> BindingRecord {
         BindingRecord::new(
@@ -185,7 +186,7 @@ mod tests {
                 },
                 expires_at,
                 q: 1000,
-                dest: "192.0.2.1:5060".parse().unwrap(),
+                dest: Target::udp("192.0.2.1:5060".parse().unwrap()),
                 contact: format!("sip:{user}@192.0.2.1").as_bytes(),
             },
         )

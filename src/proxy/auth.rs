@@ -26,11 +26,10 @@ use std::sync::Arc;
 
 use crate::auth::{AuthOutcome, Authenticator, NcTracker, UserDb};
 use crate::config::AuthMode;
-use crate::sip::{Credentials, HeaderName, Message, Method};
+use crate::sip::{Credentials, HeaderName, Message, Method, Source};
 
 use super::{Core, Decision};
 use crate::location::Now;
-use std::net::SocketAddr;
 
 /// One shard's authentication state.
 pub struct ShardAuth {
@@ -128,7 +127,7 @@ impl Core {
     pub(super) fn authenticate(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: Source,
         socket: usize,
         now: Now,
         role: Role,
@@ -140,7 +139,7 @@ impl Core {
         let outcome = {
             let a = self.auth.as_mut()?;
             a.authn
-                .check_request(now.secs(), src.ip(), msg, header, &mut a.nc)
+                .check_request(now.secs(), src.addr.ip(), msg, header, &mut a.nc)
         };
         match outcome {
             AuthOutcome::Ok { user } => {
@@ -185,7 +184,7 @@ impl Core {
                 if let Some(a) = &mut self.auth {
                     let salt = a.next_salt();
                     a.authn
-                        .challenge(now.secs(), src.ip(), salt, stale)
+                        .challenge(now.secs(), src.addr.ip(), salt, stale)
                         .write_to(&mut self.extra);
                 }
                 self.extra.extend_from_slice(b"\r\n");

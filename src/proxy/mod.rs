@@ -25,7 +25,8 @@ use crate::registrar::{self, RegistrarConfig};
 use crate::sip::header::CommaSplit;
 use crate::sip::uri::parse_host;
 use crate::sip::{
-    Edits, HeaderName, Message, Method, NameAddr, PacketBuf, ParseError, Scheme, Span, Uri,
+    Edits, HeaderName, Message, Method, NameAddr, PacketBuf, ParseError, Scheme, Source, Span,
+    Target, Transport, Uri,
 };
 
 use auth::{Role, ShardAuth};
@@ -59,14 +60,14 @@ pub struct ProxyConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
 pub enum Action {
-    /// Send the rewritten message to `to` from listen socket `socket`.
+    /// Send the rewritten message to `to` from listener `socket`.
     Forward {
-        to: SocketAddr,
+        to: Target,
         socket: usize,
     },
-    /// Send the reply now in the buffer to `to` from `socket`.
+    /// Send the reply now in the buffer to `to` from listener `socket`.
     Reply {
-        to: SocketAddr,
+        to: Target,
         socket: usize,
     },
     Drop(DropReason),
@@ -75,12 +76,12 @@ pub enum Action {
 /// What a decision produced, before the buffer is touched.
 enum Decision {
     Forward {
-        to: SocketAddr,
+        to: Target,
         socket: usize,
         len: usize,
     },
     Reply {
-        to: SocketAddr,
+        to: Target,
         socket: usize,
         status: u16,
     },
@@ -142,22 +143,16 @@ impl Core {
         self.cfg
     }
 
-    /// Handle one datagram received on listen socket `socket` from `src`.
-    pub fn handle(
-        &mut self,
-        now: Now,
-        src: SocketAddr,
-        socket: usize,
-        pkt: &mut PacketBuf,
-    ) -> Action {
+    /// Handle one message received on listener `socket` from `src`.
+    pub fn handle(&mut self, now: Now, src: Source, socket: usize, pkt: &mut PacketBuf) -> Action {
         self.counters.datagrams_received += 1;
         // Flood protection looks at requests only (responses answer what we sent), before any
         // parsing: a blocked source costs one hash lookup.
         if let Some(p) = &mut self.pike {
             if !pkt.as_slice().starts_with(b"SIP/") {
-                if let pike::Verdict::Block { newly } = p.check(src.ip(), now.unix_ms) {
+                if let pike::Verdict::Block { newly } = p.check(src.addr.ip(), now.unix_ms) {
                     if newly {
-                        log::warn!("pike: {} exceeded its request rate; blocked", src.ip());
+                        log::warn!("pike: {} exceeded its request rate; blocked", src.addr.ip());
                     }
                     self.counters.drop(DropReason::Flood);
                     return Action::Drop(DropReason::Flood);
@@ -241,13 +236,7 @@ impl Core {
         }
     }
 
-    fn on_request(
-        &mut self,
-        msg: &Message<'_>,
-        src: SocketAddr,
-        socket: usize,
-        now: Now,
-    ) -> Decision {
+    fn on_request(&mut self, msg: &Message<'_>, src: Source, socket: usize, now: Now) -> Decision {
         let cfg = self.cfg;
         let local = &cfg.local;
         let method = msg.method().unwrap_or(Method::Other);
@@ -450,7 +439,9 @@ impl Core {
             });
         }
         edits.insert_with(first_via, |w| {
-            w.bytes(b"Via: SIP/2.0/UDP ")
+            w.bytes(b"Via: SIP/2.0/")
+                .bytes(dest.transport.via_token())
+                .bytes(b" ")
                 .bytes(adv.as_bytes())
                 .bytes(b";branch=")
                 .bytes(&branch)
@@ -463,13 +454,14 @@ impl Core {
             if top.rport() == Some(None) {
                 if let Some(at) = rport_name_end(&top, elem) {
                     edits.insert_with(top.span.start as usize + at, |w| {
-                        w.bytes(b"=").num(src.port() as u64);
+                        w.bytes(b"=").num(src.addr.port() as u64);
                     });
                 }
             }
-            if top.received().is_none() && (top.rport().is_some() || !host_is(&top, src.ip())) {
+            if top.received().is_none() && (top.rport().is_some() || !host_is(&top, src.addr.ip()))
+            {
                 edits.insert_with(top.span.end as usize, |w| {
-                    w.bytes(b";received=").ip(src.ip());
+                    w.bytes(b";received=").ip(src.addr.ip());
                 });
             }
         }
@@ -507,7 +499,11 @@ impl Core {
             Some(Some(p)) => p,
             _ => next.port_or_default(),
         };
-        let dest = SocketAddr::new(ip, port);
+        // The previous hop asked for its responses over the transport its Via names.
+        let Some(transport) = Transport::from_token(next.transport) else {
+            return Decision::Drop(DropReason::NoSocket);
+        };
+        let dest = Target::new(transport, SocketAddr::new(ip, port));
         let Some(out_socket) = local.socket_for(socket, &dest) else {
             return Decision::Drop(DropReason::NoSocket);
         };
@@ -521,13 +517,7 @@ impl Core {
         }
     }
 
-    fn register(
-        &mut self,
-        msg: &Message<'_>,
-        src: SocketAddr,
-        socket: usize,
-        now: Now,
-    ) -> Decision {
+    fn register(&mut self, msg: &Message<'_>, src: Source, socket: usize, now: Now) -> Decision {
         if self.auth.is_some() {
             if let Some(d) = self.authenticate(msg, src, socket, now, Role::Registrar) {
                 return d;
@@ -555,10 +545,13 @@ impl Core {
     /// Where to send a request whose next hop is `uri` (a Route or a foreign Request-URI):
     /// the first next hop that is up of the static route for its domain or of the default
     /// route, or the literal address.
-    fn resolve(&self, uri: &Uri<'_>) -> Option<SocketAddr> {
+    ///
+    /// Every target is reached over UDP until the stream transports exist: a URI's
+    /// `transport` parameter is not yet honoured.
+    fn resolve(&self, uri: &Uri<'_>) -> Option<Target> {
         let host = uri.host?;
         if let Some(ip) = host.ip() {
-            return Some(SocketAddr::new(ip, uri.port_or_default()));
+            return Some(Target::udp(SocketAddr::new(ip, uri.port_or_default())));
         }
         let name = uri.host_raw;
         let name = name.strip_suffix(b".").unwrap_or(name);
@@ -568,6 +561,7 @@ impl Core {
             .find(|r| r.domain.as_bytes().eq_ignore_ascii_case(name))
             .or_else(|| self.cfg.routes.iter().find(|r| r.domain == "*"))
             .and_then(|r| self.hops.pick(&r.targets))
+            .map(Target::udp)
     }
 
     fn is_ack_for_local_reply(&self, msg: &Message<'_>) -> bool {
@@ -583,7 +577,7 @@ impl Core {
     fn reply_to(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: Source,
         socket: usize,
         status: u16,
         reason: &str,
@@ -596,7 +590,7 @@ impl Core {
     fn reply_extra(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: Source,
         socket: usize,
         status: u16,
         reason: &str,
@@ -613,7 +607,7 @@ impl Core {
     fn reply_with(
         &mut self,
         rs: &ReplySource<'_>,
-        src: SocketAddr,
+        src: Source,
         socket: usize,
         status: u16,
         reason: &str,
@@ -622,7 +616,7 @@ impl Core {
         let Some(socket) = self.cfg.local.socket_for(socket, &to) else {
             return Decision::Drop(DropReason::NoSocket);
         };
-        rs.compose(&mut self.reply, status, reason, src, &self.extra);
+        rs.compose(&mut self.reply, status, reason, src.addr, &self.extra);
         Decision::Reply { to, socket, status }
     }
 }

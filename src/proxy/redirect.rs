@@ -3,10 +3,8 @@
 //! `q` and remaining `expires`) instead of being forwarded. The 302 carries the deterministic
 //! local To tag, so the caller's ACK for it is absorbed like the ACK of any local reply.
 
-use std::net::SocketAddr;
-
 use crate::sip::write::{push_q_value, push_uint};
-use crate::sip::{Host, Message};
+use crate::sip::{Host, Message, Source};
 
 use super::{Core, Decision};
 use crate::location::Now;
@@ -47,7 +45,7 @@ impl Core {
     pub(super) fn redirect(
         &mut self,
         msg: &Message<'_>,
-        src: SocketAddr,
+        src: Source,
         socket: usize,
         aor: &[u8],
         now: Now,

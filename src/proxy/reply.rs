@@ -12,7 +12,7 @@ use super::branch::local_tag;
 use crate::sip::header::{trim, HeaderName};
 use crate::sip::params::HeaderParams;
 use crate::sip::write::{push_ip, push_uint};
-use crate::sip::{Message, Span, Via};
+use crate::sip::{Message, Source, Span, Target, Via};
 
 /// At most this many Via lines are copied into a reply; a request with more is not answered.
 const MAX_VIA_LINES: usize = 32;
@@ -129,14 +129,15 @@ impl<'a> ReplySource<'a> {
         &self.top_via
     }
 
-    /// Where a reply to this request goes (RFC 3261 section 18.2.2, RFC 3581 section 4):
-    /// the source address and port when `rport` was asked for, else the source address and the
-    /// sent-by port.
-    pub fn destination(&self, src: SocketAddr) -> SocketAddr {
-        if self.rport.is_some() {
-            src
+    /// Where a reply to this request goes (RFC 3261 section 18.2.2, RFC 3581 section 4): on
+    /// a stream, back over the connection the request came on; over UDP, the source address
+    /// and port when `rport` was asked for, else the source address and the sent-by port.
+    pub fn destination(&self, src: Source) -> Target {
+        if src.transport.is_stream() || self.rport.is_some() {
+            src.back_to(src.addr)
         } else {
-            SocketAddr::new(src.ip(), self.top_via.port_or_default())
+            let port = self.top_via.port_or_default();
+            src.back_to(SocketAddr::new(src.addr.ip(), port))
         }
     }
 
@@ -288,7 +289,7 @@ mod tests {
         let m = Message::parse(&mut b).unwrap();
         let s = ReplySource::from_message(&m).unwrap();
         let src: SocketAddr = "192.0.2.55:40000".parse().unwrap();
-        assert_eq!(s.destination(src), src);
+        assert_eq!(s.destination(Source::udp(src)), Target::udp(src));
         let mut out = Vec::new();
         s.compose(&mut out, 404, "Not Found", src, b"X-Extra: 1\r\n");
         let text = String::from_utf8(out).unwrap();

@@ -18,7 +18,7 @@ fn base_config(listen: &str, domains: &[&str], record_route: bool) -> ProxyConfi
     let addr: SocketAddr = listen.parse().unwrap();
     ProxyConfig {
         local: LocalIdentity::new(
-            &[addr],
+            &[(Transport::Udp, addr)],
             &[],
             Some("edge1"),
             &domains.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
@@ -42,7 +42,7 @@ fn base_config(listen: &str, domains: &[&str], record_route: bool) -> ProxyConfi
 fn run(core: &mut Core, src: &str, msg: &str) -> (Action, String) {
     let wire = msg.replace('\n', "\r\n");
     let mut pkt = PacketBuf::from_message(wire.as_bytes(), DEFAULT_HEADROOM);
-    let a = core.handle(NOW, src.parse().unwrap(), 0, &mut pkt);
+    let a = core.handle(NOW, Source::udp(src.parse().unwrap()), 0, &mut pkt);
     (a, String::from_utf8_lossy(pkt.as_slice()).into_owned())
 }
 
@@ -71,7 +71,7 @@ fn strict_router_upstream_is_fixed_up() {
     assert_eq!(
         a,
         Action::Forward {
-            to: "192.0.2.40:5060".parse().unwrap(),
+            to: Target::udp("192.0.2.40:5060".parse().unwrap()),
             socket: 0
         }
     );
@@ -95,7 +95,7 @@ fn our_route_inside_a_multi_value_line_is_removed_alone() {
     assert_eq!(
         a,
         Action::Forward {
-            to: "192.0.2.40:5060".parse().unwrap(),
+            to: Target::udp("192.0.2.40:5060".parse().unwrap()),
             socket: 0
         }
     );
@@ -114,7 +114,7 @@ fn ipv6_registration_and_call() {
     assert_eq!(
         a,
         Action::Reply {
-            to: "[2001:db8::20]:5062".parse().unwrap(),
+            to: Target::udp("[2001:db8::20]:5062".parse().unwrap()),
             socket: 0
         }
     );
@@ -127,7 +127,7 @@ fn ipv6_registration_and_call() {
     assert_eq!(
         a,
         Action::Forward {
-            to: "[2001:db8::20]:5062".parse().unwrap(),
+            to: Target::udp("[2001:db8::20]:5062".parse().unwrap()),
             socket: 0
         }
     );
@@ -163,7 +163,7 @@ fn responses_follow_received_and_rport_of_the_next_via() {
     assert_eq!(
         a,
         Action::Forward {
-            to: "203.0.113.5:40000".parse().unwrap(),
+            to: Target::udp("203.0.113.5:40000".parse().unwrap()),
             socket: 0
         }
     );
@@ -196,7 +196,7 @@ fn replicas_reach_a_second_core() {
     assert_eq!(
         act,
         Action::Forward {
-            to: "192.0.2.60:5060".parse().unwrap(),
+            to: Target::udp("192.0.2.60:5060".parse().unwrap()),
             socket: 0
         }
     );

@@ -120,27 +120,33 @@ fn requests_go_to_the_first_next_hop_that_is_up() {
         Action::Forward { to, .. } => to,
         a => panic!("{a:?}"),
     };
-    assert_eq!(to(&mut core), "192.0.2.41:5060".parse().unwrap());
+    assert_eq!(
+        to(&mut core),
+        Target::udp("192.0.2.41:5060".parse().unwrap())
+    );
     let first: SocketAddr = "192.0.2.41:5060".parse().unwrap();
     core.apply_hop_state(HopState {
         hop: first,
         up: false,
     });
-    assert_eq!(to(&mut core), "192.0.2.42:5060".parse().unwrap());
+    assert_eq!(
+        to(&mut core),
+        Target::udp("192.0.2.42:5060".parse().unwrap())
+    );
     // The CANCEL of that INVITE follows it.
     let cancel = INVITE_BOB
         .replace("INVITE sip", "CANCEL sip")
         .replace("1 INVITE", "1 CANCEL");
     let (a, _) = run(&mut core, "192.0.2.30:5060", &cancel);
     assert!(
-        matches!(a, Action::Forward { to, .. } if to == "192.0.2.42:5060".parse().unwrap()),
+        matches!(a, Action::Forward { to, .. } if to == Target::udp("192.0.2.42:5060".parse().unwrap())),
         "{a:?}"
     );
     core.apply_hop_state(HopState {
         hop: first,
         up: true,
     });
-    assert_eq!(to(&mut core), first);
+    assert_eq!(to(&mut core), Target::udp(first));
     assert_eq!(core.counters.next_hop_changes, 2);
 }
 

@@ -20,7 +20,7 @@ use crate::location::{
 };
 use crate::sip::addr::Contact;
 use crate::sip::write::{push_q_value, push_uint};
-use crate::sip::{Message, Scheme, Uri};
+use crate::sip::{Message, Scheme, Source, Target, Uri};
 
 /// The most contacts one REGISTER may carry.
 pub const MAX_CONTACTS_PER_REGISTER: usize = 32;
@@ -68,7 +68,7 @@ struct Change<'a> {
     uri: &'a [u8],
     expires: u32,
     q: u16,
-    dest: SocketAddr,
+    dest: Target,
 }
 
 /// Handle a REGISTER addressed to one of our domains. Returns the status and reason of the
@@ -76,7 +76,7 @@ struct Change<'a> {
 pub fn handle(
     ctx: &mut Context<'_>,
     msg: &Message<'_>,
-    src: SocketAddr,
+    src: Source,
     now: Now,
 ) -> (u16, &'static str) {
     let Ok(to) = msg.to() else {
@@ -166,7 +166,8 @@ pub fn handle(
             }
         }
         for uri in &existing {
-            apply(ctx, aor, uri, 0, 1000, src, call_id_hash, cseq.number, now);
+            let dest = src.back_to(src.addr);
+            apply(ctx, aor, uri, 0, 1000, dest, call_id_hash, cseq.number, now);
         }
     } else {
         for ch in &changes {
@@ -254,11 +255,12 @@ impl DateLine {
 }
 
 /// Where requests for a contact go: the contact's own address when it is a literal IP,
-/// else the address the REGISTER came from (names are never resolved on the packet path).
-fn destination_of(uri: &Uri<'_>, src: SocketAddr) -> SocketAddr {
+/// else the address the REGISTER came from (names are never resolved on the packet path),
+/// over the transport the REGISTER came by (and its connection, when that is the address).
+fn destination_of(uri: &Uri<'_>, src: Source) -> Target {
     match uri.host.and_then(|h| h.ip()) {
-        Some(ip) => SocketAddr::new(ip, uri.port_or_default()),
-        None => src,
+        Some(ip) => src.back_to(SocketAddr::new(ip, uri.port_or_default())),
+        None => src.back_to(src.addr),
     }
 }
 
@@ -300,7 +302,7 @@ fn apply(
     uri: &[u8],
     expires: u32,
     q: u16,
-    dest: SocketAddr,
+    dest: Target,
     call_id_hash: u64,
     cseq: u32,
     now: Now,

@@ -37,6 +37,7 @@ use crate::proxy::next_hop::HopState;
 use crate::proxy::redirect::RedirectPolicy;
 use crate::proxy::{Action, Core, ProxyConfig};
 use crate::registrar::RegistrarConfig;
+use crate::sip::{Source, Transport};
 use crate::transport::batch::{Outgoing, RecvBatch, SendBatch, BATCH};
 use crate::transport::coalesce::Coalescer;
 use crate::transport::shed::Shedder;
@@ -113,8 +114,9 @@ pub fn run(args: &Args) -> Result<Counters, String> {
             domains.push(d.clone());
         }
     }
+    let listeners: Vec<_> = bound.iter().map(|a| (Transport::Udp, *a)).collect();
     let identity = LocalIdentity::new(
-        &bound,
+        &listeners,
         &socket::interface_addresses(),
         socket::host_name().as_deref(),
         &domains,
@@ -532,7 +534,7 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize, tuning: ReceiveTuning) {
                 }
                 seq += 1;
                 let sample = (seq & (LATENCY_SAMPLE - 1) == 0).then(Instant::now);
-                let action = core.handle(now, src, idx, &mut batch.bufs[i]);
+                let action = core.handle(now, Source::udp(src), idx, &mut batch.bufs[i]);
                 if let Some(t0) = sample {
                     shard
                         .latency
@@ -540,8 +542,17 @@ async fn receive_loop(shard: Rc<Shard>, idx: usize, tuning: ReceiveTuning) {
                         .record(t0.elapsed().as_nanos() as u64);
                 }
                 match action {
+                    // Every listener is a UDP socket, and the core picks a listener of the
+                    // target's transport, so every target here is a UDP one.
                     Action::Forward { to, socket } | Action::Reply { to, socket } => {
-                        out.push((socket, Outgoing { buf: i, to }))
+                        debug_assert_eq!(to.transport, Transport::Udp);
+                        out.push((
+                            socket,
+                            Outgoing {
+                                buf: i,
+                                to: to.addr,
+                            },
+                        ))
                     }
                     Action::Drop(_) => {}
                 }

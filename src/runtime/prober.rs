@@ -19,6 +19,7 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::proxy::next_hop::{HopState, ProbeTracker};
 use crate::proxy::ProxyConfig;
+use crate::sip::Target;
 
 /// Changes in flight to one shard (they are rare: one per hop per state change).
 const RING_CAPACITY: usize = 256;
@@ -175,11 +176,12 @@ impl Run {
             return;
         };
         let port = sock.local_addr().map_or(0, |a| a.port());
+        let target = Target::udp(*hop);
         let host = self
             .cfg
             .local
-            .socket_for(0, hop)
-            .map(|s| self.cfg.local.advertised(s, hop))
+            .socket_for(0, &target)
+            .map(|s| self.cfg.local.advertised(s, &target))
             .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_string()))
             .unwrap_or_else(|| hop.ip().to_string());
         let tag = self.tag;

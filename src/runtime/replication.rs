@@ -122,7 +122,7 @@ mod tests {
                 },
                 expires_at: 10,
                 q: 1000,
-                dest: "192.0.2.1:5060".parse().unwrap(),
+                dest: crate::sip::Target::udp("192.0.2.1:5060".parse().unwrap()),
                 contact: b"sip:a@192.0.2.1",
             },
         )

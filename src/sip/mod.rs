@@ -7,6 +7,7 @@
 //! - [`via`], [`addr`], [`params`]: typed, lazily parsed views of the headers a proxy needs.
 //! - [`rewrite`]: edits applied in place, moving the bytes before an edit into the headroom.
 //! - [`error`]: what can be wrong with a message, and the SIP answer for it.
+//! - [`transport`]: the transport a message uses and the peer at the other end.
 
 pub mod addr;
 #[cfg(test)]
@@ -18,6 +19,7 @@ pub mod parse;
 pub mod rewrite;
 mod scan;
 pub mod span;
+pub mod transport;
 pub mod uri;
 pub mod via;
 pub mod write;
@@ -28,5 +30,6 @@ pub use header::HeaderName;
 pub use parse::{HeaderField, Message, Method, StartLine};
 pub use rewrite::{EditError, Edits, PacketBuf};
 pub use span::Span;
+pub use transport::{ConnId, Source, Target, Transport};
 pub use uri::{Host, Scheme, Uri};
 pub use via::Via;
