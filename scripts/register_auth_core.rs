@@ -17,8 +17,7 @@ mod digest_md5;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sipshard::auth::{AuthConfig, Authenticator, UserDb};
-use sipshard::config::AuthMode;
+use sipshard::auth::{AuthConfig, AuthMode, Authenticator, UserDb};
 use sipshard::identity::LocalIdentity;
 use sipshard::location::Now;
 use sipshard::proxy::{Action, Core, ProxyConfig};

@@ -6,8 +6,19 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
+use clap::builder::PossibleValue;
 use clap::{Parser, ValueEnum};
+
+use crate::auth::AuthMode;
+use crate::identity::LocalIdentity;
+use crate::proxy::redirect::RedirectPolicy;
+use crate::proxy::{ProxyConfig, StaticRoute};
+use crate::registrar::RegistrarConfig;
+use crate::runtime::settings::{
+    AuthSettings, ProbeSettings, ReceiveSettings, Settings, SocketSettings, StateSettings,
+};
 
 /// How datagrams are spread over the shards' SO_REUSEPORT sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -18,36 +29,23 @@ pub enum Steering {
     Random,
 }
 
-/// Static next hops: requests for `domain` (or every foreign domain for `*`) go to the first
-/// of `targets` that is up (in the order given; the first when none is probed or all are down).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StaticRoute {
-    /// Lower-case domain, or `*`.
-    pub domain: String,
-    /// At least one, in order of preference.
-    pub targets: Vec<SocketAddr>,
-}
-
-impl FromStr for StaticRoute {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (domain, target) = s
-            .split_once('=')
-            .ok_or_else(|| format!("expected DOMAIN=HOST:PORT[,HOST:PORT...], got {s:?}"))?;
-        if domain.is_empty() {
-            return Err(format!("empty domain in route {s:?}"));
-        }
-        let targets = target
-            .split(',')
-            .map(str::trim)
-            .map(resolve)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(StaticRoute {
-            domain: domain.to_ascii_lowercase(),
-            targets,
-        })
+/// `--route DOMAIN=HOST:PORT[,HOST:PORT...]`, each target resolved once, here.
+fn parse_route(s: &str) -> Result<StaticRoute, String> {
+    let (domain, target) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected DOMAIN=HOST:PORT[,HOST:PORT...], got {s:?}"))?;
+    if domain.is_empty() {
+        return Err(format!("empty domain in route {s:?}"));
     }
+    let targets = target
+        .split(',')
+        .map(str::trim)
+        .map(resolve)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StaticRoute {
+        domain: domain.to_ascii_lowercase(),
+        targets,
+    })
 }
 
 /// Resolve `HOST:PORT` once at start-up (names are looked up here, never on the packet path).
@@ -91,18 +89,24 @@ impl FromStr for CpuList {
     }
 }
 
-/// Which requests Digest authentication applies to (`--auth`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum AuthMode {
-    /// Only REGISTER for our domains (401 + WWW-Authenticate).
-    Register,
-    /// REGISTER, and every request from a user of our domains that starts a dialog or stands
-    /// alone (407 + Proxy-Authenticate). ACK, CANCEL, in-dialog requests routed through us and
-    /// OPTIONS keepalives to the proxy itself are never challenged.
-    All,
-    /// Like `all`, but whatever domain the From names: every caller must hold an account here
-    /// (the second proxy of RFC 3665 section 3.3 challenging callers of another domain).
-    Callers,
+/// `--auth register|all|callers`: clap's view of [`AuthMode`], whose variants it documents.
+impl ValueEnum for AuthMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[AuthMode::Register, AuthMode::All, AuthMode::Callers]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            AuthMode::Register => PossibleValue::new("register")
+                .help("Only REGISTER for our domains (401 + WWW-Authenticate)"),
+            AuthMode::All => PossibleValue::new("all").help(
+                "REGISTER, and every request from a user of our domains that starts a dialog or \
+                 stands alone (407 + Proxy-Authenticate)",
+            ),
+            AuthMode::Callers => PossibleValue::new("callers")
+                .help("Like `all`, but whatever domain the From names: every caller must hold an account here"),
+        })
+    }
 }
 
 /// The `--auth-secret` value, decoded: `hex:` followed by an even number of hex digits gives
@@ -197,7 +201,7 @@ pub struct Args {
 
     /// Static next hops for a foreign domain, `DOMAIN=HOST:PORT[,HOST:PORT...]` (repeatable;
     /// `*` = default). Requests go to the first hop that is up (see --probe-interval).
-    #[arg(long = "route", value_name = "DOMAIN=HOST:PORT,...")]
+    #[arg(long = "route", value_name = "DOMAIN=HOST:PORT,...", value_parser = parse_route)]
     pub routes: Vec<StaticRoute>,
 
     /// Send OPTIONS to every next hop of --route this often (seconds); a hop that leaves
@@ -379,6 +383,96 @@ impl Args {
     }
 
     /// The realm challenges name: `--realm`, else the first `--domain`.
+    /// The typed settings the runtime starts from: every flag interpreted here, in one place.
+    pub fn settings(&self) -> Result<Settings, String> {
+        self.validate()?;
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = self.shards.unwrap_or(available);
+        let cpus = match &self.cpus {
+            Some(list) => list.0[..shards].to_vec(),
+            None => (0..shards).map(|i| i % available).collect(),
+        };
+        // A redirect domain is one of ours: its REGISTERs are served and its users looked up.
+        let mut domains = self.domains.clone();
+        for d in &self.redirect_domains {
+            if !domains.iter().any(|x| x.eq_ignore_ascii_case(d)) {
+                domains.push(d.clone());
+            }
+        }
+        Ok(Settings {
+            cpus,
+            listen: self.listen.clone(),
+            sockets: SocketSettings {
+                rcvbuf: self.rcvbuf,
+                sndbuf: self.sndbuf,
+                steering: self.steering,
+                timestamps: self.max_queue_delay_ms > 0,
+            },
+            receive: ReceiveSettings {
+                coalesce: Duration::from_micros(u64::from(self.rx_coalesce_us)),
+                max_queue_delay_ms: self.max_queue_delay_ms,
+            },
+            domains,
+            advertise: self.advertise.clone(),
+            proxy: self.proxy_config(shards),
+            state: self.state_dir.as_ref().map(|dir| StateSettings {
+                dir: dir.clone(),
+                fsync_interval: Duration::from_millis(self.fsync_interval_ms),
+            }),
+            metrics: self.metrics,
+            auth: self.auth_settings(),
+            probe: self.probe_interval.map(|secs| ProbeSettings {
+                interval: Duration::from_secs_f64(secs),
+                failures: self.probe_failures,
+            }),
+        })
+    }
+
+    /// The proxy's configuration, but for its local identity (known once bound).
+    fn proxy_config(&self, shards: usize) -> ProxyConfig {
+        ProxyConfig {
+            local: LocalIdentity::default(),
+            routes: self.routes.clone(),
+            record_route: self.record_route,
+            redirect: RedirectPolicy {
+                all: self.redirect,
+                domains: self
+                    .redirect_domains
+                    .iter()
+                    .map(|d| d.to_ascii_lowercase())
+                    .collect(),
+            },
+            registrar: RegistrarConfig {
+                default_expires: self.default_expires,
+                min_expires: self.min_expires,
+                max_expires: self.max_expires,
+                max_bindings_per_aor: self.max_bindings_per_aor,
+                max_bindings: self.max_bindings,
+            },
+            max_message: self.max_message,
+            // With random steering a source's requests are spread over every shard.
+            pike: self.pike.map(|rate| {
+                let per_shard = match self.steering {
+                    Steering::Random => rate.div_ceil(shards as u32),
+                    Steering::Flow => rate,
+                };
+                (per_shard, self.pike_cooldown)
+            }),
+        }
+    }
+
+    fn auth_settings(&self) -> Option<AuthSettings> {
+        Some(AuthSettings {
+            users: self.users.clone()?,
+            aliases: self.aliases.clone(),
+            realm: self.auth_realm()?.to_owned(),
+            secret: self.auth_secret.as_ref().map(|s| s.0.clone()),
+            nonce_ttl: self.nonce_ttl,
+            nonce_bind_ip: self.nonce_bind_ip,
+            mode: self.auth_mode,
+        })
+    }
+
     pub fn auth_realm(&self) -> Option<&str> {
         self.realm
             .as_deref()
@@ -416,11 +510,11 @@ mod tests {
 
     #[test]
     fn routes() {
-        let r: StaticRoute = "Biloxi.example.com=127.0.0.1:5070".parse().unwrap();
+        let r = parse_route("Biloxi.example.com=127.0.0.1:5070").unwrap();
         assert_eq!(r.domain, "biloxi.example.com");
         assert_eq!(r.targets, vec!["127.0.0.1:5070".parse().unwrap()]);
-        assert!("nohost".parse::<StaticRoute>().is_err());
-        let r: StaticRoute = "*=127.0.0.1:5070, 127.0.0.1:5080".parse().unwrap();
+        assert!(parse_route("nohost").is_err());
+        let r = parse_route("*=127.0.0.1:5070, 127.0.0.1:5080").unwrap();
         assert_eq!(r.domain, "*");
         assert_eq!(
             r.targets,
@@ -429,7 +523,7 @@ mod tests {
                 "127.0.0.1:5080".parse().unwrap()
             ]
         );
-        assert!("x=127.0.0.1:5070,".parse::<StaticRoute>().is_err());
+        assert!(parse_route("x=127.0.0.1:5070,").is_err());
     }
 
     #[test]

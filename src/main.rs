@@ -36,10 +36,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = args.validate() {
-        eprintln!("sipshard: {e}");
-        std::process::exit(2);
-    }
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sipshard: {e}");
+            std::process::exit(2);
+        }
+    };
     // logfmt on stderr: one event per line, `key=value`, easy to grep and to ship.
     env_logger::Builder::new()
         .filter_level(args.effective_log_level())
@@ -55,7 +58,7 @@ fn main() {
             )
         })
         .init();
-    match sipshard::runtime::run(&args) {
+    match sipshard::runtime::run(settings) {
         Ok(total) => {
             log::info!(
                 "stopped: {} datagrams received, {} sent",

@@ -38,6 +38,20 @@ pub use replay::{NcTracker, NcVerdict};
 use crate::sip::{Credentials, HeaderName, Message};
 use digest::{Algorithm, DigestInput, QopAuth};
 
+/// Which requests Digest authentication applies to (`--auth`; the proxy applies it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Only REGISTER for our domains (401 + WWW-Authenticate).
+    Register,
+    /// REGISTER, and every request from a user of our domains that starts a dialog or stands
+    /// alone (407 + Proxy-Authenticate). ACK, CANCEL, in-dialog requests routed through us and
+    /// OPTIONS keepalives to the proxy itself are never challenged.
+    All,
+    /// Like `all`, but whatever domain the From names: every caller must hold an account here
+    /// (the second proxy of RFC 3665 section 3.3 challenging callers of another domain).
+    Callers,
+}
+
 /// Settings of one [`Authenticator`].
 #[derive(Clone)]
 pub struct AuthConfig {

@@ -7,6 +7,13 @@ pub struct Now {
 }
 
 impl Now {
+    /// From nanoseconds since the Unix epoch (the kernel's receive timestamps' clock).
+    pub fn from_unix_ns(unix_ns: u64) -> Now {
+        Now {
+            unix_ms: unix_ns / 1_000_000,
+        }
+    }
+
     pub fn secs(self) -> u64 {
         self.unix_ms / 1000
     }

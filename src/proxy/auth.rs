@@ -24,8 +24,8 @@
 
 use std::sync::Arc;
 
+use crate::auth::AuthMode;
 use crate::auth::{AuthOutcome, Authenticator, NcTracker, UserDb};
-use crate::config::AuthMode;
 use crate::sip::{Credentials, HeaderName, Message, Method, Source};
 
 use super::{Core, Decision};

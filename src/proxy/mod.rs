@@ -17,7 +17,6 @@ pub mod reply;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::config::StaticRoute;
 use crate::counters::{Counters, DropReason};
 use crate::identity::LocalIdentity;
 use crate::location::{AorKey, BindingRecord, LocationTable, Now};
@@ -31,6 +30,7 @@ use crate::sip::{
 
 use auth::{Role, ShardAuth};
 use branch::{BranchKey, BRANCH_LEN, BRANCH_PREFIX};
+pub use next_hop::StaticRoute;
 use next_hop::{HopHealth, HopState};
 use redirect::RedirectPolicy;
 use reply::{host_is, rport_name_end, ReplySource};

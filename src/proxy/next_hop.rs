@@ -9,6 +9,16 @@
 
 use std::net::SocketAddr;
 
+/// Static next hops: requests for `domain` (or every foreign domain for `*`) go to the first
+/// of `targets` that is up (in the order given; the first when none is probed or all are down).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticRoute {
+    /// Lower-case domain, or `*`.
+    pub domain: String,
+    /// At least one, in order of preference.
+    pub targets: Vec<SocketAddr>,
+}
+
 /// A change of one next hop's state, published by the prober to every shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HopState {

@@ -152,8 +152,8 @@ fn requests_go_to_the_first_next_hop_that_is_up() {
 
 #[test]
 fn auth_callers_challenges_callers_of_foreign_domains_too() {
+    use crate::auth::AuthMode;
     use crate::auth::{AuthConfig, Authenticator, UserDb};
-    use crate::config::AuthMode;
     let invite = INVITE_BOB.replace("biloxi.example.com", "chicago.example.com");
     for (mode, challenged) in [(AuthMode::All, false), (AuthMode::Callers, true)] {
         let mut c = base_config("192.0.2.10:5060", &["biloxi.example.com"], false);

@@ -5,3 +5,4 @@ pub mod batch;
 pub mod coalesce;
 pub mod shed;
 pub mod socket;
+pub mod udp;

@@ -1,0 +1,84 @@
+//! What the runtime starts from: the command line turned into typed settings, once, by
+//! [`crate::config`]. Nothing here parses flags; nothing in the core reads these types except
+//! the ones it owns ([`ProxyConfig`], [`AuthMode`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::auth::AuthMode;
+use crate::config::Steering;
+use crate::proxy::ProxyConfig;
+
+/// Everything needed to start a node.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// One shard per entry: the CPU it is pinned to.
+    pub cpus: Vec<usize>,
+    /// UDP listen addresses.
+    pub listen: Vec<SocketAddr>,
+    pub sockets: SocketSettings,
+    pub receive: ReceiveSettings,
+    /// Identity inputs the bound addresses are completed with (see `LocalIdentity::new`).
+    pub domains: Vec<String>,
+    pub advertise: Option<String>,
+    /// The proxy's configuration, whose `local` identity is filled in once the sockets are
+    /// bound (a wildcard or port 0 is only known then).
+    pub proxy: ProxyConfig,
+    pub state: Option<StateSettings>,
+    pub metrics: Option<SocketAddr>,
+    pub auth: Option<AuthSettings>,
+    pub probe: Option<ProbeSettings>,
+}
+
+impl Settings {
+    pub fn shards(&self) -> usize {
+        self.cpus.len()
+    }
+}
+
+/// How each shard's listen sockets are made.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketSettings {
+    pub rcvbuf: Option<usize>,
+    pub sndbuf: Option<usize>,
+    pub steering: Steering,
+    /// Ask the kernel for receive timestamps (needed when shedding by queue delay).
+    pub timestamps: bool,
+}
+
+/// How a receive loop paces and sheds its intake.
+#[derive(Clone, Copy, Debug)]
+pub struct ReceiveSettings {
+    /// `--rx-coalesce-us`.
+    pub coalesce: Duration,
+    /// `--max-queue-delay-ms`; 0 never sheds.
+    pub max_queue_delay_ms: u64,
+}
+
+/// `--state-dir` and how often it is made durable.
+#[derive(Clone, Debug)]
+pub struct StateSettings {
+    pub dir: PathBuf,
+    pub fsync_interval: Duration,
+}
+
+/// Digest authentication (`--users` and its companions).
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    pub users: PathBuf,
+    pub aliases: Option<PathBuf>,
+    pub realm: String,
+    /// `--auth-secret`; a random per-start secret when absent.
+    pub secret: Option<Vec<u8>>,
+    pub nonce_ttl: u64,
+    pub nonce_bind_ip: bool,
+    pub mode: AuthMode,
+}
+
+/// Next-hop probing (`--probe-interval`, `--probe-failures`).
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeSettings {
+    pub interval: Duration,
+    pub failures: u32,
+}

@@ -1,0 +1,203 @@
+//! SIP over UDP: each shard has one SO_REUSEPORT socket per listen address, receives a batch
+//! at a time (recvmmsg), sheds what waited too long in the kernel's queue, hands every datagram
+//! to the shard's [`Datapath`] and sends what comes back with one sendmmsg per socket.
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::net::UdpSocket;
+
+use super::batch::{Outgoing, RecvBatch, SendBatch, BATCH};
+use super::coalesce::Coalescer;
+use super::shed::Shedder;
+use crate::location::Now;
+use crate::proxy::Action;
+use crate::sip::{PacketBuf, Source, Transport};
+
+/// Measure one datagram's processing time in this many (a power of two).
+const LATENCY_SAMPLE: u64 = 64;
+
+/// What the receive loop hands its datagrams to: a shard's core and its bookkeeping. The
+/// runtime implements it; the loop owns the sockets' I/O and nothing else.
+pub trait Datapath {
+    /// The shard's listen sockets, by listener index.
+    fn sockets(&self) -> &[UdpSocket];
+    /// The largest datagram to receive.
+    fn max_message(&self) -> usize;
+    /// Before a batch is handled: `kernel_drops` datagrams were dropped by the kernel since
+    /// the last batch, and what other shards changed applies first (a request sent after
+    /// another shard's 200 OK to a REGISTER must find the binding).
+    fn start_batch(&self, kernel_drops: u64);
+    /// A datagram received but shed unprocessed.
+    fn shed(&self);
+    /// Decide one datagram; the buffer is rewritten in place into what is to be sent.
+    fn handle(&self, now: Now, src: Source, listener: usize, pkt: &mut PacketBuf) -> Action;
+    /// After a batch's decisions, before its sends.
+    fn end_batch(&self);
+    fn record_latency(&self, ns: u64);
+    fn count_sent(&self, sent: u64, failed: u64);
+}
+
+/// How a receive loop paces and sheds its intake.
+#[derive(Clone, Copy)]
+pub struct ReceiveTuning {
+    /// How long to wait after a partial batch when datagrams arrive at a rate that makes
+    /// waiting pay (see [`super::coalesce`]); zero never waits.
+    pub coalesce: Duration,
+    pub shedder: Shedder,
+}
+
+/// One clock read per batch, in the kernel timestamps' clock.
+pub type Clock = fn() -> u64;
+
+/// Receive, decide and send for listener `idx`, a batch at a time, forever (until the task is
+/// cancelled).
+pub async fn receive_loop<D: Datapath>(dp: Rc<D>, idx: usize, tuning: ReceiveTuning, clock: Clock) {
+    let mut batch = RecvBatch::new(dp.max_message());
+    let mut send = SendBatch::new();
+    let mut out: Vec<(usize, Outgoing)> = Vec::with_capacity(BATCH);
+    let mut group: Vec<Outgoing> = Vec::with_capacity(BATCH);
+    let sock = &dp.sockets()[idx];
+    let fd = sock.as_raw_fd();
+    let mut seq: u64 = 0;
+    // The socket's drop counter as last seen (it is cumulative).
+    let mut kernel_drops: u32 = 0;
+    let mut coalescer = Coalescer::new(tuning.coalesce, BATCH, Instant::now());
+    // Whether datagrams are probably queued: then one recvmmsg takes a whole batch, and
+    // the receive that parks (and, when it finds nothing, costs a failed system call before
+    // the io_uring one) is skipped.
+    let mut queued = false;
+    loop {
+        let mut count = if queued { batch.recv_more(fd, 0) } else { 0 };
+        if count == 0 {
+            count = park_and_receive(sock, &mut batch, idx).await;
+            if count == 0 {
+                continue;
+            }
+        }
+        let now_ns = clock();
+        let new_drops = batch.kernel_drops.take().map_or(0, |total| {
+            let new = total.wrapping_sub(kernel_drops);
+            kernel_drops = total;
+            u64::from(new)
+        });
+        dp.start_batch(new_drops);
+        for i in 0..count {
+            let Some(src) = batch.srcs[i].take() else {
+                continue;
+            };
+            let pkt = &mut batch.bufs[i];
+            if tuning
+                .shedder
+                .should_shed(batch.arrived_ns[i], now_ns, pkt.as_slice())
+            {
+                dp.shed();
+                continue;
+            }
+            seq += 1;
+            let sample = (seq & (LATENCY_SAMPLE - 1) == 0).then(Instant::now);
+            let action = dp.handle(Now::from_unix_ns(now_ns), Source::udp(src), idx, pkt);
+            if let Some(t0) = sample {
+                dp.record_latency(t0.elapsed().as_nanos() as u64);
+            }
+            match action {
+                // Every listener is a UDP socket, and the core picks a listener of the
+                // target's transport, so every target here is a UDP one.
+                Action::Forward { to, socket } | Action::Reply { to, socket } => {
+                    debug_assert_eq!(to.transport, Transport::Udp);
+                    out.push((
+                        socket,
+                        Outgoing {
+                            buf: i,
+                            to: to.addr,
+                        },
+                    ))
+                }
+                Action::Drop(_) => {}
+            }
+        }
+        dp.end_batch();
+        send_grouped(&*dp, &mut send, &batch.bufs, &mut out, &mut group).await;
+        // Under sustained load every receive above finds data and completes at once, so this
+        // loop would never give the executor back: replication, housekeeping and shutdown
+        // would wait for the load to stop. Let them run when glommio's preemption timer says
+        // it is their turn (a flag check otherwise).
+        glommio::yield_if_needed().await;
+        let full = count == BATCH;
+        queued = full;
+        if let Some(wait) = coalescer.after_batch(count, full, Instant::now()) {
+            glommio::timer::sleep(wait).await;
+            queued = true;
+        }
+    }
+}
+
+/// Park until something arrives, then take what else is already queued in one call. Returns
+/// how many datagrams the batch holds (0 after a receive error).
+async fn park_and_receive(sock: &UdpSocket, batch: &mut RecvBatch, idx: usize) -> usize {
+    let first = batch.bufs[0].receive_slot();
+    let (n, src) = match sock.recv_from(first).await {
+        Ok(x) => x,
+        Err(e) => {
+            log::debug!("receive error on socket {idx}: {e}");
+            return 0;
+        }
+    };
+    batch.bufs[0].set_received(n);
+    batch.srcs[0] = Some(src);
+    // glommio's receive carries no timestamp; after a park, this one is fresh anyway.
+    batch.arrived_ns[0] = None;
+    1 + batch.recv_more(sock.as_raw_fd(), 1)
+}
+
+/// One sendmmsg per outgoing socket (nearly always just the receiving one); empties `out`.
+async fn send_grouped<D: Datapath>(
+    dp: &D,
+    send: &mut SendBatch,
+    bufs: &[PacketBuf],
+    out: &mut Vec<(usize, Outgoing)>,
+    group: &mut Vec<Outgoing>,
+) {
+    while let Some(&(s, _)) = out.first() {
+        group.clear();
+        group.extend(out.iter().filter(|(k, _)| *k == s).map(|(_, o)| *o));
+        out.retain(|(k, _)| *k != s);
+        let (sent, failed) = send_all(&dp.sockets()[s], send, bufs, group).await;
+        dp.count_sent(sent, failed);
+    }
+}
+
+/// Send every datagram in `group`; returns (sent, failed).
+async fn send_all(
+    sock: &UdpSocket,
+    send: &mut SendBatch,
+    bufs: &[PacketBuf],
+    group: &[Outgoing],
+) -> (u64, u64) {
+    let (mut sent, mut failed) = (0u64, 0u64);
+    let mut off = 0;
+    while off < group.len() {
+        match send.send(sock.as_raw_fd(), bufs, &group[off..]) {
+            Ok(k) if k > 0 => {
+                off += k;
+                sent += k as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // The socket buffer is full: wait for room for this one, then batch again.
+                let o = group[off];
+                match sock.send_to(bufs[o.buf].as_slice(), o.to).await {
+                    Ok(_) => sent += 1,
+                    Err(_) => failed += 1,
+                }
+                off += 1;
+            }
+            _ => {
+                // An error for this destination (e.g. unreachable): skip it, keep the rest.
+                failed += 1;
+                off += 1;
+            }
+        }
+    }
+    (sent, failed)
+}
