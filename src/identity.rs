@@ -158,7 +158,7 @@ impl LocalIdentity {
     }
 
     /// The host of an AOR as its location key names it: the domain when `host` is a
-    /// configured one, `None` for our own addresses (see [`AorKey`](crate::location::AorKey)).
+    /// configured one, `None` for our own addresses (the location key leaves the host out).
     pub fn aor_domain<'a>(&self, host: Option<Host<'a>>) -> Option<&'a [u8]> {
         match host {
             Some(h @ Host::Name(n)) if self.is_configured_domain(&h) => Some(n),

@@ -25,7 +25,7 @@ impl AorKey {
     }
 
     /// Fill in the key from the URI's user part and, when the URI's host is one of the
-    /// configured domains, that domain (see `LocalIdentity::aor_domain`); false when it does
+    /// configured domains, that domain (`LocalIdentity::aor_domain` decides); false when it does
     /// not fit.
     pub fn build(&mut self, user: &[u8], domain: Option<&[u8]>) -> bool {
         self.len = 0;
