@@ -17,8 +17,10 @@ use crate::proxy::redirect::RedirectPolicy;
 use crate::proxy::{ProxyConfig, StaticRoute};
 use crate::registrar::RegistrarConfig;
 use crate::runtime::settings::{
-    AuthSettings, ProbeSettings, ReceiveSettings, Settings, SocketSettings, StateSettings,
+    AuthSettings, ListenSpec, ProbeSettings, ReceiveSettings, Settings, SocketSettings,
+    StateSettings,
 };
+use crate::transport::tcp::TcpSettings;
 
 /// How datagrams are spread over the shards' SO_REUSEPORT sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -27,6 +29,20 @@ pub enum Steering {
     Flow,
     /// A classic BPF program returns a random socket index: even spread even with few peers.
     Random,
+}
+
+/// `--listen [udp:|tcp:]ADDR`: a bare address means UDP and TCP on the same port.
+fn parse_listen(s: &str) -> Result<ListenSpec, String> {
+    let (udp, tcp, addr) = match s.split_once(':') {
+        Some(("udp", a)) => (true, false, a),
+        Some(("tcp", a)) => (false, true, a),
+        Some(("tls", _)) => return Err("TLS listeners are not supported yet".into()),
+        _ => (true, true, s),
+    };
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("expected [udp:|tcp:]IP:PORT, got {s:?}"))?;
+    Ok(ListenSpec { addr, udp, tcp })
 }
 
 /// `--route DOMAIN=HOST:PORT[,HOST:PORT...]`, each target resolved once, here.
@@ -169,10 +185,15 @@ pub enum LogLevel {
 #[derive(Clone, Debug, Parser)]
 #[command(name = "sipshard", version, about)]
 pub struct Args {
-    /// UDP address to listen on (repeatable; IPv4 and IPv6). Every shard binds each one with
-    /// SO_REUSEPORT.
-    #[arg(long = "listen", value_name = "ADDR", default_value = "0.0.0.0:5060")]
-    pub listen: Vec<SocketAddr>,
+    /// Where to listen (repeatable; IPv4 and IPv6): `udp:ADDR`, `tcp:ADDR`, or a bare `ADDR`
+    /// for UDP and TCP on the same port. Every shard binds each one with SO_REUSEPORT.
+    #[arg(
+        long = "listen",
+        value_name = "[udp:|tcp:]ADDR",
+        default_value = "0.0.0.0:5060",
+        value_parser = parse_listen
+    )]
+    pub listen: Vec<ListenSpec>,
 
     /// Number of shards (single-threaded executors). Default: one per core.
     #[arg(long)]
@@ -277,6 +298,34 @@ pub struct Args {
     #[arg(long, default_value_t = 65_507)]
     pub max_message: usize,
 
+    /// TCP connections this node holds at most (accepted and opened); more are refused.
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    pub tcp_max_connections: usize,
+
+    /// TCP connections one source IP may hold at most (enforced per shard as N / shards,
+    /// rounded up: the kernel spreads one IP's connections over the shards).
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub tcp_max_connections_per_ip: usize,
+
+    /// A message begun on a TCP connection must be complete within this many milliseconds,
+    /// else the connection is closed (slowloris).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub tcp_message_timeout_ms: u64,
+
+    /// A TCP connection that carries nothing (no message, no keep-alive) for this many
+    /// seconds is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub tcp_idle_timeout: u64,
+
+    /// Bytes queued for a TCP peer that does not read, at most; beyond it the peer is
+    /// disconnected (memory does not grow).
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
+    pub tcp_max_queued: usize,
+
+    /// How long opening a TCP connection to a next hop may take.
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    pub tcp_connect_timeout_ms: u64,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090). Off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
@@ -342,6 +391,17 @@ impl Args {
         if self.listen.is_empty() {
             return Err("at least one --listen address is required".into());
         }
+        if self.tcp_max_connections == 0 || self.tcp_max_connections_per_ip == 0 {
+            return Err("--tcp-max-connections(-per-ip) must be at least 1".into());
+        }
+        if self.tcp_message_timeout_ms == 0 || self.tcp_idle_timeout == 0 {
+            return Err(
+                "--tcp-message-timeout-ms and --tcp-idle-timeout must be at least 1".into(),
+            );
+        }
+        if self.tcp_max_queued < self.max_message {
+            return Err("--tcp-max-queued must hold at least one --max-message".into());
+        }
         if self.shards == Some(0) {
             return Err("--shards must be at least 1".into());
         }
@@ -402,6 +462,15 @@ impl Args {
         Ok(Settings {
             cpus,
             listen: self.listen.clone(),
+            tcp: TcpSettings {
+                max_connections: self.tcp_max_connections,
+                max_per_ip_per_shard: self.tcp_max_connections_per_ip.div_ceil(shards),
+                message_timeout: Duration::from_millis(self.tcp_message_timeout_ms),
+                idle_timeout: Duration::from_secs(self.tcp_idle_timeout),
+                max_queued: self.tcp_max_queued,
+                connect_timeout: Duration::from_millis(self.tcp_connect_timeout_ms),
+                max_message: self.max_message,
+            },
             sockets: SocketSettings {
                 rcvbuf: self.rcvbuf,
                 sndbuf: self.sndbuf,
@@ -558,7 +627,11 @@ mod tests {
         a.validate().unwrap();
         assert_eq!(
             a.listen,
-            vec!["0.0.0.0:5060".parse::<SocketAddr>().unwrap()]
+            vec![ListenSpec {
+                addr: "0.0.0.0:5060".parse().unwrap(),
+                udp: true,
+                tcp: true
+            }]
         );
         assert_eq!(a.max_expires, 7200);
         assert!(a.users.is_none());

@@ -130,6 +130,8 @@ pub struct Counters {
     pub auth_reloads: u64,
     /// Next-hop state changes (up or down) applied on this shard, as published by the prober.
     pub next_hop_changes: u64,
+    /// The TCP transport's counters (copied in by the runtime; the core never writes them).
+    pub tcp: TcpCounters,
 }
 
 impl Default for Counters {
@@ -156,6 +158,7 @@ impl Default for Counters {
             auth_forbidden: 0,
             auth_reloads: 0,
             next_hop_changes: 0,
+            tcp: TcpCounters::default(),
         }
     }
 }
@@ -198,6 +201,7 @@ impl Counters {
 
     /// Add another shard's counters (for totals).
     pub fn add(&mut self, o: &Counters) {
+        self.tcp.add(&o.tcp);
         self.datagrams_received += o.datagrams_received;
         self.datagrams_sent += o.datagrams_sent;
         for (a, b) in self.requests_forwarded.iter_mut().zip(o.requests_forwarded) {
@@ -248,5 +252,55 @@ mod tests {
         for (i, m) in METHODS.iter().enumerate() {
             assert_eq!(*m as usize, i, "{}", m.as_str());
         }
+    }
+}
+
+/// Counters of one shard's TCP transport (written by the transport, not the core).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// Connections accepted from peers.
+    pub accepted: u64,
+    /// Connections opened to next hops.
+    pub connected: u64,
+    /// Opening a connection failed or timed out.
+    pub connect_failed: u64,
+    /// Connections refused: the node held `--tcp-max-connections`.
+    pub refused_node_limit: u64,
+    /// Connections refused: the source IP held its share of `--tcp-max-connections-per-ip`.
+    pub refused_per_ip: u64,
+    /// Connections closed, for any reason.
+    pub closed: u64,
+    /// Closed: a message stayed incomplete past `--tcp-message-timeout-ms` (slowloris).
+    pub closed_message_timeout: u64,
+    /// Closed: idle past `--tcp-idle-timeout`.
+    pub closed_idle: u64,
+    /// Closed: the peer did not read and its queue passed `--tcp-max-queued`.
+    pub closed_backlog: u64,
+    /// Closed: the stream could not be framed (no Content-Length, too large, ...).
+    pub closed_framing: u64,
+    /// Messages handed to the shard owning their connection.
+    pub handoffs: u64,
+    /// Messages dropped: the ring to the owning shard was full.
+    pub handoffs_dropped: u64,
+    /// Messages dropped: no connection could take them (the connection is gone and no new one
+    /// could be opened, or the target names a transport we do not serve).
+    pub unsent: u64,
+}
+
+impl TcpCounters {
+    pub fn add(&mut self, o: &TcpCounters) {
+        self.accepted += o.accepted;
+        self.connected += o.connected;
+        self.connect_failed += o.connect_failed;
+        self.refused_node_limit += o.refused_node_limit;
+        self.refused_per_ip += o.refused_per_ip;
+        self.closed += o.closed;
+        self.closed_message_timeout += o.closed_message_timeout;
+        self.closed_idle += o.closed_idle;
+        self.closed_backlog += o.closed_backlog;
+        self.closed_framing += o.closed_framing;
+        self.handoffs += o.handoffs;
+        self.handoffs_dropped += o.handoffs_dropped;
+        self.unsent += o.unsent;
     }
 }

@@ -24,8 +24,8 @@ use crate::registrar::{self, RegistrarConfig};
 use crate::sip::header::CommaSplit;
 use crate::sip::uri::parse_host;
 use crate::sip::{
-    Edits, HeaderName, Message, Method, NameAddr, PacketBuf, ParseError, Scheme, Source, Span,
-    Target, Transport, Uri,
+    ConnId, Edits, HeaderName, Message, Method, NameAddr, PacketBuf, ParseError, Scheme, Source,
+    Span, Target, Transport, Uri,
 };
 
 use auth::{Role, ShardAuth};
@@ -38,6 +38,9 @@ use reply::{host_is, rport_name_end, ReplySource};
 /// The methods this proxy accepts (it forwards any method; these are the ones it knows).
 pub const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, PRACK, UPDATE, SUBSCRIBE, NOTIFY, REFER, MESSAGE, PUBLISH";
+
+/// The parameter of our Via that names the connection a request came in on.
+const CONN_PARAM: &[u8] = b"sc";
 
 /// Max-Forwards written into a request that has none (RFC 3261 section 16.6 item 3).
 pub const DEFAULT_MAX_FORWARDS: u8 = 70;
@@ -182,6 +185,28 @@ impl Core {
                 }
             }
         };
+        self.finish(decision, pkt)
+    }
+
+    /// Answer a message its transport could not frame (a stream broken for good): the reply,
+    /// when the bytes allow one, is composed into `pkt`.
+    pub fn reject(
+        &mut self,
+        src: Source,
+        socket: usize,
+        pkt: &mut PacketBuf,
+        err: ParseError,
+    ) -> Action {
+        self.counters.parse_error(err);
+        let decision = match ReplySource::salvage(pkt.as_slice()) {
+            Some(rs) => self.reply_with(&rs, src, socket, err.status(), err.reason()),
+            None => Decision::Drop(DropReason::Unparseable),
+        };
+        self.finish(decision, pkt)
+    }
+
+    /// Carry a decision out on the buffer: apply the edits, or put the reply in it.
+    fn finish(&mut self, decision: Decision, pkt: &mut PacketBuf) -> Action {
         match decision {
             Decision::Forward { to, socket, len } => {
                 pkt.truncate(len);
@@ -444,8 +469,13 @@ impl Core {
                 .bytes(b" ")
                 .bytes(adv.as_bytes())
                 .bytes(b";branch=")
-                .bytes(&branch)
-                .bytes(b"\r\n");
+                .bytes(&branch);
+            // A request that came over a connection names it in our Via, so that its response
+            // goes back on it from whichever shard receives the response.
+            if let Some(c) = src.conn {
+                w.bytes(b";").bytes(CONN_PARAM).bytes(b"=").num(c.0);
+            }
+            w.bytes(b"\r\n");
         });
         // The previous hop's Via learns where its request really came from (section 18.2.1,
         // RFC 3581).
@@ -503,7 +533,17 @@ impl Core {
         let Some(transport) = Transport::from_token(next.transport) else {
             return Decision::Drop(DropReason::NoSocket);
         };
-        let dest = Target::new(transport, SocketAddr::new(ip, port));
+        let conn = top
+            .param(CONN_PARAM)
+            .flatten()
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+            .filter(|_| transport.is_stream())
+            .map(ConnId);
+        let dest = Target {
+            transport,
+            addr: SocketAddr::new(ip, port),
+            conn,
+        };
         let Some(out_socket) = local.socket_for(socket, &dest) else {
             return Decision::Drop(DropReason::NoSocket);
         };
@@ -545,13 +585,14 @@ impl Core {
     /// Where to send a request whose next hop is `uri` (a Route or a foreign Request-URI):
     /// the first next hop that is up of the static route for its domain or of the default
     /// route, or the literal address.
-    ///
-    /// Every target is reached over UDP until the stream transports exist: a URI's
-    /// `transport` parameter is not yet honoured.
+    /// A literal address is reached over the transport the URI asks for; the static routes'
+    /// next hops over UDP.
     fn resolve(&self, uri: &Uri<'_>) -> Option<Target> {
         let host = uri.host?;
         if let Some(ip) = host.ip() {
-            return Some(Target::udp(SocketAddr::new(ip, uri.port_or_default())));
+            let transport = uri_transport(uri);
+            let port = uri.port.unwrap_or(transport.default_port());
+            return Some(Target::new(transport, SocketAddr::new(ip, port)));
         }
         let name = uri.host_raw;
         let name = name.strip_suffix(b".").unwrap_or(name);
@@ -693,6 +734,16 @@ fn remove_values(edits: &mut Edits, msg: &Message<'_>, removed: &[Option<(usize,
                 }
             });
         }
+    }
+}
+
+/// The transport a URI asks for (RFC 3263 section 4.1, without DNS): its `transport`
+/// parameter, else TLS for `sips:`, else UDP.
+pub fn uri_transport(uri: &Uri<'_>) -> Transport {
+    match uri.param(b"transport").and_then(Transport::from_token) {
+        Some(t) => t,
+        None if uri.scheme == Scheme::Sips => Transport::Tls,
+        None => Transport::Udp,
     }
 }
 

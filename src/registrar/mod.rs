@@ -20,7 +20,7 @@ use crate::location::{
 };
 use crate::sip::addr::Contact;
 use crate::sip::write::{push_q_value, push_uint};
-use crate::sip::{Message, Scheme, Source, Target, Uri};
+use crate::sip::{Message, Scheme, Source, Target, Transport, Uri};
 
 /// The most contacts one REGISTER may carry.
 pub const MAX_CONTACTS_PER_REGISTER: usize = 32;
@@ -255,12 +255,24 @@ impl DateLine {
 }
 
 /// Where requests for a contact go: the contact's own address when it is a literal IP,
-/// else the address the REGISTER came from (names are never resolved on the packet path),
-/// over the transport the REGISTER came by (and its connection, when that is the address).
+/// else the address the REGISTER came from (names are never resolved on the packet path);
+/// over the transport the contact's `transport` parameter names, else the one the REGISTER
+/// came by. A REGISTER that came over a connection leaves the binding its connection: calls
+/// go down it while it is open (RFC 5923-style reuse, what reaches a UA behind NAT), to the
+/// address when it is gone.
 fn destination_of(uri: &Uri<'_>, src: Source) -> Target {
-    match uri.host.and_then(|h| h.ip()) {
-        Some(ip) => src.back_to(SocketAddr::new(ip, uri.port_or_default())),
-        None => src.back_to(src.addr),
+    let transport = uri
+        .param(b"transport")
+        .and_then(Transport::from_token)
+        .unwrap_or(src.transport);
+    let addr = match uri.host.and_then(|h| h.ip()) {
+        Some(ip) => SocketAddr::new(ip, uri.port.unwrap_or(transport.default_port())),
+        None => src.addr,
+    };
+    Target {
+        transport,
+        addr,
+        conn: src.conn.filter(|_| transport == src.transport),
     }
 }
 

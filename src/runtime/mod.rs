@@ -16,7 +16,8 @@ pub mod replication;
 pub mod settings;
 pub mod shard;
 
-use std::sync::atomic::AtomicBool;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ use crate::proxy::ProxyConfig;
 use crate::sip::Transport;
 use crate::transport::shed::Shedder;
 use crate::transport::socket;
+use crate::transport::tcp::handoff;
 use crate::transport::udp::ReceiveTuning;
 use prober::Prober;
 use reload::Reloader;
@@ -81,14 +83,22 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
         )?),
         None => None,
     };
+    let node_connections = Arc::new(AtomicUsize::new(0));
+    let handoffs = handoff::mesh(settings.shards());
     let setups = links
         .into_iter()
+        .zip(handoffs)
         .zip(per_shard)
         .zip(reload_rxs.into_iter().zip(health_rxs))
         .zip(published)
+        .enumerate()
         .map(
-            |(((links, sockets), (reload, health)), published)| ShardSetup {
+            |(id, ((((links, handoff), sockets), (reload, health)), published))| ShardSetup {
+                id: id as u16,
                 cfg,
+                tcp: settings.tcp,
+                node_connections: Arc::clone(&node_connections),
+                handoff,
                 seed: seed.clone(),
                 sockets,
                 links,
@@ -119,38 +129,58 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
     Ok(total)
 }
 
-/// Bind every shard's sockets before any shard starts, so a bad address fails start-up
-/// cleanly. Returns each shard's sockets and the addresses actually bound (port 0 resolved).
+/// A shard's listen socket, bound on the main thread (so a bad address fails start-up
+/// cleanly) and handed to the shard's executor.
+pub enum BoundSocket {
+    Udp(socket2::Socket),
+    Tcp(socket2::Socket),
+}
+
+/// Bind every shard's sockets before any shard starts. Returns each shard's sockets, in
+/// listener order, and the listeners as bound (port 0 resolved; TCP takes the port its UDP
+/// twin got).
 fn bind(
     settings: &Settings,
-) -> Result<(Vec<Vec<socket2::Socket>>, Vec<std::net::SocketAddr>), String> {
+) -> Result<(Vec<Vec<BoundSocket>>, Vec<(Transport, SocketAddr)>), String> {
     let shards = settings.shards();
     let s = &settings.sockets;
-    let mut per_shard: Vec<Vec<socket2::Socket>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut per_shard: Vec<Vec<BoundSocket>> = (0..shards).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
-    for addr in &settings.listen {
-        let group = socket::bind_group(*addr, shards, s.rcvbuf, s.sndbuf, s.steering, s.timestamps)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let actual = group[0]
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .unwrap_or(*addr);
-        bound.push(actual);
-        for (i, s) in group.into_iter().enumerate() {
-            per_shard[i].push(s);
+    for spec in &settings.listen {
+        let mut addr = spec.addr;
+        if spec.udp {
+            let group =
+                socket::bind_group(addr, shards, s.rcvbuf, s.sndbuf, s.steering, s.timestamps)
+                    .map_err(|e| format!("cannot listen on udp {addr}: {e}"))?;
+            addr = local_addr(&group[0]).unwrap_or(addr);
+            bound.push((Transport::Udp, addr));
+            for (i, s) in group.into_iter().enumerate() {
+                per_shard[i].push(BoundSocket::Udp(s));
+            }
+        }
+        if spec.tcp {
+            let group = socket::bind_tcp_group(addr, shards)
+                .map_err(|e| format!("cannot listen on tcp {addr}: {e}"))?;
+            addr = local_addr(&group[0]).unwrap_or(addr);
+            bound.push((Transport::Tcp, addr));
+            for (i, s) in group.into_iter().enumerate() {
+                per_shard[i].push(BoundSocket::Tcp(s));
+            }
         }
     }
     Ok((per_shard, bound))
 }
 
-/// The proxy's configuration with its identity completed from the bound addresses; shared
+fn local_addr(s: &socket2::Socket) -> Option<SocketAddr> {
+    s.local_addr().ok().and_then(|a| a.as_socket())
+}
+
+/// The proxy's configuration with its identity completed from the bound listeners; shared
 /// read-only by every shard for the life of the process.
-fn proxy_config(settings: &Settings, bound: &[std::net::SocketAddr]) -> &'static ProxyConfig {
-    let listeners: Vec<_> = bound.iter().map(|a| (Transport::Udp, *a)).collect();
+fn proxy_config(settings: &Settings, bound: &[(Transport, SocketAddr)]) -> &'static ProxyConfig {
     let mut cfg = settings.proxy.clone();
     cfg.local = LocalIdentity::new(
-        &listeners,
+        bound,
         &socket::interface_addresses(),
         socket::host_name().as_deref(),
         &settings.domains,
@@ -158,7 +188,8 @@ fn proxy_config(settings: &Settings, bound: &[std::net::SocketAddr]) -> &'static
     );
     for l in &cfg.local.listen {
         log::info!(
-            "listening on udp {} (advertised as {})",
+            "listening on {} {} (advertised as {})",
+            l.transport.name(),
             l.bound,
             l.advertised
         );

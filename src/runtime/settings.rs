@@ -9,14 +9,17 @@ use std::time::Duration;
 use crate::auth::AuthMode;
 use crate::config::Steering;
 use crate::proxy::ProxyConfig;
+use crate::transport::tcp::TcpSettings;
 
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// One shard per entry: the CPU it is pinned to.
     pub cpus: Vec<usize>,
-    /// UDP listen addresses.
-    pub listen: Vec<SocketAddr>,
+    /// Listen addresses, each for UDP, TCP or both.
+    pub listen: Vec<ListenSpec>,
+    /// Connection limits and timeouts of the TCP transport.
+    pub tcp: TcpSettings,
     pub sockets: SocketSettings,
     pub receive: ReceiveSettings,
     /// Identity inputs the bound addresses are completed with (see `LocalIdentity::new`).
@@ -35,6 +38,14 @@ impl Settings {
     pub fn shards(&self) -> usize {
         self.cpus.len()
     }
+}
+
+/// One `--listen`: an address, served over UDP, TCP or both (on the same port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenSpec {
+    pub addr: SocketAddr,
+    pub udp: bool,
+    pub tcp: bool,
 }
 
 /// How each shard's listen sockets are made.

@@ -3,25 +3,30 @@
 //! share it through `Rc` and `RefCell`, never a lock.
 
 use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::net::UdpSocket;
+use glommio::net::{TcpListener, UdpSocket};
 
-use super::clock::{now, wall_clock_ns};
+use super::clock::{self, now, wall_clock_ns};
 use super::reload::salt_seed;
 use super::replication::Links;
+use super::BoundSocket;
 use crate::auth::{AuthMode, Authenticator, UserDb};
 use crate::counters::{Counters, DropReason};
 use crate::location::{LocationTable, Now};
 use crate::metrics::{Latency, Published};
 use crate::proxy::next_hop::HopState;
 use crate::proxy::{Action, Core, ProxyConfig};
-use crate::sip::{PacketBuf, Source};
+use crate::sip::rewrite::DEFAULT_HEADROOM;
+use crate::sip::{PacketBuf, ParseError, Source, Target, Transport};
+use crate::transport::tcp::handoff::{Handed, Handoff, HandoffEnds};
+use crate::transport::tcp::{self, StreamHost, Tcp, TcpSettings};
 use crate::transport::udp::{self, Datapath, ReceiveTuning};
 
 /// How often a shard checks for shutdown, takes in changes and publishes its counters.
@@ -31,11 +36,17 @@ const PURGE_EVERY_TICKS: u32 = 5;
 
 /// Everything a shard starts with, handed over to its executor thread.
 pub struct ShardSetup {
+    pub id: u16,
     pub cfg: &'static ProxyConfig,
+    pub tcp: TcpSettings,
+    /// The node's open TCP connections, shared by every shard (one atomic, no lock).
+    pub node_connections: Arc<AtomicUsize>,
+    /// This shard's ends of the rings that carry messages to other shards' connections.
+    pub handoff: HandoffEnds,
     /// The location table loaded from `--state-dir` (empty without it).
     pub seed: LocationTable,
-    /// One socket per listen address.
-    pub sockets: Vec<socket2::Socket>,
+    /// One socket per listener, in listener order.
+    pub sockets: Vec<BoundSocket>,
     pub links: Links,
     /// Set by SIGINT/SIGTERM.
     pub stop: Arc<AtomicBool>,
@@ -50,8 +61,16 @@ pub struct ShardSetup {
 
 /// Everything one shard's tasks share.
 struct Shard {
+    id: u16,
+    /// Itself, for the tasks it spawns (outgoing connections).
+    me: Weak<Shard>,
     core: RefCell<Core>,
-    sockets: Vec<UdpSocket>,
+    /// The UDP socket of each UDP listener, by listener index.
+    udp: Vec<Option<UdpSocket>>,
+    tcp: Tcp,
+    handoff: RefCell<Handoff>,
+    /// The buffer a stream message is decided in (one at a time: deciding never awaits).
+    stream_pkt: RefCell<PacketBuf>,
     /// Rings to and from the other shards (and the persister).
     links: RefCell<Links>,
     /// Sampled processing times.
@@ -63,16 +82,33 @@ struct Shard {
 }
 
 /// Serve until `stop` is set; returns the shard's counters.
-pub async fn run(setup: ShardSetup) -> Counters {
+pub async fn run(mut setup: ShardSetup) -> Counters {
     let (stop, tuning) = (Arc::clone(&setup.stop), setup.receive);
-    let (shard, reload) = Shard::new(setup);
-    let shard = Rc::new(shard);
-    let tasks: Vec<_> = (0..shard.sockets.len())
-        .map(|idx| {
+    let (handoff, inbound) = Handoff::connect(std::mem::take(&mut setup.handoff)).await;
+    let (udp, tcp_listeners) = take_sockets(std::mem::take(&mut setup.sockets));
+    let (shard, reload) = Shard::new(setup, handoff, udp);
+    let mut tasks = Vec::new();
+    for (idx, sock) in shard.udp.iter().enumerate() {
+        if sock.is_some() {
             let receive = udp::receive_loop(Rc::clone(&shard), idx, tuning, wall_clock_ns);
-            glommio::spawn_local(receive).detach()
-        })
-        .collect();
+            tasks.push(glommio::spawn_local(receive).detach());
+        }
+    }
+    for (idx, listener) in tcp_listeners {
+        let accept = tcp::accept_loop(Rc::clone(&shard), listener, idx);
+        tasks.push(glommio::spawn_local(accept).detach());
+    }
+    for rx in inbound {
+        let shard = Rc::clone(&shard);
+        tasks.push(
+            glommio::spawn_local(async move {
+                while let Some(m) = rx.recv().await {
+                    shard.send_tcp(m.to, m.listener, &m.bytes);
+                }
+            })
+            .detach(),
+        );
+    }
     let mut ticks = 0u32;
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(HOUSEKEEPING_TICK).await;
@@ -85,31 +121,58 @@ pub async fn run(setup: ShardSetup) -> Counters {
     for t in tasks {
         let _ = t.await;
     }
+    shard.tcp.close_all();
     shard.drain_before_exit().await;
-    let counters = shard.core.borrow().counters.clone();
+    let mut counters = shard.core.borrow().counters.clone();
+    counters.tcp = shard.tcp.counters.borrow().clone();
     counters
 }
 
+/// Hand the bound sockets to glommio (on this shard's executor): the UDP socket of each
+/// listener by index (`None` for a TCP one), and the TCP listeners with their indices.
+fn take_sockets(sockets: Vec<BoundSocket>) -> (Vec<Option<UdpSocket>>, Vec<(usize, TcpListener)>) {
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    for (idx, s) in sockets.into_iter().enumerate() {
+        // glommio links socket2 0.4, so each socket is handed over as its descriptor.
+        // SAFETY: `into_raw_fd` releases the descriptor, which the glommio socket now owns alone.
+        match s {
+            BoundSocket::Udp(s) => {
+                udp.push(Some(unsafe { UdpSocket::from_raw_fd(s.into_raw_fd()) }))
+            }
+            BoundSocket::Tcp(s) => {
+                udp.push(None);
+                tcp.push((idx, unsafe { TcpListener::from_raw_fd(s.into_raw_fd()) }));
+            }
+        }
+    }
+    (udp, tcp)
+}
+
 impl Shard {
-    fn new(setup: ShardSetup) -> (Shard, mpsc::Receiver<Arc<UserDb>>) {
+    fn new(
+        setup: ShardSetup,
+        handoff: Handoff,
+        udp: Vec<Option<UdpSocket>>,
+    ) -> (Rc<Shard>, mpsc::Receiver<Arc<UserDb>>) {
         let mut core = Core::with_table(setup.cfg, setup.seed);
         if let Some((authn, mode)) = setup.auth {
             core.set_auth(authn, mode, salt_seed());
         }
-        let shard = Shard {
+        let max_message = setup.cfg.max_message;
+        let shard = Rc::new_cyclic(|me| Shard {
+            id: setup.id,
+            me: me.clone(),
             core: RefCell::new(core),
-            // glommio links socket2 0.4; hand it the descriptor (ownership moves with it).
-            // SAFETY: `into_raw_fd` releases the descriptor, which the UdpSocket now owns alone.
-            sockets: setup
-                .sockets
-                .into_iter()
-                .map(|s| unsafe { UdpSocket::from_raw_fd(s.into_raw_fd()) })
-                .collect(),
+            udp,
+            tcp: Tcp::new(setup.id, setup.tcp, setup.node_connections),
+            handoff: RefCell::new(handoff),
+            stream_pkt: RefCell::new(PacketBuf::new(max_message, DEFAULT_HEADROOM)),
             links: RefCell::new(setup.links),
             latency: RefCell::new(Latency::default()),
             published: setup.published,
             health: setup.health.map(RefCell::new),
-        };
+        });
         (shard, setup.reload)
     }
 
@@ -126,6 +189,7 @@ impl Shard {
         if purge {
             core.purge(now());
         }
+        core.counters.tcp = self.tcp.counters.borrow().clone();
         let (bindings, aors) = (core.table.binding_count(), core.table.aor_count());
         self.published
             .publish(&core.counters, &self.latency.borrow(), bindings, aors);
@@ -165,8 +229,12 @@ impl Shard {
 }
 
 impl Datapath for Shard {
-    fn sockets(&self) -> &[UdpSocket] {
-        &self.sockets
+    fn udp_socket(&self, idx: usize) -> Option<&UdpSocket> {
+        self.udp.get(idx).and_then(Option::as_ref)
+    }
+
+    fn send_stream(&self, to: Target, listener: usize, bytes: &[u8]) {
+        self.send(to, listener, bytes);
     }
 
     fn max_message(&self) -> usize {
@@ -202,5 +270,85 @@ impl Datapath for Shard {
         let mut core = self.core.borrow_mut();
         core.counters.datagrams_sent += sent;
         core.counters.drops[DropReason::SendFailed as usize] += failed;
+    }
+}
+
+/// Sending what the core decided, whatever the transport, from any task of the shard.
+impl Shard {
+    /// Send `bytes` to `to` by listener `listener`, now or by queueing: nothing here waits.
+    fn send(&self, to: Target, listener: usize, bytes: &[u8]) {
+        match to.transport {
+            Transport::Udp => self.send_udp_now(listener, to.addr, bytes),
+            Transport::Tcp => self.send_tcp(to, listener, bytes),
+            Transport::Tls => self.tcp.counters.borrow_mut().unsent += 1,
+        }
+    }
+
+    fn send_udp_now(&self, listener: usize, to: SocketAddr, bytes: &[u8]) {
+        let sent = match self.udp_socket(listener) {
+            Some(sock) => udp::send_now(sock, bytes, to).is_ok(),
+            None => false,
+        };
+        self.count_sent(u64::from(sent), u64::from(!sent));
+    }
+
+    /// Over TCP: on the connection named when another shard owns it (handed over); else on
+    /// the named or newest connection to the address here; else on a new connection.
+    fn send_tcp(&self, to: Target, listener: usize, bytes: &[u8]) {
+        if let Some(owner) = to.conn.map(|c| c.shard()).filter(|&s| s != self.id) {
+            let handed = Handed {
+                to,
+                listener,
+                bytes: bytes.into(),
+            };
+            let ok = self.handoff.borrow().send(owner as usize, handed);
+            let mut c = self.tcp.counters.borrow_mut();
+            if ok {
+                c.handoffs += 1;
+            } else {
+                c.handoffs_dropped += 1;
+            }
+            return;
+        }
+        if self.tcp.send_existing(to.conn, to.addr, bytes) {
+            return;
+        }
+        if let Some(me) = self.me.upgrade() {
+            tcp::connect_and_send(&me, to.addr, listener, bytes);
+        }
+    }
+}
+
+impl StreamHost for Shard {
+    fn tcp(&self) -> &Tcp {
+        &self.tcp
+    }
+
+    fn on_stream_message(&self, src: Source, listener: usize, msg: &[u8]) {
+        let mut pkt = self.stream_pkt.borrow_mut();
+        if !pkt.set_contents(msg) {
+            return;
+        }
+        let action = {
+            let mut core = self.core.borrow_mut();
+            let action = core.handle(clock::now(), src, listener, &mut pkt);
+            self.exchange(&mut core);
+            action
+        };
+        if let Action::Forward { to, socket } | Action::Reply { to, socket } = action {
+            self.send(to, socket, pkt.as_slice());
+        }
+    }
+
+    fn on_stream_broken(&self, src: Source, listener: usize, bytes: &[u8], err: ParseError) {
+        let mut pkt = self.stream_pkt.borrow_mut();
+        let bytes = &bytes[..bytes.len().min(self.core.borrow().config().max_message)];
+        if !pkt.set_contents(bytes) {
+            return;
+        }
+        let action = self.core.borrow_mut().reject(src, listener, &mut pkt, err);
+        if let Action::Reply { to, socket } = action {
+            self.send(to, socket, pkt.as_slice());
+        }
     }
 }

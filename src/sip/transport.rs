@@ -29,6 +29,15 @@ impl Transport {
         }
     }
 
+    /// The lower-case name (`udp`, as in `--listen udp:` and the URI parameter).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
     /// The transport a Via token or a URI `transport` parameter names (case-insensitive).
     pub fn from_token(token: &[u8]) -> Option<Transport> {
         Transport::ALL

@@ -5,4 +5,5 @@ pub mod batch;
 pub mod coalesce;
 pub mod shed;
 pub mod socket;
+pub mod tcp;
 pub mod udp;

@@ -132,6 +132,24 @@ fn attach_random_steering(sock: &Socket, count: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// `count` TCP listening sockets on `addr`, one per shard, in one SO_REUSEPORT group: the
+/// kernel spreads new connections over them.
+pub fn bind_tcp_group(addr: SocketAddr, count: usize) -> io::Result<Vec<Socket>> {
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.bind(&addr.into())?;
+        s.listen(1024)?;
+        sockets.push(s);
+    }
+    Ok(sockets)
+}
+
 /// Every address configured on this machine's interfaces (for wildcard listeners).
 pub fn interface_addresses() -> Vec<IpAddr> {
     let mut out = vec![

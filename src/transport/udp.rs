@@ -13,7 +13,7 @@ use super::coalesce::Coalescer;
 use super::shed::Shedder;
 use crate::location::Now;
 use crate::proxy::Action;
-use crate::sip::{PacketBuf, Source, Transport};
+use crate::sip::{PacketBuf, Source, Target, Transport};
 
 /// Measure one datagram's processing time in this many (a power of two).
 const LATENCY_SAMPLE: u64 = 64;
@@ -21,8 +21,11 @@ const LATENCY_SAMPLE: u64 = 64;
 /// What the receive loop hands its datagrams to: a shard's core and its bookkeeping. The
 /// runtime implements it; the loop owns the sockets' I/O and nothing else.
 pub trait Datapath {
-    /// The shard's listen sockets, by listener index.
-    fn sockets(&self) -> &[UdpSocket];
+    /// The shard's UDP socket of listener `idx` (`None` for a listener of another transport).
+    fn udp_socket(&self, idx: usize) -> Option<&UdpSocket>;
+    /// Send a message whose target is not a UDP one (a request or response going on over a
+    /// stream transport); the bytes are copied.
+    fn send_stream(&self, to: Target, listener: usize, bytes: &[u8]);
     /// The largest datagram to receive.
     fn max_message(&self) -> usize;
     /// Before a batch is handled: `kernel_drops` datagrams were dropped by the kernel since
@@ -58,7 +61,9 @@ pub async fn receive_loop<D: Datapath>(dp: Rc<D>, idx: usize, tuning: ReceiveTun
     let mut send = SendBatch::new();
     let mut out: Vec<(usize, Outgoing)> = Vec::with_capacity(BATCH);
     let mut group: Vec<Outgoing> = Vec::with_capacity(BATCH);
-    let sock = &dp.sockets()[idx];
+    let Some(sock) = dp.udp_socket(idx) else {
+        return;
+    };
     let fd = sock.as_raw_fd();
     let mut seq: u64 = 0;
     // The socket's drop counter as last seen (it is cumulative).
@@ -102,17 +107,18 @@ pub async fn receive_loop<D: Datapath>(dp: Rc<D>, idx: usize, tuning: ReceiveTun
                 dp.record_latency(t0.elapsed().as_nanos() as u64);
             }
             match action {
-                // Every listener is a UDP socket, and the core picks a listener of the
-                // target's transport, so every target here is a UDP one.
                 Action::Forward { to, socket } | Action::Reply { to, socket } => {
-                    debug_assert_eq!(to.transport, Transport::Udp);
-                    out.push((
-                        socket,
-                        Outgoing {
-                            buf: i,
-                            to: to.addr,
-                        },
-                    ))
+                    if to.transport == Transport::Udp {
+                        out.push((
+                            socket,
+                            Outgoing {
+                                buf: i,
+                                to: to.addr,
+                            },
+                        ));
+                    } else {
+                        dp.send_stream(to, socket, pkt.as_slice());
+                    }
                 }
                 Action::Drop(_) => {}
             }
@@ -163,7 +169,12 @@ async fn send_grouped<D: Datapath>(
         group.clear();
         group.extend(out.iter().filter(|(k, _)| *k == s).map(|(_, o)| *o));
         out.retain(|(k, _)| *k != s);
-        let (sent, failed) = send_all(&dp.sockets()[s], send, bufs, group).await;
+        // The core sends a UDP target only from a UDP listener.
+        let Some(sock) = dp.udp_socket(s) else {
+            dp.count_sent(0, group.len() as u64);
+            continue;
+        };
+        let (sent, failed) = send_all(sock, send, bufs, group).await;
         dp.count_sent(sent, failed);
     }
 }
@@ -200,4 +211,26 @@ async fn send_all(
         }
     }
     (sent, failed)
+}
+
+/// Send one datagram now, without waiting: a message that came over a stream and goes on over
+/// UDP. A full socket buffer is an error (the caller counts it), not a wait.
+pub fn send_now(sock: &UdpSocket, bytes: &[u8], to: std::net::SocketAddr) -> std::io::Result<()> {
+    let addr = socket2::SockAddr::from(to);
+    // SAFETY: `bytes` and `addr` are valid for the lengths given for the duration of the call,
+    // and the descriptor is the open socket `sock` owns.
+    let n = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT,
+            addr.as_ptr().cast(),
+            addr.len(),
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

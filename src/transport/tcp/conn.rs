@@ -1,0 +1,251 @@
+//! One TCP connection: its outbox and the two tasks that serve it. The reader frames the byte
+//! stream into messages (RFC 3261 section 18.3) under two deadlines: a message begun must be
+//! complete within `--tcp-message-timeout-ms` (slowloris), and a connection that carries
+//! nothing for `--tcp-idle-timeout` is closed. The writer drains the outbox; what is queued for
+//! a peer that does not read is bounded by `--tcp-max-queued`, past which the peer is dropped.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use futures_lite::FutureExt;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
+
+use super::TcpSettings;
+use crate::sip::{ConnId, Frame, Framer, ParseError, PONG};
+
+/// Bytes read from the socket per read call; the message buffer grows beyond it only while a
+/// message is incomplete, so an idle connection costs little.
+const READ_CHUNK: usize = 4096;
+
+/// Why a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed it, or a read or write failed.
+    Peer,
+    /// A message stayed incomplete past `--tcp-message-timeout-ms`.
+    MessageTimeout,
+    /// Nothing arrived for `--tcp-idle-timeout`.
+    Idle,
+    /// The peer did not read and its queue passed `--tcp-max-queued`.
+    Backlog,
+    /// The stream could not be framed (no Content-Length, too large, ...).
+    Framing,
+    /// Opening it failed or timed out.
+    ConnectFailed,
+    /// The node is stopping.
+    Shutdown,
+}
+
+/// What the writer takes from the outbox.
+pub enum Out {
+    Bytes(Box<[u8]>),
+    /// Close once everything before it is written.
+    Close,
+}
+
+/// A connection as its shard sees it: where it leads, its outbox, its tasks.
+pub struct Conn {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    /// The listener whose address our side of it stands for.
+    pub listener: usize,
+    out: LocalSender<Out>,
+    /// The writer's end, until the writer starts (an outgoing connection queues while it
+    /// connects).
+    out_rx: RefCell<Option<LocalReceiver<Out>>>,
+    queued: Cell<usize>,
+    max_queued: usize,
+    closed: Cell<Option<CloseReason>>,
+    tasks: RefCell<Vec<JoinHandle<()>>>,
+}
+
+/// What a send to a connection came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queued {
+    Yes,
+    /// The connection is closed (or closing).
+    Closed,
+    /// The bound was passed: the caller closes the connection.
+    Overflow,
+}
+
+impl Conn {
+    pub fn new(id: ConnId, peer: SocketAddr, listener: usize, max_queued: usize) -> Conn {
+        let (out, rx) = local_channel::new_unbounded();
+        Conn {
+            id,
+            peer,
+            listener,
+            out,
+            out_rx: RefCell::new(Some(rx)),
+            queued: Cell::new(0),
+            max_queued,
+            closed: Cell::new(None),
+            tasks: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Queue `bytes` for the peer.
+    pub fn send(&self, bytes: &[u8]) -> Queued {
+        if self.closed.get().is_some() {
+            return Queued::Closed;
+        }
+        let queued = self.queued.get() + bytes.len();
+        if queued > self.max_queued {
+            return Queued::Overflow;
+        }
+        match self.out.try_send(Out::Bytes(bytes.into())) {
+            Ok(()) => {
+                self.queued.set(queued);
+                Queued::Yes
+            }
+            Err(_) => Queued::Closed,
+        }
+    }
+
+    /// Close once what is queued so far is written (after an error reply).
+    pub fn close_after_flush(&self) {
+        let _ = self.out.try_send(Out::Close);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.get().is_some()
+    }
+
+    /// Mark closed and stop its tasks (dropping them closes the socket). Returns false when it
+    /// was closed already, so the caller accounts for each connection once.
+    pub fn mark_closed(&self, why: CloseReason) -> bool {
+        if self.closed.get().is_some() {
+            return false;
+        }
+        self.closed.set(Some(why));
+        for t in self.tasks.borrow_mut().drain(..) {
+            t.cancel();
+        }
+        true
+    }
+
+    pub fn adopt_task(&self, t: JoinHandle<()>) {
+        if self.closed.get().is_some() {
+            t.cancel();
+        } else {
+            self.tasks.borrow_mut().push(t);
+        }
+    }
+
+    /// The writer's end of the outbox (once).
+    pub fn take_outbox(&self) -> Option<LocalReceiver<Out>> {
+        self.out_rx.borrow_mut().take()
+    }
+}
+
+/// Write what is queued, in order, until a `Close` or an error; returns how it ended.
+pub async fn write_loop(
+    conn: Rc<Conn>,
+    rx: LocalReceiver<Out>,
+    mut wr: WriteHalf<TcpStream>,
+) -> CloseReason {
+    while let Some(out) = rx.recv().await {
+        let bytes = match out {
+            Out::Bytes(b) => b,
+            Out::Close => break,
+        };
+        if wr.write_all(&bytes).await.is_err() {
+            return CloseReason::Peer;
+        }
+        conn.queued
+            .set(conn.queued.get().saturating_sub(bytes.len()));
+    }
+    let _ = wr.close().await;
+    CloseReason::Framing
+}
+
+/// What the reader hands each frame to.
+pub enum Event<'a> {
+    /// One whole message.
+    Message(&'a [u8]),
+    /// The stream cannot be framed from here on: the bytes so far and why (the caller may
+    /// answer, then the connection closes).
+    Broken(&'a [u8], ParseError),
+}
+
+/// Read and frame until the peer goes, a deadline passes or the framing breaks. Keep-alive
+/// pings are answered here; every message and the break go to `on_event`.
+pub async fn read_loop(
+    conn: &Conn,
+    mut rd: ReadHalf<TcpStream>,
+    cfg: &TcpSettings,
+    mut on_event: impl FnMut(Event<'_>),
+) -> CloseReason {
+    let mut framer = Framer::new(cfg.max_message);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    // When the incomplete message at the front of `buf` began.
+    let mut begun: Option<Instant> = None;
+    loop {
+        let (limit, on_timeout) = match begun {
+            Some(t) => (
+                cfg.message_timeout.saturating_sub(t.elapsed()),
+                CloseReason::MessageTimeout,
+            ),
+            None => (cfg.idle_timeout, CloseReason::Idle),
+        };
+        let n = match read_within(&mut rd, &mut chunk, limit).await {
+            Ok(0) | Err(ReadError::Io) => return CloseReason::Peer,
+            Err(ReadError::Timeout) => return on_timeout,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            let frame = match framer.frame(&buf) {
+                Ok(f) => f,
+                Err(e) => {
+                    on_event(Event::Broken(&buf, e));
+                    return CloseReason::Framing;
+                }
+            };
+            match frame {
+                Frame::Message { len } => on_event(Event::Message(&buf[..len])),
+                Frame::Ping { .. } => {
+                    conn.send(PONG);
+                }
+                Frame::Skip { .. } => {}
+                Frame::Partial => break,
+            }
+            buf.drain(..frame.consumed());
+        }
+        begun = match (buf.is_empty(), begun) {
+            (true, _) => None,
+            (false, Some(t)) => Some(t),
+            (false, None) => Some(Instant::now()),
+        };
+        if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
+            buf = Vec::new();
+        }
+    }
+}
+
+enum ReadError {
+    Io,
+    Timeout,
+}
+
+/// One read, or `Timeout` when nothing comes within `limit`.
+async fn read_within(
+    rd: &mut ReadHalf<TcpStream>,
+    chunk: &mut [u8],
+    limit: Duration,
+) -> Result<usize, ReadError> {
+    let read = async { rd.read(chunk).await.map_err(|_: io::Error| ReadError::Io) };
+    let timer = async {
+        glommio::timer::sleep(limit).await;
+        Err(ReadError::Timeout)
+    };
+    read.or(timer).await
+}

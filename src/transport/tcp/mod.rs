@@ -1,0 +1,247 @@
+//! SIP over TCP on the shard-per-core model.
+//!
+//! Each shard has its own SO_REUSEPORT listener per TCP address, so the kernel spreads
+//! connections over the shards, and a connection lives on the shard that accepted (or opened)
+//! it for its whole life: its reads and writes are that shard's glommio (io_uring) operations
+//! and its state is in that shard's [`ConnTable`], never locked. Connection ids name their
+//! shard ([`ConnId::shard`]); a message that must leave on another shard's connection is handed
+//! to that shard over a ring ([`handoff`]). A send that names no open connection reuses the
+//! newest one to that address on this shard, or opens one.
+
+pub mod conn;
+pub mod handoff;
+pub mod table;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::counters::TcpCounters;
+use crate::sip::{ConnId, Source, Transport};
+use conn::{CloseReason, Conn, Event, Queued};
+use table::{ConnTable, Refusal};
+
+/// Limits and timeouts of the TCP transport (each a flag; see docs/tuning.md).
+#[derive(Clone, Copy, Debug)]
+pub struct TcpSettings {
+    pub max_connections: usize,
+    pub max_per_ip_per_shard: usize,
+    pub message_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_queued: usize,
+    pub connect_timeout: Duration,
+    pub max_message: usize,
+}
+
+/// What a connection's messages are handed to: the shard's core and its sends.
+pub trait StreamHost: 'static {
+    fn tcp(&self) -> &Tcp;
+    /// One whole message from `src` on `listener`: decide it and send what comes out.
+    fn on_stream_message(&self, src: Source, listener: usize, msg: &[u8]);
+    /// A stream that cannot be framed any more: answer it when the bytes allow (the
+    /// connection closes after the answer).
+    fn on_stream_broken(
+        &self,
+        src: Source,
+        listener: usize,
+        bytes: &[u8],
+        err: crate::sip::ParseError,
+    );
+}
+
+/// One shard's TCP transport.
+pub struct Tcp {
+    cfg: TcpSettings,
+    table: RefCell<ConnTable<Conn>>,
+    /// Connections of the whole node (every shard's), for `--tcp-max-connections`.
+    node_connections: Arc<AtomicUsize>,
+    pub counters: RefCell<TcpCounters>,
+}
+
+impl Tcp {
+    pub fn new(shard: u16, cfg: TcpSettings, node_connections: Arc<AtomicUsize>) -> Tcp {
+        Tcp {
+            cfg,
+            table: RefCell::new(ConnTable::new(shard, cfg.max_per_ip_per_shard)),
+            node_connections,
+            counters: RefCell::new(TcpCounters::default()),
+        }
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.table.borrow().len()
+    }
+
+    /// Reserve a place for a connection with `peer`, or say why there is none.
+    fn admit(&self, peer: SocketAddr) -> Result<(), Refusal> {
+        self.table.borrow().admits(peer)?;
+        let node = self.node_connections.fetch_add(1, Ordering::Relaxed);
+        if node >= self.cfg.max_connections {
+            self.node_connections.fetch_sub(1, Ordering::Relaxed);
+            return Err(Refusal::NodeLimit);
+        }
+        Ok(())
+    }
+
+    fn register(&self, peer: SocketAddr, listener: usize) -> Rc<Conn> {
+        let mut table = self.table.borrow_mut();
+        let id = table.next_id();
+        let conn = Rc::new(Conn::new(id, peer, listener, self.cfg.max_queued));
+        table.insert(id, peer, Rc::clone(&conn));
+        conn
+    }
+
+    /// Close a connection (idempotent) and account for it.
+    pub fn close(&self, conn: &Conn, why: CloseReason) {
+        if !conn.mark_closed(why) {
+            return;
+        }
+        self.table.borrow_mut().remove(conn.id);
+        self.node_connections.fetch_sub(1, Ordering::Relaxed);
+        let mut c = self.counters.borrow_mut();
+        c.closed += 1;
+        match why {
+            CloseReason::MessageTimeout => c.closed_message_timeout += 1,
+            CloseReason::Idle => c.closed_idle += 1,
+            CloseReason::Backlog => c.closed_backlog += 1,
+            CloseReason::Framing => c.closed_framing += 1,
+            CloseReason::ConnectFailed => c.connect_failed += 1,
+            CloseReason::Peer | CloseReason::Shutdown => {}
+        }
+        log::debug!("tcp {} ({:?}): closed: {why:?}", conn.peer, conn.id);
+    }
+
+    /// Close every connection (at shutdown).
+    pub fn close_all(&self) {
+        let all: Vec<Rc<Conn>> = self.table.borrow().all().cloned().collect();
+        for c in all {
+            self.close(&c, CloseReason::Shutdown);
+        }
+    }
+
+    /// Queue `bytes` on an open connection of this shard: the one named, else the newest to
+    /// `to`. `false` when there is none.
+    pub fn send_existing(&self, conn: Option<ConnId>, to: SocketAddr, bytes: &[u8]) -> bool {
+        let found = {
+            let table = self.table.borrow();
+            conn.and_then(|id| table.get(id).cloned())
+                .or_else(|| table.to_peer(to).cloned())
+        };
+        let Some(c) = found else {
+            return false;
+        };
+        match c.send(bytes) {
+            Queued::Yes => true,
+            Queued::Closed => false,
+            Queued::Overflow => {
+                self.close(&c, CloseReason::Backlog);
+                true
+            }
+        }
+    }
+}
+
+/// Accept connections on one listener of this shard, forever (until the task is cancelled).
+pub async fn accept_loop<H: StreamHost>(host: Rc<H>, listener: TcpListener, idx: usize) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("tcp accept on listener {idx}: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
+        let tcp = host.tcp();
+        if let Err(r) = tcp.admit(peer) {
+            let mut c = tcp.counters.borrow_mut();
+            match r {
+                Refusal::NodeLimit => c.refused_node_limit += 1,
+                Refusal::PerIpLimit => c.refused_per_ip += 1,
+            }
+            drop(stream);
+            continue;
+        }
+        tcp.counters.borrow_mut().accepted += 1;
+        let conn = tcp.register(peer, idx);
+        start(&host, conn, stream);
+    }
+}
+
+/// Open a connection to `to` for `bytes` (and whatever is sent to `to` while it connects).
+pub fn connect_and_send<H: StreamHost>(
+    host: &Rc<H>,
+    to: SocketAddr,
+    listener: usize,
+    bytes: &[u8],
+) {
+    let tcp = host.tcp();
+    if tcp.admit(to).is_err() {
+        tcp.counters.borrow_mut().refused_node_limit += 1;
+        return;
+    }
+    let conn = tcp.register(to, listener);
+    conn.send(bytes);
+    let (h, c) = (Rc::clone(host), Rc::clone(&conn));
+    let timeout = tcp.cfg.connect_timeout;
+    let task = glommio::spawn_local(async move {
+        match TcpStream::connect_timeout(to, timeout).await {
+            Ok(stream) => {
+                h.tcp().counters.borrow_mut().connected += 1;
+                start(&h, c, stream);
+            }
+            Err(e) => {
+                log::debug!("tcp connect to {to}: {e}");
+                h.tcp().close(&c, CloseReason::ConnectFailed);
+            }
+        }
+    })
+    .detach();
+    conn.adopt_task(task);
+}
+
+/// Start the reader and writer of an established connection.
+fn start<H: StreamHost>(host: &Rc<H>, conn: Rc<Conn>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = futures_lite::io::split(stream);
+    if let Some(rx) = conn.take_outbox() {
+        let (h, c) = (Rc::clone(host), Rc::clone(&conn));
+        let writer = glommio::spawn_local(async move {
+            let why = conn::write_loop(Rc::clone(&c), rx, wr).await;
+            h.tcp().close(&c, why);
+        })
+        .detach();
+        conn.adopt_task(writer);
+    }
+    let (h, c) = (Rc::clone(host), Rc::clone(&conn));
+    let reader = glommio::spawn_local(async move {
+        let src = Source {
+            transport: Transport::Tcp,
+            addr: c.peer,
+            conn: Some(c.id),
+        };
+        let cfg = h.tcp().cfg;
+        let why = conn::read_loop(&c, rd, &cfg, |ev| match ev {
+            Event::Message(msg) => h.on_stream_message(src, c.listener, msg),
+            Event::Broken(bytes, e) => {
+                h.on_stream_broken(src, c.listener, bytes, e);
+                c.close_after_flush();
+            }
+        })
+        .await;
+        // After a framing error the writer closes the connection once the answer is out.
+        if why != CloseReason::Framing {
+            h.tcp().close(&c, why);
+        }
+    })
+    .detach();
+    conn.adopt_task(reader);
+}

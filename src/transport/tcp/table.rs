@@ -1,0 +1,156 @@
+//! One shard's table of TCP connections: ids, the newest connection to each peer address
+//! (reused for sends that name no connection), and the per-source-IP counts the limits need.
+//! Plain data, no I/O: the connection tasks live in [`super::conn`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+
+use crate::sip::ConnId;
+
+/// Why a new connection is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The node holds `--tcp-max-connections` already.
+    NodeLimit,
+    /// This source IP holds its share of `--tcp-max-connections-per-ip` on this shard.
+    PerIpLimit,
+}
+
+/// The connections of one shard, each an `Rc<C>` shared with its tasks.
+pub struct ConnTable<C> {
+    shard: u16,
+    next_serial: u64,
+    by_id: HashMap<ConnId, (SocketAddr, Rc<C>)>,
+    by_peer: HashMap<SocketAddr, ConnId>,
+    per_ip: HashMap<IpAddr, usize>,
+    max_per_ip: usize,
+}
+
+impl<C> ConnTable<C> {
+    pub fn new(shard: u16, max_per_ip: usize) -> ConnTable<C> {
+        ConnTable {
+            shard,
+            next_serial: 1,
+            by_id: HashMap::new(),
+            by_peer: HashMap::new(),
+            per_ip: HashMap::new(),
+            max_per_ip,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Whether `peer`'s IP may hold one more connection on this shard.
+    pub fn admits(&self, peer: SocketAddr) -> Result<(), Refusal> {
+        match self.per_ip.get(&peer.ip()) {
+            Some(&n) if n >= self.max_per_ip => Err(Refusal::PerIpLimit),
+            _ => Ok(()),
+        }
+    }
+
+    /// A fresh id for a connection of this shard.
+    pub fn next_id(&mut self) -> ConnId {
+        let id = ConnId::new(self.shard, self.next_serial);
+        self.next_serial += 1;
+        id
+    }
+
+    /// Enter a connection; it becomes the one reused for sends to `peer`.
+    pub fn insert(&mut self, id: ConnId, peer: SocketAddr, conn: Rc<C>) {
+        *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
+        self.by_peer.insert(peer, id);
+        self.by_id.insert(id, (peer, conn));
+    }
+
+    /// Forget a connection (idempotent); true when it was there.
+    pub fn remove(&mut self, id: ConnId) -> bool {
+        let Some((peer, _)) = self.by_id.remove(&id) else {
+            return false;
+        };
+        if self.by_peer.get(&peer) == Some(&id) {
+            self.by_peer.remove(&peer);
+        }
+        if let Some(n) = self.per_ip.get_mut(&peer.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&peer.ip());
+            }
+        }
+        true
+    }
+
+    /// The connection `id`, when it is open. Ids come from our own location table and from
+    /// our own Via in a response; a forged response naming another peer's connection gains
+    /// nothing a stateless proxy does not already give it (it can name any address in Via).
+    pub fn get(&self, id: ConnId) -> Option<&Rc<C>> {
+        self.by_id.get(&id).map(|(_, c)| c)
+    }
+
+    /// The newest open connection to or from `peer`.
+    pub fn to_peer(&self, peer: SocketAddr) -> Option<&Rc<C>> {
+        let id = self.by_peer.get(&peer)?;
+        self.by_id.get(id).map(|(_, c)| c)
+    }
+
+    /// Every connection (to close them all at shutdown).
+    pub fn all(&self) -> impl Iterator<Item = &Rc<C>> {
+        self.by_id.values().map(|(_, c)| c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ids_name_their_shard_and_a_closed_connection_is_gone() {
+        let mut t: ConnTable<u32> = ConnTable::new(3, 10);
+        let id = t.next_id();
+        assert_eq!(id.shard(), 3);
+        t.insert(id, addr("192.0.2.1:5060"), Rc::new(7));
+        assert_eq!(t.get(id).map(|c| **c), Some(7));
+        assert_eq!(t.to_peer(addr("192.0.2.1:5060")).map(|c| **c), Some(7));
+        assert!(t.remove(id));
+        assert!(!t.remove(id));
+        assert!(t.get(id).is_none());
+        assert!(t.to_peer(addr("192.0.2.1:5060")).is_none());
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn per_ip_limit_counts_open_connections() {
+        let mut t: ConnTable<()> = ConnTable::new(0, 2);
+        let a = addr("192.0.2.1:1000");
+        let ids: Vec<_> = (0..2).map(|_| t.next_id()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(t.admits(a), Ok(()));
+            t.insert(*id, addr(&format!("192.0.2.1:{}", 1000 + i)), Rc::new(()));
+        }
+        assert_eq!(t.admits(a), Err(Refusal::PerIpLimit));
+        assert_eq!(t.admits(addr("192.0.2.9:1")), Ok(()));
+        t.remove(ids[0]);
+        assert_eq!(t.admits(a), Ok(()));
+    }
+
+    #[test]
+    fn the_newest_connection_to_a_peer_is_reused_and_an_older_one_closing_keeps_it() {
+        let mut t: ConnTable<u8> = ConnTable::new(0, 10);
+        let p = addr("192.0.2.1:5060");
+        let (old, new) = (t.next_id(), t.next_id());
+        t.insert(old, p, Rc::new(1));
+        t.insert(new, p, Rc::new(2));
+        t.remove(old);
+        assert_eq!(t.to_peer(p).map(|c| **c), Some(2));
+    }
+}
