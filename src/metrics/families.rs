@@ -344,21 +344,23 @@ pub static FAMILIES: &[Family] = &[
     },
     Family {
         name: "sipshard_bindings",
-        help: "Live bindings in the shard's location table.",
+        help: "Live bindings in the shard's location table (every shard holds the whole table: \
+               shard=\"total\" is the node's count, not a sum).",
         kind: Kind::Gauge,
         label: None,
         sparse: false,
-        node: Node::Sum,
+        node: Node::Max,
         read: |s, _| s.bindings,
         log: Log::No,
     },
     Family {
         name: "sipshard_aors",
-        help: "Addresses of record in the shard's location table.",
+        help: "Addresses of record in the shard's location table (every shard holds the whole \
+               table: shard=\"total\" is the node's count, not a sum).",
         kind: Kind::Gauge,
         label: None,
         sparse: false,
-        node: Node::Sum,
+        node: Node::Max,
         read: |s, _| s.aors,
         log: Log::No,
     },

@@ -237,6 +237,27 @@ fn publish_then_render_round_trips_every_series() {
 }
 
 #[test]
+fn replicated_gauges_are_the_nodes_value_not_a_sum() {
+    let shards: Vec<_> = [(20, 5), (20, 5), (18, 4)]
+        .into_iter()
+        .map(|(bindings, aors)| {
+            let p = Arc::new(Published::default());
+            p.publish(&Counters::default(), &Latency::default(), bindings, aors);
+            p
+        })
+        .collect();
+    let text = render(&shards);
+    assert!(text.contains("sipshard_bindings{shard=\"2\"} 18\n"));
+    assert!(text.contains("sipshard_bindings{shard=\"total\"} 20\n"));
+    assert!(text.contains("sipshard_aors{shard=\"total\"} 5\n"));
+    for f in FAMILIES {
+        // Only the location table's gauges are replicated; everything else is per shard.
+        let replicated = matches!(f.name, "sipshard_bindings" | "sipshard_aors");
+        assert_eq!(f.node == Node::Max, replicated, "{}", f.name);
+    }
+}
+
+#[test]
 fn replies_are_rendered_only_when_sent() {
     let mut c = Counters::default();
     c.reply(404);
@@ -281,7 +302,8 @@ fn renders_per_shard_and_total() {
     assert!(text.contains("sipshard_drops_total{shard=\"1\",reason=\"stray_response\"} 1\n"));
     assert!(text.contains("sipshard_parse_errors_total{shard=\"0\",kind=\"truncated_body\"} 1\n"));
     assert!(text.contains("sipshard_processing_seconds_bucket{shard=\"0\",le=\"0.000002\"} 1\n"));
-    assert!(text.contains("sipshard_bindings{shard=\"total\"} 6\n"));
+    // Both shards hold the same 3 bindings: the node has 3, not 6.
+    assert!(text.contains("sipshard_bindings{shard=\"total\"} 3\n"));
     assert!(text.contains("sipshard_next_hop_changes_total{shard=\"total\"} 2\n"));
 }
 
