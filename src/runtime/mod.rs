@@ -256,11 +256,8 @@ fn join_shards(
 
 fn log_shard_summary(settings: &Settings, id: usize, c: &Counters, probing: bool) {
     log::info!(
-        "shard {id}: {} received, {} sent, {} replies, {} dropped",
-        c.datagrams_received,
-        c.datagrams_sent,
-        c.replies.iter().sum::<u64>(),
-        c.drops.iter().sum::<u64>()
+        "shard {id}: {}",
+        metrics::log_line(metrics::Line::Traffic, c)
     );
     let shed = c.drops[DropReason::Overload as usize];
     let queue_full = c.drops[DropReason::QueueFull as usize];
@@ -272,19 +269,12 @@ fn log_shard_summary(settings: &Settings, id: usize, c: &Counters, probing: bool
         );
     }
     if settings.auth.is_some() {
-        log::info!(
-            "shard {id}: auth {} ok, {} challenges, {} stale, {} failed, {} malformed, \
-             {} forbidden, {} reloads",
-            c.auth_ok,
-            c.auth_challenges,
-            c.auth_stale,
-            c.auth_failures,
-            c.auth_malformed,
-            c.auth_forbidden,
-            c.auth_reloads
-        );
+        log::info!("shard {id}: {}", metrics::log_line(metrics::Line::Auth, c));
     }
     if probing {
-        log::info!("shard {id}: next hop changes: {}", c.next_hop_changes);
+        log::info!(
+            "shard {id}: {}",
+            metrics::log_line(metrics::Line::NextHops, c)
+        );
     }
 }
