@@ -102,10 +102,8 @@ pub struct Core {
     extra: Vec<u8>,
     /// The registrar's Date line, formatted once per second.
     date: registrar::DateLine,
-    /// Location changes made here, waiting to be sent to the other shards.
-    outbox: Vec<BindingRecord>,
-    /// Last version stamp issued, so stamps strictly increase on this shard.
-    last_stamp_ms: u64,
+    /// Location changes made here, stamped, waiting to be sent to the other shards.
+    outbox: registrar::Outbox,
     /// Per-source flood protection (`--pike`), when on.
     pike: Option<pike::Pike>,
     /// Digest authentication, when `--users` is given.
@@ -129,8 +127,7 @@ impl Core {
             reply: Vec::with_capacity(4096),
             extra: Vec::with_capacity(2048),
             date: registrar::DateLine::default(),
-            outbox: Vec::new(),
-            last_stamp_ms: 0,
+            outbox: registrar::Outbox::default(),
             pike: cfg
                 .pike
                 .map(|(rate, cooldown)| pike::Pike::new(rate, cooldown)),
@@ -211,7 +208,7 @@ impl Core {
 
     /// Location changes made since the last call, for the other shards.
     pub fn take_replication(&mut self) -> std::vec::Drain<'_, BindingRecord> {
-        self.outbox.drain(..)
+        self.outbox.drain()
     }
 
     /// Apply a change made on another shard.
@@ -524,21 +521,20 @@ impl Core {
             }
         }
         self.extra.clear();
-        let (status, reason) = registrar::handle(
-            &mut registrar::Context {
-                cfg: &self.cfg.registrar,
-                local: &self.cfg.local,
-                table: &mut self.table,
-                counters: &mut self.counters,
-                outbox: &mut self.outbox,
-                last_stamp_ms: &mut self.last_stamp_ms,
-                extra: &mut self.extra,
-                date: &mut self.date,
-            },
-            msg,
-            src,
-            now,
-        );
+        let cfg = self.cfg;
+        let planned = registrar::plan(&cfg.registrar, &cfg.local, &self.table, msg, src, now);
+        // Matched by reference: a plan holds a 256-byte key, not worth a move.
+        let (status, reason) = match &planned {
+            Ok(plan) => {
+                let mut store = registrar::Store {
+                    table: &mut self.table,
+                    counters: &mut self.counters,
+                    outbox: &mut self.outbox,
+                };
+                registrar::commit(&mut store, plan, &mut self.extra, &mut self.date)
+            }
+            Err(refusal) => refusal.write(&mut self.extra),
+        };
         self.reply_extra(msg, src, socket, status, reason)
     }
 
