@@ -14,13 +14,15 @@ pub mod pike;
 pub mod redirect;
 pub mod reply;
 
+mod upkeep;
+
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::StaticRoute;
 use crate::counters::{Counters, DropReason};
 use crate::identity::LocalIdentity;
-use crate::location::{AorKey, BindingRecord, LocationTable, Now};
+use crate::location::{AorKey, LocationTable, Now};
 use crate::registrar::{self, RegistrarConfig};
 use crate::sip::header::CommaSplit;
 use crate::sip::uri::parse_host;
@@ -31,7 +33,7 @@ use crate::sip::{
 
 use auth::{Role, ShardAuth};
 use branch::{BranchKey, BRANCH_LEN, BRANCH_PREFIX};
-use next_hop::{HopHealth, HopState};
+use next_hop::HopHealth;
 use redirect::RedirectPolicy;
 use reply::{host_is, rport_name_end, ReplySource};
 
@@ -91,8 +93,10 @@ enum Decision {
 /// One shard's proxy and registrar state.
 pub struct Core {
     cfg: &'static ProxyConfig,
-    /// This shard's copy of the location table.
+    /// This shard's copy of the location table. (Public until the runtime asks through
+    /// [`Core::table_sizes`].)
     pub table: LocationTable,
+    /// (Public until the runtime counts through [`Core::counters`] and the `count_*` methods.)
     pub counters: Counters,
     /// Edits of the message being forwarded (reused; never reallocated).
     edits: Box<Edits>,
@@ -203,33 +207,6 @@ impl Core {
                 self.counters.drop(r);
                 Action::Drop(r)
             }
-        }
-    }
-
-    /// Location changes made since the last call, for the other shards.
-    pub fn take_replication(&mut self) -> std::vec::Drain<'_, BindingRecord> {
-        self.outbox.drain()
-    }
-
-    /// Apply a change made on another shard.
-    pub fn apply_replica(&mut self, rec: &BindingRecord) {
-        self.counters.replication_received += 1;
-        self.table.merge_record(rec);
-    }
-
-    /// Apply a next hop's change of state published by the prober.
-    pub fn apply_hop_state(&mut self, s: HopState) {
-        if self.hops.apply(s) {
-            self.counters.next_hop_changes += 1;
-        }
-    }
-
-    /// Drop expired bindings (lookups already ignore them; this reclaims memory).
-    pub fn purge(&mut self, now: Now) {
-        let expired = self.table.purge(now.secs());
-        self.counters.registrations_expired += expired as u64;
-        if let Some(p) = &mut self.pike {
-            p.prune(now.unix_ms);
         }
     }
 
