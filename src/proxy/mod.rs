@@ -93,6 +93,55 @@ enum Decision {
 }
 
 /// One shard's proxy and registrar state.
+///
+/// Driven with byte strings, no sockets: register bob, then call him.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use sipshard::identity::LocalIdentity;
+/// use sipshard::location::Now;
+/// use sipshard::proxy::{Action, Core, ProxyConfig};
+/// use sipshard::registrar::RegistrarConfig;
+/// use sipshard::sip::rewrite::DEFAULT_HEADROOM;
+/// use sipshard::sip::{PacketBuf, Source, Target, Transport};
+///
+/// let listen: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+/// let cfg: &'static ProxyConfig = Box::leak(Box::new(ProxyConfig {
+///     local: LocalIdentity::new(&[(Transport::Udp, listen)], &[], None, &["example.com".into()], None),
+///     routes: vec![],
+///     record_route: false,
+///     redirect: Default::default(),
+///     registrar: RegistrarConfig::default(),
+///     max_message: 65_507,
+///     pike: None,
+/// }));
+/// let mut core = Core::new(cfg);
+/// let now = Now { unix_ms: 1_700_000_000_000 };
+/// let mut send = |from: &str, text: &str| {
+///     let mut pkt = PacketBuf::from_message(text.as_bytes(), DEFAULT_HEADROOM);
+///     let action = core.handle(now, Source::udp(from.parse().unwrap()), 0, &mut pkt);
+///     (action, String::from_utf8_lossy(pkt.as_slice()).into_owned())
+/// };
+///
+/// let (action, reply) = send("192.0.2.60:5062",
+///     "REGISTER sip:example.com SIP/2.0\r\n\
+///      Via: SIP/2.0/UDP 192.0.2.60:5062;branch=z9hG4bKreg1\r\n\
+///      From: <sip:bob@example.com>;tag=r1\r\nTo: <sip:bob@example.com>\r\n\
+///      Call-ID: reg-bob\r\nCSeq: 1 REGISTER\r\n\
+///      Contact: <sip:bob@192.0.2.60:5062>\r\nContent-Length: 0\r\n\r\n");
+/// let to = Target::udp("192.0.2.60:5062".parse().unwrap());
+/// assert_eq!(action, Action::Reply { to, socket: 0 });
+/// assert!(reply.starts_with("SIP/2.0 200 OK\r\n"));
+///
+/// let (action, invite) = send("192.0.2.30:5060",
+///     "INVITE sip:bob@example.com SIP/2.0\r\n\
+///      Via: SIP/2.0/UDP 192.0.2.30;branch=z9hG4bKinv1\r\nMax-Forwards: 70\r\n\
+///      From: <sip:alice@example.net>;tag=a1\r\nTo: <sip:bob@example.com>\r\n\
+///      Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n");
+/// assert_eq!(action, Action::Forward { to, socket: 0 });
+/// assert!(invite.starts_with("INVITE sip:bob@192.0.2.60:5062 SIP/2.0\r\n"));
+/// assert!(invite.contains("Max-Forwards: 69\r\n"));
+/// ```
 pub struct Core {
     cfg: &'static ProxyConfig,
     /// This shard's copy of the location table. (Public until the runtime asks through
