@@ -86,7 +86,7 @@ pub async fn run(setup: ShardSetup) -> Counters {
         let _ = t.await;
     }
     shard.drain_before_exit().await;
-    let counters = shard.core.borrow().counters.clone();
+    let counters = shard.core.borrow().counters().clone();
     counters
 }
 
@@ -126,9 +126,9 @@ impl Shard {
         if purge {
             core.purge(now());
         }
-        let (bindings, aors) = (core.table.binding_count(), core.table.aor_count());
+        let (bindings, aors) = core.table_sizes();
         self.published
-            .publish(&core.counters, &self.latency.borrow(), bindings, aors);
+            .publish(core.counters(), &self.latency.borrow(), bindings, aors);
     }
 
     /// Last changes out before the rings are dropped (which tells the persister we are done).
@@ -175,15 +175,13 @@ impl Datapath for Shard {
 
     fn start_batch(&self, kernel_drops: u64) {
         let mut core = self.core.borrow_mut();
-        core.counters.drops[DropReason::QueueFull as usize] += kernel_drops;
+        core.count_drops(DropReason::QueueFull, kernel_drops);
         self.links.borrow_mut().drain(|rec| core.apply_replica(rec));
         self.apply_hop_states(&mut core);
     }
 
     fn shed(&self) {
-        let mut core = self.core.borrow_mut();
-        core.counters.datagrams_received += 1;
-        core.counters.drops[DropReason::Overload as usize] += 1;
+        self.core.borrow_mut().count_received_shed();
     }
 
     fn handle(&self, now: Now, src: Source, listener: usize, pkt: &mut PacketBuf) -> Action {
@@ -199,8 +197,6 @@ impl Datapath for Shard {
     }
 
     fn count_sent(&self, sent: u64, failed: u64) {
-        let mut core = self.core.borrow_mut();
-        core.counters.datagrams_sent += sent;
-        core.counters.drops[DropReason::SendFailed as usize] += failed;
+        self.core.borrow_mut().count_sent(sent, failed);
     }
 }
