@@ -1,5 +1,6 @@
 //! Counters owned by one shard. Plain integers: only the owning shard writes them, and the
-//! runtime reads them on the shard itself (the metrics issue will export snapshots).
+//! runtime reads them on the shard itself (its housekeeping tick copies them for the metrics
+//! endpoint, which declares how each one is exported; this module knows nothing of that).
 
 use crate::sip::{Method, ParseError};
 

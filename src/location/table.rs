@@ -236,6 +236,37 @@ impl AorEntry {
 }
 
 /// The shard's copy of the location table.
+///
+/// Every change is a [`merge`](Self::merge) of one versioned binding, so changes made here and
+/// replicas from other shards meet the same rule: the newer [`Version`] wins.
+///
+/// ```
+/// use sipshard::location::{Binding, LocationTable, MergeOutcome, Version};
+/// use sipshard::sip::Target;
+///
+/// let mut table = LocationTable::new();
+/// let now_secs = 1_700_000_000;
+/// let bob = |stamp_ms, q, contact: &'static str, port| Binding {
+///     version: Version { stamp_ms, call_id_hash: 7, cseq: 1 },
+///     expires_at: now_secs as u32 + 3600,
+///     q,
+///     dest: Target::udp(([192, 0, 2, 60], port).into()),
+///     contact: contact.as_bytes(),
+/// };
+/// let desk = bob(1_000, 1000, "sip:bob@192.0.2.60:5062", 5062);
+/// let mobile = bob(1_001, 500, "sip:bob@192.0.2.60:5070", 5070);
+/// assert_eq!(table.merge(b"bob@example.com", &desk), MergeOutcome::Added);
+/// assert_eq!(table.merge(b"bob@example.com", &mobile), MergeOutcome::Added);
+/// // A replica older than what is stored for that contact changes nothing.
+/// let late = bob(900, 1000, "sip:bob@192.0.2.60:5062", 5062);
+/// assert_eq!(table.merge(b"bob@example.com", &late), MergeOutcome::Stale);
+///
+/// // A request for bob goes to the live binding with the highest q.
+/// let found = table.lookup(b"bob@example.com", now_secs).unwrap();
+/// assert_eq!(found.contact, b"sip:bob@192.0.2.60:5062");
+/// assert_eq!(table.live_bindings(b"bob@example.com", now_secs).count(), 2);
+/// assert!(table.lookup(b"alice@example.com", now_secs).is_none());
+/// ```
 #[derive(Clone, Default)]
 pub struct LocationTable {
     aors: HashTable<AorEntry>,

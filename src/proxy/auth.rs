@@ -22,14 +22,15 @@
 //!   itself (keepalives, answered before this point). A request with a To tag that did not come
 //!   through our Route is not trusted to be in a dialog we saw, so it is challenged.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use crate::auth::AuthMode;
 use crate::auth::{AuthOutcome, Authenticator, NcTracker, UserDb};
-use crate::sip::{Credentials, HeaderName, Message, Method, Source};
+use crate::sip::{Credentials, HeaderName, Message, Method};
 
-use super::{Core, Decision};
-use crate::location::Now;
+use super::request::{Incoming, Stage};
+use super::Core;
 
 /// One shard's authentication state.
 pub struct ShardAuth {
@@ -71,6 +72,16 @@ pub(super) enum Role {
     Registrar,
     /// A proxy: 407, Proxy-Authenticate, Proxy-Authorization; the From user must be owned.
     Proxy,
+}
+
+impl Role {
+    /// The header the credentials are read from.
+    fn credentials_header(self) -> HeaderName {
+        match self {
+            Role::Registrar => HeaderName::Authorization,
+            Role::Proxy => HeaderName::ProxyAuthorization,
+        }
+    }
 }
 
 impl Core {
@@ -122,79 +133,93 @@ impl Core {
         }
     }
 
-    /// Check the request's credentials for `role`. `None`: authenticated and authorised, go
-    /// on. `Some(decision)`: the 401/407 challenge, 403 or 400 to send instead.
-    pub(super) fn authenticate(
+    /// The authentication stage of a request about to be forwarded: check
+    /// Proxy-Authorization when this request needs it. Returns whether it was checked (then our
+    /// credentials are removed before forwarding).
+    pub(super) fn authenticate_caller(
         &mut self,
-        msg: &Message<'_>,
-        src: Source,
-        socket: usize,
-        now: Now,
-        role: Role,
-    ) -> Option<Decision> {
-        let header = match role {
-            Role::Registrar => HeaderName::Authorization,
-            Role::Proxy => HeaderName::ProxyAuthorization,
+        rq: &Incoming<'_, '_>,
+        routed_by_us: bool,
+    ) -> Stage<bool> {
+        let needed = self.needs_proxy_auth(rq.msg, rq.method, routed_by_us);
+        if needed {
+            self.authenticate(rq, Role::Proxy)?;
+        }
+        ControlFlow::Continue(needed)
+    }
+
+    /// Check the request's credentials for `role`: go on when they are good and their user
+    /// may act as the To (REGISTER) or From user; else break with the 401/407 challenge, 403
+    /// or 400 to send instead.
+    pub(super) fn authenticate(&mut self, rq: &Incoming<'_, '_>, role: Role) -> Stage<()> {
+        let header = role.credentials_header();
+        let Some(a) = self.auth.as_mut() else {
+            return ControlFlow::Continue(());
         };
-        let outcome = {
-            let a = self.auth.as_mut()?;
+        let outcome =
             a.authn
-                .check_request(now.secs(), src.addr.ip(), msg, header, &mut a.nc)
-        };
+                .check_request(rq.now.secs(), rq.src.addr.ip(), rq.msg, header, &mut a.nc);
         match outcome {
             AuthOutcome::Ok { user } => {
-                let owns = match role {
-                    // A To without a user part is refused by the registrar itself (404).
-                    Role::Registrar => match msg.to().ok().and_then(|t| t.uri.user) {
-                        Some(to_user) => self.owns(user, to_user),
-                        None => true,
-                    },
-                    Role::Proxy => msg
-                        .from()
-                        .ok()
-                        .and_then(|f| f.uri.user)
-                        .is_some_and(|from_user| self.owns(user, from_user)),
-                };
-                if owns {
+                if self.may_act_as(rq.msg, role, user) {
                     self.counters.auth_ok += 1;
-                    None
+                    ControlFlow::Continue(())
                 } else {
                     self.counters.auth_forbidden += 1;
-                    Some(self.reply_to(msg, src, socket, 403, "Forbidden"))
+                    self.refuse(rq, 403, "Forbidden")
                 }
             }
-            AuthOutcome::Challenge { stale } => {
-                self.counters.auth_challenges += 1;
-                if stale {
-                    self.counters.auth_stale += 1;
-                } else if self.has_our_credentials(msg, header) {
-                    // Wrong password, unknown user, foreign or tampered nonce.
-                    self.counters.auth_failures += 1;
-                }
-                let (status, reason, name): (u16, &str, &[u8]) = match role {
-                    Role::Registrar => (401, "Unauthorized", b"WWW-Authenticate: "),
-                    Role::Proxy => (
-                        407,
-                        "Proxy Authentication Required",
-                        b"Proxy-Authenticate: ",
-                    ),
-                };
-                self.extra.clear();
-                self.extra.extend_from_slice(name);
-                if let Some(a) = &mut self.auth {
-                    let salt = a.next_salt();
-                    a.authn
-                        .challenge(now.secs(), src.addr.ip(), salt, stale)
-                        .write_to(&mut self.extra);
-                }
-                self.extra.extend_from_slice(b"\r\n");
-                Some(self.reply_extra(msg, src, socket, status, reason))
-            }
+            AuthOutcome::Challenge { stale } => self.challenge(rq, role, stale),
             AuthOutcome::BadRequest(reason) => {
                 self.counters.auth_malformed += 1;
-                Some(self.reply_to(msg, src, socket, 400, reason))
+                self.refuse(rq, 400, reason)
             }
         }
+    }
+
+    /// Whether `user` owns the user part the request speaks for in `role`.
+    fn may_act_as(&self, msg: &Message<'_>, role: Role, user: &[u8]) -> bool {
+        match role {
+            // A To without a user part is refused by the registrar itself (404).
+            Role::Registrar => match msg.to().ok().and_then(|t| t.uri.user) {
+                Some(to_user) => self.owns(user, to_user),
+                None => true,
+            },
+            Role::Proxy => msg
+                .from()
+                .ok()
+                .and_then(|f| f.uri.user)
+                .is_some_and(|from_user| self.owns(user, from_user)),
+        }
+    }
+
+    /// 401 or 407 with a fresh challenge.
+    fn challenge(&mut self, rq: &Incoming<'_, '_>, role: Role, stale: bool) -> Stage<()> {
+        self.counters.auth_challenges += 1;
+        if stale {
+            self.counters.auth_stale += 1;
+        } else if self.has_our_credentials(rq.msg, role.credentials_header()) {
+            // Wrong password, unknown user, foreign or tampered nonce.
+            self.counters.auth_failures += 1;
+        }
+        let (status, reason, name): (u16, &str, &[u8]) = match role {
+            Role::Registrar => (401, "Unauthorized", b"WWW-Authenticate: "),
+            Role::Proxy => (
+                407,
+                "Proxy Authentication Required",
+                b"Proxy-Authenticate: ",
+            ),
+        };
+        self.extra.clear();
+        self.extra.extend_from_slice(name);
+        if let Some(a) = &mut self.auth {
+            let salt = a.next_salt();
+            a.authn
+                .challenge(rq.now.secs(), rq.src.addr.ip(), salt, stale)
+                .write_to(&mut self.extra);
+        }
+        self.extra.extend_from_slice(b"\r\n");
+        self.answer(rq, status, reason)
     }
 
     fn owns(&self, user: &[u8], uri_user: &[u8]) -> bool {

@@ -6,6 +6,10 @@
 //! A core owns its shard's location table and counters; location changes it makes are queued
 //! for the other shards ([`Core::take_replication`]) and theirs are applied with
 //! [`Core::apply_replica`].
+//!
+//! A request goes through the stages of `request` (validate, route, local, authenticate,
+//! target, edit), a response through `response`; either ends in a `Decision`, which
+//! [`Core::handle`] turns into the buffer's new contents and the [`Action`].
 
 pub mod auth;
 pub mod branch;
@@ -14,26 +18,24 @@ pub mod pike;
 pub mod redirect;
 pub mod reply;
 
+mod remove;
+mod request;
+mod response;
+mod upkeep;
+
 use std::mem::MaybeUninit;
-use std::net::{IpAddr, SocketAddr};
 
 use crate::counters::{Counters, DropReason};
 use crate::identity::LocalIdentity;
-use crate::location::{AorKey, BindingRecord, LocationTable, Now};
+use crate::location::{LocationTable, Now};
 use crate::registrar::{self, RegistrarConfig};
-use crate::sip::header::CommaSplit;
-use crate::sip::uri::parse_host;
-use crate::sip::{
-    ConnId, Edits, HeaderName, Message, Method, NameAddr, PacketBuf, ParseError, Scheme, Source,
-    Span, Target, Transport, Uri,
-};
+use crate::sip::{Edits, Message, PacketBuf, ParseError, Source, Target};
 
-use auth::{Role, ShardAuth};
-use branch::{BranchKey, BRANCH_LEN, BRANCH_PREFIX};
+use auth::ShardAuth;
+use next_hop::HopHealth;
 pub use next_hop::StaticRoute;
-use next_hop::{HopHealth, HopState};
 use redirect::RedirectPolicy;
-use reply::{host_is, rport_name_end, ReplySource};
+use reply::ReplySource;
 
 /// The methods this proxy accepts (it forwards any method; these are the ones it knows).
 pub const ALLOW: &str =
@@ -78,11 +80,13 @@ pub enum Action {
 
 /// What a decision produced, before the buffer is touched.
 enum Decision {
+    /// Apply `Core::edits` to the first `len` bytes and send them.
     Forward {
         to: Target,
         socket: usize,
         len: usize,
     },
+    /// Send `Core::reply`.
     Reply {
         to: Target,
         socket: usize,
@@ -92,11 +96,62 @@ enum Decision {
 }
 
 /// One shard's proxy and registrar state.
+///
+/// Driven with byte strings, no sockets: register bob, then call him.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use sipshard::identity::LocalIdentity;
+/// use sipshard::location::Now;
+/// use sipshard::proxy::{Action, Core, ProxyConfig};
+/// use sipshard::registrar::RegistrarConfig;
+/// use sipshard::sip::rewrite::DEFAULT_HEADROOM;
+/// use sipshard::sip::{PacketBuf, Source, Target, Transport};
+///
+/// let listen: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+/// let cfg: &'static ProxyConfig = Box::leak(Box::new(ProxyConfig {
+///     local: LocalIdentity::new(&[(Transport::Udp, listen)], &[], None, &["example.com".into()], None),
+///     routes: vec![],
+///     record_route: false,
+///     redirect: Default::default(),
+///     registrar: RegistrarConfig::default(),
+///     max_message: 65_507,
+///     pike: None,
+/// }));
+/// let mut core = Core::new(cfg);
+/// let now = Now { unix_ms: 1_700_000_000_000 };
+/// let mut send = |from: &str, text: &str| {
+///     let mut pkt = PacketBuf::from_message(text.as_bytes(), DEFAULT_HEADROOM);
+///     let action = core.handle(now, Source::udp(from.parse().unwrap()), 0, &mut pkt);
+///     (action, String::from_utf8_lossy(pkt.as_slice()).into_owned())
+/// };
+///
+/// let (action, reply) = send("192.0.2.60:5062",
+///     "REGISTER sip:example.com SIP/2.0\r\n\
+///      Via: SIP/2.0/UDP 192.0.2.60:5062;branch=z9hG4bKreg1\r\n\
+///      From: <sip:bob@example.com>;tag=r1\r\nTo: <sip:bob@example.com>\r\n\
+///      Call-ID: reg-bob\r\nCSeq: 1 REGISTER\r\n\
+///      Contact: <sip:bob@192.0.2.60:5062>\r\nContent-Length: 0\r\n\r\n");
+/// let to = Target::udp("192.0.2.60:5062".parse().unwrap());
+/// assert_eq!(action, Action::Reply { to, socket: 0 });
+/// assert!(reply.starts_with("SIP/2.0 200 OK\r\n"));
+///
+/// let (action, invite) = send("192.0.2.30:5060",
+///     "INVITE sip:bob@example.com SIP/2.0\r\n\
+///      Via: SIP/2.0/UDP 192.0.2.30;branch=z9hG4bKinv1\r\nMax-Forwards: 70\r\n\
+///      From: <sip:alice@example.net>;tag=a1\r\nTo: <sip:bob@example.com>\r\n\
+///      Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n");
+/// assert_eq!(action, Action::Forward { to, socket: 0 });
+/// assert!(invite.starts_with("INVITE sip:bob@192.0.2.60:5062 SIP/2.0\r\n"));
+/// assert!(invite.contains("Max-Forwards: 69\r\n"));
+/// ```
 pub struct Core {
     cfg: &'static ProxyConfig,
-    /// This shard's copy of the location table.
-    pub table: LocationTable,
-    pub counters: Counters,
+    /// This shard's copy of the location table. (Public until the runtime asks through
+    /// [`Core::table_sizes`].)
+    table: LocationTable,
+    /// (Public until the runtime counts through [`Core::counters`] and the `count_*` methods.)
+    counters: Counters,
     /// Edits of the message being forwarded (reused; never reallocated).
     edits: Box<Edits>,
     /// The reply being composed (reused).
@@ -105,10 +160,8 @@ pub struct Core {
     extra: Vec<u8>,
     /// The registrar's Date line, formatted once per second.
     date: registrar::DateLine,
-    /// Location changes made here, waiting to be sent to the other shards.
-    outbox: Vec<BindingRecord>,
-    /// Last version stamp issued, so stamps strictly increase on this shard.
-    last_stamp_ms: u64,
+    /// Location changes made here, stamped, waiting to be sent to the other shards.
+    outbox: registrar::Outbox,
     /// Per-source flood protection (`--pike`), when on.
     pike: Option<pike::Pike>,
     /// Digest authentication, when `--users` is given.
@@ -132,8 +185,7 @@ impl Core {
             reply: Vec::with_capacity(4096),
             extra: Vec::with_capacity(2048),
             date: registrar::DateLine::default(),
-            outbox: Vec::new(),
-            last_stamp_ms: 0,
+            outbox: registrar::Outbox::default(),
             pike: cfg
                 .pike
                 .map(|(rate, cooldown)| pike::Pike::new(rate, cooldown)),
@@ -149,43 +201,48 @@ impl Core {
     /// Handle one message received on listener `socket` from `src`.
     pub fn handle(&mut self, now: Now, src: Source, socket: usize, pkt: &mut PacketBuf) -> Action {
         self.counters.datagrams_received += 1;
-        // Flood protection looks at requests only (responses answer what we sent), before any
-        // parsing: a blocked source costs one hash lookup.
-        if let Some(p) = &mut self.pike {
-            if !pkt.as_slice().starts_with(b"SIP/") {
-                if let pike::Verdict::Block { newly } = p.check(src.addr.ip(), now.unix_ms) {
-                    if newly {
-                        log::warn!("pike: {} exceeded its request rate; blocked", src.addr.ip());
-                    }
-                    self.counters.drop(DropReason::Flood);
-                    return Action::Drop(DropReason::Flood);
-                }
+        if self.pike_blocks(now, src, pkt.as_slice()) {
+            return self.drop_counted(DropReason::Flood);
+        }
+        let decision = self.decide(now, src, socket, pkt);
+        self.finish(decision, pkt)
+    }
+
+    /// Flood protection looks at requests only (responses answer what we sent), before any
+    /// parsing: a blocked source costs one hash lookup.
+    fn pike_blocks(&mut self, now: Now, src: Source, datagram: &[u8]) -> bool {
+        let Some(p) = &mut self.pike else {
+            return false;
+        };
+        if datagram.starts_with(b"SIP/") {
+            return false;
+        }
+        let pike::Verdict::Block { newly } = p.check(src.addr.ip(), now.unix_ms) else {
+            return false;
+        };
+        if newly {
+            log::warn!("pike: {} exceeded its request rate; blocked", src.addr.ip());
+        }
+        true
+    }
+
+    /// Parse the datagram once, in place, and decide; nothing is written to `pkt` yet.
+    fn decide(&mut self, now: Now, src: Source, socket: usize, pkt: &mut PacketBuf) -> Decision {
+        if pkt.len() > self.cfg.max_message {
+            self.counters.parse_error(ParseError::TooLarge);
+            return self.salvage_reply(pkt.as_slice(), src, socket, 513, "Message Too Large");
+        }
+        // Parsed in place: the header index is some 3 KB, too much to move on every datagram.
+        let mut slot = MaybeUninit::uninit();
+        match Message::parse_in(&mut slot, pkt.as_mut_slice()) {
+            Ok(msg) if msg.is_request() => self.on_request(msg, src, socket, now),
+            Ok(msg) => self.on_response(msg, socket),
+            Err(ParseError::Empty) => Decision::Drop(DropReason::Keepalive),
+            Err(e) => {
+                self.counters.parse_error(e);
+                self.salvage_reply(pkt.as_slice(), src, socket, e.status(), e.reason())
             }
         }
-        let decision = if pkt.len() > self.cfg.max_message {
-            self.counters.parse_error(ParseError::TooLarge);
-            match ReplySource::salvage(pkt.as_slice()) {
-                Some(rs) => self.reply_with(&rs, src, socket, 513, "Message Too Large"),
-                None => Decision::Drop(DropReason::Unparseable),
-            }
-        } else {
-            // Parsed in place: the header index is some 3 KB, too much to move on every
-            // datagram.
-            let mut slot = MaybeUninit::uninit();
-            match Message::parse_in(&mut slot, pkt.as_mut_slice()) {
-                Ok(msg) if msg.is_request() => self.on_request(msg, src, socket, now),
-                Ok(msg) => self.on_response(msg, socket),
-                Err(ParseError::Empty) => Decision::Drop(DropReason::Keepalive),
-                Err(e) => {
-                    self.counters.parse_error(e);
-                    match ReplySource::salvage(pkt.as_slice()) {
-                        Some(rs) => self.reply_with(&rs, src, socket, e.status(), e.reason()),
-                        None => Decision::Drop(DropReason::Unparseable),
-                    }
-                }
-            }
-        };
-        self.finish(decision, pkt)
     }
 
     /// Answer a message its transport could not frame (a stream broken for good): the reply,
@@ -197,422 +254,52 @@ impl Core {
         pkt: &mut PacketBuf,
         err: ParseError,
     ) -> Action {
+        self.counters.datagrams_received += 1;
         self.counters.parse_error(err);
-        let decision = match ReplySource::salvage(pkt.as_slice()) {
-            Some(rs) => self.reply_with(&rs, src, socket, err.status(), err.reason()),
-            None => Decision::Drop(DropReason::Unparseable),
-        };
+        let decision = self.salvage_reply(pkt.as_slice(), src, socket, err.status(), err.reason());
         self.finish(decision, pkt)
     }
 
-    /// Carry a decision out on the buffer: apply the edits, or put the reply in it.
+    /// Carry out a decision on the buffer: apply the edits or copy the reply in, and count.
     fn finish(&mut self, decision: Decision, pkt: &mut PacketBuf) -> Action {
         match decision {
             Decision::Forward { to, socket, len } => {
                 pkt.truncate(len);
-                match self.edits.apply(pkt) {
-                    Ok(()) => Action::Forward { to, socket },
-                    Err(_) => {
-                        self.counters.drop(DropReason::RewriteFailed);
-                        Action::Drop(DropReason::RewriteFailed)
-                    }
+                if self.edits.apply(pkt).is_ok() {
+                    return Action::Forward { to, socket };
                 }
+                self.drop_counted(DropReason::RewriteFailed)
             }
             Decision::Reply { to, socket, status } => {
                 if pkt.set_contents(&self.reply) {
                     self.counters.reply(status);
-                    Action::Reply { to, socket }
-                } else {
-                    self.counters.drop(DropReason::RewriteFailed);
-                    Action::Drop(DropReason::RewriteFailed)
+                    return Action::Reply { to, socket };
                 }
+                self.drop_counted(DropReason::RewriteFailed)
             }
-            Decision::Drop(r) => {
-                self.counters.drop(r);
-                Action::Drop(r)
-            }
+            Decision::Drop(r) => self.drop_counted(r),
         }
     }
 
-    /// Location changes made since the last call, for the other shards.
-    pub fn take_replication(&mut self) -> std::vec::Drain<'_, BindingRecord> {
-        self.outbox.drain(..)
+    fn drop_counted(&mut self, reason: DropReason) -> Action {
+        self.counters.drop(reason);
+        Action::Drop(reason)
     }
 
-    /// Apply a change made on another shard.
-    pub fn apply_replica(&mut self, rec: &BindingRecord) {
-        self.counters.replication_received += 1;
-        self.table.merge_record(rec);
-    }
-
-    /// Apply a next hop's change of state published by the prober.
-    pub fn apply_hop_state(&mut self, s: HopState) {
-        if self.hops.apply(s) {
-            self.counters.next_hop_changes += 1;
+    /// Reply to a datagram that did not parse (or is too large to), when its Via and dialog
+    /// headers can be found by a tolerant scan.
+    fn salvage_reply(
+        &mut self,
+        datagram: &[u8],
+        src: Source,
+        socket: usize,
+        status: u16,
+        reason: &str,
+    ) -> Decision {
+        match ReplySource::salvage(datagram) {
+            Some(rs) => self.reply_with(&rs, src, socket, status, reason),
+            None => Decision::Drop(DropReason::Unparseable),
         }
-    }
-
-    /// Drop expired bindings (lookups already ignore them; this reclaims memory).
-    pub fn purge(&mut self, now: Now) {
-        let expired = self.table.purge(now.secs());
-        self.counters.registrations_expired += expired as u64;
-        if let Some(p) = &mut self.pike {
-            p.prune(now.unix_ms);
-        }
-    }
-
-    fn on_request(&mut self, msg: &Message<'_>, src: Source, socket: usize, now: Now) -> Decision {
-        let cfg = self.cfg;
-        let local = &cfg.local;
-        let method = msg.method().unwrap_or(Method::Other);
-        if let Err(e) = msg.validate_request() {
-            self.counters.parse_error(e);
-            return self.reply_to(msg, src, socket, e.status(), e.reason());
-        }
-        let Some(ruri) = msg.request_uri() else {
-            return self.reply_to(msg, src, socket, 400, "Bad Request - Malformed Request-URI");
-        };
-        if let Scheme::Other(_) = ruri.scheme {
-            return self.reply_to(msg, src, socket, 416, "Unsupported URI Scheme");
-        }
-        if method == Method::Ack && self.is_ack_for_local_reply(msg) {
-            return Decision::Drop(DropReason::AbsorbedAck);
-        }
-        // RFC 3261 section 16.3 item 5: we support no extensions that a proxy must understand.
-        if !matches!(method, Method::Ack | Method::Cancel)
-            && msg.field(HeaderName::ProxyRequire).is_some()
-        {
-            self.extra.clear();
-            self.extra.extend_from_slice(b"Unsupported: ");
-            for (i, tag) in msg.option_tags(HeaderName::ProxyRequire).enumerate() {
-                if i > 0 {
-                    self.extra.extend_from_slice(b", ");
-                }
-                self.extra.extend_from_slice(tag);
-            }
-            self.extra.extend_from_slice(b"\r\n");
-            return self.reply_extra(msg, src, socket, 420, "Bad Extension");
-        }
-
-        // Route processing (RFC 3261 section 16.4).
-        let mut routes = RouteSummary::default();
-        for r in msg.routes() {
-            match r {
-                Ok(r) => routes.push(r),
-                Err(e) => return self.reply_to(msg, src, socket, e.status(), e.reason()),
-            }
-        }
-        self.edits.clear();
-        let mut removed: [Option<(usize, Span)>; 2] = [None, None];
-        let mut target_uri = ruri;
-        let mut new_ruri: Option<Span> = None;
-        // A strict router upstream put our Record-Route URI in the Request-URI and the real
-        // target last in Route: restore it.
-        if routes.count > 0
-            && ruri.user.is_none()
-            && ruri
-                .host
-                .is_some_and(|h| local.is_our_address(&h, ruri.port))
-        {
-            let last = routes.last.expect("count > 0");
-            target_uri = last.uri;
-            new_ruri = Some(Span::within(msg.buf(), last.uri.raw, 0));
-            removed[0] = Some((last.field, last.span));
-            routes.drop_last();
-        }
-        // Loose routing: the top Route naming us is consumed.
-        if let Some(first) = routes.first {
-            if first
-                .uri
-                .host
-                .is_some_and(|h| local.is_our_route(&h, first.uri.port))
-            {
-                removed[1] = Some((first.field, first.span));
-                routes.drop_first();
-            }
-        }
-
-        // Requests we answer ourselves: REGISTER for our domains, OPTIONS to this proxy.
-        let target_ours = routes.first.is_none()
-            && target_uri
-                .host
-                .is_some_and(|h| local.is_our_domain(&h, target_uri.port));
-        if target_ours && method == Method::Register {
-            return self.register(msg, src, socket, now);
-        }
-        if target_ours && target_uri.user.is_none() && method == Method::Options {
-            self.extra.clear();
-            self.extra.extend_from_slice(b"Allow: ");
-            self.extra.extend_from_slice(ALLOW.as_bytes());
-            self.extra
-                .extend_from_slice(b"\r\nAccept: application/sdp\r\n");
-            return self.reply_extra(msg, src, socket, 200, "OK");
-        }
-        // Everything else is forwarded, so Max-Forwards is checked first (section 16.3 item 3).
-        let max_forwards = match msg.max_forwards() {
-            Ok(m) => m,
-            Err(e) => return self.reply_to(msg, src, socket, e.status(), e.reason()),
-        };
-        if max_forwards == Some(0) {
-            return self.reply_to(msg, src, socket, 483, "Too Many Hops");
-        }
-        // Proxy authentication (section 16.3 item 6, section 22.3), before the location service
-        // is asked, so an unauthenticated caller learns nothing about registrations.
-        let routed_by_us = removed.iter().any(Option::is_some);
-        let authenticated = self.needs_proxy_auth(msg, method, routed_by_us);
-        if authenticated {
-            if let Some(d) = self.authenticate(msg, src, socket, now, Role::Proxy) {
-                return d;
-            }
-        }
-
-        let mut contact: Option<&[u8]> = None;
-        let dest = if let Some(next) = routes.first {
-            match self.resolve(&next.uri) {
-                Some(d) => d,
-                None => {
-                    return self.reply_to(msg, src, socket, 404, "Not Found - Unresolvable Route")
-                }
-            }
-        } else if target_ours {
-            let Some(user) = target_uri.user else {
-                return self.reply_to(msg, src, socket, 404, "Not Found");
-            };
-            let mut key = AorKey::new();
-            if !key.build(user, local.aor_domain(target_uri.host)) {
-                return self.reply_to(msg, src, socket, 404, "Not Found");
-            }
-            // ACK and CANCEL cannot be answered with a redirection: they go where the request
-            // they belong to would have gone.
-            if !matches!(method, Method::Ack | Method::Cancel)
-                && cfg.redirect.covers(target_uri.host)
-            {
-                return self.redirect(msg, src, socket, key.as_bytes(), now);
-            }
-            match self.table.lookup(key.as_bytes(), now.secs()) {
-                Some(b) => {
-                    contact = Some(b.contact);
-                    b.dest
-                }
-                None => return self.reply_to(msg, src, socket, 480, "Temporarily Unavailable"),
-            }
-        } else {
-            match self.resolve(&target_uri) {
-                Some(d) => d,
-                None => return self.reply_to(msg, src, socket, 404, "Not Found"),
-            }
-        };
-
-        let key = match BranchKey::compute(msg) {
-            Ok(k) => k,
-            Err(e) => return self.reply_to(msg, src, socket, e.status(), e.reason()),
-        };
-        for via in msg.vias().flatten() {
-            if local.is_our_address(&via.host, via.port)
-                && via.branch().and_then(BranchKey::loop_part_of) == Some(key.loop_part)
-            {
-                return self.reply_to(msg, src, socket, 482, "Loop Detected");
-            }
-        }
-        let Some(out_socket) = local.socket_for(socket, &dest) else {
-            return Decision::Drop(DropReason::NoSocket);
-        };
-
-        // Edits (section 16.6): Request-URI, Max-Forwards, Route removal, Via, Record-Route.
-        let edits = &mut self.edits;
-        if let Some(c) = contact {
-            edits.replace(msg.request_uri_span().unwrap_or_default(), c);
-        } else if let Some(span) = new_ruri {
-            let bytes = span.of(msg.buf());
-            edits.replace(msg.request_uri_span().unwrap_or_default(), bytes);
-        }
-        match max_forwards {
-            Some(n) => {
-                let f = msg.field(HeaderName::MaxForwards).expect("validated");
-                edits.replace_with(f.value, |w| {
-                    w.num(n as u64 - 1);
-                });
-            }
-            None => edits.insert_with(msg.headers_end, |w| {
-                w.bytes(b"Max-Forwards: ")
-                    .num(DEFAULT_MAX_FORWARDS as u64)
-                    .bytes(b"\r\n");
-            }),
-        }
-        remove_values(edits, msg, &removed);
-        if authenticated {
-            self.strip_our_credentials(msg);
-        }
-        let edits = &mut self.edits;
-
-        let adv = local.advertised(out_socket, &dest);
-        let mut branch = [0u8; BRANCH_LEN];
-        key.write(&mut branch);
-        let record_route = cfg.record_route
-            && matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
-            && msg.to().map(|t| t.tag().is_none()).unwrap_or(false);
-        let first_via = msg.field(HeaderName::Via).expect("validated").line.start as usize;
-        let existing_rr = msg
-            .field(HeaderName::RecordRoute)
-            .map(|f| f.line.start as usize);
-        if record_route {
-            let at = existing_rr.unwrap_or(first_via);
-            edits.insert_with(at, |w| {
-                w.bytes(b"Record-Route: <sip:")
-                    .bytes(adv.as_bytes())
-                    .bytes(b";lr>\r\n");
-            });
-        }
-        edits.insert_with(first_via, |w| {
-            w.bytes(b"Via: SIP/2.0/")
-                .bytes(dest.transport.via_token())
-                .bytes(b" ")
-                .bytes(adv.as_bytes())
-                .bytes(b";branch=")
-                .bytes(&branch);
-            // A request that came over a connection names it in our Via, so that its response
-            // goes back on it from whichever shard receives the response.
-            if let Some(c) = src.conn {
-                w.bytes(b";").bytes(CONN_PARAM).bytes(b"=").num(c.0);
-            }
-            w.bytes(b"\r\n");
-        });
-        // The previous hop's Via learns where its request really came from (section 18.2.1,
-        // RFC 3581).
-        if let Ok(top) = msg.top_via() {
-            let elem = msg.bytes(top.span);
-            if top.rport() == Some(None) {
-                if let Some(at) = rport_name_end(&top, elem) {
-                    edits.insert_with(top.span.start as usize + at, |w| {
-                        w.bytes(b"=").num(src.addr.port() as u64);
-                    });
-                }
-            }
-            if top.received().is_none() && (top.rport().is_some() || !host_is(&top, src.addr.ip()))
-            {
-                edits.insert_with(top.span.end as usize, |w| {
-                    w.bytes(b";received=").ip(src.addr.ip());
-                });
-            }
-        }
-        self.counters.forwarded_request(method);
-        Decision::Forward {
-            to: dest,
-            socket: out_socket,
-            len: msg.framed_len(),
-        }
-    }
-
-    fn on_response(&mut self, msg: &Message<'_>, socket: usize) -> Decision {
-        let local = &self.cfg.local;
-        let Ok(top) = msg.top_via() else {
-            return Decision::Drop(DropReason::Unparseable);
-        };
-        let ours = top.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX))
-            && local.is_our_address(&top.host, top.port);
-        if !ours {
-            return Decision::Drop(DropReason::StrayResponse);
-        }
-        let next = match msg.second_via() {
-            None => return Decision::Drop(DropReason::NoNextVia),
-            Some(Err(_)) => return Decision::Drop(DropReason::Unparseable),
-            Some(Ok(v)) => v,
-        };
-        let ip = next
-            .received()
-            .and_then(parse_ip)
-            .or_else(|| next.host.ip());
-        let Some(ip) = ip else {
-            return Decision::Drop(DropReason::Unresolvable);
-        };
-        let port = match next.rport() {
-            Some(Some(p)) => p,
-            _ => next.port_or_default(),
-        };
-        // The previous hop asked for its responses over the transport its Via names.
-        let Some(transport) = Transport::from_token(next.transport) else {
-            return Decision::Drop(DropReason::NoSocket);
-        };
-        let conn = top
-            .param(CONN_PARAM)
-            .flatten()
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-            .filter(|_| transport.is_stream())
-            .map(ConnId);
-        let dest = Target {
-            transport,
-            addr: SocketAddr::new(ip, port),
-            conn,
-        };
-        let Some(out_socket) = local.socket_for(socket, &dest) else {
-            return Decision::Drop(DropReason::NoSocket);
-        };
-        self.edits.clear();
-        remove_values(&mut self.edits, msg, &[Some((top.field, top.span))]);
-        self.counters.forwarded_response(msg.status().unwrap_or(0));
-        Decision::Forward {
-            to: dest,
-            socket: out_socket,
-            len: msg.framed_len(),
-        }
-    }
-
-    fn register(&mut self, msg: &Message<'_>, src: Source, socket: usize, now: Now) -> Decision {
-        if self.auth.is_some() {
-            if let Some(d) = self.authenticate(msg, src, socket, now, Role::Registrar) {
-                return d;
-            }
-        }
-        self.extra.clear();
-        let (status, reason) = registrar::handle(
-            &mut registrar::Context {
-                cfg: &self.cfg.registrar,
-                local: &self.cfg.local,
-                table: &mut self.table,
-                counters: &mut self.counters,
-                outbox: &mut self.outbox,
-                last_stamp_ms: &mut self.last_stamp_ms,
-                extra: &mut self.extra,
-                date: &mut self.date,
-            },
-            msg,
-            src,
-            now,
-        );
-        self.reply_extra(msg, src, socket, status, reason)
-    }
-
-    /// Where to send a request whose next hop is `uri` (a Route or a foreign Request-URI):
-    /// the first next hop that is up of the static route for its domain or of the default
-    /// route, or the literal address.
-    /// A literal address is reached over the transport the URI asks for; the static routes'
-    /// next hops over UDP.
-    fn resolve(&self, uri: &Uri<'_>) -> Option<Target> {
-        let host = uri.host?;
-        if let Some(ip) = host.ip() {
-            let transport = uri_transport(uri);
-            let port = uri.port.unwrap_or(transport.default_port());
-            return Some(Target::new(transport, SocketAddr::new(ip, port)));
-        }
-        let name = uri.host_raw;
-        let name = name.strip_suffix(b".").unwrap_or(name);
-        self.cfg
-            .routes
-            .iter()
-            .find(|r| r.domain.as_bytes().eq_ignore_ascii_case(name))
-            .or_else(|| self.cfg.routes.iter().find(|r| r.domain == "*"))
-            .and_then(|r| self.hops.pick(&r.targets))
-            .map(Target::udp)
-    }
-
-    fn is_ack_for_local_reply(&self, msg: &Message<'_>) -> bool {
-        let Some(tag) = msg.to().ok().and_then(|t| t.tag()) else {
-            return false;
-        };
-        if !tag.starts_with(branch::LOCAL_TAG_PREFIX) {
-            return false;
-        }
-        ReplySource::from_message(msg).is_some_and(|rs| rs.local_tag()[..] == *tag)
     }
 
     fn reply_to(
@@ -636,7 +323,7 @@ impl Core {
         status: u16,
         reason: &str,
     ) -> Decision {
-        if msg.method() == Some(Method::Ack) {
+        if msg.method() == Some(crate::sip::Method::Ack) {
             return Decision::Drop(DropReason::Unanswerable);
         }
         match ReplySource::from_message(msg) {
@@ -659,99 +346,6 @@ impl Core {
         };
         rs.compose(&mut self.reply, status, reason, src.addr, &self.extra);
         Decision::Reply { to, socket, status }
-    }
-}
-
-/// The parts of the Route set the decision needs: how many, the first, second and last.
-#[derive(Default)]
-struct RouteSummary<'a> {
-    count: usize,
-    first: Option<NameAddr<'a>>,
-    second: Option<NameAddr<'a>>,
-    last: Option<NameAddr<'a>>,
-}
-
-impl<'a> RouteSummary<'a> {
-    fn push(&mut self, r: NameAddr<'a>) {
-        match self.count {
-            0 => self.first = Some(r),
-            1 => self.second = Some(r),
-            _ => {}
-        }
-        self.last = Some(r);
-        self.count += 1;
-    }
-
-    fn drop_last(&mut self) {
-        self.count -= 1;
-        if self.count == 0 {
-            self.first = None;
-        }
-        if self.count <= 1 {
-            self.second = None;
-        }
-        // `last` is only used once, by the strict-router fix-up.
-        self.last = None;
-    }
-
-    fn drop_first(&mut self) {
-        self.count -= 1;
-        self.first = if self.count > 0 { self.second } else { None };
-        self.second = None;
-    }
-}
-
-/// Remove list values (`(field index, value span)`), each one a whole line when it is alone on
-/// it, else by rewriting the line's value without it.
-fn remove_values(edits: &mut Edits, msg: &Message<'_>, removed: &[Option<(usize, Span)>]) {
-    for (i, entry) in removed.iter().enumerate() {
-        let Some((field, _)) = entry else { continue };
-        // Two values of one line are handled together, when the line is first seen.
-        if removed[..i].iter().flatten().any(|(f, _)| f == field) {
-            continue;
-        }
-        let f = msg.field_at(*field);
-        let buf = msg.buf();
-        let gone = |s: Span| {
-            removed
-                .iter()
-                .flatten()
-                .any(|(fi, sp)| fi == field && *sp == s)
-        };
-        let kept = CommaSplit::new(buf, f.value).filter(|s| !gone(*s)).count();
-        if kept == 0 {
-            edits.remove(f.line);
-        } else {
-            edits.replace_with(f.value, |w| {
-                for (i, s) in CommaSplit::new(buf, f.value)
-                    .filter(|s| !gone(*s))
-                    .enumerate()
-                {
-                    if i > 0 {
-                        w.bytes(b", ");
-                    }
-                    w.bytes(s.of(buf));
-                }
-            });
-        }
-    }
-}
-
-/// The transport a URI asks for (RFC 3263 section 4.1, without DNS): its `transport`
-/// parameter, else TLS for `sips:`, else UDP.
-pub fn uri_transport(uri: &Uri<'_>) -> Transport {
-    match uri.param(b"transport").and_then(Transport::from_token) {
-        Some(t) => t,
-        None if uri.scheme == Scheme::Sips => Transport::Tls,
-        None => Transport::Udp,
-    }
-}
-
-/// `received` values: a bare or bracketed IPv6 address, or IPv4 (RFC 5118 section 4.5).
-fn parse_ip(v: &[u8]) -> Option<IpAddr> {
-    match parse_host(v)? {
-        h @ (crate::sip::Host::V4(_) | crate::sip::Host::V6(_)) => h.ip(),
-        crate::sip::Host::Name(n) => std::str::from_utf8(n).ok()?.parse().ok(),
     }
 }
 

@@ -4,10 +4,10 @@
 //! local To tag, so the caller's ACK for it is absorbed like the ACK of any local reply.
 
 use crate::sip::write::{push_q_value, push_uint};
-use crate::sip::{Host, Message, Source};
+use crate::sip::Host;
 
+use super::request::Incoming;
 use super::{Core, Decision};
-use crate::location::Now;
 
 /// Which requests are redirected (`--redirect`, `--redirect-domain`).
 #[derive(Clone, Debug, Default)]
@@ -42,16 +42,9 @@ impl RedirectPolicy {
 
 impl Core {
     /// Answer with 302 and the bindings of `aor`, or 480 when it has none.
-    pub(super) fn redirect(
-        &mut self,
-        msg: &Message<'_>,
-        src: Source,
-        socket: usize,
-        aor: &[u8],
-        now: Now,
-    ) -> Decision {
+    pub(super) fn redirect(&mut self, rq: &Incoming<'_, '_>, aor: &[u8]) -> Decision {
         self.extra.clear();
-        let now_secs = now.secs();
+        let now_secs = rq.now.secs();
         let mut listed = 0;
         for b in self.table.live_bindings(aor, now_secs) {
             self.extra.extend_from_slice(b"Contact: <");
@@ -64,8 +57,8 @@ impl Core {
             listed += 1;
         }
         if listed == 0 {
-            return self.reply_to(msg, src, socket, 480, "Temporarily Unavailable");
+            return self.reply_to(rq.msg, rq.src, rq.socket, 480, "Temporarily Unavailable");
         }
-        self.reply_extra(msg, src, socket, 302, "Moved Temporarily")
+        self.reply_extra(rq.msg, rq.src, rq.socket, 302, "Moved Temporarily")
     }
 }

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use super::*;
 use crate::identity::LocalIdentity;
 use crate::sip::rewrite::DEFAULT_HEADROOM;
+use crate::sip::Transport;
+use next_hop::HopState;
 
 const NOW: Now = Now {
     unix_ms: 1_700_000_000_000,

@@ -136,12 +136,15 @@ pub enum BoundSocket {
     Tcp(socket2::Socket),
 }
 
+/// Each shard's sockets in listener order, and the listeners as bound.
+type Bound = (Vec<Vec<BoundSocket>>, Vec<(Transport, SocketAddr)>);
+
 /// Bind every shard's sockets before any shard starts. Returns each shard's sockets, in
 /// listener order, and the listeners as bound (port 0 resolved; TCP takes the port its UDP
 /// twin got).
 fn bind(
     settings: &Settings,
-) -> Result<(Vec<Vec<BoundSocket>>, Vec<(Transport, SocketAddr)>), String> {
+) -> Result<Bound, String> {
     let shards = settings.shards();
     let s = &settings.sockets;
     let mut per_shard: Vec<Vec<BoundSocket>> = (0..shards).map(|_| Vec::new()).collect();
@@ -287,11 +290,8 @@ fn join_shards(
 
 fn log_shard_summary(settings: &Settings, id: usize, c: &Counters, probing: bool) {
     log::info!(
-        "shard {id}: {} received, {} sent, {} replies, {} dropped",
-        c.datagrams_received,
-        c.datagrams_sent,
-        c.replies.iter().sum::<u64>(),
-        c.drops.iter().sum::<u64>()
+        "shard {id}: {}",
+        metrics::log_line(metrics::Line::Traffic, c)
     );
     let shed = c.drops[DropReason::Overload as usize];
     let queue_full = c.drops[DropReason::QueueFull as usize];
@@ -303,19 +303,12 @@ fn log_shard_summary(settings: &Settings, id: usize, c: &Counters, probing: bool
         );
     }
     if settings.auth.is_some() {
-        log::info!(
-            "shard {id}: auth {} ok, {} challenges, {} stale, {} failed, {} malformed, \
-             {} forbidden, {} reloads",
-            c.auth_ok,
-            c.auth_challenges,
-            c.auth_stale,
-            c.auth_failures,
-            c.auth_malformed,
-            c.auth_forbidden,
-            c.auth_reloads
-        );
+        log::info!("shard {id}: {}", metrics::log_line(metrics::Line::Auth, c));
     }
     if probing {
-        log::info!("shard {id}: next hop changes: {}", c.next_hop_changes);
+        log::info!(
+            "shard {id}: {}",
+            metrics::log_line(metrics::Line::NextHops, c)
+        );
     }
 }

@@ -123,8 +123,7 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
     }
     shard.tcp.close_all();
     shard.drain_before_exit().await;
-    let mut counters = shard.core.borrow().counters.clone();
-    counters.tcp = shard.tcp.counters.borrow().clone();
+    let counters = shard.counters(&shard.core.borrow());
     counters
 }
 
@@ -189,10 +188,20 @@ impl Shard {
         if purge {
             core.purge(now());
         }
-        core.counters.tcp = self.tcp.counters.borrow().clone();
-        let (bindings, aors) = (core.table.binding_count(), core.table.aor_count());
-        self.published
-            .publish(&core.counters, &self.latency.borrow(), bindings, aors);
+        let (bindings, aors) = core.table_sizes();
+        self.published.publish(
+            &self.counters(&core),
+            &self.latency.borrow(),
+            bindings,
+            aors,
+        );
+    }
+
+    /// The core's counters with the transports' own.
+    fn counters(&self, core: &Core) -> Counters {
+        let mut c = core.counters().clone();
+        c.tcp = self.tcp.counters.borrow().clone();
+        c
     }
 
     /// Last changes out before the rings are dropped (which tells the persister we are done).
@@ -243,15 +252,13 @@ impl Datapath for Shard {
 
     fn start_batch(&self, kernel_drops: u64) {
         let mut core = self.core.borrow_mut();
-        core.counters.drops[DropReason::QueueFull as usize] += kernel_drops;
+        core.count_drops(DropReason::QueueFull, kernel_drops);
         self.links.borrow_mut().drain(|rec| core.apply_replica(rec));
         self.apply_hop_states(&mut core);
     }
 
     fn shed(&self) {
-        let mut core = self.core.borrow_mut();
-        core.counters.datagrams_received += 1;
-        core.counters.drops[DropReason::Overload as usize] += 1;
+        self.core.borrow_mut().count_received_shed();
     }
 
     fn handle(&self, now: Now, src: Source, listener: usize, pkt: &mut PacketBuf) -> Action {
@@ -267,9 +274,7 @@ impl Datapath for Shard {
     }
 
     fn count_sent(&self, sent: u64, failed: u64) {
-        let mut core = self.core.borrow_mut();
-        core.counters.datagrams_sent += sent;
-        core.counters.drops[DropReason::SendFailed as usize] += failed;
+        self.core.borrow_mut().count_sent(sent, failed);
     }
 }
 

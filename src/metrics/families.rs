@@ -1,0 +1,377 @@
+//! The one declaration of every metric family.
+//!
+//! Each [`Family`] says its name, help, type, labels, where its values come from, how the
+//! node-level series is derived from the shards' values, and whether (and how) it shows in the
+//! shard's exit log. The publisher ([`super::Published`]), the Prometheus text
+//! ([`super::render`]) and the exit log ([`super::log_line`]) all walk [`FAMILIES`]: a new
+//! family is one entry here, nothing else.
+//!
+//! Names and label sets are a contract with dashboards and the tests that scrape them: rename
+//! nothing here without saying so in the changelog.
+
+use std::borrow::Cow;
+
+use super::publish::{Latency, LATENCY_BUCKETS_NS};
+use crate::counters::{Counters, DropReason, METHODS};
+use crate::sip::ParseError;
+
+/// What one shard publishes: its counters and the two gauges of its copy of the location table.
+pub struct Source<'a> {
+    pub counters: &'a Counters,
+    pub latency: &'a Latency,
+    pub bindings: u64,
+    pub aors: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    /// Cumulative `_bucket{le=...}` series, then `_sum` (seconds) and `_count`, from a
+    /// [`Latency`]: [`LATENCY_BUCKETS_NS`] slots, then the sum in nanoseconds, then the count.
+    Histogram,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// How the node-level series (`shard="total"`) is derived from the shards' series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// Each shard counts only its own traffic, so the node's value is the sum.
+    Sum,
+    /// Replicated state: every shard holds the whole location table, so a sum would count each
+    /// binding once per shard. The copies differ only by changes still in flight between shards
+    /// (applied at the latest on the next housekeeping tick), so the node's value is the largest
+    /// copy: never less than what some shard serves, never a multiple of it.
+    Max,
+}
+
+/// The values of a family's label (besides `shard`), in slot order.
+pub struct Label {
+    pub name: &'static str,
+    pub count: usize,
+    pub value: fn(usize) -> Cow<'static, str>,
+}
+
+/// The exit log's per-shard lines (`shard N: ...`), each the families that declare it, in
+/// table order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// `N received, N sent, N replies, N dropped`, always.
+    Traffic,
+    /// `auth N ok, N challenges, ..., N reloads`, when authentication is on.
+    Auth,
+    /// `next hop changes: N`, when the prober runs.
+    NextHops,
+}
+
+impl Line {
+    pub const ALL: [Line; 3] = [Line::Traffic, Line::Auth, Line::NextHops];
+
+    /// What comes before the items (`tests/common/auth.rs` finds its line by `: auth `, and
+    /// `tests/rfc3665_flows.rs` by `next hop changes: `).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Line::Traffic => "",
+            Line::Auth => "auth ",
+            Line::NextHops => "next hop changes: ",
+        }
+    }
+}
+
+/// How a family shows in the exit log: items `N word`, joined by `, ` (`N` alone when the word
+/// is empty).
+pub enum Log {
+    No,
+    /// One item: the family summed over its label values.
+    Total(Line, &'static str),
+    /// One item per label value, with these words (one per value).
+    Each(Line, &'static [&'static str]),
+}
+
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    /// The label besides `shard`; `None`: one series per shard (a histogram's `le` is implied).
+    pub label: Option<Label>,
+    /// Leave out series whose value is 0 (status codes: 600 possible, a handful used).
+    pub sparse: bool,
+    pub node: Node,
+    /// The value of slot `i`: label value `i` (always 0 without a label); for a histogram see
+    /// [`Kind::Histogram`].
+    pub read: fn(&Source, usize) -> u64,
+    pub log: Log,
+}
+
+impl Family {
+    /// Slots this family takes in a shard's published block.
+    pub fn width(&self) -> usize {
+        match (&self.kind, &self.label) {
+            (Kind::Histogram, _) => LATENCY_BUCKETS_NS.len() + 2,
+            (_, Some(l)) => l.count,
+            (_, None) => 1,
+        }
+    }
+}
+
+/// Slots in one shard's published block: every family's, in table order.
+pub fn slots() -> usize {
+    FAMILIES.iter().map(Family::width).sum()
+}
+
+/// Replies are counted by status code 0..700; codes below 100 are not SIP statuses.
+const FIRST_STATUS: usize = 100;
+const REGISTRATION_EVENTS: [&str; 4] = ["added", "refreshed", "removed", "expired"];
+const DIRECTIONS: [&str; 2] = ["sent", "received"];
+const AUTH_RESULTS: [&str; 6] = [
+    "ok",
+    "challenge",
+    "stale",
+    "failure",
+    "malformed",
+    "forbidden",
+];
+
+fn auth_result(c: &Counters, i: usize) -> u64 {
+    [
+        c.auth_ok,
+        c.auth_challenges,
+        c.auth_stale,
+        c.auth_failures,
+        c.auth_malformed,
+        c.auth_forbidden,
+    ][i]
+}
+
+fn parse_errors(c: &Counters, i: usize) -> u64 {
+    // A handful of kinds, in first-seen order: a scan is cheaper than a map.
+    let kind = ParseError::KINDS[i];
+    c.parse_errors
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(0, |&(_, n)| n)
+}
+
+fn latency(l: &Latency, i: usize) -> u64 {
+    match i.checked_sub(LATENCY_BUCKETS_NS.len()) {
+        None => l.buckets[i],
+        Some(0) => l.sum_ns,
+        Some(_) => l.count,
+    }
+}
+
+/// Every family, in the order of the Prometheus text.
+pub static FAMILIES: &[Family] = &[
+    Family {
+        name: "sipshard_datagrams_received_total",
+        help: "UDP datagrams received.",
+        kind: Kind::Counter,
+        label: None,
+        sparse: false,
+        node: Node::Sum,
+        read: |s, _| s.counters.datagrams_received,
+        log: Log::Total(Line::Traffic, "received"),
+    },
+    Family {
+        name: "sipshard_datagrams_sent_total",
+        help: "UDP datagrams sent (forwarded or replies).",
+        kind: Kind::Counter,
+        label: None,
+        sparse: false,
+        node: Node::Sum,
+        read: |s, _| s.counters.datagrams_sent,
+        log: Log::Total(Line::Traffic, "sent"),
+    },
+    Family {
+        name: "sipshard_requests_forwarded_total",
+        help: "Requests forwarded, by method.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "method",
+            count: METHODS.len(),
+            value: |i| Cow::Borrowed(METHODS[i].as_str()),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| s.counters.requests_forwarded[i],
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_responses_forwarded_total",
+        help: "Responses forwarded, by class.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "class",
+            count: 6,
+            value: |i| Cow::Owned(format!("{}xx", i + 1)),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        // Counters index the classes 1..=6 by the status' first digit.
+        read: |s, i| s.counters.responses_forwarded[i + 1],
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_replies_total",
+        help: "Replies generated by the proxy, by status.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "status",
+            count: 700 - FIRST_STATUS,
+            value: |i| Cow::Owned((FIRST_STATUS + i).to_string()),
+        }),
+        sparse: true,
+        node: Node::Sum,
+        read: |s, i| s.counters.replies[FIRST_STATUS + i],
+        log: Log::Total(Line::Traffic, "replies"),
+    },
+    Family {
+        name: "sipshard_drops_total",
+        help: "Datagrams dropped without an answer, by reason.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "reason",
+            count: DropReason::ALL.len(),
+            value: |i| Cow::Borrowed(DropReason::ALL[i].name()),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| s.counters.dropped(DropReason::ALL[i]),
+        log: Log::Total(Line::Traffic, "dropped"),
+    },
+    Family {
+        name: "sipshard_parse_errors_total",
+        help: "Messages that failed to parse or validate, by kind.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "kind",
+            count: ParseError::KINDS.len(),
+            value: |i| Cow::Borrowed(ParseError::KINDS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| parse_errors(s.counters, i),
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_registrations_total",
+        help: "Binding changes made by REGISTER or expiry.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "event",
+            count: REGISTRATION_EVENTS.len(),
+            value: |i| Cow::Borrowed(REGISTRATION_EVENTS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| {
+            let c = s.counters;
+            [
+                c.registrations_added,
+                c.registrations_refreshed,
+                c.registrations_removed,
+                c.registrations_expired,
+            ][i]
+        },
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_replication_messages_total",
+        help: "Location changes exchanged between shards.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "direction",
+            count: DIRECTIONS.len(),
+            value: |i| Cow::Borrowed(DIRECTIONS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| [s.counters.replication_sent, s.counters.replication_received][i],
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_next_hop_changes_total",
+        help: "Next-hop state changes (down or up, from the OPTIONS prober) applied by the shard.",
+        kind: Kind::Counter,
+        label: None,
+        sparse: false,
+        node: Node::Sum,
+        read: |s, _| s.counters.next_hop_changes,
+        log: Log::Total(Line::NextHops, ""),
+    },
+    Family {
+        name: "sipshard_auth_total",
+        help: "Digest authentication outcomes.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "result",
+            count: AUTH_RESULTS.len(),
+            value: |i| Cow::Borrowed(AUTH_RESULTS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| auth_result(s.counters, i),
+        log: Log::Each(
+            Line::Auth,
+            &[
+                "ok",
+                "challenges",
+                "stale",
+                "failed",
+                "malformed",
+                "forbidden",
+            ],
+        ),
+    },
+    Family {
+        name: "sipshard_auth_reloads_total",
+        help: "Users files (SIGHUP) applied by the shard after start-up.",
+        kind: Kind::Counter,
+        label: None,
+        sparse: false,
+        node: Node::Sum,
+        read: |s, _| s.counters.auth_reloads,
+        log: Log::Total(Line::Auth, "reloads"),
+    },
+    Family {
+        name: "sipshard_bindings",
+        help: "Live bindings in the shard's location table (every shard holds the whole table: \
+               shard=\"total\" is the node's count, not a sum).",
+        kind: Kind::Gauge,
+        label: None,
+        sparse: false,
+        node: Node::Max,
+        read: |s, _| s.bindings,
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_aors",
+        help: "Addresses of record in the shard's location table (every shard holds the whole \
+               table: shard=\"total\" is the node's count, not a sum).",
+        kind: Kind::Gauge,
+        label: None,
+        sparse: false,
+        node: Node::Max,
+        read: |s, _| s.aors,
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_processing_seconds",
+        help: "Time spent deciding and rewriting one datagram (1 in 64 sampled).",
+        kind: Kind::Histogram,
+        label: None,
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| latency(s.latency, i),
+        log: Log::No,
+    },
+];

@@ -1,0 +1,97 @@
+//! Where a request goes (RFC 3261 section 16.5) and with which Request-URI (section 16.6
+//! item 2): the next Route, a registered contact of one of our users (or a redirection to
+//! them), or the Request-URI's own host.
+
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+
+use crate::location::AorKey;
+use crate::sip::{Method, Scheme, Target, Transport, Uri};
+
+use super::route::Routing;
+use super::{Core, Incoming, Stage};
+
+impl Core {
+    /// The destination. A new Request-URI (the binding's contact, or the real target a strict
+    /// router moved into Route) is recorded in `self.edits` here, where it is decided: the
+    /// contact borrows the table, so carrying it on to the edit stage would cost a copy or a
+    /// second lookup.
+    pub(super) fn target(&mut self, rq: &Incoming<'_, '_>, routing: &Routing<'_>) -> Stage<Target> {
+        if routing.ours {
+            return self.registered(rq, &routing.target);
+        }
+        let (hop, unresolvable) = match &routing.next {
+            Some(next) => (next, "Not Found - Unresolvable Route"),
+            None => (&routing.target, "Not Found"),
+        };
+        let Some(dest) = self.resolve(hop) else {
+            return self.refuse(rq, 404, unresolvable);
+        };
+        if let Some(span) = routing.new_request_uri {
+            let uri = span.of(rq.msg.buf());
+            self.edits
+                .replace(rq.msg.request_uri_span().unwrap_or_default(), uri);
+        }
+        ControlFlow::Continue(dest)
+    }
+
+    /// A request for one of our users: to their registered contact, or redirected to all of
+    /// them.
+    fn registered(&mut self, rq: &Incoming<'_, '_>, target: &Uri<'_>) -> Stage<Target> {
+        let Some(user) = target.user else {
+            return self.refuse(rq, 404, "Not Found");
+        };
+        let mut key = AorKey::new();
+        if !key.build(user, self.cfg.local.aor_domain(target.host)) {
+            return self.refuse(rq, 404, "Not Found");
+        }
+        // ACK and CANCEL cannot be answered with a redirection: they go where the request they
+        // belong to would have gone.
+        if !matches!(rq.method, Method::Ack | Method::Cancel)
+            && self.cfg.redirect.covers(target.host)
+        {
+            return ControlFlow::Break(self.redirect(rq, key.as_bytes()));
+        }
+        match self.table.lookup(key.as_bytes(), rq.now.secs()) {
+            Some(b) => {
+                self.edits
+                    .replace(rq.msg.request_uri_span().unwrap_or_default(), b.contact);
+                ControlFlow::Continue(b.dest)
+            }
+            None => self.refuse(rq, 480, "Temporarily Unavailable"),
+        }
+    }
+
+    /// Where to send a request whose next hop is `uri` (a Route or a foreign Request-URI):
+    /// the first next hop that is up of the static route for its domain or of the default
+    /// route, or the literal address.
+    /// A literal address is reached over the transport the URI asks for ([`uri_transport`]);
+    /// the static routes' next hops over UDP.
+    fn resolve(&self, uri: &Uri<'_>) -> Option<Target> {
+        let host = uri.host?;
+        if let Some(ip) = host.ip() {
+            let transport = uri_transport(uri);
+            let port = uri.port.unwrap_or(transport.default_port());
+            return Some(Target::new(transport, SocketAddr::new(ip, port)));
+        }
+        let name = uri.host_raw;
+        let name = name.strip_suffix(b".").unwrap_or(name);
+        self.cfg
+            .routes
+            .iter()
+            .find(|r| r.domain.as_bytes().eq_ignore_ascii_case(name))
+            .or_else(|| self.cfg.routes.iter().find(|r| r.domain == "*"))
+            .and_then(|r| self.hops.pick(&r.targets))
+            .map(Target::udp)
+    }
+}
+
+/// The transport a URI asks for (RFC 3263 section 4.1, without DNS): its `transport`
+/// parameter, else TLS for `sips:`, else UDP.
+pub fn uri_transport(uri: &Uri<'_>) -> Transport {
+    match uri.param(b"transport").and_then(Transport::from_token) {
+        Some(t) => t,
+        None if uri.scheme == Scheme::Sips => Transport::Tls,
+        None => Transport::Udp,
+    }
+}

@@ -1,0 +1,77 @@
+//! Responses (RFC 3261 section 16.7 as a stateless proxy does it, section 16.11): one that
+//! answers a request we forwarded loses our Via and goes where the Via below says.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::counters::DropReason;
+use crate::sip::uri::parse_host;
+use crate::sip::{ConnId, Host, Message, Target, Transport};
+
+use super::branch::BRANCH_PREFIX;
+use super::remove::remove_values;
+use super::{Core, Decision, CONN_PARAM};
+
+impl Core {
+    pub(super) fn on_response(&mut self, msg: &Message<'_>, socket: usize) -> Decision {
+        let local = &self.cfg.local;
+        let Ok(top) = msg.top_via() else {
+            return Decision::Drop(DropReason::Unparseable);
+        };
+        let ours = top.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+            && local.is_our_address(&top.host, top.port);
+        if !ours {
+            return Decision::Drop(DropReason::StrayResponse);
+        }
+        let next = match msg.second_via() {
+            None => return Decision::Drop(DropReason::NoNextVia),
+            Some(Err(_)) => return Decision::Drop(DropReason::Unparseable),
+            Some(Ok(v)) => v,
+        };
+        let ip = next
+            .received()
+            .and_then(parse_ip)
+            .or_else(|| next.host.ip());
+        let Some(ip) = ip else {
+            return Decision::Drop(DropReason::Unresolvable);
+        };
+        let port = match next.rport() {
+            Some(Some(p)) => p,
+            _ => next.port_or_default(),
+        };
+        // The previous hop asked for its responses over the transport its Via names.
+        let Some(transport) = Transport::from_token(next.transport) else {
+            return Decision::Drop(DropReason::NoSocket);
+        };
+        // Our Via names the connection the request came in on, when it did (see `edit`).
+        let conn = top
+            .param(CONN_PARAM)
+            .flatten()
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+            .filter(|_| transport.is_stream())
+            .map(ConnId);
+        let dest = Target {
+            transport,
+            addr: SocketAddr::new(ip, port),
+            conn,
+        };
+        let Some(out_socket) = local.socket_for(socket, &dest) else {
+            return Decision::Drop(DropReason::NoSocket);
+        };
+        self.edits.clear();
+        remove_values(&mut self.edits, msg, &[Some((top.field, top.span))]);
+        self.counters.forwarded_response(msg.status().unwrap_or(0));
+        Decision::Forward {
+            to: dest,
+            socket: out_socket,
+            len: msg.framed_len(),
+        }
+    }
+}
+
+/// `received` values: a bare or bracketed IPv6 address, or IPv4 (RFC 5118 section 4.5).
+fn parse_ip(v: &[u8]) -> Option<IpAddr> {
+    match parse_host(v)? {
+        h @ (Host::V4(_) | Host::V6(_)) => h.ip(),
+        Host::Name(n) => std::str::from_utf8(n).ok()?.parse().ok(),
+    }
+}

@@ -1,0 +1,380 @@
+//! The first step of a REGISTER: validate it and compute every change, changing nothing.
+
+use std::net::SocketAddr;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::identity::LocalIdentity;
+use crate::location::{self, AorKey, LocationTable, Now};
+use crate::sip::addr::Contact;
+use crate::sip::parse::parse_delta_seconds;
+use crate::sip::write::push_uint;
+use crate::sip::{
+    HeaderName, Message, NameAddr, ParseError, Scheme, Source, Target, Transport, Uri,
+};
+
+use super::{RegistrarConfig, MAX_CONTACTS_PER_REGISTER};
+
+/// Everything a valid REGISTER changes, computed before anything is: see [`plan`].
+pub struct Plan<'m> {
+    aor: AorKey,
+    origin: Origin,
+    changes: Changes<'m>,
+}
+
+impl<'m> Plan<'m> {
+    /// The location-table key of the address of record in To.
+    pub fn aor(&self) -> &[u8] {
+        self.aor.as_bytes()
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    pub fn changes(&self) -> &Changes<'m> {
+        &self.changes
+    }
+}
+
+/// Where every change of one REGISTER comes from: the version it is stamped with (section 10.3
+/// step 7 compares Call-ID and CSeq) and the time it was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub call_id_hash: u64,
+    pub cseq: u32,
+    pub now: Now,
+}
+
+/// What a REGISTER asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Changes<'m> {
+    /// Its Contact list, in order (section 10.3 step 7); none for a query.
+    Listed(Vec<Change<'m>>),
+    /// `Contact: *` with `Expires: 0`: every live binding of the AOR removed. Their contacts are
+    /// copied out of the table, which the commit is about to change.
+    All {
+        contacts: Vec<Vec<u8>>,
+        /// Where the removals say the contacts were (they are tombstones, never used).
+        dest: Target,
+    },
+}
+
+/// One binding to add, refresh (both `expires > 0`) or remove (`expires == 0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change<'m> {
+    /// The contact URI as written in the REGISTER.
+    pub uri: &'m [u8],
+    /// The lifetime granted, in seconds (the requested one, capped at the maximum).
+    pub expires: u32,
+    /// Preference in thousandths.
+    pub q: u16,
+    pub dest: Target,
+}
+
+/// Why a REGISTER is refused: the reply's status and reason, and a header line it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub reason: &'static str,
+    pub header: Option<RefusalHeader>,
+}
+
+/// The header line a refusal carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalHeader {
+    /// With 423 (section 10.3 step 7).
+    MinExpires(u32),
+    /// With 503: when to try again.
+    RetryAfter(u32),
+}
+
+impl Refusal {
+    pub const fn new(status: u16, reason: &'static str) -> Refusal {
+        Refusal {
+            status,
+            reason,
+            header: None,
+        }
+    }
+
+    /// Append the refusal's header line (if any) to the reply's `extra` lines; returns its
+    /// status and reason.
+    pub fn write(&self, extra: &mut Vec<u8>) -> (u16, &'static str) {
+        let (name, value): (&[u8], u32) = match self.header {
+            None => return (self.status, self.reason),
+            Some(RefusalHeader::MinExpires(s)) => (b"Min-Expires: ", s),
+            Some(RefusalHeader::RetryAfter(s)) => (b"Retry-After: ", s),
+        };
+        extra.extend_from_slice(name);
+        push_uint(extra, value);
+        extra.extend_from_slice(b"\r\n");
+        (self.status, self.reason)
+    }
+}
+
+impl From<ParseError> for Refusal {
+    fn from(e: ParseError) -> Refusal {
+        Refusal::new(e.status(), e.reason())
+    }
+}
+
+const MALFORMED_EXPIRES: Refusal = Refusal::new(400, "Bad Request - Malformed Contact Expires");
+
+/// Validate a REGISTER addressed to one of our domains and compute what it changes in `table`
+/// (section 10.3 steps 3-7), changing nothing. The checks run in the order their refusals take
+/// precedence: To, Call-ID and CSeq, Expires, each Contact in turn, then the order of CSeqs and
+/// the binding limits against the table.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use sipshard::identity::LocalIdentity;
+/// use sipshard::location::{LocationTable, Now};
+/// use sipshard::registrar::{plan, Changes, RefusalHeader, RegistrarConfig};
+/// use sipshard::sip::{Message, Source, Transport};
+///
+/// let cfg = RegistrarConfig::default();
+/// let listen: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+/// let local = LocalIdentity::new(&[(Transport::Udp, listen)], &[], None, &["example.com".into()], None);
+/// let table = LocationTable::new();
+/// let src = Source::udp("192.0.2.60:5062".parse().unwrap());
+/// let now = Now { unix_ms: 1_700_000_000_000 };
+/// let register = |expires: u32| format!(
+///     "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.60:5062;branch=z9hG4bK1\r\n\
+///      From: <sip:bob@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: c1\r\n\
+///      CSeq: 1 REGISTER\r\nContact: <sip:bob@192.0.2.60:5062>;expires={expires}\r\n\
+///      Content-Length: 0\r\n\r\n").into_bytes();
+///
+/// let mut buf = register(600);
+/// let msg = Message::parse(&mut buf).unwrap();
+/// let p = plan(&cfg, &local, &table, &msg, src, now).unwrap();
+/// assert_eq!(p.aor(), b"bob@example.com");
+/// let Changes::Listed(changes) = p.changes() else { panic!("a Contact list") };
+/// assert_eq!((changes[0].uri, changes[0].expires), (&b"sip:bob@192.0.2.60:5062"[..], 600));
+///
+/// // Too brief a lifetime is refused with the minimum to ask for.
+/// let mut buf = register(10);
+/// let msg = Message::parse(&mut buf).unwrap();
+/// let refusal = plan(&cfg, &local, &table, &msg, src, now).err().unwrap();
+/// assert_eq!(refusal.status, 423);
+/// assert_eq!(refusal.header, Some(RefusalHeader::MinExpires(cfg.min_expires)));
+/// ```
+pub fn plan<'m>(
+    cfg: &RegistrarConfig,
+    local: &LocalIdentity,
+    table: &LocationTable,
+    msg: &Message<'m>,
+    src: Source,
+    now: Now,
+) -> Result<Plan<'m>, Refusal> {
+    let mut aor = AorKey::new();
+    aor_of(local, msg, &mut aor)?;
+    let (Ok(call_id), Ok(cseq)) = (msg.call_id(), msg.cseq()) else {
+        return Err(Refusal::new(400, "Bad Request - Malformed Call-ID or CSeq"));
+    };
+    let origin = Origin {
+        call_id_hash: xxh3_64(call_id),
+        cseq: cseq.number,
+        now,
+    };
+    let header_expires = msg.expires()?;
+    let (listed, wildcard) = contacts(cfg, msg, src, header_expires)?;
+    let changes = if wildcard {
+        // `Contact: *` must stand alone, with Expires: 0 (section 10.2.2).
+        if !listed.is_empty() || msg.count_of(HeaderName::Contact) != 1 || header_expires != Some(0)
+        {
+            return Err(Refusal::new(400, "Bad Request - Invalid Wildcard Contact"));
+        }
+        remove_all(table, aor.as_bytes(), origin, src)?
+    } else {
+        for ch in &listed {
+            check_order(table, aor.as_bytes(), ch.uri, origin)?;
+        }
+        check_limits(cfg, table, aor.as_bytes(), &listed, now.secs())?;
+        Changes::Listed(listed)
+    };
+    Ok(Plan {
+        aor,
+        origin,
+        changes,
+    })
+}
+
+/// The key of the address of record in To, which must be a user of one of our domains.
+/// (Built in place: a key is 256 bytes, too many to move about.)
+fn aor_of(local: &LocalIdentity, msg: &Message<'_>, key: &mut AorKey) -> Result<(), Refusal> {
+    let Ok(to) = msg.to() else {
+        return Err(Refusal::new(400, "Bad Request - Malformed To"));
+    };
+    let aor_uri = to.uri;
+    if !matches!(aor_uri.scheme, Scheme::Sip | Scheme::Sips) {
+        return Err(Refusal::new(404, "Not Found - Unsupported AOR"));
+    }
+    let Some(user) = aor_uri.user else {
+        return Err(Refusal::new(404, "Not Found - AOR Without User"));
+    };
+    if !aor_uri
+        .host
+        .is_some_and(|h| local.is_our_domain(&h, aor_uri.port))
+    {
+        return Err(Refusal::new(404, "Not Found - Domain Not Served"));
+    }
+    if !key.build(user, local.aor_domain(aor_uri.host)) {
+        return Err(Refusal::new(404, "Not Found - AOR Too Long"));
+    }
+    Ok(())
+}
+
+/// The Contact list as changes, each validated (section 10.3 steps 5-6), and whether it holds
+/// a `*`.
+fn contacts<'m>(
+    cfg: &RegistrarConfig,
+    msg: &Message<'m>,
+    src: Source,
+    header_expires: Option<u32>,
+) -> Result<(Vec<Change<'m>>, bool), Refusal> {
+    let mut changes: Vec<Change<'m>> = Vec::new();
+    let mut wildcard = false;
+    for c in msg.contacts() {
+        match c? {
+            Contact::Wildcard => wildcard = true,
+            Contact::Addr(a) => {
+                if changes.len() == MAX_CONTACTS_PER_REGISTER {
+                    return Err(Refusal::new(400, "Bad Request - Too Many Contacts"));
+                }
+                changes.push(change_of(cfg, &a, header_expires, src)?);
+            }
+        }
+    }
+    Ok((changes, wildcard))
+}
+
+/// One contact's change: its lifetime (its own `expires`, else the Expires header, else the
+/// default; at least the minimum unless 0, at most the maximum), `q` and destination.
+fn change_of<'m>(
+    cfg: &RegistrarConfig,
+    a: &NameAddr<'m>,
+    header_expires: Option<u32>,
+    src: Source,
+) -> Result<Change<'m>, Refusal> {
+    let requested = match a.param(b"expires") {
+        None => header_expires.unwrap_or(cfg.default_expires),
+        Some(Some(v)) => parse_delta_seconds(v).ok_or(MALFORMED_EXPIRES)?,
+        Some(None) => return Err(MALFORMED_EXPIRES),
+    };
+    if requested != 0 && requested < cfg.min_expires {
+        return Err(Refusal {
+            status: 423,
+            reason: "Interval Too Brief",
+            header: Some(RefusalHeader::MinExpires(cfg.min_expires)),
+        });
+    }
+    let Ok(q) = a.q() else {
+        return Err(Refusal::new(400, "Bad Request - Malformed q"));
+    };
+    Ok(Change {
+        uri: a.uri.raw,
+        expires: requested.min(cfg.max_expires),
+        q,
+        dest: destination_of(&a.uri, src),
+    })
+}
+
+/// `Contact: *`: the removal of every live binding of `aor`, none of them out of order.
+fn remove_all(
+    table: &LocationTable,
+    aor: &[u8],
+    origin: Origin,
+    src: Source,
+) -> Result<Changes<'static>, Refusal> {
+    let contacts: Vec<Vec<u8>> = table
+        .live_bindings(aor, origin.now.secs())
+        .map(|b| b.contact.to_vec())
+        .collect();
+    for uri in &contacts {
+        check_order(table, aor, uri, origin)?;
+    }
+    Ok(Changes::All {
+        contacts,
+        dest: src.back_to(src.addr),
+    })
+}
+
+/// Section 10.3 step 7: same Call-ID with a lower CSeq is out of order.
+fn check_order(
+    table: &LocationTable,
+    aor: &[u8],
+    uri: &[u8],
+    origin: Origin,
+) -> Result<(), Refusal> {
+    let stored = table
+        .bindings(aor)
+        .find(|b| location::same_contact(b.contact, uri));
+    match stored {
+        Some(b)
+            if b.version.call_id_hash == origin.call_id_hash && origin.cseq < b.version.cseq =>
+        {
+            Err(Refusal::new(
+                500,
+                "Server Internal Error - CSeq Out of Order",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// How many live bindings the AOR and the table would hold afterwards, against the limits.
+fn check_limits(
+    cfg: &RegistrarConfig,
+    table: &LocationTable,
+    aor: &[u8],
+    changes: &[Change<'_>],
+    now_secs: u64,
+) -> Result<(), Refusal> {
+    let live_now = table.live_bindings(aor, now_secs).count();
+    let (mut added, mut removed) = (0usize, 0usize);
+    for ch in changes {
+        let exists = table
+            .live_bindings(aor, now_secs)
+            .any(|b| location::same_contact(b.contact, ch.uri));
+        match (exists, ch.expires) {
+            (false, e) if e > 0 => added += 1,
+            (true, 0) => removed += 1,
+            _ => {}
+        }
+    }
+    let after = (live_now + added).saturating_sub(removed);
+    if added > 0 && after > cfg.max_bindings_per_aor {
+        return Err(Refusal::new(403, "Forbidden - Too Many Contacts"));
+    }
+    if added > removed && table.binding_count() + added - removed > cfg.max_bindings {
+        return Err(Refusal {
+            status: 503,
+            reason: "Service Unavailable - Location Table Full",
+            header: Some(RefusalHeader::RetryAfter(60)),
+        });
+    }
+    Ok(())
+}
+
+/// Where requests for a contact go: the contact's own address when it is a literal IP,
+/// else the address the REGISTER came from (names are never resolved on the packet path);
+/// over the transport the contact's `transport` parameter names, else the one the REGISTER
+/// came by. A REGISTER that came over a connection leaves the binding its connection: calls
+/// go down it while it is open (RFC 5923-style reuse, what reaches a UA behind NAT), to the
+/// address when it is gone.
+fn destination_of(uri: &Uri<'_>, src: Source) -> Target {
+    let transport = uri
+        .param(b"transport")
+        .and_then(Transport::from_token)
+        .unwrap_or(src.transport);
+    let addr = match uri.host.and_then(|h| h.ip()) {
+        Some(ip) => SocketAddr::new(ip, uri.port.unwrap_or(transport.default_port())),
+        None => src.addr,
+    };
+    Target {
+        transport,
+        addr,
+        conn: src.conn.filter(|_| transport == src.transport),
+    }
+}
