@@ -259,6 +259,8 @@ mod tests {
 /// Counters of one shard's TCP transport (written by the transport, not the core).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TcpCounters {
+    /// Connections open now (a gauge).
+    pub open: u64,
     /// Connections accepted from peers.
     pub accepted: u64,
     /// Connections opened to next hops.
@@ -290,6 +292,7 @@ pub struct TcpCounters {
 
 impl TcpCounters {
     pub fn add(&mut self, o: &TcpCounters) {
+        self.open += o.open;
         self.accepted += o.accepted;
         self.connected += o.connected;
         self.connect_failed += o.connect_failed;

@@ -15,6 +15,20 @@ use super::publish::{Latency, LATENCY_BUCKETS_NS};
 use crate::counters::{Counters, DropReason, METHODS};
 use crate::sip::ParseError;
 
+/// `sipshard_tcp_connection_events_total{event}`.
+const TCP_EVENTS: [&str; 6] = [
+    "accepted",
+    "connected",
+    "refused_node_limit",
+    "refused_per_ip",
+    "connect_failed",
+    "closed",
+];
+/// `sipshard_tcp_closed_total{reason}`.
+const TCP_CLOSE_REASONS: [&str; 4] = ["message_timeout", "idle", "backlog", "framing"];
+/// `sipshard_tcp_handoffs_total{result}`.
+const TCP_HANDOFF_RESULTS: [&str; 3] = ["handed", "ring_full", "unsent"];
+
 /// What one shard publishes: its counters and the two gauges of its copy of the location table.
 pub struct Source<'a> {
     pub counters: &'a Counters,
@@ -341,6 +355,80 @@ pub static FAMILIES: &[Family] = &[
         node: Node::Sum,
         read: |s, _| s.counters.auth_reloads,
         log: Log::Total(Line::Auth, "reloads"),
+    },
+    Family {
+        name: "sipshard_tcp_connections",
+        help: "TCP connections open on the shard.",
+        kind: Kind::Gauge,
+        label: None,
+        sparse: false,
+        node: Node::Sum,
+        read: |s, _| s.counters.tcp.open,
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_tcp_connection_events_total",
+        help: "TCP connections accepted, opened, refused by a limit, failed to open, closed.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "event",
+            count: TCP_EVENTS.len(),
+            value: |i| Cow::Borrowed(TCP_EVENTS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| {
+            let t = &s.counters.tcp;
+            [
+                t.accepted,
+                t.connected,
+                t.refused_node_limit,
+                t.refused_per_ip,
+                t.connect_failed,
+                t.closed,
+            ][i]
+        },
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_tcp_closed_total",
+        help: "TCP connections closed by sipshard, by limit (the rest closed by the peer).",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "reason",
+            count: TCP_CLOSE_REASONS.len(),
+            value: |i| Cow::Borrowed(TCP_CLOSE_REASONS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| {
+            let t = &s.counters.tcp;
+            [
+                t.closed_message_timeout,
+                t.closed_idle,
+                t.closed_backlog,
+                t.closed_framing,
+            ][i]
+        },
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_tcp_handoffs_total",
+        help: "Messages handed to the shard that owns their connection, or dropped because its \
+               ring was full; and messages no connection could take.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "result",
+            count: TCP_HANDOFF_RESULTS.len(),
+            value: |i| Cow::Borrowed(TCP_HANDOFF_RESULTS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| {
+            let t = &s.counters.tcp;
+            [t.handoffs, t.handoffs_dropped, t.unsent][i]
+        },
+        log: Log::No,
     },
     Family {
         name: "sipshard_bindings",

@@ -201,6 +201,7 @@ impl Shard {
     fn counters(&self, core: &Core) -> Counters {
         let mut c = core.counters().clone();
         c.tcp = self.tcp.counters.borrow().clone();
+        c.tcp.open = self.tcp.open_connections() as u64;
         c
     }
 
