@@ -2,84 +2,47 @@
 //! a password (`-a`), and SIPp's `[authentication]` registering and calling through sipshard.
 //! A missing peer fails the test with the command that installs it.
 
-#[path = "common/auth.rs"]
-mod auth_util;
-mod common;
-#[path = "common/digest.rs"]
-mod digest;
+use std::time::Duration;
 
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-use auth_util::*;
-use common::*;
+use sipshard_testkit::digest;
+use sipshard_testkit::exit_log::auth_totals;
+use sipshard_testkit::peers::sipp::{screen_counter, Sipp};
+use sipshard_testkit::peers::{require, sipsak};
+use sipshard_testkit::{free_low_port, free_port, Proxy, Scratch};
 
 const BILOXI: &str = "biloxi.example.com";
-
-/// The path of `tool`, or a failed test saying how to install it.
-fn require(tool: &str, package: &str) -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!("{tool} is not installed; this test needs it: apt-get install -y {package}")
-    })
-}
 
 fn scenario(name: &str) -> String {
     format!("{}/tests/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Wait for `child` at most `limit`, then kill it; returns its output.
-fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect output");
-            panic!(
-                "{what} did not finish within {limit:?}\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collect output")
-}
-
-/// A free UDP port below 10000: sipsak 0.9.8 cuts the port of a `-s` URI to four digits.
-fn free_short_port() -> u16 {
-    let start = 2000 + (std::process::id() % 7000) as u16;
-    (0..8000u16)
-        .map(|i| 2000 + (start - 2000 + i) % 8000)
-        .find(|&p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
-        .expect("a free UDP port below 10000")
-}
-
-fn sipsak_register(sipsak: &Path, proxy: u16, user: &str, password: &str) -> Output {
-    let contact_port = free_short_port();
-    let child = Command::new(sipsak)
-        .args(["-U", "-i", "-x", "300"])
-        .args(["-C", &format!("sip:{user}@127.0.0.1:{contact_port}")])
-        .args(["-s", &format!("sip:{user}@127.0.0.1:{proxy}")])
-        .args(["-u", user, "-a", password])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sipsak");
-    wait_bounded(child, Duration::from_secs(20), "sipsak")
+/// sipsak registers `user` with `password` at the proxy on `proxy` (a port sipsak can name:
+/// [`free_low_port`]); returns its exit code (None: it had to be killed) and its output.
+fn sipsak_register(dir: &Scratch, proxy: u16, user: &str, password: &str) -> (Option<i32>, String) {
+    let contact_port = free_low_port();
+    let args = [
+        "-U",
+        "-i",
+        "-x",
+        "300",
+        "-C",
+        &format!("sip:{user}@127.0.0.1:{contact_port}"),
+        "-s",
+        &format!("sip:{user}@127.0.0.1:{proxy}"),
+        "-u",
+        user,
+        "-a",
+        password,
+    ];
+    sipsak::run(dir, &format!("register-{user}"), &args)
 }
 
 /// sipsak registers with a password: 401, then the answer, then 200. A wrong password fails.
 #[test]
 fn sipsak_registers_with_a_password() {
-    let sipsak = require("sipsak", "sipsak");
-    let dir = Dir::new("sipsak");
-    let port = free_short_port();
+    require("sipsak");
+    let dir = Scratch::new("sipsak");
+    let port = free_low_port();
     let users = dir.file(
         "users",
         &format!(
@@ -87,79 +50,45 @@ fn sipsak_registers_with_a_password() {
             digest::ha1("carol", BILOXI, "chicago")
         ),
     );
-    let p = Proxy::start_on(port, &["--domain", BILOXI, "--users", &users]);
-    let out = sipsak_register(&sipsak, port, "alice", "s3cret");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let mut p = Proxy::start_on(port, &["--domain", BILOXI, "--users", &users]);
+    let (code, text) = sipsak_register(&dir, port, "alice", "s3cret");
+    assert!(code == Some(0), "sipsak failed ({code:?}):\n{text}");
+    let (code, text) = sipsak_register(&dir, port, "carol", "chicago");
+    assert!(code == Some(0), "HA1 user: {text}");
+    let (code, _) = sipsak_register(&dir, port, "alice", "wrong");
     assert!(
-        out.status.success(),
-        "sipsak failed ({}):\n{text}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        code.is_some() && code != Some(0),
+        "a wrong password must not register"
     );
-    let out = sipsak_register(&sipsak, port, "carol", "chicago");
-    assert!(
-        out.status.success(),
-        "HA1 user: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let out = sipsak_register(&sipsak, port, "alice", "wrong");
-    assert!(!out.status.success(), "a wrong password must not register");
     let log = p.stop();
     let ok = auth_totals(&log)[0];
     assert_eq!(ok, 2, "{log}");
 }
 
-/// The cumulative value of a counter from SIPp's final statistics screen.
-fn sipp_counter(screen: &str, name: &str) -> Option<u64> {
-    screen
-        .lines()
-        .rfind(|l| l.trim_start().starts_with(name))?
-        .split('|')
-        .nth(2)?
-        .trim()
-        .parse()
-        .ok()
+/// Start SIPp in `dir` with `args` (and the flags every run here shares).
+fn sipp(dir: &Scratch, name: &str, args: &[&str]) -> Sipp {
+    let common = ["-timeout", "30s", "-i", "127.0.0.1"];
+    Sipp::spawn(dir, name, &[&common[..], args].concat(), false)
 }
 
-fn sipp(sipp: &Path, dir: &Dir, args: &[&str]) -> Child {
-    Command::new(sipp)
-        .current_dir(&dir.0)
-        .args([
-            "-nostdin",
-            "-trace_err",
-            "-timeout",
-            "30s",
-            "-i",
-            "127.0.0.1",
-        ])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sipp")
-}
-
-fn assert_all_calls_succeeded(out: &Output, calls: u64, what: &str, dir: &Dir) {
-    let screen = String::from_utf8_lossy(&out.stdout);
-    let errors: String = std::fs::read_dir(&dir.0)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
+/// Wait up to `limit` for a SIPp run, then assert it exited 0 with `calls` successful calls and
+/// none failed (the counters of its final screen).
+fn assert_all_calls_succeeded(sipp: &mut Sipp, limit: Duration, calls: u64, what: &str) {
+    let out = sipp.wait(limit);
+    let screen = sipp.proc.stdout_text();
+    let errors = sipp.diagnostics();
     assert!(
-        out.status.success(),
-        "{what}: SIPp exited with {}\n{screen}\n{errors}",
+        out.exit_code() == Some(0),
+        "{what}: SIPp exited with {:?}\n{screen}\n{errors}",
         out.status
     );
     assert_eq!(
-        sipp_counter(&screen, "Failed call"),
+        screen_counter(&screen, "Failed call"),
         Some(0),
         "{what}:\n{screen}\n{errors}"
     );
     assert_eq!(
-        sipp_counter(&screen, "Successful call"),
+        screen_counter(&screen, "Successful call"),
         Some(calls),
         "{what}:\n{screen}\n{errors}"
     );
@@ -170,19 +99,19 @@ fn assert_all_calls_succeeded(out: &Output, calls: u64, what: &str, dir: &Dir) {
 /// challenged with 407 and answered; ACK and BYE follow Record-Route unchallenged. 0 failed calls.
 #[test]
 fn sipp_registers_and_calls_with_authentication() {
-    let sipp_bin = require("sipp", "sip-tester");
-    let dir = Dir::new("sipp");
+    require("sipp");
+    let dir = Scratch::new("sipp");
     let users = dir.file("users", "alice:s3cret\nbob:b0b-pass\n");
-    let p = Proxy::start(&["--domain", BILOXI, "--record-route", "--users", &users]);
+    let mut p = Proxy::start(&["--domain", BILOXI, "--record-route", "--users", &users]);
     let proxy = p.addr.to_string();
     let uas_port = free_port().to_string();
     let uac_port = free_port().to_string();
     const CALLS: u64 = 5;
 
     let register = |user: &str, password: &str, port: &str| {
-        let child = sipp(
-            &sipp_bin,
+        let mut sipp = sipp(
             &dir,
+            &format!("register-{user}"),
             &[
                 "-sf",
                 &scenario("register_auth.xml"),
@@ -205,15 +134,15 @@ fn sipp_registers_and_calls_with_authentication() {
                 &proxy,
             ],
         );
-        let out = wait_bounded(child, Duration::from_secs(40), "sipp register");
-        assert_all_calls_succeeded(&out, 1, &format!("REGISTER {user}"), &dir);
+        let what = format!("REGISTER {user}");
+        assert_all_calls_succeeded(&mut sipp, Duration::from_secs(40), 1, &what);
     };
     register("bob", "b0b-pass", &uas_port);
     register("alice", "s3cret", &uac_port);
 
-    let uas = sipp(
-        &sipp_bin,
+    let mut uas = sipp(
         &dir,
+        "uas",
         &[
             "-sf",
             &scenario("uas_rr.xml"),
@@ -224,9 +153,9 @@ fn sipp_registers_and_calls_with_authentication() {
         ],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let uac = sipp(
-        &sipp_bin,
+    let mut uac = sipp(
         &dir,
+        "uac",
         &[
             "-sf",
             &scenario("call_auth.xml"),
@@ -253,10 +182,8 @@ fn sipp_registers_and_calls_with_authentication() {
             &proxy,
         ],
     );
-    let uac = wait_bounded(uac, Duration::from_secs(60), "sipp UAC");
-    let uas = wait_bounded(uas, Duration::from_secs(20), "sipp UAS");
-    assert_all_calls_succeeded(&uac, CALLS, "UAC", &dir);
-    assert_all_calls_succeeded(&uas, CALLS, "UAS", &dir);
+    assert_all_calls_succeeded(&mut uac, Duration::from_secs(60), CALLS, "UAC");
+    assert_all_calls_succeeded(&mut uas, Duration::from_secs(20), CALLS, "UAS");
     let log = p.stop();
     let ok = auth_totals(&log)[0];
     assert_eq!(

@@ -3,18 +3,14 @@
 //! formulas (independently of `src/auth`), stateless nonces across shards and nodes, nonce
 //! expiry, tampering, replay, ownership of the AOR, malformed credentials, CANCEL, SIGHUP.
 
-#[path = "common/auth.rs"]
-mod auth_util;
-mod common;
-#[path = "common/digest.rs"]
-mod digest;
-
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use auth_util::*;
-use common::*;
-use digest::*;
+use sipshard_testkit::digest::*;
+use sipshard_testkit::exit_log::{auth_per_shard, auth_totals};
+use sipshard_testkit::sip::*;
+use sipshard_testkit::{Proc, Proxy, Scratch, Ua};
 
 const BILOXI: &str = "biloxi.example.com";
 const ATLANTA: &str = "atlanta.example.com";
@@ -69,8 +65,8 @@ const USERS: &str = "# RFC 3665 users\n\nbob:zanzibar\nalice:wonderland\n\
                      # an HA1 entry: MD5(carol:biloxi.example.com:chicago)\n";
 
 /// sipshard for `BILOXI` with the test users, plus `extra` flags.
-fn start(name: &str, extra: &[&str]) -> (Dir, Proxy) {
-    let dir = Dir::new(name);
+fn start(name: &str, extra: &[&str]) -> (Scratch, Proxy) {
+    let dir = Scratch::new(name);
     let users = users_file(&dir);
     // One shard unless the test asks for more: 17 tests start proxies in parallel on 2 cores.
     let shards: &[&str] = if extra.contains(&"--shards") {
@@ -83,7 +79,7 @@ fn start(name: &str, extra: &[&str]) -> (Dir, Proxy) {
     (dir, p)
 }
 
-fn users_file(dir: &Dir) -> String {
+fn users_file(dir: &Scratch) -> String {
     let text = format!(
         "{USERS}carol:{BILOXI}:{}\n",
         ha1("carol", BILOXI, "chicago")
@@ -95,7 +91,7 @@ fn users_file(dir: &Dir) -> String {
 /// answer forms: no qop (RFC 2069), MD5-sess, an HA1 entry, and OPTIONS keepalives untouched.
 #[test]
 fn registration_with_authentication_rfc3665_2_1() {
-    let (_dir, p) = start("2-1", &[]);
+    let (_dir, mut p) = start("2-1", &[]);
     let bob = Ua::new();
 
     // F1/F2: the challenge, exactly as the issue specifies.
@@ -164,7 +160,7 @@ fn registration_with_authentication_rfc3665_2_1() {
 #[test]
 fn nonce_reused_on_other_shards_rfc3665_2_2() {
     // Every UA registers its own contact: allow more than the default 10 per AOR.
-    let (_dir, p) = start(
+    let (_dir, mut p) = start(
         "2-2",
         &[
             "--shards",
@@ -233,7 +229,7 @@ fn replayed_nonce_count_is_rechallenged() {
 /// RFC 3665 section 2.5: a wrong password gets a new 401 (not stale), as does an unknown user.
 #[test]
 fn wrong_password_and_unknown_user_rfc3665_2_5() {
-    let (_dir, p) = start("2-5", &[]);
+    let (_dir, mut p) = start("2-5", &[]);
     let bob = Ua::new();
     for (user, password) in [
         ("bob", "zanziber"),
@@ -278,7 +274,7 @@ fn expired_nonce_is_stale() {
 /// node sharing the secret (and the realm) accepts it: a cluster needs no shared state.
 #[test]
 fn tampered_foreign_and_cluster_nonces() {
-    let dir = Dir::new("cluster");
+    let dir = Scratch::new("cluster");
     let users = users_file(&dir);
     let common = ["--domain", BILOXI, "--users", &users, "--shards", "1"];
     let secret = ["--auth-secret", "hex:00112233445566778899aabbccddeeff"];
@@ -345,7 +341,7 @@ fn nonce_bound_to_the_client_address() {
 /// The authenticated user must own the AOR in To: someone else's -> 403; an alias -> 200.
 #[test]
 fn someone_elses_aor_is_forbidden() {
-    let dir = Dir::new("aor");
+    let dir = Scratch::new("aor");
     let aliases = dir.file("aliases", "# PBX numbers\nalice: 4420000001, 4420000002\n");
     let p = Proxy::start(&[
         "--shards",
@@ -467,8 +463,8 @@ fn register_bob(p: &Proxy, ua: &Ua, password: &str) {
 /// (other credentials untouched) -> 180/200 -> ACK and BYE in the dialog, not challenged.
 #[test]
 fn invite_with_proxy_authentication_rfc3665_3_2() {
-    let dir = Dir::new("3-2");
-    let p = Proxy::start(&[
+    let dir = Scratch::new("3-2");
+    let mut p = Proxy::start(&[
         "--shards",
         "1",
         "--domain",
@@ -676,7 +672,7 @@ fn cancel_is_not_challenged() {
 /// reaches the UAS with none.
 #[test]
 fn two_proxies_two_realms_rfc3665_3_3() {
-    let dir = Dir::new("3-3");
+    let dir = Scratch::new("3-3");
     let b = Proxy::start(&[
         "--shards",
         "1",
@@ -780,7 +776,7 @@ fn two_proxies_two_realms_rfc3665_3_3() {
 /// (checked on the wire between the proxies).
 #[test]
 fn other_realms_credentials_pass_through() {
-    let dir = Dir::new("pass");
+    let dir = Scratch::new("pass");
     let p = Proxy::start(&[
         "--shards",
         "1",
@@ -816,9 +812,9 @@ fn other_realms_credentials_pass_through() {
 /// SIGHUP reloads the users file on every shard; a broken file keeps the previous users.
 #[test]
 fn sighup_reloads_users_on_every_shard() {
-    let dir = Dir::new("hup");
+    let dir = Scratch::new("hup");
     let path = dir.file("users", "bob:old-password\n");
-    let p = Proxy::start(&[
+    let mut p = Proxy::start(&[
         "--domain",
         BILOXI,
         "--users",
@@ -882,21 +878,23 @@ fn sighup_reloads_users_on_every_shard() {
 /// A bad users file stops start-up and names the line.
 #[test]
 fn bad_users_file_stops_startup() {
-    let dir = Dir::new("bad");
+    let dir = Scratch::new("bad");
     let path = dir.file("users", "# ok so far\nalice:wonderland\n\nbob\n");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sipshard"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--domain",
-            BILOXI,
-            "--users",
-            &path,
-            "--shards",
-            "1",
-        ])
-        .output()
-        .expect("run sipshard");
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(sipshard_testkit::bin::sipshard());
+        cmd.args(args);
+        Proc::spawn(&dir, "sipshard", &mut cmd).wait_output(Duration::from_secs(10))
+    };
+    let out = run(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--domain",
+        BILOXI,
+        "--users",
+        &path,
+        "--shards",
+        "1",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -906,10 +904,7 @@ fn bad_users_file_stops_startup() {
         "{err}"
     );
     // No realm to take.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sipshard"))
-        .args(["--listen", "127.0.0.1:0", "--users", &path, "--shards", "1"])
-        .output()
-        .expect("run sipshard");
+    let out = run(&["--listen", "127.0.0.1:0", "--users", &path, "--shards", "1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--realm"));
 }

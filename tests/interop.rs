@@ -8,15 +8,15 @@
 //! bounded in calls and time, and every process started is killed when its test ends, also on
 //! a failed assertion.
 
-mod peers;
-
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use peers::{
-    finish_calls, free_low_port, free_port, header_values, require, shard_receive_counts, tail,
-    traced_messages, Agent, Proc, Scenario, Scratch, SipClient, Sipshard, INSTALL_HINT,
+use sipshard_testkit::exit_log::shard_receive_counts;
+use sipshard_testkit::peers::kamailio::{self, Kamailio};
+use sipshard_testkit::peers::sipp::{
+    finish_calls, header_values, traced_messages, Agent, Scenario,
 };
+use sipshard_testkit::peers::{self, require, sipsak};
+use sipshard_testkit::{eventually, free_low_port, free_port, tail, Scratch, SipClient};
 
 /// The load of the SIPp call test: 3,000 calls at 300 calls/s.
 const CALLS: u32 = 3000;
@@ -42,7 +42,7 @@ fn sipp_calls_through_sipshard(name: &str, shard_args: &[&str], uac_args: &[&str
     let dir = Scratch::new(name);
     let started = Instant::now();
     let (proxy_port, uas_port, uac_port) = (free_port(), free_port(), free_port());
-    let mut proxy = Sipshard::start(&dir, proxy_port, shard_args);
+    let mut proxy = peers::sipshard(&dir, proxy_port, shard_args);
 
     // Register the uas as sip:service@<proxy> with a Contact at its port.
     let client = SipClient::new();
@@ -60,7 +60,7 @@ fn sipp_calls_through_sipshard(name: &str, shard_args: &[&str], uac_args: &[&str
     // table must have it before the calls start. Replication between shards is asynchronous,
     // so a shard may not have it yet right after the 200 (see
     // `registration_is_visible_on_every_shard_once_answered`).
-    let listed_everywhere = peers::eventually(Duration::from_secs(5), || {
+    let listed_everywhere = eventually(Duration::from_secs(5), || {
         (0..6).all(|_| {
             let q = SipClient::new().register(proxy.addr, &aor, &[], None);
             q.status == 200 && q.contacts().iter().any(|c| c.contains(&contact))
@@ -233,23 +233,6 @@ request_route {
 }
 "#;
 
-/// The directory holding Kamailio's modules (Debian's, or the one next to the binary).
-fn kamailio_module_dir() -> String {
-    let candidates = [
-        "/usr/lib/x86_64-linux-gnu/kamailio/modules",
-        "/usr/lib/aarch64-linux-gnu/kamailio/modules",
-        "/usr/lib64/kamailio/modules",
-        "/usr/lib/kamailio/modules",
-        "/usr/local/lib64/kamailio/modules",
-        "/usr/local/lib/kamailio/modules",
-    ];
-    candidates
-        .iter()
-        .find(|d| std::path::Path::new(d).join("tm.so").exists())
-        .map(|d| d.to_string())
-        .unwrap_or_else(|| panic!("Kamailio's modules (tm.so) not found: {INSTALL_HINT}"))
-}
-
 /// `127\.0\.0\.1:PORT` for a POSIX regular expression.
 fn escaped(port: u16) -> String {
     format!("127\\.0\\.0\\.1:{port}")
@@ -266,7 +249,7 @@ fn escaped(port: u16) -> String {
 fn two_proxies_sipshard_then_kamailio() {
     const CALLS2: u32 = 100;
     require("sipp");
-    let kamailio = require("kamailio");
+    require("kamailio");
     let _serial = peers::serial();
     let dir = Scratch::new("two-proxies");
     let started = Instant::now();
@@ -275,38 +258,14 @@ fn two_proxies_sipshard_then_kamailio() {
 
     let cfg = KAMAILIO_CFG
         .replace("@PORT@", &kam_port.to_string())
-        .replace("@MPATH@", &kamailio_module_dir());
+        .replace("@MPATH@", &kamailio::module_dir());
     let cfg_path = dir.write("kamailio.cfg", &cfg);
-    let mut kam_cmd = Command::new(&kamailio);
-    kam_cmd
-        .arg("-f")
-        .arg(&cfg_path)
-        // Stay in the foreground (children too), log to stderr, keep every file in the
-        // scratch directory, and keep memory small.
-        .args(["-DD", "-E", "-m", "32", "-M", "4"])
-        .arg("-w")
-        .arg(&dir.path)
-        .arg("-Y")
-        .arg(&dir.path)
-        .arg("-P")
-        .arg(dir.join("kamailio.pid"));
-    let mut kam = Proc::spawn(&dir, "kamailio", &mut kam_cmd);
-    let kam_addr = std::net::SocketAddr::from(([127, 0, 0, 1], kam_port));
-    let probe = SipClient::new();
-    let up = peers::eventually(Duration::from_secs(20), || {
-        kam.try_status().is_some()
-            || probe
-                .options(kam_addr, Duration::from_millis(300))
-                .is_some_and(|r| r.status == 200)
-    });
-    assert!(
-        up && kam.try_status().is_none(),
-        "Kamailio did not come up on {kam_addr}:\n{}",
-        kam.output_tail(4000)
-    );
+    // Keep memory small.
+    let kam = Kamailio::start(&dir, &cfg_path, kam_port, &["-m", "32", "-M", "4"]);
+    let kam_addr = kam.addr;
 
     let route = format!("biloxi.example.com=127.0.0.1:{kam_port}");
-    let mut proxy = Sipshard::start(
+    let mut proxy = peers::sipshard(
         &dir,
         proxy_port,
         &[
@@ -435,17 +394,6 @@ fn two_proxies_sipshard_then_kamailio() {
     drop(kam);
 }
 
-/// Run sipsak with `args` (it ends by itself: it retransmits for a bounded time).
-fn sipsak(dir: &Scratch, name: &str, args: &[String]) -> (Option<i32>, String) {
-    let program = require("sipsak");
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    let mut p = Proc::spawn(dir, name, &mut cmd);
-    let status = p.wait_timeout(Duration::from_secs(30));
-    let out = format!("{}{}", p.stdout_text(), p.stderr_text());
-    (status.and_then(|s| s.code()), out)
-}
-
 /// sipsak against sipshard: OPTIONS, registrations added, listed, refused as too brief and
 /// removed. Each step is checked with a REGISTER query (no Contact) from the test.
 #[test]
@@ -456,7 +404,7 @@ fn sipsak_options_and_registrations() {
     // Two shards: sipsak's REGISTERs and the test's queries come from different sockets and
     // so, usually, reach different shards' copies of the location table.
     let port = free_low_port();
-    let mut proxy = Sipshard::start(&dir, port, &["--shards", "2"]);
+    let mut proxy = peers::sipshard(&dir, port, &["--shards", "2"]);
     let target = format!("sip:127.0.0.1:{port}");
     let aor = format!("sip:alice@127.0.0.1:{port}");
     let first = format!("sip:alice@127.0.0.1:{}", free_port());
@@ -473,7 +421,7 @@ fn sipsak_options_and_registrations() {
     // lag (see `registration_is_visible_on_every_shard_once_answered`).
     let settled = |expect: &dyn Fn(&[String]) -> bool| -> (bool, Vec<String>) {
         let mut listed = Vec::new();
-        let ok = peers::eventually(Duration::from_secs(2), || {
+        let ok = eventually(Duration::from_secs(2), || {
             let q = SipClient::new().register(proxy.addr, &aor, &[], None);
             listed = q.contacts();
             q.status == 200 && expect(&listed)
@@ -481,7 +429,7 @@ fn sipsak_options_and_registrations() {
         (ok, listed)
     };
     let register = |step: &str, contact: &str, expires: &str| {
-        sipsak(
+        sipsak::run(
             &dir,
             step,
             &common(&["-U", "-s", &aor, "-C", contact, "-x", expires]),
@@ -496,7 +444,7 @@ fn sipsak_options_and_registrations() {
         );
     };
 
-    let (code, out) = sipsak(&dir, "options", &common(&["-s", &target]));
+    let (code, out) = sipsak::run(&dir, "options", &common(&["-s", &target]));
     assert!(
         code == Some(0) && out.contains("SIP/2.0 200 OK"),
         "sipsak OPTIONS {target}: exit {code:?}\n{out}"
@@ -561,7 +509,7 @@ fn sipsak_options_and_registrations() {
 #[test]
 fn registration_is_visible_on_every_shard_once_answered() {
     let dir = Scratch::new("replication");
-    let mut proxy = Sipshard::start(&dir, free_port(), &["--shards", "2"]);
+    let mut proxy = peers::sipshard(&dir, free_port(), &["--shards", "2"]);
     let registrant = SipClient::new();
     let mut missed = Vec::new();
     for i in 0..1000 {

@@ -1,13 +1,12 @@
 //! `--metrics`: the Prometheus endpoint, scraped during a short load, agrees with what was sent.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::scrape::{scrape, value};
-use common::*;
+use sipshard_testkit::scrape::{scrape, value};
+use sipshard_testkit::ua::register;
+use sipshard_testkit::{free_port, Proxy, Ua};
 
 #[test]
 fn counters_match_the_traffic_sent() {

@@ -1,18 +1,11 @@
 //! `--state-dir`: registrations survive a crash (up to the fsync interval), a clean stop loses
 //! nothing, and a corrupt log tail is cut and reported instead of stopping start-up.
 
-mod common;
-
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::*;
-
-fn state_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sipshard-state-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+use sipshard_testkit::sip::headers;
+use sipshard_testkit::ua::register;
+use sipshard_testkit::{free_port, Proxy, Scratch, Ua};
 
 fn register_many(p: &Proxy, ua: &Ua, n: usize, offset: usize) {
     for i in offset..offset + n {
@@ -41,7 +34,8 @@ fn count_registered(p: &Proxy, n: usize) -> usize {
 
 #[test]
 fn bindings_survive_kill_9_within_the_fsync_interval() {
-    let dir = state_dir("kill");
+    let scratch = Scratch::new("state-kill");
+    let dir = scratch.join("state");
     let d = dir.to_str().unwrap();
     let port = free_port();
     let args = [
@@ -62,13 +56,12 @@ fn bindings_survive_kill_9_within_the_fsync_interval() {
     p.kill_hard();
     let p = Proxy::start_on(port, &args);
     assert_eq!(count_registered(&p, 300), 300);
-    drop(p);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_clean_stop_loses_nothing_and_a_corrupt_tail_is_cut() {
-    let dir = state_dir("clean");
+    let scratch = Scratch::new("state-clean");
+    let dir = scratch.join("state");
     let d = dir.to_str().unwrap();
     let port = free_port();
     let args = [
@@ -79,7 +72,7 @@ fn a_clean_stop_loses_nothing_and_a_corrupt_tail_is_cut() {
         "--fsync-interval-ms",
         "60000",
     ];
-    let p = Proxy::start_on(port, &args);
+    let mut p = Proxy::start_on(port, &args);
     let ua = Ua::new();
     register_many(&p, &ua, 50, 0);
     // The interval is a minute: only the final sync on SIGTERM can have saved these.
@@ -89,12 +82,11 @@ fn a_clean_stop_loses_nothing_and_a_corrupt_tail_is_cut() {
     let mut bytes = std::fs::read(dir.join("bindings.log")).unwrap();
     bytes.extend_from_slice(b"\x20\x00\x00\x00torn record");
     std::fs::write(dir.join("bindings.log"), &bytes).unwrap();
-    let p = Proxy::start_on(port, &args);
+    let mut p = Proxy::start_on(port, &args);
     assert_eq!(count_registered(&p, 50), 50);
     let log = p.stop();
     assert!(
         log.contains("cut a torn or corrupt log tail of 15 bytes"),
         "{log}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,10 +1,10 @@
 //! Hygiene under abuse: per-source flood protection and binding limits.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use sipshard_testkit::sip::header;
+use sipshard_testkit::ua::register;
+use sipshard_testkit::{Proxy, Ua};
 
 fn message(ua: &Ua, to_user: &str, i: usize) -> String {
     format!(
@@ -16,7 +16,7 @@ fn message(ua: &Ua, to_user: &str, i: usize) -> String {
 /// A source over its rate is cut off for the cool-down; another source keeps being served.
 #[test]
 fn a_flooding_source_is_cut_off_while_others_are_served() {
-    let p = Proxy::start(&[
+    let mut p = Proxy::start(&[
         "--domain",
         "example.com",
         "--shards",

@@ -1,11 +1,11 @@
 //! sipshard over real UDP sockets: RFC 3665 registration and call flows, and the error paths of
 //! a stateless proxy (RFC 3261 sections 16.3-16.11), with one and two shards.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use sipshard_testkit::sip::*;
+use sipshard_testkit::ua::register;
+use sipshard_testkit::{free_port, Proxy, Ua};
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -404,7 +404,7 @@ fn cancel_of_a_ringing_call() {
 /// not answered; a foreign domain without a route is 404.
 #[test]
 fn unavailable_and_not_found() {
-    let p = Proxy::start(&["--domain", "biloxi.example.com"]);
+    let mut p = Proxy::start(&["--domain", "biloxi.example.com"]);
     let alice = Ua::new();
     alice.send(
         p.addr,
@@ -481,7 +481,7 @@ fn too_many_hops_and_loops() {
 /// Responses whose top Via is not ours are dropped silently (RFC 3261 section 16.11).
 #[test]
 fn stray_responses_are_dropped() {
-    let p = Proxy::start(&[]);
+    let mut p = Proxy::start(&[]);
     let (ua, other) = (Ua::new(), Ua::new());
     let stray = format!(
         "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKnotours\nVia: SIP/2.0/UDP {o};branch=z9hG4bKx\nFrom: <sip:a@x>;tag=1\nTo: <sip:b@y>;tag=2\nCall-ID: stray\nCSeq: 1 INVITE\n\n",
@@ -588,7 +588,7 @@ fn malformed_requests_get_clear_answers() {
 /// call finds the binding because the table is replicated.
 #[test]
 fn two_shards_share_the_location_table() {
-    let p = Proxy::start(&[
+    let mut p = Proxy::start(&[
         "--shards",
         "2",
         "--steering",

@@ -13,13 +13,15 @@
 //! bounded by SIPp's `-timeout` and the waits below; every process is killed when its test ends.
 
 mod flows;
-mod peers;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use flows::{esc, sipshard_totals, Expect, Row, CALLS};
-use peers::{finish_calls, tail, Scratch, SipClient, Sipshard};
+use flows::{esc, Expect, Row, CALLS};
+use sipshard_testkit::exit_log::sipshard_totals;
+use sipshard_testkit::peers::sipp::{finish_calls, header_values, traced_messages, Calls, Sipp};
+use sipshard_testkit::peers::{self, sipshard};
+use sipshard_testkit::{eventually, free_port, tail, Proxy, Scratch, SipClient};
 
 const BILOXI: &str = "biloxi.example.com";
 const ATLANTA: &str = "atlanta.example.com";
@@ -27,7 +29,7 @@ const ATLANTA: &str = "atlanta.example.com";
 /// One flow through one sipshard (Bob's registrar for biloxi.example.com, Record-Routing):
 /// what the agents and sipshard left behind.
 struct OneProxy {
-    calls: peers::Calls,
+    calls: Calls,
     /// Message logs of the UAS (Bob) and the UAC (Alice).
     at_bob: String,
     at_alice: String,
@@ -42,8 +44,8 @@ impl OneProxy {
     fn run(flow: &str, uac: &str, uas: &str) -> OneProxy {
         let dir = Scratch::new(&format!("rfc3665-{flow}"));
         let started = Instant::now();
-        let (p1, bob, alice) = (peers::free_port(), peers::free_port(), peers::free_port());
-        let mut proxy = Sipshard::start(
+        let (p1, bob, alice) = (free_port(), free_port(), free_port());
+        let mut proxy = sipshard(
             &dir,
             p1,
             &["--shards", "1", "--domain", BILOXI, "--record-route"],
@@ -121,19 +123,19 @@ fn flow_3_1_successful_session() {
 /// Two sipshards in a row: the first for atlanta.example.com (Alice's proxy, `--users`: 407),
 /// routing biloxi.example.com to the second (Bob's registrar); both Record-Route.
 struct TwoProxies {
-    first: Sipshard,
-    second: Sipshard,
+    first: Proxy,
+    second: Proxy,
     p1: u16,
     p2: u16,
-    /// The second proxy's logs (its own directory: both are named `sipshard`).
+    /// The second proxy's log directory.
     _second_dir: Scratch,
 }
 
 impl TwoProxies {
     fn start(dir: &Scratch, first_args: &[&str], second_args: &[&str]) -> TwoProxies {
-        let (p1, p2) = (peers::free_port(), peers::free_port());
+        let (p1, p2) = (free_port(), free_port());
         let second_dir = Scratch::new("rfc3665-second-proxy");
-        let second = Sipshard::start(
+        let second = sipshard(
             &second_dir,
             p2,
             &[
@@ -143,7 +145,7 @@ impl TwoProxies {
             .concat(),
         );
         let route = format!("{BILOXI}=127.0.0.1:{p2}");
-        let first = Sipshard::start(
+        let first = sipshard(
             dir,
             p1,
             &[
@@ -177,11 +179,11 @@ impl TwoProxies {
         &mut self,
         flow: &str,
         started: Instant,
-        mut uac: peers::Sipp,
-        mut uas: peers::Sipp,
+        mut uac: Sipp,
+        mut uas: Sipp,
         bob: u16,
         alice: u16,
-    ) -> (peers::Calls, String, String, String) {
+    ) -> (Calls, String, String, String) {
         let calls = finish_calls(flow, started, &mut uac, &mut uas, Duration::from_secs(60));
         let (log1, log2) = (self.first.stop(), self.second.stop());
         calls.assert_all_succeeded(
@@ -243,7 +245,7 @@ fn flow_3_2_two_proxies() {
     let users = users.to_string_lossy();
     let mut proxies = TwoProxies::start(&dir, &["--users", &users], &[]);
     let (p1, p2) = (proxies.p1, proxies.p2);
-    let (bob, alice) = (peers::free_port(), peers::free_port());
+    let (bob, alice) = (free_port(), free_port());
     flows::register(proxies.second.addr, "bob", BILOXI, bob);
     let subs = [
         ("@P1@", esc(p1)),
@@ -264,7 +266,7 @@ fn flow_3_2_two_proxies() {
     let (calls, alice_log, log1, _) = proxies.finish("3.2", started, uac, uas, bob, alice);
     // Alice's ACK and BYE carry the route set: first proxy, then second.
     for method in ["ACK ", "BYE "] {
-        for m in peers::traced_messages(&alice_log, method) {
+        for m in traced_messages(&alice_log, method) {
             if flows::value(&m, "CSeq").is_some_and(|c| c.starts_with("1 ")) {
                 continue; // the ACK of the 407
             }
@@ -310,7 +312,7 @@ fn flow_3_7_reinvite() {
     flows::check(&run.at_bob, "ACK", 2 * CALLS, &dialog);
     flows::check(&run.at_bob, "BYE", CALLS, &dialog);
     // Alice sent the re-INVITE to sipshard's Record-Route (her route set), not to Bob.
-    for m in peers::traced_messages(&run.at_alice, "INVITE ") {
+    for m in traced_messages(&run.at_alice, "INVITE ") {
         if flows::value(&m, "CSeq") == Some("2 INVITE") {
             assert_eq!(
                 flows::list(&m, "Route"),
@@ -339,7 +341,7 @@ fn flow_3_8_no_answer() {
     }
     run.same_branch_as_invite("CANCEL");
     run.same_branch_as_invite("ACK");
-    let got_487 = peers::traced_messages(&run.at_alice, "SIP/2.0 487").len();
+    let got_487 = traced_messages(&run.at_alice, "SIP/2.0 487").len();
     assert!(got_487 >= CALLS as usize, "Alice received {got_487} 487s");
     row.pass(&run.calls, "INVITE, CANCEL, ACK of the 487: R-URI = Bob's Contact, Via sipshard+Alice, Max-Forwards 69; CANCEL and ACK with the INVITE's sipshard branch; 487 back at Alice");
 }
@@ -420,8 +422,8 @@ fn flow_3_11_unavailable() {
     );
     let dir = Scratch::new("rfc3665-3.11");
     let started = Instant::now();
-    let (p1, alice) = (peers::free_port(), peers::free_port());
-    let mut proxy = Sipshard::start(
+    let (p1, alice) = (free_port(), free_port());
+    let mut proxy = sipshard(
         &dir,
         p1,
         &["--shards", "1", "--domain", BILOXI, "--record-route"],
@@ -464,7 +466,7 @@ fn flow_3_11_unavailable() {
         tail(&log, 2000)
     );
     assert!(dropped >= CALLS as u64, "ACKs absorbed: {dropped}");
-    let got_480 = peers::traced_messages(&uac.messages(), "SIP/2.0 480").len();
+    let got_480 = traced_messages(&uac.messages(), "SIP/2.0 480").len();
     assert_eq!(got_480, CALLS as usize);
     row.pass_uac(&[&outcome], "no UAS (Bob unregistered); 480 from sipshard for every INVITE, every ACK absorbed (dropped >= 50), nothing forwarded (sent = replies), nothing reached Bob's old Contact");
 }
@@ -483,14 +485,9 @@ fn flow_3_6_redirect() {
     let dir = Scratch::new("rfc3665-3.6");
     let proxy_dir = Scratch::new("rfc3665-3.6-proxy");
     let started = Instant::now();
-    let (pr, pp, bob, alice) = (
-        peers::free_port(),
-        peers::free_port(),
-        peers::free_port(),
-        peers::free_port(),
-    );
-    let mut redirect = Sipshard::start(&dir, pr, &["--shards", "1", "--redirect-domain", BILOXI]);
-    let mut proxy = Sipshard::start(&proxy_dir, pp, &["--shards", "1", "--record-route"]);
+    let (pr, pp, bob, alice) = (free_port(), free_port(), free_port(), free_port());
+    let mut redirect = sipshard(&dir, pr, &["--shards", "1", "--redirect-domain", BILOXI]);
+    let mut proxy = sipshard(&proxy_dir, pp, &["--shards", "1", "--record-route"]);
     flows::register(redirect.addr, "bob", BILOXI, bob);
     let subs = [
         ("@P1@", esc(pp)),
@@ -536,7 +533,7 @@ fn flow_3_6_redirect() {
     }
     flows::check(&at_bob, "BYE", CALLS, &dialog);
     // The 302s Alice got list Bob's binding with q and expires.
-    let redirects = peers::traced_messages(&uac.messages(), "SIP/2.0 302");
+    let redirects = traced_messages(&uac.messages(), "SIP/2.0 302");
     assert_eq!(redirects.len(), CALLS as usize);
     for r in &redirects {
         let c = flows::value(r, "Contact").unwrap_or("");
@@ -562,23 +559,21 @@ fn flow_3_6_redirect() {
 }
 
 /// Wait up to 15 s for `text` in a sipshard's log.
-fn wait_for_log(proxy: &mut Sipshard, text: &str) {
-    let seen = peers::eventually(Duration::from_secs(15), || {
-        proxy.proc.stderr_text().contains(text)
-    });
+fn wait_for_log(proxy: &Proxy, text: &str) {
+    let seen = eventually(Duration::from_secs(15), || proxy.log().contains(text));
     assert!(
         seen,
         "no {text:?} in the log:\n{}",
-        tail(&proxy.proc.stderr_text(), 3000)
+        tail(&proxy.log(), 3000)
     );
 }
 
 /// 50 calls of the 3.4 pair from Alice's proxy `first` through next hop `hop` (Bob's registrar
 /// on port `p2`) to Bob; checks Bob's messages.
-fn calls_through_next_hop(label: &str, first: &Sipshard, p2: u16, bob: u16) -> peers::Calls {
+fn calls_through_next_hop(label: &str, first: &Proxy, p2: u16, bob: u16) -> Calls {
     let dir = Scratch::new(&format!("rfc3665-3.4-{label}"));
     let started = Instant::now();
-    let alice = peers::free_port();
+    let alice = free_port();
     let p1 = first.addr.port();
     let subs = [
         ("@P1@", esc(p1)),
@@ -610,18 +605,18 @@ fn flow_3_4_proxy_failure() {
     let dead = UdpSocket::bind("127.0.0.1:0").expect("bind the silent first hop");
     let (hop1, hop2, p1, bob) = (
         dead.local_addr().expect("address").port(),
-        peers::free_port(),
-        peers::free_port(),
-        peers::free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
     );
-    let mut second = Sipshard::start(
+    let mut second = sipshard(
         &hop2_dir,
         hop2,
         &["--shards", "1", "--domain", BILOXI, "--record-route"],
     );
     flows::register(second.addr, "bob", BILOXI, bob);
     let route = format!("{BILOXI}=127.0.0.1:{hop1},127.0.0.1:{hop2}");
-    let mut first = Sipshard::start(
+    let mut first = sipshard(
         &dir,
         p1,
         &[
@@ -638,7 +633,7 @@ fn flow_3_4_proxy_failure() {
             "2",
         ],
     );
-    wait_for_log(&mut first, &format!("next hop 127.0.0.1:{hop1} is down"));
+    wait_for_log(&first, &format!("next hop 127.0.0.1:{hop1} is down"));
     let calls = calls_through_next_hop("down", &first, hop2, bob);
     // The silent hop got probes, and nothing else.
     dead.set_nonblocking(true).expect("nonblocking");
@@ -658,16 +653,13 @@ fn flow_3_4_proxy_failure() {
     // The first hop comes back: a sipshard on its port, Bob registered there too.
     drop(dead);
     let hop1_dir = Scratch::new("rfc3665-3.4-hop1");
-    let mut back = Sipshard::start(
+    let mut back = sipshard(
         &hop1_dir,
         hop1,
         &["--shards", "1", "--domain", BILOXI, "--record-route"],
     );
     flows::register(back.addr, "bob", BILOXI, bob);
-    wait_for_log(
-        &mut first,
-        &format!("next hop 127.0.0.1:{hop1} is up again"),
-    );
+    wait_for_log(&first, &format!("next hop 127.0.0.1:{hop1} is up again"));
     let calls_back = calls_through_next_hop("up", &first, hop1, bob);
     let log = first.stop();
     second.stop();
@@ -728,7 +720,7 @@ fn register_with_password(
     ]
     .map(String::from)
     .to_vec();
-    let mut sipp = peers::Sipp::spawn(dir, &format!("register-{user}"), &args, false);
+    let mut sipp = Sipp::spawn(dir, &format!("register-{user}"), &args, false);
     let done = sipp.wait(Duration::from_secs(30));
     assert_eq!(
         (done.exit_code(), done.successful()),
@@ -765,7 +757,7 @@ fn flow_3_3_multiple_proxy_authentication() {
         ],
     );
     let (p1, p2) = (proxies.p1, proxies.p2);
-    let (bob, alice) = (peers::free_port(), peers::free_port());
+    let (bob, alice) = (free_port(), free_port());
     register_with_password(&dir, proxies.second.addr, "bob", "b0b", bob);
     let subs = [
         ("@P1@", esc(p1)),
@@ -782,7 +774,7 @@ fn flow_3_3_multiple_proxy_authentication() {
     let uac = flows::uac(&dir, "uac_3_3.xml", &subs, alice, first, &auth_uri);
     let (calls, alice_log, log1, log2) = proxies.finish("3.3", started, uac, uas, bob, alice);
     // What Alice sent to the first proxy last: one Proxy-Authorization per realm.
-    let finals: Vec<Vec<String>> = peers::traced_messages(&alice_log, "INVITE ")
+    let finals: Vec<Vec<String>> = traced_messages(&alice_log, "INVITE ")
         .into_iter()
         .filter(|m| flows::value(m, "CSeq") == Some("3 INVITE"))
         .collect();
@@ -792,7 +784,7 @@ fn flow_3_3_multiple_proxy_authentication() {
         finals.len()
     );
     for m in &finals {
-        let realms: Vec<&str> = peers::header_values(m, "Proxy-Authorization")
+        let realms: Vec<&str> = header_values(m, "Proxy-Authorization")
             .filter_map(|v| v.split("realm=\"").nth(1)?.split('"').next())
             .collect();
         assert_eq!(realms, [ATLANTA, BILOXI], "{m:#?}");

@@ -1,15 +1,14 @@
 //! Loss recovery: calls go through a small UDP relay that drops every third INVITE (the first
 //! transmission; its retransmission passes). RFC 3261 Timer A must recover every call.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use sipshard_testkit::free_ports;
+use sipshard_testkit::loadgen::{run_json, show, u};
 
 /// Relay datagrams between clients and `upstream`, one upstream-facing socket per client so
 /// answers find their way back. Drops the first transmission of every `nth` INVITE (by branch).

@@ -8,19 +8,15 @@
 //! the flood to CPU 1. The test measures the overload factor (INVITEs offered / INVITEs
 //! forwarded) and fails below 10x: a passing run shows shedding at work, never an idle proxy.
 
-mod common;
-#[path = "../../tests/common/scrape.rs"]
-mod scrape;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
-use scrape::{scrape, value as metric};
+use sipshard_testkit::loadgen::{run_json, show, u};
+use sipshard_testkit::scrape::{scrape, value as metric};
+use sipshard_testkit::{free_ports, Proxy};
 
 const FLOOD: Duration = Duration::from_secs(10);
 /// The proxy's CPU during the flood: runs `RUN` out of every `RUN + STOPPED`.
@@ -121,23 +117,14 @@ fn ten_seconds_of_overload_then_normal_load_with_zero_failed_calls() {
     let base = free_ports(2);
     let proxy: SocketAddr = format!("127.0.0.1:{base}").parse().unwrap();
     let metrics: SocketAddr = format!("127.0.0.1:{}", base + 1).parse().unwrap();
-    let mut cmd = Command::new(sipshard_bin());
     #[rustfmt::skip]
-    cmd.args([
-        "--listen", &proxy.to_string(), "--shards", "1", "--cpus", "0",
+    let sipshard = Proxy::builder().port(base).args(&[
+        "--shards", "1", "--cpus", "0",
         "--metrics", &metrics.to_string(),
         // A queue that holds more than the shedding limit's worth, so that shedding by age,
         // not the kernel's tail drop, is what bounds it.
         "--rcvbuf", "4194304", "--max-queue-delay-ms", "10",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let mut sipshard = Group::spawn(cmd);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        sipshard.0.try_wait().unwrap().is_none(),
-        "sipshard exited at start"
-    );
+    ]).start();
 
     // A sink that never reads (the flood's destination) and a phone that does.
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -166,7 +153,7 @@ fn ten_seconds_of_overload_then_normal_load_with_zero_failed_calls() {
     };
 
     let throttle = {
-        let (stop, pid) = (Arc::clone(&stop), sipshard.0.id() as i32);
+        let (stop, pid) = (Arc::clone(&stop), sipshard.pid());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 // SAFETY: plain kill(2) on the child we started.

@@ -1,27 +1,18 @@
 //! `register` against a small test registrar that challenges every REGISTER without
 //! credentials (401, RFC 3261 section 22.2) and checks the digest answer (RFC 2617).
 
-mod common;
-
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
-use md5::{Digest, Md5};
 use sipshard::sip::{HeaderName, Message};
+use sipshard_testkit::digest::md5hex as md5;
+use sipshard_testkit::loadgen::{run_json, show, u};
+use sipshard_testkit::Scratch;
 
 const REALM: &str = "loadtest";
 const NONCE: &str = "5f1a2b3c";
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn md5(s: &str) -> String {
-    hex(&Md5::digest(s.as_bytes()))
-}
 
 struct Registrar {
     addr: std::net::SocketAddr,
@@ -145,7 +136,7 @@ fn registrar(passwords: &'static [(&'static str, &'static str)]) -> Registrar {
 #[test]
 fn register_storm_answers_digest_challenges() {
     let reg = registrar(&[("user0", "pw0"), ("user1", "pw1")]);
-    let pwdir = temp_dir("register");
+    let pwdir = Scratch::new("register");
     let pwfile = pwdir.join("passwords");
     std::fs::write(&pwfile, "user0:pw0\nuser1:pw1\n*:common\n").unwrap();
     let target = reg.addr.to_string();

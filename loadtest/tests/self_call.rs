@@ -2,16 +2,16 @@
 //! proxy-less setup (UAC -> UAS in one process), plus `--expect`, `--answer`, OPTIONS against
 //! `--uas-only`, and a tiny `find-max`.
 
-mod common;
-
+use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use sipshard_testkit::loadgen::{self, read_json, run_json, show, u};
+use sipshard_testkit::{free_ports, Proc, Scratch};
 
 #[test]
 fn proxyless_call_completes_every_call_and_writes_all_reports() {
     let base = free_ports(4);
-    let dir = temp_dir("selfcall");
+    let dir = Scratch::new("selfcall");
     let csv = dir.join("r.csv");
     let hgrm = dir.join("hgrm");
     let (target, port) = (format!("127.0.0.1:{base}"), base.to_string());
@@ -105,18 +105,18 @@ fn a_rejection_fails_the_call_unless_expected() {
 fn options_pings_against_an_answer_only_instance() {
     let base = free_ports(1);
     let port = base.to_string();
-    let uas_dir = temp_dir("options-uas");
+    let uas_dir = Scratch::new("options-uas");
     #[rustfmt::skip]
-    let uas = spawn(BIN, &[
+    let mut uas = Proc::spawn(&uas_dir, "uas", Command::new(loadgen::bin()).args([
         "call", "--uas-only", "--local-port", &port, "--ports", "1", "--duration", "3", "-q",
-    ], &uas_dir);
+    ]));
     std::thread::sleep(Duration::from_millis(200));
     let target = format!("127.0.0.1:{base}");
     #[rustfmt::skip]
     let (out, r) = run_json("options", &[
         "options", "--target", &target, "--rate", "300", "--duration", "1",
     ], Duration::from_secs(30));
-    let uas_out = wait_with_deadline(uas, Duration::from_secs(30), "uas");
+    let uas_out = uas.wait_output(Duration::from_secs(30));
     assert!(out.status.success(), "{}", show(&out));
     assert!(uas_out.status.success(), "{}", show(&uas_out));
     assert_eq!(u(&r, "succeeded"), 300, "{r:#}");
@@ -129,15 +129,15 @@ fn options_pings_against_an_answer_only_instance() {
 fn the_generator_counts_datagrams_its_own_sockets_dropped() {
     let base = free_ports(1);
     let port = base.to_string();
-    let dir = temp_dir("own-drops");
+    let dir = Scratch::new("own-drops");
     let json = dir.join("uas.json");
     #[rustfmt::skip]
-    let uas = spawn(BIN, &[
+    let mut uas = Proc::spawn(&dir, "uas", Command::new(loadgen::bin()).args([
         "call", "--uas-only", "--local-port", &port, "--ports", "1", "--duration", "3", "-q",
         "--json", json.to_str().unwrap(),
-    ], &dir);
+    ]));
     std::thread::sleep(Duration::from_millis(300));
-    let pid = uas.id() as i32;
+    let pid = uas.pid();
     // Stopped, it reads nothing: 20,000 datagrams of about 1 KB overflow its 8 MB buffer
     // (each takes about 2.3 KB of buffer on loopback).
     // SAFETY: kill(2) on our own child.
@@ -154,7 +154,7 @@ fn the_generator_counts_datagrams_its_own_sockets_dropped() {
     }
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
-    let out = wait_with_deadline(uas, Duration::from_secs(30), "uas");
+    let out = uas.wait_output(Duration::from_secs(30));
     assert!(out.status.success(), "{}", show(&out));
     let r = read_json(&json);
     let drops = u(&r, "generator_socket_drops");

@@ -2,27 +2,17 @@
 //! seconds, zero failed calls, with and without `--record-route`. Uses the workspace's own
 //! `target/<profile>/sipshard`, which `cargo test --workspace` builds.
 
-mod common;
-
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use sipshard_testkit::loadgen::{run_json, show, u};
+use sipshard_testkit::Proxy;
 
 fn calls_through_sipshard(extra: &[&str]) {
-    let port = free_ports(1);
-    let listen = format!("127.0.0.1:{port}");
-    let mut cmd = Command::new(sipshard_bin());
-    cmd.args(["--listen", &listen, "--shards", "1"])
+    let proxy = Proxy::builder()
+        .args(&["--shards", "1"])
         .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut proxy = Group::spawn(cmd);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        proxy.0.try_wait().unwrap().is_none(),
-        "sipshard exited at start"
-    );
+        .start();
+    let listen = proxy.addr.to_string();
     #[rustfmt::skip]
     let (out, r) = run_json("through-sipshard", &[
         "call", "--target", &listen, "--users", "50", "--rate", "300", "--duration", "3",

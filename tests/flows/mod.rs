@@ -2,16 +2,15 @@
 //! messages the UAS received, sipshard's exit counters, and the table of results in
 //! `docs/rfc3665-flows.md`.
 
-#![allow(dead_code)]
-
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::peers::{
-    self, header_values, traced_messages, Agent, Calls, Scenario, Scratch, Sipp, SippOutcome,
+use sipshard_testkit::peers::sipp::{
+    header_values, traced_messages, Agent, Calls, Scenario, Sipp, SippOutcome,
 };
+use sipshard_testkit::{tail, Scratch, SipClient};
 
 /// Calls per flow, and the rate they are started at (calls per second).
 pub const CALLS: u32 = 50;
@@ -52,7 +51,7 @@ pub fn scenario(dir: &Scratch, name: &str, subs: &[(&str, String)]) -> PathBuf {
 pub fn register(registrar: SocketAddr, user: &str, domain: &str, port: u16) {
     let aor = format!("sip:{user}@{domain}");
     let contact = format!("sip:{user}@127.0.0.1:{port}");
-    let ok = peers::SipClient::new().register(registrar, &aor, &[&contact], Some(3600));
+    let ok = SipClient::new().register(registrar, &aor, &[&contact], Some(3600));
     assert_eq!(ok.status, 200, "REGISTER {aor} failed:\n{}", ok.text);
 }
 
@@ -133,7 +132,7 @@ pub fn check(log: &str, method: &str, min: u32, want: &Expect) -> Vec<Vec<String
         msgs.len() >= min as usize,
         "{} {method} requests in the log, expected at least {min}:\n{}",
         msgs.len(),
-        peers::tail(log, 3000)
+        tail(log, 3000)
     );
     for m in &msgs {
         let ruri = m[0].split(' ').nth(1).unwrap_or("");
@@ -178,28 +177,6 @@ pub fn list(msg: &[String], name: &str) -> Vec<String> {
 /// A header's value in one traced message.
 pub fn value<'a>(msg: &'a [String], name: &'a str) -> Option<&'a str> {
     header_values(msg, name).next()
-}
-
-/// sipshard's exit totals over its shards: (received, sent, replies, dropped).
-pub fn sipshard_totals(log: &str) -> (u64, u64, u64, u64) {
-    let mut t = (0, 0, 0, 0);
-    for l in log.lines() {
-        // logfmt: ... msg="shard 0: 18008 received, 18000 sent, 8 replies, 0 dropped"
-        let Some(at) = l.find("msg=\"shard ") else {
-            continue;
-        };
-        let nums: Vec<u64> = l[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        if nums.len() >= 5 && l.contains(" received, ") && l.contains(" replies, ") {
-            t.0 += nums[1];
-            t.1 += nums[2];
-            t.2 += nums[3];
-            t.3 += nums[4];
-        }
-    }
-    t
 }
 
 /// One row of `docs/rfc3665-flows.md`. Written when the flow passes ([`Row::pass`]); a row

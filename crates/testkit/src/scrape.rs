@@ -1,5 +1,6 @@
-//! Reading the `--metrics` endpoint in tests: one GET, and one series' value out of the text.
-//! Shared by the proxy's tests and the load generator's (which include this file by path).
+//! Reading sipshard's `--metrics` endpoint: one GET, and one series' value out of the text.
+//! The proxy's tests check its counters against the traffic they sent; the load generator's
+//! overload test reads what the proxy shed.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,0 +1,45 @@
+//! The test kit of the sipshard workspace: everything the integration tests of `sipshard`
+//! (`tests/`) and of `sipshard-load` (`loadtest/tests/`) share, in one crate instead of helper
+//! files included into each test by path.
+//!
+//! The tests talk to real processes over real sockets on 127.0.0.1, so most of this kit is
+//! about starting processes and cleaning up after them:
+//!
+//! - [`Proxy`]: the `sipshard` binary under test, started on a free port and returned once it
+//!   answers an OPTIONS ping; its log is a file, and it dies with the test.
+//! - [`Ua`] and [`SipClient`]: SIP over UDP from the test itself, one datagram at a time or as
+//!   a retransmitting client transaction; [`sip`] builds and reads the messages.
+//! - [`peers`]: SIPp, Kamailio and sipsak, the SIP implementations nobody here wrote; a test
+//!   whose peer is missing fails saying how to install it, it never passes by skipping.
+//! - [`loadgen`]: runs of the `sipshard-load` generator and its JSON report.
+//! - [`Proc`], [`Scratch`], [`ports`]: child processes killed with their process group,
+//!   scratch directories kept only when a test fails, and the one free-port picker.
+//! - [`exit_log`], [`scrape`], [`digest`]: reading sipshard's exit counters and `/metrics`,
+//!   and a UAC's side of Digest authentication written independently of `src/auth`.
+//!
+//! Binaries are found next to the test executable ([`bin`]), the same way for every test.
+
+pub mod bin;
+pub mod client;
+pub mod digest;
+pub mod exit_log;
+pub mod loadgen;
+pub mod peers;
+pub mod poll;
+pub mod ports;
+pub mod proc;
+pub mod proxy;
+pub mod scrape;
+pub mod scratch;
+pub mod sip;
+pub mod text;
+pub mod ua;
+
+pub use client::{Response, SipClient};
+pub use poll::eventually;
+pub use ports::{free_low_port, free_port, free_ports};
+pub use proc::Proc;
+pub use proxy::Proxy;
+pub use scratch::Scratch;
+pub use text::tail;
+pub use ua::Ua;
