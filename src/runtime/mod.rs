@@ -142,9 +142,7 @@ type Bound = (Vec<Vec<BoundSocket>>, Vec<(Transport, SocketAddr)>);
 /// Bind every shard's sockets before any shard starts. Returns each shard's sockets, in
 /// listener order, and the listeners as bound (port 0 resolved; TCP takes the port its UDP
 /// twin got).
-fn bind(
-    settings: &Settings,
-) -> Result<Bound, String> {
+fn bind(settings: &Settings) -> Result<Bound, String> {
     let shards = settings.shards();
     let s = &settings.sockets;
     let mut per_shard: Vec<Vec<BoundSocket>> = (0..shards).map(|_| Vec::new()).collect();

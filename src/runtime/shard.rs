@@ -217,6 +217,12 @@ impl Shard {
         }
     }
 
+    /// Apply what other shards changed and the prober published (before deciding anything).
+    fn take_in(&self, core: &mut Core) {
+        self.links.borrow_mut().drain(|rec| core.apply_replica(rec));
+        self.apply_hop_states(core);
+    }
+
     /// Send this shard's location changes to every other peer and apply theirs.
     fn exchange(&self, core: &mut Core) {
         let mut links = self.links.borrow_mut();
@@ -254,8 +260,7 @@ impl Datapath for Shard {
     fn start_batch(&self, kernel_drops: u64) {
         let mut core = self.core.borrow_mut();
         core.count_drops(DropReason::QueueFull, kernel_drops);
-        self.links.borrow_mut().drain(|rec| core.apply_replica(rec));
-        self.apply_hop_states(&mut core);
+        self.take_in(&mut core);
     }
 
     fn shed(&self) {
@@ -283,6 +288,10 @@ impl Datapath for Shard {
 impl Shard {
     /// Send `bytes` to `to` by listener `listener`, now or by queueing: nothing here waits.
     fn send(&self, to: Target, listener: usize, bytes: &[u8]) {
+        log::info!(
+            "DBG send {to:?} by {listener}: {:?}",
+            String::from_utf8_lossy(&bytes[..40.min(bytes.len())])
+        );
         match to.transport {
             Transport::Udp => self.send_udp_now(listener, to.addr, bytes),
             Transport::Tcp => self.send_tcp(to, listener, bytes),
@@ -337,6 +346,9 @@ impl StreamHost for Shard {
         }
         let action = {
             let mut core = self.core.borrow_mut();
+            // What other shards changed first, as before a datagram batch: a call sent after
+            // another shard's 200 OK to a REGISTER must find the binding.
+            self.take_in(&mut core);
             let action = core.handle(clock::now(), src, listener, &mut pkt);
             self.exchange(&mut core);
             action

@@ -32,6 +32,7 @@ pub mod proxy;
 pub mod scrape;
 pub mod scratch;
 pub mod sip;
+pub mod tcp_ua;
 pub mod text;
 pub mod ua;
 
@@ -41,5 +42,6 @@ pub use ports::{free_low_port, free_port, free_ports};
 pub use proc::Proc;
 pub use proxy::Proxy;
 pub use scratch::Scratch;
+pub use tcp_ua::{Got, TcpUa};
 pub use text::tail;
 pub use ua::Ua;

@@ -1,0 +1,273 @@
+//! SIP over TCP through the real binary, over real loopback sockets: framing (pipelined,
+//! split to single bytes, keep-alive pings), the hostile-stream limits (missing Content-Length,
+//! too large, slowloris, idle, per-IP), connection reuse for a UA that registered over TCP
+//! (whichever shard the call arrives on), and responses going back on the connection their
+//! request came in on.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sipshard_testkit::scrape::scrape;
+use sipshard_testkit::{eventually, free_ports, Got, Proxy, TcpUa, Ua};
+
+fn options(to: SocketAddr, via: &str, branch: &str) -> String {
+    format!(
+        "OPTIONS sip:{to} SIP/2.0\nVia: SIP/2.0/TCP {via};branch=z9hG4bK{branch}\nFrom: <sip:a@example.com>;tag=o\nTo: <sip:{to}>\nCall-ID: {branch}\nCSeq: 1 OPTIONS\nMax-Forwards: 70\n\n"
+    )
+}
+
+/// REGISTER bob over `ua`'s connection with a contact that no one listens on: only the
+/// connection itself reaches him.
+fn register_over_tcp(ua: &mut TcpUa, proxy: SocketAddr, user: &str) {
+    ua.send(&format!(
+        "REGISTER sip:{proxy} SIP/2.0\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKreg{user}\nFrom: <sip:{user}@{proxy}>;tag=r\nTo: <sip:{user}@{proxy}>\nCall-ID: reg-{user}\nCSeq: 1 REGISTER\nContact: <sip:{user}@127.0.0.1:9;transport=tcp>\nMax-Forwards: 70\n\n"
+    ));
+    let reply = ua.recv();
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+}
+
+/// A 200 OK for `request`: its Via, From, To (tagged), Call-ID and CSeq.
+fn ok_for(request: &str) -> String {
+    let mut out = String::from("SIP/2.0 200 OK\n");
+    for line in request.lines() {
+        let name = line.split(':').next().unwrap_or("");
+        match name {
+            "Via" | "From" | "Call-ID" | "CSeq" => out.push_str(&format!("{line}\n")),
+            "To" => out.push_str(&format!("{line};tag=callee\n")),
+            _ => {}
+        }
+    }
+    out.push('\n');
+    out
+}
+
+#[test]
+fn calls_reach_a_ua_over_the_connection_it_registered_on_from_every_shard() {
+    let proxy = Proxy::start(&["--shards", "2"]);
+    let mut bob = TcpUa::connect(proxy.addr);
+    register_over_tcp(&mut bob, proxy.addr, "bob");
+    // Callers from many source ports: the kernel's hash sends some to each shard, and the
+    // shard that does not own bob's connection hands the INVITE to the one that does.
+    for i in 0..16 {
+        let alice = Ua::new();
+        alice.send(proxy.addr, &format!(
+            "INVITE sip:bob@{p} SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKinv{i};rport\nFrom: <sip:alice@example.com>;tag=a{i}\nTo: <sip:bob@{p}>\nCall-ID: call-{i}\nCSeq: 1 INVITE\nMax-Forwards: 70\n\n",
+            p = proxy.addr,
+            a = alice.addr
+        ));
+        let inv = bob.recv();
+        assert!(
+            inv.starts_with("INVITE sip:bob@127.0.0.1:9;transport=tcp SIP/2.0"),
+            "call {i}: {inv}"
+        );
+        assert!(
+            inv.contains(&format!("Via: SIP/2.0/TCP {}", proxy.addr)),
+            "call {i}: {inv}"
+        );
+        bob.send(&ok_for(&inv));
+        let ok = alice.recv();
+        assert!(ok.starts_with("SIP/2.0 200 OK"), "call {i}: {ok}");
+        assert!(ok.contains(&format!("Call-ID: call-{i}")), "call {i}: {ok}");
+    }
+}
+
+#[test]
+fn a_response_goes_back_on_the_connection_its_request_came_on() {
+    let proxy = Proxy::start(&["--shards", "2"]);
+    let bob = Ua::new();
+    let contact = format!("<sip:bob@{}>", bob.addr);
+    let reg = sipshard_testkit::ua::register(
+        &bob,
+        proxy.addr,
+        "bob",
+        &proxy.addr.to_string(),
+        &contact,
+        1,
+        "",
+    );
+    assert!(reg.starts_with("SIP/2.0 200"), "{reg}");
+    for i in 0..8 {
+        let mut alice = TcpUa::connect(proxy.addr);
+        alice.send(&format!(
+            "INVITE sip:bob@{p} SIP/2.0\nVia: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKt{i};rport\nFrom: <sip:alice@example.com>;tag=a{i}\nTo: <sip:bob@{p}>\nCall-ID: tcp-call-{i}\nCSeq: 1 INVITE\nMax-Forwards: 70\n\n",
+            p = proxy.addr
+        ));
+        let Some(inv) = bob.recv_within(Duration::from_secs(3)) else {
+            let at = alice.addr;
+            panic!(
+                "bob {} got no INVITE; alice {at} got {}",
+                bob.addr,
+                alice.recv()
+            );
+        };
+        assert!(
+            inv.contains(&format!("Via: SIP/2.0/UDP {}", proxy.addr)),
+            "{inv}"
+        );
+        // alice's Via learnt where she really is: her connection's port.
+        let rport = format!("branch=z9hG4bKt{i};rport={}", alice.addr.port());
+        assert!(inv.contains(&rport), "{inv}");
+        bob.send(proxy.addr, &ok_for(&inv));
+        let ok = alice.recv();
+        assert!(ok.starts_with("SIP/2.0 200 OK"), "call {i}: {ok}");
+        assert!(ok.contains(&format!("Call-ID: tcp-call-{i}")), "{ok}");
+        let vias: Vec<&str> = ok.lines().filter(|l| l.starts_with("Via:")).collect();
+        assert_eq!(vias.len(), 1, "our Via was removed: {ok}");
+        assert!(vias[0].contains("127.0.0.1:5999"), "{ok}");
+    }
+}
+
+#[test]
+fn pipelined_split_and_keepalive_framing() {
+    let proxy = Proxy::start(&["--shards", "1"]);
+    let mut ua = TcpUa::connect(proxy.addr);
+    let me = ua.addr.to_string();
+    // A ping, then two messages in one write.
+    let two = format!(
+        "{}{}",
+        sipshard_testkit::sip::wire(&options(proxy.addr, &me, "p1")),
+        sipshard_testkit::sip::wire(&options(proxy.addr, &me, "p2"))
+    );
+    ua.send_raw(format!("\r\n\r\n{two}").as_bytes());
+    assert_eq!(ua.recv_within(Duration::from_secs(3)), Some(Got::Pong));
+    for b in ["p1", "p2"] {
+        let r = ua.recv();
+        assert!(
+            r.starts_with("SIP/2.0 200") && r.contains(&format!("Call-ID: {b}")),
+            "{r}"
+        );
+    }
+    // One message a byte at a time.
+    let one = sipshard_testkit::sip::wire(&options(proxy.addr, &me, "p3"));
+    for b in one.as_bytes() {
+        ua.send_raw(&[*b]);
+    }
+    let r = ua.recv();
+    assert!(
+        r.starts_with("SIP/2.0 200") && r.contains("Call-ID: p3"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_stream_that_cannot_be_framed_is_answered_then_closed() {
+    let proxy = Proxy::start(&["--shards", "1", "--max-message", "2000"]);
+    let mut ua = TcpUa::connect(proxy.addr);
+    let me = ua.addr;
+    ua.send_raw(format!(
+        "OPTIONS sip:{p} SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKnocl\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:{p}>\r\nCall-ID: nocl\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        p = proxy.addr
+    ).as_bytes());
+    let r = ua.recv();
+    assert!(
+        r.starts_with("SIP/2.0 400 Bad Request - Missing Content-Length"),
+        "{r}"
+    );
+    assert!(ua.closed_within(Duration::from_secs(3)));
+
+    let mut ua = TcpUa::connect(proxy.addr);
+    let me = ua.addr;
+    ua.send_raw(format!(
+        "INVITE sip:x@{p} SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKbig\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:x@{p}>\r\nCall-ID: big\r\nCSeq: 1 INVITE\r\nContent-Length: 5000\r\n\r\n",
+        p = proxy.addr
+    ).as_bytes());
+    let r = ua.recv();
+    assert!(r.starts_with("SIP/2.0 513"), "{r}");
+    assert!(ua.closed_within(Duration::from_secs(3)));
+    // The proxy still serves other connections and UDP.
+    let mut other = TcpUa::connect(proxy.addr);
+    let addr = other.addr.to_string();
+    other.send(&options(proxy.addr, &addr, "after"));
+    assert!(other.recv().starts_with("SIP/2.0 200"));
+}
+
+#[test]
+fn slowloris_and_idle_connections_are_closed_on_time_and_counted() {
+    let base = free_ports(2);
+    let metrics = format!("127.0.0.1:{}", base + 1);
+    let proxy = Proxy::builder()
+        .port(base)
+        .args(&[
+            "--shards",
+            "1",
+            "--tcp-message-timeout-ms",
+            "500",
+            "--tcp-idle-timeout",
+            "1",
+            "--metrics",
+            &metrics,
+        ])
+        .start();
+    let mut slow = TcpUa::connect(proxy.addr);
+    let mut idle = TcpUa::connect(proxy.addr);
+    let started = Instant::now();
+    slow.send_raw(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1;bra");
+    // Meanwhile the UDP path and a well-behaved connection are served.
+    let udp = Ua::new();
+    let via = udp.addr.to_string();
+    udp.send(
+        proxy.addr,
+        &options(proxy.addr, &via, "udp-meanwhile").replace("TCP", "UDP"),
+    );
+    assert!(udp.recv().starts_with("SIP/2.0 200"));
+    assert!(
+        slow.closed_within(Duration::from_secs(3)),
+        "slowloris kept open"
+    );
+    let slow_took = started.elapsed();
+    assert!(
+        slow_took < Duration::from_millis(1500),
+        "slowloris closed after {slow_took:?}"
+    );
+    assert!(idle.closed_within(Duration::from_secs(4)), "idle kept open");
+    let idle_took = started.elapsed();
+    assert!(
+        idle_took >= Duration::from_millis(900),
+        "idle closed after {idle_took:?}"
+    );
+    // The counters reach the endpoint on the shard's next housekeeping tick.
+    let want = [
+        "sipshard_tcp_closed_total{shard=\"0\",reason=\"message_timeout\"} 1",
+        "sipshard_tcp_closed_total{shard=\"0\",reason=\"idle\"} 1",
+        "sipshard_tcp_connections{shard=\"0\"} 0",
+    ];
+    let addr = metrics.parse().unwrap();
+    let mut text = String::new();
+    let counted = eventually(Duration::from_secs(3), || {
+        text = scrape(addr);
+        want.iter().all(|w| text.contains(w))
+    });
+    assert!(counted, "{text}");
+}
+
+#[test]
+fn connections_past_the_per_ip_limit_are_refused() {
+    let proxy = Proxy::start(&["--shards", "1", "--tcp-max-connections-per-ip", "2"]);
+    let mut kept: Vec<TcpUa> = (0..2).map(|_| TcpUa::connect(proxy.addr)).collect();
+    for (i, ua) in kept.iter_mut().enumerate() {
+        let me = ua.addr.to_string();
+        ua.send(&options(proxy.addr, &me, &format!("k{i}")));
+        assert!(ua.recv().starts_with("SIP/2.0 200"));
+    }
+    let mut third = TcpUa::connect(proxy.addr);
+    assert!(
+        third.closed_within(Duration::from_secs(3)),
+        "a third connection was kept"
+    );
+    drop(kept.pop());
+    // Once one closes, a new one is admitted.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut again = TcpUa::connect(proxy.addr);
+        let me = again.addr.to_string();
+        again.send(&options(proxy.addr, &me, "again"));
+        if matches!(again.recv_within(Duration::from_millis(500)), Some(Got::Message(m)) if m.starts_with("SIP/2.0 200"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no connection admitted after one closed"
+        );
+    }
+}
