@@ -7,8 +7,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use sipshard_testkit::peers::sipp::{finish_calls, Agent, Scenario};
+use sipshard_testkit::peers::{self, require};
 use sipshard_testkit::scrape::scrape;
-use sipshard_testkit::{eventually, free_ports, Got, Proxy, TcpUa, Ua};
+use sipshard_testkit::{
+    eventually, free_port, free_ports, tail, Got, Proxy, Scratch, SipClient, TcpUa, Ua,
+};
 
 fn options(to: SocketAddr, via: &str, branch: &str) -> String {
     format!(
@@ -270,4 +274,86 @@ fn connections_past_the_per_ip_limit_are_refused() {
             "no connection admitted after one closed"
         );
     }
+}
+
+/// SIPp's own uac and uas over TCP through sipshard (`-t t1`: one connection each way for every
+/// call; `-t tn`: a new connection per call), and mixed: the caller on UDP, the callee on TCP.
+fn sipp_calls_over_tcp(name: &str, uac_transport: &str, uas_transport: &str) {
+    require("sipp");
+    let _serial = peers::serial();
+    let dir = Scratch::new(name);
+    let started = Instant::now();
+    let (proxy_port, uas_port, uac_port) = (free_port(), free_port(), free_port());
+    let mut proxy = peers::sipshard(&dir, proxy_port, &["--shards", "2"]);
+    // bob's contact names TCP when his agent listens on TCP.
+    let tcp_param = if uas_transport == "u1" {
+        ""
+    } else {
+        ";transport=tcp"
+    };
+    let contact = format!("sip:service@127.0.0.1:{uas_port}{tcp_param}");
+    let aor = format!("sip:service@{}", proxy.addr);
+    let ok = SipClient::new().register(proxy.addr, &aor, &[&contact], Some(3600));
+    assert_eq!(ok.status, 200, "REGISTER failed:\n{}", ok.text);
+    // Every shard must know the binding before the calls start.
+    assert!(eventually(Duration::from_secs(5), || (0..6).all(|_| {
+        let q = SipClient::new().register(proxy.addr, &aor, &[], None);
+        q.contacts().iter().any(|c| c.contains(&contact))
+    })));
+    let uas_args = ["-t", uas_transport];
+    let uas = Agent {
+        name: "uas",
+        scenario: Scenario::Builtin("uas"),
+        port: uas_port,
+        service: "service",
+        calls: SIPP_CALLS,
+        remote: None,
+        timeout: Duration::from_secs(60),
+        extra: &uas_args,
+        trace_msg: false,
+    };
+    let mut uas_run = uas.start(&dir);
+    let uac_args = ["-t", uac_transport];
+    let mut uac_run = Agent {
+        name: "uac",
+        port: uac_port,
+        remote: Some((proxy.addr, 20)),
+        extra: &uac_args,
+        ..uas
+    }
+    .start(&dir);
+    let calls = finish_calls(
+        name,
+        started,
+        &mut uac_run,
+        &mut uas_run,
+        Duration::from_secs(60),
+    );
+    let log = proxy.stop();
+    calls.assert_all_succeeded(
+        SIPP_CALLS,
+        &format!("--- sipshard ---\n{}", tail(&log, 3000)),
+    );
+}
+
+const SIPP_CALLS: u32 = 40;
+
+#[test]
+fn sipp_over_tcp_one_connection_each_way() {
+    sipp_calls_over_tcp("sipp-tcp-t1", "t1", "t1");
+}
+
+#[test]
+fn sipp_over_tcp_a_connection_per_call() {
+    sipp_calls_over_tcp("sipp-tcp-tn", "tn", "t1");
+}
+
+#[test]
+fn sipp_caller_on_udp_callee_on_tcp() {
+    sipp_calls_over_tcp("sipp-udp-to-tcp", "u1", "t1");
+}
+
+#[test]
+fn sipp_caller_on_tcp_callee_on_udp() {
+    sipp_calls_over_tcp("sipp-tcp-to-udp", "t1", "u1");
 }

@@ -51,12 +51,15 @@ pub fn free_low_port() -> u16 {
     pick(LOW, 1)
 }
 
-/// Wait until something has bound UDP `port` on 127.0.0.1 (our own bind attempt fails): a
-/// SIPp uas is ready for calls once it has.
+/// Wait until something has bound `port` on 127.0.0.1, over UDP or TCP (our own bind attempt
+/// fails): a SIPp uas is ready for calls once it has.
 pub fn wait_bound(port: u16, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+        // Over UDP or TCP (a SIPp agent with `-t t1` binds TCP only).
+        if UdpSocket::bind(("127.0.0.1", port)).is_err()
+            || TcpListener::bind(("127.0.0.1", port)).is_err()
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
