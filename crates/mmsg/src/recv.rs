@@ -145,8 +145,9 @@ impl RecvHeaders {
             // the bytes of control messages it wrote into controls[i] (0 without a buffer).
             let anc = unsafe { cmsg::read(&h.msg_hdr) };
             self.meta[i] = RecvMeta {
-                // A datagram longer than its slot reports the slot's length without MSG_TRUNC
-                // in the flags; the min only guards the caller's slicing.
+                // The kernel cuts a datagram longer than its slot to the slot (flagging
+                // MSG_TRUNC in msg_flags), so this is at most iov_len already; the min only
+                // guards the caller's slicing against a kernel that said otherwise.
                 len: (h.msg_len as usize).min(self.iovs[i].iov_len),
                 src: addr::decode(&self.addrs[i], h.msg_hdr.msg_namelen),
                 stamp_ns: anc.stamp_ns,
