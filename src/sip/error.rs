@@ -33,9 +33,10 @@ pub enum ParseError {
     ConflictingContentLength,
     /// Content-Length larger than the bytes that arrived (RFC 3261 section 18.3).
     TruncatedBody,
-    /// The datagram is larger than the configured maximum.
+    /// The datagram is larger than the configured maximum; on a stream, the message (or its
+    /// header section, before it has ended) is.
     TooLarge,
-    /// A mandatory header is absent (RFC 3261 section 8.1.1).
+    /// A mandatory header is absent (RFC 3261 section 8.1.1; Content-Length on a stream, 18.3).
     Missing(Required),
     /// A mandatory header is present but does not parse.
     Malformed(Required),
@@ -47,7 +48,9 @@ pub enum ParseError {
     BadHeader(&'static str),
 }
 
-/// The headers every request must carry (RFC 3261 section 8.1.1).
+/// The headers every request must carry (RFC 3261 section 8.1.1), and the one every message on
+/// a stream must carry (Content-Length, RFC 3261 section 18.3: without it the receiver cannot
+/// tell where the message ends).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Required {
     Via,
@@ -55,6 +58,7 @@ pub enum Required {
     To,
     CallId,
     CSeq,
+    ContentLength,
 }
 
 impl Required {
@@ -65,6 +69,7 @@ impl Required {
             Required::To => "To",
             Required::CallId => "Call-ID",
             Required::CSeq => "CSeq",
+            Required::ContentLength => "Content-Length",
         }
     }
 }
@@ -100,11 +105,15 @@ impl ParseError {
             ParseError::Missing(Required::To) => "Bad Request - Missing To",
             ParseError::Missing(Required::CallId) => "Bad Request - Missing Call-ID",
             ParseError::Missing(Required::CSeq) => "Bad Request - Missing CSeq",
+            ParseError::Missing(Required::ContentLength) => "Bad Request - Missing Content-Length",
             ParseError::Malformed(Required::Via) => "Bad Request - Malformed Via",
             ParseError::Malformed(Required::From) => "Bad Request - Malformed From",
             ParseError::Malformed(Required::To) => "Bad Request - Malformed To",
             ParseError::Malformed(Required::CallId) => "Bad Request - Malformed Call-ID",
             ParseError::Malformed(Required::CSeq) => "Bad Request - Malformed CSeq",
+            ParseError::Malformed(Required::ContentLength) => {
+                "Bad Request - Malformed Content-Length"
+            }
             ParseError::CSeqMethodMismatch => "Bad Request - CSeq Method Mismatch",
             ParseError::BadMaxForwards => "Bad Request - Malformed Max-Forwards",
             ParseError::BadHeader(reason) => reason,

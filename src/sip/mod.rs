@@ -1,6 +1,8 @@
-//! The SIP message layer: parse, inspect and rewrite one datagram. No I/O.
+//! The SIP message layer: parse, inspect and rewrite one datagram, or one message framed from a
+//! stream. No I/O.
 //!
 //! - [`parse`]: the zero-copy parser producing a [`Message`] view of spans into the datagram.
+//! - [`frame`]: where one message ends on a stream (TCP, TLS), before it is parsed.
 //! - [`scan`]: the byte searches of the header scan (SSE2 on x86-64).
 //! - [`header`]: header names (full and compact) and comma splitting of list headers.
 //! - [`uri`]: SIP/SIPS/TEL URIs and RFC 3261 section 19.1.4 comparison.
@@ -13,6 +15,7 @@ pub mod addr;
 #[cfg(test)]
 mod equivalence;
 pub mod error;
+pub mod frame;
 pub mod header;
 pub mod params;
 pub mod parse;
@@ -26,6 +29,7 @@ pub mod write;
 
 pub use addr::{CSeq, Contact, Credentials, NameAddr};
 pub use error::{ParseError, Required};
+pub use frame::{Frame, Framer, PING, PONG};
 pub use header::HeaderName;
 pub use parse::{HeaderField, Message, Method, StartLine};
 pub use rewrite::{EditError, Edits, PacketBuf};

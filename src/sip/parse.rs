@@ -590,7 +590,7 @@ fn name_before_colon(line: &mut [u8]) -> usize {
 
 /// Length of the header name at the start of `line` (HTTP `tchar` bytes).
 #[inline]
-fn name_length(line: &[u8]) -> usize {
+pub(super) fn name_length(line: &[u8]) -> usize {
     run_len(line, &HEADER_NAME_CHARS)
 }
 
