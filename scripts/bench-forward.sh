@@ -62,7 +62,7 @@ SINK=127.0.0.1:5090
 RAW=${RAW:-$OUT_DIR/raw}
 OUT_JSON=${OUT_JSON:-$OUT_DIR/forward.json}
 RUN_DIR=$(mktemp -d /tmp/bench-forward.XXXXXX)
-UDP_TOOLS="$ROOT/scripts/udp-tools/target/release"
+UDP_TOOLS="$ROOT/target/release" # udp-flood, udp-floor: workspace members, built below
 SUT_PID=""
 OLD_AUTOGROUP_NICE=""
 
@@ -108,7 +108,7 @@ done
 
 log "building sipshard (release) and udp-tools"
 (cd "$ROOT" && cargo build --release --quiet --bin sipshard)
-cargo build --release --quiet --manifest-path "$ROOT/scripts/udp-tools/Cargo.toml"
+(cd "$ROOT" && cargo build --release --quiet -p udp-tools)
 SIPSHARD="$ROOT/target/release/sipshard"
 
 mkdir -p "$OUT_DIR" "$RAW"

@@ -187,7 +187,7 @@ log "building (release): sipshard, sipshard-load, register-auth-driver, udp-tool
 cargo build --release --quiet --bin sipshard # alone: see scripts/bench-register-auth.sh
 cargo build --release --quiet --example register-auth-driver
 cargo build --release --quiet -p sipshard-loadtest --bin sipshard-load
-cargo build --release --quiet --manifest-path scripts/udp-tools/Cargo.toml
+cargo build --release --quiet -p udp-tools
 SIPSHARD="$ROOT/target/release/sipshard"
 LOAD="$ROOT/target/release/sipshard-load"
 

@@ -4,7 +4,8 @@
 # Integration tests talk to real SIP peers that nobody here wrote: SIPp (Debian package
 # sip-tester), Kamailio and sipsak. This script installs whichever is missing when it can (as
 # root with apt-get); otherwise it says which are missing and the tests that need them fail with
-# that message -- they never pass silently. Then it runs every test of the workspace in release
+# that message -- they never pass silently. It checks the layering of src/ (which installs
+# cargo-modules once when it is missing), then runs every test of the workspace in release
 # mode (the timing-sensitive paths are tested as they ship).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +27,8 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "test.sh: the interoperability tests will fail until then" >&2
     fi
 fi
+
+# The layering of src/ (no import cycle, imports point down): see scripts/check-layers.sh.
+bash scripts/check-layers.sh
 
 exec cargo test --workspace --release "$@"

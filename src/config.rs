@@ -20,15 +20,24 @@ use crate::runtime::settings::{
     AuthSettings, ListenSpec, ProbeSettings, ReceiveSettings, Settings, SocketSettings,
     StateSettings,
 };
+use crate::transport::socket::Steering;
 use crate::transport::tcp::TcpSettings;
 
-/// How datagrams are spread over the shards' SO_REUSEPORT sockets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Steering {
-    /// The kernel's 4-tuple hash: one peer always lands on the same shard.
-    Flow,
-    /// A classic BPF program returns a random socket index: even spread even with few peers.
-    Random,
+/// `--steering flow|random`: clap's view of [`Steering`].
+impl ValueEnum for Steering {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Steering::Flow, Steering::Random]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Steering::Flow => PossibleValue::new("flow")
+                .help("The kernel's 4-tuple hash: one peer always lands on the same shard"),
+            Steering::Random => PossibleValue::new("random").help(
+                "A classic BPF program returns a random socket index: even spread even with few peers",
+            ),
+        })
+    }
 }
 
 /// `--listen [udp:|tcp:]ADDR`: a bare address means UDP and TCP on the same port.

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::AuthMode;
-use crate::config::Steering;
 use crate::proxy::ProxyConfig;
+use crate::transport::socket::Steering;
 use crate::transport::tcp::TcpSettings;
 
 /// Everything needed to start a node.

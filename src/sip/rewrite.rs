@@ -320,12 +320,6 @@ impl PacketBuf {
         &mut self.data[self.headroom..self.headroom + self.max_datagram + 1]
     }
 
-    /// Raw pointer and length of the receive slot, for recvmmsg.
-    pub fn receive_slot_raw(&mut self) -> (*mut u8, usize) {
-        let s = self.receive_slot();
-        (s.as_mut_ptr(), s.len())
-    }
-
     pub fn set_received(&mut self, n: usize) {
         self.start = self.headroom;
         self.end = (self.headroom + n).min(self.data.len());

@@ -8,7 +8,14 @@ use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Steering;
+/// How datagrams are spread over the shards' SO_REUSEPORT sockets (`--steering`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Steering {
+    /// The kernel's 4-tuple hash: one peer always lands on the same shard.
+    Flow,
+    /// A classic BPF program returns a random socket index: even spread even with few peers.
+    Random,
+}
 
 /// Bind `count` sockets to `addr` in one SO_REUSEPORT group (the kernel hands each datagram
 /// to one of them). With `Steering::Random`, a cBPF program picks the socket at random.

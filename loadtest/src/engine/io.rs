@@ -5,12 +5,14 @@
 //! address and port) over its shards sees many flows. Outgoing datagrams are appended to a
 //! per-socket arena during an event-loop turn and flushed once per turn with one `sendmmsg` per
 //! socket; the arenas and header arrays are reused, so the steady state allocates nothing.
+//! The kernel-facing part of the batches is the workspace's shared `mmsg` crate (crates/mmsg).
 
-use std::io;
+use std::io::{self, ErrorKind};
 use std::mem;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 
+use mmsg::{RecvHeaders, SendHeaders, Wait};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Datagrams taken per `recvmmsg` / given per `sendmmsg`.
@@ -21,66 +23,6 @@ pub const MAX_DATAGRAM: usize = 8192;
 /// Socket buffers asked for: bursts of a few thousand datagrams must not be dropped by the
 /// kernel on our side, or we would measure our own drops.
 const SOCKET_BUFFER: usize = 8 << 20;
-
-pub fn to_raw(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in, sin) };
-            mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: as above, for sockaddr_in6.
-            unsafe { std::ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in6, sin6) };
-            mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
-}
-
-pub fn from_raw(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match ss.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says this storage holds a sockaddr_in.
-            let sin = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
-            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this storage holds a sockaddr_in6.
-            let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
 
 /// Datagrams waiting to be sent on one socket.
 #[derive(Default)]
@@ -128,132 +70,43 @@ pub struct Sock {
     pub out: OutQueue,
 }
 
-/// Scratch arrays for one `recvmmsg` / `sendmmsg` call.
-struct Batch {
-    hdrs: Vec<libc::mmsghdr>,
-    iov: Vec<libc::iovec>,
-    addrs: Vec<libc::sockaddr_storage>,
-}
-
-// SAFETY: the raw pointers in the headers are scratch, rewritten before every syscall to point
-// at buffers owned by the same worker; nothing is shared between threads through them.
-unsafe impl Send for Batch {}
-
-impl Batch {
-    fn new() -> Batch {
-        // SAFETY: all-zero mmsghdr, iovec and sockaddr_storage are valid (null pointers, 0 lengths).
-        unsafe {
-            Batch {
-                hdrs: vec![mem::zeroed(); BATCH],
-                iov: vec![mem::zeroed(); BATCH],
-                addrs: vec![mem::zeroed(); BATCH],
-            }
-        }
-    }
-}
-
-/// Room for one `SCM_TIMESTAMPNS` control message, in u64s for alignment.
-const CTRL_WORDS: usize = 8;
-
 /// The received datagrams of one `recvmmsg`, with the kernel's receive timestamps.
 pub struct RxBatch {
+    /// BATCH slots of MAX_DATAGRAM bytes, back to back.
     bufs: Vec<u8>,
-    lens: [usize; BATCH],
-    from: [Option<SocketAddr>; BATCH],
-    /// When the kernel queued each datagram (CLOCK_REALTIME ns; 0 if unknown).
-    stamps: [u64; BATCH],
-    ctrl: Vec<u64>,
-    count: usize,
-    batch: Batch,
+    /// With room for the timestamps (`bind` turns SO_TIMESTAMPNS on).
+    headers: RecvHeaders,
 }
 
 impl RxBatch {
     pub fn new() -> RxBatch {
         RxBatch {
             bufs: vec![0; BATCH * MAX_DATAGRAM],
-            lens: [0; BATCH],
-            from: [None; BATCH],
-            stamps: [0; BATCH],
-            ctrl: vec![0; BATCH * CTRL_WORDS],
-            count: 0,
-            batch: Batch::new(),
+            headers: RecvHeaders::new(BATCH, true),
         }
     }
 
     /// Datagram `i` (mutable: the SIP parser normalises in place), its source, and when the
     /// kernel received it (CLOCK_REALTIME ns, 0 if unknown).
     pub fn get(&mut self, i: usize) -> (&mut [u8], Option<SocketAddr>, u64) {
+        let m = self.headers.meta()[i];
         let start = i * MAX_DATAGRAM;
         (
-            &mut self.bufs[start..start + self.lens[i]],
-            self.from[i],
-            self.stamps[i],
+            &mut self.bufs[start..start + m.len],
+            m.src,
+            m.stamp_ns.unwrap_or(0),
         )
     }
 
     /// Receive up to [`BATCH`] datagrams from `fd` without blocking; returns how many.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        let b = &mut self.batch;
-        for i in 0..BATCH {
-            b.iov[i] = libc::iovec {
-                // SAFETY: in bounds: bufs holds BATCH * MAX_DATAGRAM bytes.
-                iov_base: unsafe { self.bufs.as_mut_ptr().add(i * MAX_DATAGRAM) } as *mut _,
-                iov_len: MAX_DATAGRAM,
-            };
-            let h = &mut b.hdrs[i].msg_hdr;
-            h.msg_name = &mut b.addrs[i] as *mut _ as *mut _;
-            h.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut b.iov[i];
-            h.msg_iovlen = 1;
-            // SAFETY: in bounds: ctrl holds BATCH * CTRL_WORDS words.
-            h.msg_control = unsafe { self.ctrl.as_mut_ptr().add(i * CTRL_WORDS) } as *mut _;
-            h.msg_controllen = CTRL_WORDS * 8;
-            h.msg_flags = 0;
-            b.hdrs[i].msg_len = 0;
-        }
-        // SAFETY: every header points into buffers that outlive the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                b.hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            self.count = 0;
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        let n = n as usize;
-        for i in 0..n {
-            self.lens[i] = (b.hdrs[i].msg_len as usize).min(MAX_DATAGRAM);
-            self.from[i] = from_raw(&b.addrs[i]);
-            self.stamps[i] = rx_stamp(&b.hdrs[i].msg_hdr);
-        }
-        self.count = n;
-        Ok(n)
-    }
-}
-
-/// The `SCM_TIMESTAMPNS` of a received message, 0 when absent.
-fn rx_stamp(h: &libc::msghdr) -> u64 {
-    // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG macros stay within them.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(h);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
-                return ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-            }
-            c = libc::CMSG_NXTHDR(h, c);
+        let slots = self.bufs.chunks_exact_mut(MAX_DATAGRAM);
+        match self.headers.recv(fd, slots, Wait::No) {
+            Ok(n) => Ok(n),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => Ok(0),
+            Err(e) => Err(e),
         }
     }
-    0
 }
 
 impl Default for RxBatch {
@@ -267,7 +120,7 @@ pub struct Io {
     pub socks: Vec<Sock>,
     epfd: RawFd,
     events: Vec<libc::epoll_event>,
-    tx: Batch,
+    tx: SendHeaders,
     pwait2: bool,
 }
 
@@ -385,7 +238,7 @@ impl Io {
             events: vec![unsafe { mem::zeroed() }; ports.len().max(1)],
             socks,
             epfd,
-            tx: Batch::new(),
+            tx: SendHeaders::new(BATCH),
             pwait2: true,
         })
     }
@@ -456,49 +309,30 @@ impl Io {
     }
 }
 
-fn flush_one(s: &mut Sock, b: &mut Batch) -> (u64, u64) {
+fn flush_one(s: &mut Sock, tx: &mut SendHeaders) -> (u64, u64) {
     let q = &mut s.out;
     let mut sent = 0u64;
     let mut dropped = 0u64;
     while q.sent < q.items.len() {
-        let n = (q.items.len() - q.sent).min(BATCH);
-        for i in 0..n {
-            let (dest, start, end) = q.items[q.sent + i];
-            let (ss, len) = to_raw(dest);
-            b.addrs[i] = ss;
-            b.iov[i] = libc::iovec {
-                // SAFETY: start..end lies within the arena.
-                iov_base: unsafe { q.arena.as_mut_ptr().add(start as usize) } as *mut _,
-                iov_len: (end - start) as usize,
-            };
-            let h = &mut b.hdrs[i].msg_hdr;
-            h.msg_name = &mut b.addrs[i] as *mut _ as *mut _;
-            h.msg_namelen = len;
-            h.msg_iov = &mut b.iov[i];
-            h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
-        }
-        // SAFETY: headers point into the arena and batch arrays, alive for the call.
-        let rc = unsafe { libc::sendmmsg(s.fd, b.hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                // Socket buffer full: keep the rest for the next turn.
-                io::ErrorKind::WouldBlock => return (sent, dropped),
-                io::ErrorKind::Interrupted => continue,
-                // ECONNREFUSED from an earlier ICMP, unreachable, ...: drop the first datagram
-                // (the others may be fine) and go on; retransmission timers cover the loss.
-                _ => {
-                    q.sent += 1;
-                    dropped += 1;
-                    continue;
-                }
+        let arena = &q.arena;
+        let datagrams = q.items[q.sent..]
+            .iter()
+            .map(|&(dest, start, end)| (&arena[start as usize..end as usize], dest));
+        match tx.send(s.fd, datagrams) {
+            Ok(n) => {
+                q.sent += n;
+                sent += n as u64;
+            }
+            // Socket buffer full: keep the rest for the next turn.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return (sent, dropped),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // ECONNREFUSED from an earlier ICMP, unreachable, ...: drop the first datagram
+            // (the others may be fine) and go on; retransmission timers cover the loss.
+            Err(_) => {
+                q.sent += 1;
+                dropped += 1;
             }
         }
-        q.sent += rc as usize;
-        sent += rc as u64;
     }
     q.items.clear();
     q.arena.clear();
@@ -516,14 +350,6 @@ impl Drop for Io {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn raw_address_round_trip() {
-        for a in ["127.0.0.1:5060", "[::1]:5070", "[2001:db8::1]:1"] {
-            let a: SocketAddr = a.parse().unwrap();
-            assert_eq!(from_raw(&to_raw(a).0), Some(a));
-        }
-    }
 
     #[test]
     fn batched_send_and_receive_on_loopback() {

@@ -1,18 +1,18 @@
-//! Shared pieces of `udp-flood` and `udp-floor`: batched datagram I/O with recvmmsg/sendmmsg,
-//! and the /proc readings the benchmark reports (CPU time of the system under test, UDP drops
-//! per port).
-//!
-//! The `unsafe` is confined to filling the kernel's `mmsghdr` arrays: every pointer in them
-//! points into buffers owned by the batch, which outlives the call.
+//! Shared pieces of `udp-flood` and `udp-floor`: batches of datagram buffers for
+//! recvmmsg/sendmmsg (the calls themselves are the workspace's `mmsg` crate, crates/mmsg), and
+//! the /proc readings the benchmark reports (CPU time of the system under test, UDP drops per
+//! port).
 
 use std::collections::{HashMap, HashSet};
-use std::io;
+use std::io::{self, ErrorKind};
 use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+pub use mmsg::Wait;
+use mmsg::{RecvHeaders, SendHeaders};
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// Largest datagram the tools handle.
 pub const MAX_DATAGRAM: usize = 65_536;
@@ -46,24 +46,18 @@ fn force_rcvbuf(s: &Socket, bytes: usize) -> bool {
     rc == 0
 }
 
-/// Receive buffers and the kernel structures that point into them.
+/// Receive buffers, and the kernel structures that point into them for one recvmmsg.
 pub struct RecvBatch {
     pub bufs: Vec<Vec<u8>>,
-    pub lens: Vec<usize>,
-    hdrs: Vec<libc::mmsghdr>,
-    iovs: Vec<libc::iovec>,
-    addrs: Vec<libc::sockaddr_storage>,
+    /// Without room for ancillary data: the tools ask for no timestamps.
+    headers: RecvHeaders,
 }
 
 impl RecvBatch {
     pub fn new(batch: usize, buf_size: usize) -> RecvBatch {
         RecvBatch {
             bufs: (0..batch).map(|_| vec![0u8; buf_size]).collect(),
-            lens: vec![0; batch],
-            // SAFETY: all-zero is a valid value for these plain C structs.
-            hdrs: (0..batch).map(|_| unsafe { zeroed() }).collect(),
-            iovs: (0..batch).map(|_| unsafe { zeroed() }).collect(),
-            addrs: (0..batch).map(|_| unsafe { zeroed() }).collect(),
+            headers: RecvHeaders::new(batch, false),
         }
     }
 
@@ -71,66 +65,35 @@ impl RecvBatch {
         self.bufs.len()
     }
 
-    /// One recvmmsg into every slot. `flags` is e.g. `MSG_DONTWAIT` (poll) or `MSG_WAITFORONE`
-    /// (block for the first datagram, then take what is queued). Returns how many arrived;
-    /// `Ok(0)` when the socket would block or the receive timeout passed.
-    pub fn recv(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
-        let n = self.bufs.len();
-        for i in 0..n {
-            self.iovs[i] = libc::iovec {
-                iov_base: self.bufs[i].as_mut_ptr() as *mut libc::c_void,
-                iov_len: self.bufs[i].len(),
-            };
-            // SAFETY: a zeroed msghdr is valid; it is pointed at our iovec and address slot.
-            self.hdrs[i] = unsafe { zeroed() };
-            self.hdrs[i].msg_hdr.msg_iov = &mut self.iovs[i];
-            self.hdrs[i].msg_hdr.msg_iovlen = 1;
-            self.hdrs[i].msg_hdr.msg_name = &mut self.addrs[i] as *mut _ as *mut libc::c_void;
-            self.hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+    /// One recvmmsg into every slot: [`Wait::No`] polls, [`Wait::ForOne`] blocks for the first
+    /// datagram, then takes what is queued. Returns how many arrived; `Ok(0)` when the socket
+    /// would block or the receive timeout passed.
+    pub fn recv(&mut self, fd: RawFd, wait: Wait) -> io::Result<usize> {
+        let slots = self.bufs.iter_mut().map(|b| &mut b[..]);
+        match self.headers.recv(fd, slots, wait) {
+            Ok(n) => Ok(n),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => Ok(0),
+            Err(e) => Err(e),
         }
-        // SAFETY: hdrs[..n] are initialised above and point into buffers owned by self.
-        let got = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                n as u32,
-                flags,
-                std::ptr::null_mut(),
-            )
-        };
-        if got < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        let got = got as usize;
-        for i in 0..got {
-            self.lens[i] = self.hdrs[i].msg_len as usize;
-        }
-        Ok(got)
     }
 
+    /// Datagram `i` of the last receive.
     pub fn datagram(&self, i: usize) -> &[u8] {
-        &self.bufs[i][..self.lens[i]]
+        &self.bufs[i][..self.headers.meta()[i].len]
     }
 }
 
 /// Kernel structures for sendmmsg calls to one fixed destination.
 pub struct SendBatch {
-    to: SockAddr,
-    hdrs: Vec<libc::mmsghdr>,
-    iovs: Vec<libc::iovec>,
+    to: SocketAddr,
+    headers: SendHeaders,
 }
 
 impl SendBatch {
     pub fn new(batch: usize, to: SocketAddr) -> SendBatch {
         SendBatch {
-            to: SockAddr::from(to),
-            // SAFETY: all-zero is a valid value for these plain C structs.
-            hdrs: (0..batch).map(|_| unsafe { zeroed() }).collect(),
-            iovs: (0..batch).map(|_| unsafe { zeroed() }).collect(),
+            to,
+            headers: SendHeaders::new(batch),
         }
     }
 
@@ -141,31 +104,8 @@ impl SendBatch {
         fd: RawFd,
         datagrams: impl Iterator<Item = &'a [u8]>,
     ) -> io::Result<usize> {
-        let mut n = 0;
-        for d in datagrams.take(self.hdrs.len()) {
-            self.iovs[n] = libc::iovec {
-                iov_base: d.as_ptr() as *mut libc::c_void,
-                iov_len: d.len(),
-            };
-            // SAFETY: a zeroed msghdr is valid; it is pointed at our iovec and address below.
-            self.hdrs[n] = unsafe { zeroed() };
-            self.hdrs[n].msg_hdr.msg_iov = &mut self.iovs[n];
-            self.hdrs[n].msg_hdr.msg_iovlen = 1;
-            self.hdrs[n].msg_hdr.msg_name = self.to.as_ptr() as *mut libc::c_void;
-            self.hdrs[n].msg_hdr.msg_namelen = self.to.len();
-            n += 1;
-        }
-        if n == 0 {
-            return Ok(0);
-        }
-        // SAFETY: hdrs[..n] point into the caller's datagrams and `self.to`, alive across the
-        // call.
-        let sent =
-            unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(sent as usize)
+        let to = self.to;
+        self.headers.send(fd, datagrams.map(|d| (d, to)))
     }
 }
 
@@ -316,7 +256,7 @@ mod tests {
         let mut recv = RecvBatch::new(8, 1500);
         let mut got = 0;
         while got < 5 {
-            let n = recv.recv(rx.as_raw_fd(), libc::MSG_WAITFORONE).unwrap();
+            let n = recv.recv(rx.as_raw_fd(), Wait::ForOne).unwrap();
             assert!(n > 0);
             for i in 0..n {
                 assert_eq!(recv.datagram(i), &msgs[got + i][..]);

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use udp_tools::{
     bind_udp, cpu_of, own_cpu_ns, process_trees, set_receive_timeout, udp_drops, write_digits,
-    CpuSample, RecvBatch, SendBatch, MAX_DATAGRAM,
+    CpuSample, RecvBatch, SendBatch, Wait, MAX_DATAGRAM,
 };
 
 #[derive(Parser)]
@@ -407,7 +407,7 @@ impl Flood {
         let fd = self.sink.as_raw_fd();
         let mut total = 0;
         loop {
-            let n = self.sink_batch.recv(fd, libc::MSG_DONTWAIT).unwrap_or(0);
+            let n = self.sink_batch.recv(fd, Wait::No).unwrap_or(0);
             if n > 0 {
                 let now = self.now_ns();
                 for i in 0..n {
@@ -437,7 +437,7 @@ impl Flood {
     /// forwarder that answers instead of forwarding is misconfigured.
     fn drain_replies(&mut self) {
         for s in &self.sources {
-            while let Ok(n) = self.reply_batch.recv(s.as_raw_fd(), libc::MSG_DONTWAIT) {
+            while let Ok(n) = self.reply_batch.recv(s.as_raw_fd(), Wait::No) {
                 if n == 0 {
                     break;
                 }

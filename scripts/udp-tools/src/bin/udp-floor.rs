@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use udp_tools::{bind_udp, set_receive_timeout, RecvBatch, SendBatch, MAX_DATAGRAM};
+use udp_tools::{bind_udp, set_receive_timeout, RecvBatch, SendBatch, Wait, MAX_DATAGRAM};
 
 /// Bare recvmmsg/sendmmsg UDP forwarder (the benchmark's floor).
 #[derive(Parser)]
@@ -59,7 +59,7 @@ fn main() {
     let (mut received, mut sent, mut failed) = (0u64, 0u64, 0u64);
     eprintln!("udp-floor: {} -> {}", args.listen, args.to);
     while !STOP.load(Ordering::Relaxed) && Instant::now() < deadline {
-        let n = match recv.recv(fd, libc::MSG_WAITFORONE) {
+        let n = match recv.recv(fd, Wait::ForOne) {
             Ok(n) => n,
             Err(e) => {
                 eprintln!("udp-floor: receive: {e}");
