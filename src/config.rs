@@ -580,6 +580,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn listen_specs() {
+        let both = parse_listen("[::1]:5070").unwrap();
+        assert_eq!((both.udp, both.tcp), (true, true));
+        assert_eq!(both.addr, "[::1]:5070".parse().unwrap());
+        let udp = parse_listen("udp:127.0.0.1:5060").unwrap();
+        assert_eq!((udp.udp, udp.tcp), (true, false));
+        let tcp = parse_listen("tcp:0.0.0.0:5060").unwrap();
+        assert_eq!((tcp.udp, tcp.tcp), (false, true));
+        assert!(parse_listen("tls:127.0.0.1:5061").is_err());
+        assert!(parse_listen("sctp:127.0.0.1:5060").is_err());
+        assert!(parse_listen("127.0.0.1").is_err());
+    }
+
+    #[test]
     fn cpu_lists() {
         assert_eq!("0,2-3".parse::<CpuList>().unwrap().0, vec![0, 2, 3]);
         assert!("3-1".parse::<CpuList>().is_err());

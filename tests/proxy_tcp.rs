@@ -313,9 +313,12 @@ fn sipp_calls_over_tcp(name: &str, uac_transport: &str, uas_transport: &str) {
         trace_msg: false,
     };
     let mut uas_run = uas.start(&dir);
-    let uac_args = ["-t", uac_transport];
+    // `-t tn` opens a socket per call; SIPp refuses to start when its default socket budget
+    // exceeds the open-file limit.
+    let uac_args = ["-t", uac_transport, "-max_socket", "1000"];
     let mut uac_run = Agent {
         name: "uac",
+        scenario: Scenario::Builtin("uac"),
         port: uac_port,
         remote: Some((proxy.addr, 20)),
         extra: &uac_args,

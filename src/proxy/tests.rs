@@ -16,7 +16,7 @@ fn config(listen: &str, domains: &[&str], record_route: bool) -> &'static ProxyC
     Box::leak(Box::new(base_config(listen, domains, record_route)))
 }
 
-fn base_config(listen: &str, domains: &[&str], record_route: bool) -> ProxyConfig {
+pub(super) fn base_config(listen: &str, domains: &[&str], record_route: bool) -> ProxyConfig {
     let addr: SocketAddr = listen.parse().unwrap();
     ProxyConfig {
         local: LocalIdentity::new(
