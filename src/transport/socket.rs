@@ -31,13 +31,7 @@ pub fn bind_group(
 ) -> io::Result<Vec<Socket>> {
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {
-        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        if addr.is_ipv6() {
-            // Keep the IPv6 socket to IPv6 so that a separate IPv4 listener can share the port.
-            s.set_only_v6(true)?;
-        }
-        s.set_reuse_address(true)?;
-        s.set_reuse_port(true)?;
+        let s = group_member(addr, Type::DGRAM, Protocol::UDP)?;
         s.set_nonblocking(true)?;
         if let Some(n) = rcvbuf {
             s.set_recv_buffer_size(n)?;
@@ -144,17 +138,24 @@ fn attach_random_steering(sock: &Socket, count: usize) -> io::Result<()> {
 pub fn bind_tcp_group(addr: SocketAddr, count: usize) -> io::Result<Vec<Socket>> {
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {
-        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        if addr.is_ipv6() {
-            s.set_only_v6(true)?;
-        }
-        s.set_reuse_address(true)?;
-        s.set_reuse_port(true)?;
+        let s = group_member(addr, Type::STREAM, Protocol::TCP)?;
         s.bind(&addr.into())?;
         s.listen(1024)?;
         sockets.push(s);
     }
     Ok(sockets)
+}
+
+/// A socket that may join the SO_REUSEPORT group of `addr` (not bound yet).
+fn group_member(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+    if addr.is_ipv6() {
+        // Keep the IPv6 socket to IPv6 so that a separate IPv4 listener can share the port.
+        s.set_only_v6(true)?;
+    }
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    Ok(s)
 }
 
 /// Every address configured on this machine's interfaces (for wildcard listeners).
