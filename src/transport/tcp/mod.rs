@@ -88,6 +88,14 @@ impl Tcp {
         Ok(())
     }
 
+    fn count_refusal(&self, r: Refusal) {
+        let mut c = self.counters.borrow_mut();
+        match r {
+            Refusal::NodeLimit => c.refused_node_limit += 1,
+            Refusal::PerIpLimit => c.refused_per_ip += 1,
+        }
+    }
+
     fn register(&self, peer: SocketAddr, listener: usize) -> Rc<Conn> {
         let mut table = self.table.borrow_mut();
         let id = table.next_id();
@@ -162,11 +170,7 @@ pub async fn accept_loop<H: StreamHost>(host: Rc<H>, listener: TcpListener, idx:
         };
         let tcp = host.tcp();
         if let Err(r) = tcp.admit(peer) {
-            let mut c = tcp.counters.borrow_mut();
-            match r {
-                Refusal::NodeLimit => c.refused_node_limit += 1,
-                Refusal::PerIpLimit => c.refused_per_ip += 1,
-            }
+            tcp.count_refusal(r);
             drop(stream);
             continue;
         }
@@ -184,8 +188,9 @@ pub fn connect_and_send<H: StreamHost>(
     bytes: &[u8],
 ) {
     let tcp = host.tcp();
-    if tcp.admit(to).is_err() {
-        tcp.counters.borrow_mut().refused_node_limit += 1;
+    if let Err(r) = tcp.admit(to) {
+        tcp.count_refusal(r);
+        tcp.counters.borrow_mut().unsent += 1;
         return;
     }
     let conn = tcp.register(to, listener);
