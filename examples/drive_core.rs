@@ -57,6 +57,7 @@ fn main() {
         registrar: RegistrarConfig::default(),
         max_message: 65_507,
         pike: None,
+        udp_mtu: 1300,
     }));
     let mut core = Core::new(cfg);
     // The core reads no clock: the runtime passes the time in.

@@ -58,6 +58,7 @@ fn main() {
         registrar: RegistrarConfig::default(),
         max_message: 65_507,
         pike: None,
+        udp_mtu: 1300,
     }));
     let users: String = (0..USERS).map(|i| format!("u{i}:{PASSWORD}\n")).collect();
     // As sipshard loads it: HA1s precomputed for the realm.

@@ -331,6 +331,12 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
     pub tcp_max_queued: usize,
 
+    /// A request that would leave over UDP larger than this many bytes goes over TCP instead,
+    /// and over UDP after all when the connection is refused (RFC 3261 section 18.1.1); 0 never
+    /// switches.
+    #[arg(long, value_name = "BYTES", default_value_t = 1300)]
+    pub udp_mtu: usize,
+
     /// How long opening a TCP connection to a next hop may take.
     #[arg(long, value_name = "MS", default_value_t = 2_000)]
     pub tcp_connect_timeout_ms: u64,
@@ -528,6 +534,7 @@ impl Args {
                 max_bindings: self.max_bindings,
             },
             max_message: self.max_message,
+            udp_mtu: self.udp_mtu,
             // With random steering a source's requests are spread over every shard.
             pike: self.pike.map(|rate| {
                 let per_shard = match self.steering {

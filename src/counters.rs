@@ -131,6 +131,8 @@ pub struct Counters {
     pub auth_reloads: u64,
     /// Next-hop state changes (up or down) applied on this shard, as published by the prober.
     pub next_hop_changes: u64,
+    /// Requests sent over TCP because they were too large for UDP (`--udp-mtu`).
+    pub udp_mtu_switches: u64,
     /// The TCP transport's counters (copied in by the runtime; the core never writes them).
     pub tcp: TcpCounters,
 }
@@ -159,6 +161,7 @@ impl Default for Counters {
             auth_forbidden: 0,
             auth_reloads: 0,
             next_hop_changes: 0,
+            udp_mtu_switches: 0,
             tcp: TcpCounters::default(),
         }
     }
@@ -241,6 +244,7 @@ impl Counters {
         self.auth_forbidden += o.auth_forbidden;
         self.auth_reloads += o.auth_reloads;
         self.next_hop_changes += o.next_hop_changes;
+        self.udp_mtu_switches += o.udp_mtu_switches;
     }
 }
 
@@ -281,6 +285,9 @@ pub struct TcpCounters {
     pub closed_backlog: u64,
     /// Closed: the stream could not be framed (no Content-Length, too large, ...).
     pub closed_framing: u64,
+    /// Requests switched to TCP for their size whose connection was refused, sent over UDP
+    /// after all (RFC 3261 section 18.1.1).
+    pub udp_fallbacks: u64,
     /// Messages handed to the shard owning their connection.
     pub handoffs: u64,
     /// Messages dropped: the ring to the owning shard was full.
@@ -303,6 +310,7 @@ impl TcpCounters {
         self.closed_idle += o.closed_idle;
         self.closed_backlog += o.closed_backlog;
         self.closed_framing += o.closed_framing;
+        self.udp_fallbacks += o.udp_fallbacks;
         self.handoffs += o.handoffs;
         self.handoffs_dropped += o.handoffs_dropped;
         self.unsent += o.unsent;

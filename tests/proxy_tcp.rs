@@ -360,3 +360,81 @@ fn sipp_caller_on_udp_callee_on_tcp() {
 fn sipp_caller_on_tcp_callee_on_udp() {
     sipp_calls_over_tcp("sipp-tcp-to-udp", "t1", "u1");
 }
+
+/// A 4 KB INVITE arriving over UDP for a UA registered over UDP: too large for UDP (RFC 3261
+/// section 18.1.1), it leaves over TCP when the UA listens on TCP, and over UDP after all when
+/// the connection is refused.
+#[test]
+fn a_large_request_leaves_over_tcp_and_falls_back_to_udp_when_refused() {
+    let base = free_ports(2);
+    let metrics = format!("127.0.0.1:{}", base + 1);
+    let proxy = Proxy::builder()
+        .port(base)
+        .args(&["--shards", "1", "--metrics", &metrics])
+        .start();
+    let body = "v=0\r\n".repeat(800);
+    let invite = |user: &str, from: &Ua| {
+        format!(
+            "INVITE sip:{user}@{p} SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKbig{user}\nFrom: <sip:alice@example.com>;tag=a\nTo: <sip:{user}@{p}>\nCall-ID: big-{user}\nCSeq: 1 INVITE\nMax-Forwards: 70\nContent-Type: application/sdp\n\n{body}",
+            p = proxy.addr,
+            a = from.addr
+        )
+    };
+    let alice = Ua::new();
+    // bob listens on UDP and TCP on one port.
+    let bob_udp = Ua::new();
+    let bob_tcp = std::net::TcpListener::bind(bob_udp.addr).expect("bob's TCP port");
+    let contact = format!("<sip:bob@{}>", bob_udp.addr);
+    let reg = sipshard_testkit::ua::register(
+        &bob_udp,
+        proxy.addr,
+        "bob",
+        &proxy.addr.to_string(),
+        &contact,
+        1,
+        "",
+    );
+    assert!(reg.starts_with("SIP/2.0 200"), "{reg}");
+    alice.send(proxy.addr, &invite("bob", &alice));
+    bob_tcp.set_nonblocking(false).unwrap();
+    let (stream, _) = bob_tcp.accept().expect("sipshard connects to bob");
+    let mut bob = TcpUa::accepted(stream);
+    let inv = bob.recv();
+    assert!(inv.starts_with("INVITE sip:bob@"), "{inv}");
+    assert!(
+        inv.contains(&format!("Via: SIP/2.0/TCP {}", proxy.addr)),
+        "{inv}"
+    );
+    assert!(inv.len() > 4000, "the whole body: {} bytes", inv.len());
+    // carol listens on UDP only: the connection is refused, the INVITE comes over UDP.
+    let carol = Ua::new();
+    let contact = format!("<sip:carol@{}>", carol.addr);
+    let reg = sipshard_testkit::ua::register(
+        &carol,
+        proxy.addr,
+        "carol",
+        &proxy.addr.to_string(),
+        &contact,
+        1,
+        "",
+    );
+    assert!(reg.starts_with("SIP/2.0 200"), "{reg}");
+    alice.send(proxy.addr, &invite("carol", &alice));
+    let inv = carol.recv();
+    assert!(inv.starts_with("INVITE sip:carol@"), "{inv}");
+    assert!(
+        inv.contains(&format!("Via: SIP/2.0/UDP {}", proxy.addr)),
+        "{inv}"
+    );
+    let want = [
+        "sipshard_udp_mtu_transport_total{shard=\"0\",event=\"switched_to_tcp\"} 2",
+        "sipshard_udp_mtu_transport_total{shard=\"0\",event=\"fell_back_to_udp\"} 1",
+    ];
+    let addr = metrics.parse().unwrap();
+    let mut text = String::new();
+    let counted = eventually(Duration::from_secs(3), || {
+        text = scrape(addr);
+        want.iter().all(|w| text.contains(w))
+    });
+    assert!(counted, "{text}");
+}

@@ -135,6 +135,7 @@ fn decode(blob: &[u8]) -> Option<(Binding<'_>, usize)> {
                 transport,
                 addr: SocketAddr::new(ip, port),
                 conn,
+                fallback_udp: false,
             },
             contact,
         },
@@ -604,6 +605,7 @@ mod tests {
                     transport,
                     addr: "[2001:db8::1]:5070".parse().unwrap(),
                     conn,
+                    fallback_udp: false,
                 };
                 let key = format!("a{i}{}", conn.is_some());
                 t.merge(key.as_bytes(), &x);

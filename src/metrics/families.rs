@@ -26,6 +26,8 @@ const TCP_EVENTS: [&str; 6] = [
 ];
 /// `sipshard_tcp_closed_total{reason}`.
 const TCP_CLOSE_REASONS: [&str; 4] = ["message_timeout", "idle", "backlog", "framing"];
+/// `sipshard_udp_mtu_transport_total{event}`.
+const MTU_EVENTS: [&str; 2] = ["switched_to_tcp", "fell_back_to_udp"];
 /// `sipshard_tcp_handoffs_total{result}`.
 const TCP_HANDOFF_RESULTS: [&str; 3] = ["handed", "ring_full", "unsent"];
 
@@ -410,6 +412,21 @@ pub static FAMILIES: &[Family] = &[
                 t.closed_framing,
             ][i]
         },
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_udp_mtu_transport_total",
+        help: "Requests too large for UDP (--udp-mtu) sent over TCP instead, and those of them \
+               whose connection was refused, sent over UDP after all (RFC 3261 section 18.1.1).",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "event",
+            count: MTU_EVENTS.len(),
+            value: |i| Cow::Borrowed(MTU_EVENTS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| [s.counters.udp_mtu_switches, s.counters.tcp.udp_fallbacks][i],
         log: Log::No,
     },
     Family {

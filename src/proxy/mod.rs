@@ -59,6 +59,9 @@ pub struct ProxyConfig {
     pub max_message: usize,
     /// Per-source flood protection: (requests per second per shard, cool-down seconds).
     pub pike: Option<(u32, u64)>,
+    /// A request that would leave over UDP larger than this goes over TCP instead (RFC 3261
+    /// section 18.1.1), when we listen on TCP; 0 never switches.
+    pub udp_mtu: usize,
 }
 
 /// What the runtime does with the datagram after [`Core::handle`].
@@ -117,6 +120,7 @@ enum Decision {
 ///     registrar: RegistrarConfig::default(),
 ///     max_message: 65_507,
 ///     pike: None,
+///     udp_mtu: 1300,
 /// }));
 /// let mut core = Core::new(cfg);
 /// let now = Now { unix_ms: 1_700_000_000_000 };

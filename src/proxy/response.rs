@@ -53,6 +53,7 @@ impl Core {
             transport,
             addr: SocketAddr::new(ip, port),
             conn,
+            fallback_udp: false,
         };
         let Some(out_socket) = local.socket_for(socket, &dest) else {
             return Decision::Drop(DropReason::NoSocket);

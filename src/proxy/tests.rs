@@ -38,6 +38,7 @@ pub(super) fn base_config(listen: &str, domains: &[&str], record_route: bool) ->
         },
         max_message: 65_507,
         pike: None,
+        udp_mtu: 1300,
     }
 }
 

@@ -55,6 +55,7 @@ fn a_ua_registered_over_tcp_is_called_on_its_connection() {
         transport: Transport::Tcp,
         addr: "203.0.113.7:40001".parse().unwrap(),
         conn: Some(ConnId(77)),
+        fallback_udp: false,
     };
     assert_eq!(
         a,
@@ -75,6 +76,7 @@ fn a_ua_registered_over_tcp_is_called_on_its_connection() {
         transport: Transport::Tcp,
         addr: "10.0.0.7:5060".parse().unwrap(),
         conn: Some(ConnId(77)),
+        fallback_udp: false,
     };
     assert_eq!(a, Action::Forward { to, socket: 1 }, "{out}");
     assert!(
@@ -123,6 +125,7 @@ fn a_response_finds_the_connection_its_request_came_on_through_our_via() {
         transport: Transport::Tcp,
         addr: "203.0.113.9:40002".parse().unwrap(),
         conn: Some(ConnId(0x0001_0000_0000_0005)),
+        fallback_udp: false,
     };
     assert_eq!(
         a,
@@ -153,4 +156,73 @@ fn the_uri_transport_parameter_picks_the_transport() {
         "OPTIONS sips:198.51.100.30 SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKs\nFrom: <sip:a@example.net>;tag=a\nTo: <sip:198.51.100.30>\nCall-ID: opts\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n",
     );
     assert_eq!(a, Action::Drop(DropReason::NoSocket));
+}
+
+/// An INVITE for bob (registered over UDP) with a body of `body` bytes, from a UDP caller.
+fn invite_with_body(core: &mut Core, body: usize) -> (Action, String) {
+    let reg = "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bKr\nFrom: <sip:bob@example.com>;tag=r\nTo: <sip:bob@example.com>\nCall-ID: reg-bob\nCSeq: 1 REGISTER\nContact: <sip:bob@198.51.100.7>\nContent-Length: 0\n\n";
+    let udp = Source::udp("198.51.100.7:5060".parse().unwrap());
+    assert!(matches!(run(core, udp, 0, reg).0, Action::Reply { .. }));
+    let sdp = "v".repeat(body);
+    let invite = format!("INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKbig\nFrom: <sip:alice@example.net>;tag=a\nTo: <sip:bob@example.com>\nCall-ID: big\nCSeq: 1 INVITE\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: {body}\n\n{sdp}");
+    run(
+        core,
+        Source::udp("198.51.100.1:5060".parse().unwrap()),
+        0,
+        &invite,
+    )
+}
+
+#[test]
+fn a_request_too_large_for_udp_leaves_over_tcp_and_may_fall_back() {
+    let bob: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+    let mut core = core();
+    let (a, out) = invite_with_body(&mut core, 4000);
+    let to = Target {
+        transport: Transport::Tcp,
+        addr: bob,
+        conn: None,
+        fallback_udp: true,
+    };
+    assert_eq!(a, Action::Forward { to, socket: 1 }, "{out}");
+    assert!(
+        out.contains("\r\nVia: SIP/2.0/TCP 192.0.2.10:5060;branch="),
+        "{out}"
+    );
+    assert_eq!(core.counters.udp_mtu_switches, 1);
+    // A small one stays on UDP.
+    let mut core = super::tests_tcp::core();
+    let (a, _) = invite_with_body(&mut core, 100);
+    assert_eq!(
+        a,
+        Action::Forward {
+            to: Target::udp(bob),
+            socket: 0
+        }
+    );
+    assert_eq!(core.counters.udp_mtu_switches, 0);
+}
+
+#[test]
+fn udp_mtu_zero_never_switches() {
+    let addr: SocketAddr = US.parse().unwrap();
+    let mut cfg = super::tests::base_config(US, &["example.com"], false);
+    cfg.local = LocalIdentity::new(
+        &[(Transport::Udp, addr), (Transport::Tcp, addr)],
+        &[],
+        None,
+        &["example.com".into()],
+        None,
+    );
+    cfg.udp_mtu = 0;
+    let mut core = Core::new(Box::leak(Box::new(cfg)));
+    let (a, _) = invite_with_body(&mut core, 4000);
+    let bob: SocketAddr = "198.51.100.7:5060".parse().unwrap();
+    assert_eq!(
+        a,
+        Action::Forward {
+            to: Target::udp(bob),
+            socket: 0
+        }
+    );
 }

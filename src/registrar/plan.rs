@@ -376,5 +376,6 @@ fn destination_of(uri: &Uri<'_>, src: Source) -> Target {
         transport,
         addr,
         conn: src.conn.filter(|_| transport == src.transport),
+        fallback_udp: false,
     }
 }

@@ -329,7 +329,7 @@ impl Shard {
             return;
         }
         if let Some(me) = self.me.upgrade() {
-            tcp::connect_and_send(&me, to.addr, listener, bytes);
+            tcp::connect_and_send(&me, to.addr, listener, bytes, to.fallback_udp);
         }
     }
 }
@@ -337,6 +337,22 @@ impl Shard {
 impl StreamHost for Shard {
     fn tcp(&self) -> &Tcp {
         &self.tcp
+    }
+
+    fn fall_back_to_udp(&self, to: SocketAddr, mut bytes: Box<[u8]>) {
+        // Our Via is the request's first: it names TCP, which it is no longer.
+        const OURS: &[u8] = b"\nVia: SIP/2.0/TCP ";
+        if let Some(at) = memchr::memmem::find(&bytes, OURS) {
+            bytes[at + OURS.len() - 4..at + OURS.len() - 1].copy_from_slice(b"UDP");
+        }
+        let sock = self
+            .udp
+            .iter()
+            .flatten()
+            .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == to.is_ipv4()));
+        let sent = sock.is_some_and(|s| udp::send_now(s, &bytes, to).is_ok());
+        self.count_sent(u64::from(sent), u64::from(!sent));
+        self.tcp.counters.borrow_mut().udp_fallbacks += u64::from(sent);
     }
 
     fn on_stream_message(&self, src: Source, listener: usize, msg: &[u8]) {

@@ -110,6 +110,7 @@ impl Source {
             transport: self.transport,
             addr,
             conn: self.conn.filter(|_| addr == self.addr),
+            fallback_udp: false,
         }
     }
 }
@@ -121,6 +122,9 @@ pub struct Target {
     pub transport: Transport,
     pub addr: SocketAddr,
     pub conn: Option<ConnId>,
+    /// Sent over TCP only because it is too large for UDP (RFC 3261 section 18.1.1): when the
+    /// connection is refused, it goes over UDP after all.
+    pub fallback_udp: bool,
 }
 
 impl Target {
@@ -130,6 +134,7 @@ impl Target {
             transport: Transport::Udp,
             addr,
             conn: None,
+            fallback_udp: false,
         }
     }
 
@@ -139,6 +144,7 @@ impl Target {
             transport,
             addr,
             conn: None,
+            fallback_udp: false,
         }
     }
 }

@@ -36,6 +36,16 @@ impl TcpUa {
         }
     }
 
+    /// A connection accepted by the test (the test plays a UA that listens on TCP).
+    pub fn accepted(stream: TcpStream) -> TcpUa {
+        let addr = stream.local_addr().unwrap();
+        TcpUa {
+            stream,
+            addr,
+            pending: Vec::new(),
+        }
+    }
+
     /// Send a message written with `\n` line ends; CRLF and Content-Length are filled in.
     pub fn send(&mut self, msg: &str) {
         self.send_raw(wire(msg).as_bytes());

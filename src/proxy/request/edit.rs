@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::ops::ControlFlow;
 
 use crate::counters::DropReason;
-use crate::sip::{HeaderName, Message, Method, Target};
+use crate::sip::{HeaderName, Message, Method, Target, Transport};
 
 use super::super::branch::{BranchKey, BRANCH_LEN};
 use super::super::remove::remove_values;
@@ -28,6 +28,9 @@ pub(super) struct Forwarding {
     pub authenticated: bool,
 }
 
+/// `Record-Route: <sip:` `;lr>` CRLF around the advertised address.
+const RR_LINE: usize = 20 + 6;
+
 impl Core {
     /// Pick the listener to send from (the Via names it), record the edits, and forward.
     pub(super) fn edit(
@@ -36,7 +39,7 @@ impl Core {
         routing: &Routing<'_>,
         fwd: &Forwarding,
     ) -> Stage<Infallible> {
-        let Some(out_socket) = self.cfg.local.socket_for(rq.socket, &fwd.dest) else {
+        let Some(mut out_socket) = self.cfg.local.socket_for(rq.socket, &fwd.dest) else {
             return ControlFlow::Break(Decision::Drop(DropReason::NoSocket));
         };
         self.edit_max_forwards(rq.msg, fwd.max_forwards);
@@ -44,14 +47,49 @@ impl Core {
         if fwd.authenticated {
             self.strip_our_credentials(rq.msg);
         }
-        self.add_via(rq, fwd, out_socket);
         self.note_source(rq);
+        let mut dest = fwd.dest;
+        if let Some(tcp_socket) = self.too_large_for_udp(rq, &dest, out_socket) {
+            dest = Target {
+                transport: Transport::Tcp,
+                conn: None,
+                fallback_udp: true,
+                ..dest
+            };
+            out_socket = tcp_socket;
+            self.counters.udp_mtu_switches += 1;
+        }
+        self.add_via(rq, fwd, &dest, out_socket);
         self.counters.forwarded_request(rq.method);
         ControlFlow::Break(Decision::Forward {
-            to: fwd.dest,
+            to: dest,
             socket: out_socket,
             len: rq.msg.framed_len(),
         })
+    }
+
+    /// RFC 3261 section 18.1.1: a request larger than `--udp-mtu` that would leave over UDP
+    /// must take TCP. Returns the TCP listener to send it from, when it must and we have one.
+    /// Its size counts every edit made so far and, at most, our Via and Record-Route lines.
+    fn too_large_for_udp(
+        &self,
+        rq: &Incoming<'_, '_>,
+        dest: &Target,
+        out_socket: usize,
+    ) -> Option<usize> {
+        let mtu = self.cfg.udp_mtu;
+        if mtu == 0 || dest.transport != Transport::Udp {
+            return None;
+        }
+        let adv = self.cfg.local.advertised(out_socket, dest).len();
+        // "Via: SIP/2.0/UDP " adv ";branch=" branch ";sc=" id CRLF, and a Record-Route.
+        let ours = 17 + adv + 8 + BRANCH_LEN + 24 + 2 + RR_LINE + adv;
+        let size = rq.msg.framed_len() as isize + self.edits.growth() + ours as isize;
+        if size <= mtu as isize {
+            return None;
+        }
+        let tcp = Target::new(Transport::Tcp, dest.addr);
+        self.cfg.local.socket_for(rq.socket, &tcp)
     }
 
     /// One less, or the default when there is none.
@@ -74,10 +112,16 @@ impl Core {
     /// Our Via on top, naming the target's transport and the address of the listener we send
     /// from; above it (or above the existing ones) our Record-Route, for requests that start a
     /// dialog when `--record-route` is on.
-    fn add_via(&mut self, rq: &Incoming<'_, '_>, fwd: &Forwarding, out_socket: usize) {
+    fn add_via(
+        &mut self,
+        rq: &Incoming<'_, '_>,
+        fwd: &Forwarding,
+        dest: &Target,
+        out_socket: usize,
+    ) {
         let cfg = self.cfg;
         let msg = rq.msg;
-        let adv = cfg.local.advertised(out_socket, &fwd.dest);
+        let adv = cfg.local.advertised(out_socket, dest);
         let mut branch = [0u8; BRANCH_LEN];
         fwd.branch.write(&mut branch);
         let first_via = msg.field(HeaderName::Via).expect("validated").line.start as usize;
@@ -100,7 +144,7 @@ impl Core {
         let conn = rq.src.conn;
         self.edits.insert_with(first_via, |w| {
             w.bytes(b"Via: SIP/2.0/")
-                .bytes(fwd.dest.transport.via_token())
+                .bytes(dest.transport.via_token())
                 .bytes(b" ")
                 .bytes(adv.as_bytes())
                 .bytes(b";branch=")

@@ -44,7 +44,9 @@ pub enum CloseReason {
 
 /// What the writer takes from the outbox.
 pub enum Out {
-    Bytes(Box<[u8]>),
+    /// A message; `true` when it may go over UDP after all should the connection never come up
+    /// (RFC 3261 section 18.1.1).
+    Bytes(Box<[u8]>, bool),
     /// Close once everything before it is written.
     Close,
 }
@@ -93,6 +95,11 @@ impl Conn {
 
     /// Queue `bytes` for the peer.
     pub fn send(&self, bytes: &[u8]) -> Queued {
+        self.send_marked(bytes, false)
+    }
+
+    /// Queue `bytes`, marked for UDP should the connection never come up.
+    pub fn send_marked(&self, bytes: &[u8], fallback_udp: bool) -> Queued {
         if self.closed.get().is_some() {
             return Queued::Closed;
         }
@@ -100,7 +107,7 @@ impl Conn {
         if queued > self.max_queued {
             return Queued::Overflow;
         }
-        match self.out.try_send(Out::Bytes(bytes.into())) {
+        match self.out.try_send(Out::Bytes(bytes.into(), fallback_udp)) {
             Ok(()) => {
                 self.queued.set(queued);
                 Queued::Yes
@@ -139,6 +146,20 @@ impl Conn {
         }
     }
 
+    /// What was queued and marked for UDP, for a connection that never came up (the rest is
+    /// dropped with it).
+    pub async fn take_fallbacks(&self) -> Vec<Box<[u8]>> {
+        let mut out = Vec::new();
+        if let Some(rx) = self.take_outbox() {
+            while let Some(Some(item)) = futures_lite::future::poll_once(rx.recv()).await {
+                if let Out::Bytes(b, true) = item {
+                    out.push(b);
+                }
+            }
+        }
+        out
+    }
+
     /// The writer's end of the outbox (once).
     pub fn take_outbox(&self) -> Option<LocalReceiver<Out>> {
         self.out_rx.borrow_mut().take()
@@ -153,7 +174,7 @@ pub async fn write_loop(
 ) -> CloseReason {
     while let Some(out) = rx.recv().await {
         let bytes = match out {
-            Out::Bytes(b) => b,
+            Out::Bytes(b, _) => b,
             Out::Close => break,
         };
         if wr.write_all(&bytes).await.is_err() {

@@ -52,6 +52,9 @@ pub trait StreamHost: 'static {
         bytes: &[u8],
         err: crate::sip::ParseError,
     );
+    /// A request sent over TCP only for its size, whose connection to `to` was refused: send
+    /// it over UDP after all (RFC 3261 section 18.1.1).
+    fn fall_back_to_udp(&self, to: SocketAddr, bytes: Box<[u8]>);
 }
 
 /// One shard's TCP transport.
@@ -180,12 +183,14 @@ pub async fn accept_loop<H: StreamHost>(host: Rc<H>, listener: TcpListener, idx:
     }
 }
 
-/// Open a connection to `to` for `bytes` (and whatever is sent to `to` while it connects).
+/// Open a connection to `to` for `bytes` (and whatever is sent to `to` while it connects);
+/// `fallback_udp`: see [`Target::fallback_udp`](crate::sip::Target).
 pub fn connect_and_send<H: StreamHost>(
     host: &Rc<H>,
     to: SocketAddr,
     listener: usize,
     bytes: &[u8],
+    fallback_udp: bool,
 ) {
     let tcp = host.tcp();
     if let Err(r) = tcp.admit(to) {
@@ -194,7 +199,7 @@ pub fn connect_and_send<H: StreamHost>(
         return;
     }
     let conn = tcp.register(to, listener);
-    conn.send(bytes);
+    conn.send_marked(bytes, fallback_udp);
     let (h, c) = (Rc::clone(host), Rc::clone(&conn));
     let timeout = tcp.cfg.connect_timeout;
     let task = glommio::spawn_local(async move {
@@ -205,7 +210,11 @@ pub fn connect_and_send<H: StreamHost>(
             }
             Err(e) => {
                 log::debug!("tcp connect to {to}: {e}");
+                let fallbacks = c.take_fallbacks().await;
                 h.tcp().close(&c, CloseReason::ConnectFailed);
+                for bytes in fallbacks {
+                    h.fall_back_to_udp(to, bytes);
+                }
             }
         }
     })
