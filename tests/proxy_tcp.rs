@@ -438,3 +438,48 @@ fn a_large_request_leaves_over_tcp_and_falls_back_to_udp_when_refused() {
     });
     assert!(counted, "{text}");
 }
+
+/// sipsak, a real peer, over TCP: OPTIONS answered, and a REGISTER whose binding a query over
+/// UDP then lists.
+#[test]
+fn sipsak_over_tcp() {
+    require("sipsak");
+    let _serial = peers::serial();
+    let dir = Scratch::new("sipsak-tcp");
+    let port = sipshard_testkit::free_low_port();
+    let mut proxy = peers::sipshard(&dir, port, &["--shards", "2"]);
+    let target = format!("sip:127.0.0.1:{port}");
+    let (code, out) =
+        peers::sipsak::run(&dir, "options", &["--transport=tcp", "-s", &target, "-vv"]);
+    assert!(
+        code == Some(0) && out.contains("SIP/2.0 200 OK"),
+        "OPTIONS: {code:?}\n{out}"
+    );
+    let aor = format!("sip:carol@127.0.0.1:{port}");
+    let contact = format!("sip:carol@127.0.0.1:{}", free_port());
+    let args = [
+        "--transport=tcp",
+        "-U",
+        "-s",
+        &aor,
+        "-C",
+        &contact,
+        "-x",
+        "600",
+        "-i",
+        "-D",
+        "8",
+        "-vv",
+    ];
+    let (code, out) = peers::sipsak::run(&dir, "register", &args);
+    assert_eq!(code, Some(0), "REGISTER over TCP:\n{out}");
+    let listed = eventually(Duration::from_secs(2), || {
+        let q = SipClient::new().register(proxy.addr, &aor, &[], None);
+        q.status == 200 && q.contacts().iter().any(|c| c.contains(&contact))
+    });
+    assert!(
+        listed,
+        "{contact} not listed\n{}",
+        tail(&proxy.stop(), 2000)
+    );
+}
