@@ -14,8 +14,12 @@ const NOW: Now = Now {
 const US: &str = "192.0.2.10:5060";
 
 fn core() -> Core {
+    core_rr(false)
+}
+
+fn core_rr(record_route: bool) -> Core {
     let addr: SocketAddr = US.parse().unwrap();
-    let mut cfg = super::tests::base_config(US, &["example.com"], false);
+    let mut cfg = super::tests::base_config(US, &["example.com"], record_route);
     cfg.local = LocalIdentity::new(
         &[(Transport::Udp, addr), (Transport::Tcp, addr)],
         &[],
@@ -225,4 +229,52 @@ fn udp_mtu_zero_never_switches() {
             socket: 0
         }
     );
+}
+
+#[test]
+fn a_dialog_that_changes_transport_here_is_record_routed_twice_and_routed_back() {
+    let mut core = core_rr(true);
+    // bob registered over TCP; alice calls over UDP.
+    run(
+        &mut core,
+        tcp("203.0.113.7:40001", 77),
+        1,
+        "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/TCP 203.0.113.7:5060;branch=z9hG4bKr\nFrom: <sip:bob@example.com>;tag=r\nTo: <sip:bob@example.com>\nCall-ID: reg\nCSeq: 1 REGISTER\nContact: <sip:bob@203.0.113.7:5060;transport=tcp>\nContent-Length: 0\n\n",
+    );
+    let (_, inv) = run(
+        &mut core,
+        Source::udp("198.51.100.1:5060".parse().unwrap()),
+        0,
+        "INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKi\nFrom: <sip:alice@example.net>;tag=a\nTo: <sip:bob@example.com>\nCall-ID: call\nCSeq: 1 INVITE\nContact: <sip:alice@198.51.100.1>\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    );
+    assert!(
+        inv.contains("Record-Route: <sip:192.0.2.10:5060;transport=tcp;lr>\r\nRecord-Route: <sip:192.0.2.10:5060;lr>\r\nVia: SIP/2.0/TCP"),
+        "{inv}"
+    );
+    // bob's BYE carries both as its Route set: both are ours, both are consumed, and it goes
+    // to alice's contact over UDP.
+    let (a, bye) = run(
+        &mut core,
+        tcp("203.0.113.7:40001", 77),
+        1,
+        "BYE sip:alice@198.51.100.1 SIP/2.0\nVia: SIP/2.0/TCP 203.0.113.7:5060;branch=z9hG4bKb\nRoute: <sip:192.0.2.10:5060;transport=tcp;lr>\nRoute: <sip:192.0.2.10:5060;lr>\nFrom: <sip:bob@example.com>;tag=b\nTo: <sip:alice@example.net>;tag=a\nCall-ID: call\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    );
+    let alice = Target::udp("198.51.100.1:5060".parse().unwrap());
+    assert_eq!(
+        a,
+        Action::Forward {
+            to: alice,
+            socket: 0
+        },
+        "{bye}"
+    );
+    assert!(!bye.contains("Route:"), "{bye}");
+    // One transport throughout: one Record-Route, as before.
+    let (_, inv) = run(
+        &mut core,
+        tcp("203.0.113.8:40003", 78),
+        1,
+        "INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/TCP 203.0.113.8;branch=z9hG4bKj\nFrom: <sip:carol@example.net>;tag=c\nTo: <sip:bob@example.com>\nCall-ID: call2\nCSeq: 1 INVITE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    );
+    assert_eq!(inv.matches("Record-Route:").count(), 1, "{inv}");
 }

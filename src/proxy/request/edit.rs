@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::ops::ControlFlow;
 
 use crate::counters::DropReason;
-use crate::sip::{HeaderName, Message, Method, Target, Transport};
+use crate::sip::{Edits, HeaderName, Message, Method, Target, Transport};
 
 use super::super::branch::{BranchKey, BRANCH_LEN};
 use super::super::remove::remove_values;
@@ -28,8 +28,8 @@ pub(super) struct Forwarding {
     pub authenticated: bool,
 }
 
-/// `Record-Route: <sip:` `;lr>` CRLF around the advertised address.
-const RR_LINE: usize = 20 + 6;
+/// `Record-Route: <sip:` `;transport=tcp;lr>` CRLF around the advertised address.
+const RR_LINE: usize = 20 + 14 + 6;
 
 impl Core {
     /// Pick the listener to send from (the Via names it), record the edits, and forward.
@@ -135,11 +135,15 @@ impl Core {
             let at = msg
                 .field(HeaderName::RecordRoute)
                 .map_or(first_via, |f| f.line.start as usize);
-            self.edits.insert_with(at, |w| {
-                w.bytes(b"Record-Route: <sip:")
-                    .bytes(adv.as_bytes())
-                    .bytes(b";lr>\r\n");
-            });
+            // Nearest the callee: how it reaches us. When the request changes transport on its
+            // way through, a second entry says how the caller reaches us, so in-dialog requests
+            // go back over the transport each side used (both are consumed on the way back).
+            record_route_line(&mut self.edits, at, adv, dest.transport);
+            if rq.src.transport != dest.transport {
+                let inbound = Target::new(rq.src.transport, rq.src.addr);
+                let adv_in = cfg.local.advertised(rq.socket, &inbound);
+                record_route_line(&mut self.edits, at, adv_in, rq.src.transport);
+            }
         }
         let conn = rq.src.conn;
         self.edits.insert_with(first_via, |w| {
@@ -179,4 +183,15 @@ impl Core {
             });
         }
     }
+}
+
+/// `Record-Route: <sip:ADV[;transport=tcp];lr>` at `at` (UDP, the default, names none).
+fn record_route_line(edits: &mut Edits, at: usize, adv: &str, transport: Transport) {
+    edits.insert_with(at, |w| {
+        w.bytes(b"Record-Route: <sip:").bytes(adv.as_bytes());
+        if transport != Transport::Udp {
+            w.bytes(b";transport=").bytes(transport.name().as_bytes());
+        }
+        w.bytes(b";lr>\r\n");
+    });
 }

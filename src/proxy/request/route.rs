@@ -18,8 +18,8 @@ pub(super) struct Routing<'m> {
     /// The Request-URI to write: the real target a strict router moved into Route.
     pub new_request_uri: Option<Span>,
     /// Route values to remove, as (field index, value span): the strict router's last one and
-    /// ours at the top.
-    pub removed: [Option<(usize, Span)>; 2],
+    /// ours at the top (two when we Record-Routed twice, for a change of transport).
+    pub removed: [Option<(usize, Span)>; 3],
 }
 
 impl Routing<'_> {
@@ -49,7 +49,7 @@ impl Core {
             next: None,
             ours: false,
             new_request_uri: None,
-            removed: [None, None],
+            removed: [None, None, None],
         };
         // A strict router upstream put our Record-Route URI in the Request-URI and the real
         // target last in Route: restore it.
@@ -65,16 +65,19 @@ impl Core {
             routing.removed[0] = Some((last.field, last.span));
             routes.drop_last();
         }
-        // Loose routing: the top Route naming us is consumed.
-        if let Some(first) = routes.first {
-            if first
+        // Loose routing: the top Route naming us is consumed, and a second one right below it
+        // (our double Record-Route when the dialog changes transport here).
+        for slot in 1..=2 {
+            let Some(first) = routes.first else { break };
+            if !first
                 .uri
                 .host
                 .is_some_and(|h| local.is_our_route(&h, first.uri.port))
             {
-                routing.removed[1] = Some((first.field, first.span));
-                routes.drop_first();
+                break;
             }
+            routing.removed[slot] = Some((first.field, first.span));
+            routes.drop_first();
         }
         routing.next = routes.first.map(|r| r.uri);
         let target = routing.target;
@@ -86,12 +89,13 @@ impl Core {
     }
 }
 
-/// The parts of the Route set the decision needs: how many, the first, second and last.
+/// The parts of the Route set the decision needs: how many, the first three and the last.
 #[derive(Default)]
 struct RouteSummary<'a> {
     count: usize,
     first: Option<NameAddr<'a>>,
     second: Option<NameAddr<'a>>,
+    third: Option<NameAddr<'a>>,
     last: Option<NameAddr<'a>>,
 }
 
@@ -100,6 +104,7 @@ impl<'a> RouteSummary<'a> {
         match self.count {
             0 => self.first = Some(r),
             1 => self.second = Some(r),
+            2 => self.third = Some(r),
             _ => {}
         }
         self.last = Some(r);
@@ -114,6 +119,9 @@ impl<'a> RouteSummary<'a> {
         if self.count <= 1 {
             self.second = None;
         }
+        if self.count <= 2 {
+            self.third = None;
+        }
         // `last` is only used once, by the strict-router fix-up.
         self.last = None;
     }
@@ -121,6 +129,7 @@ impl<'a> RouteSummary<'a> {
     fn drop_first(&mut self) {
         self.count -= 1;
         self.first = if self.count > 0 { self.second } else { None };
-        self.second = None;
+        self.second = if self.count > 1 { self.third } else { None };
+        self.third = None;
     }
 }
