@@ -235,12 +235,13 @@ fn udp_mtu_zero_never_switches() {
 fn a_dialog_that_changes_transport_here_is_record_routed_twice_and_routed_back() {
     let mut core = core_rr(true);
     // bob registered over TCP; alice calls over UDP.
-    run(
+    let (registered, _) = run(
         &mut core,
         tcp("203.0.113.7:40001", 77),
         1,
         "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/TCP 203.0.113.7:5060;branch=z9hG4bKr\nFrom: <sip:bob@example.com>;tag=r\nTo: <sip:bob@example.com>\nCall-ID: reg\nCSeq: 1 REGISTER\nContact: <sip:bob@203.0.113.7:5060;transport=tcp>\nContent-Length: 0\n\n",
     );
+    assert!(matches!(registered, Action::Reply { .. }));
     let (_, inv) = run(
         &mut core,
         Source::udp("198.51.100.1:5060".parse().unwrap()),
