@@ -20,6 +20,7 @@ use crate::runtime::settings::{
     AuthSettings, ListenSpec, ProbeSettings, ReceiveSettings, Settings, SocketSettings,
     StateSettings,
 };
+use crate::sip::Transport;
 use crate::transport::socket::Steering;
 use crate::transport::tcp::TcpSettings;
 
@@ -54,14 +55,20 @@ fn parse_listen(s: &str) -> Result<ListenSpec, String> {
     Ok(ListenSpec { addr, udp, tcp })
 }
 
-/// `--route DOMAIN=HOST:PORT[,HOST:PORT...]`, each target resolved once, here.
+/// `--route DOMAIN=[udp:|tcp:]HOST:PORT[,HOST:PORT...]`, each target resolved once, here.
 fn parse_route(s: &str) -> Result<StaticRoute, String> {
     let (domain, target) = s
         .split_once('=')
-        .ok_or_else(|| format!("expected DOMAIN=HOST:PORT[,HOST:PORT...], got {s:?}"))?;
+        .ok_or_else(|| format!("expected DOMAIN=[udp:|tcp:]HOST:PORT[,HOST:PORT...], got {s:?}"))?;
     if domain.is_empty() {
         return Err(format!("empty domain in route {s:?}"));
     }
+    let (transport, target) = match target.split_once(':') {
+        Some(("udp", rest)) => (Transport::Udp, rest),
+        Some(("tcp", rest)) => (Transport::Tcp, rest),
+        Some(("tls", _)) => return Err("TLS next hops are not supported yet".into()),
+        _ => (Transport::Udp, target),
+    };
     let targets = target
         .split(',')
         .map(str::trim)
@@ -69,6 +76,7 @@ fn parse_route(s: &str) -> Result<StaticRoute, String> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(StaticRoute {
         domain: domain.to_ascii_lowercase(),
+        transport,
         targets,
     })
 }
@@ -623,6 +631,10 @@ mod tests {
             ]
         );
         assert!(parse_route("x=127.0.0.1:5070,").is_err());
+        assert_eq!(r.transport, Transport::Udp);
+        let r = parse_route("x=tcp:127.0.0.1:5070,127.0.0.1:5080").unwrap();
+        assert_eq!((r.transport, r.targets.len()), (Transport::Tcp, 2));
+        assert!(parse_route("x=tls:127.0.0.1:5061").is_err());
     }
 
     #[test]

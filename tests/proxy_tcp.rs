@@ -483,3 +483,37 @@ fn sipsak_over_tcp() {
         tail(&proxy.stop(), 2000)
     );
 }
+
+/// `--route DOMAIN=tcp:HOST:PORT`: requests for a foreign domain reach the next hop over TCP,
+/// and its response comes back to the UDP caller.
+#[test]
+fn a_static_route_over_tcp() {
+    let hop = std::net::TcpListener::bind("127.0.0.1:0").expect("next hop");
+    let route = format!("biloxi.example.com=tcp:{}", hop.local_addr().unwrap());
+    let proxy = Proxy::start(&["--shards", "2", "--route", &route]);
+    let alice = Ua::new();
+    alice.send(
+        proxy.addr,
+        &format!(
+            "INVITE sip:bob@biloxi.example.com SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKrt;rport\nFrom: <sip:alice@example.com>;tag=a\nTo: <sip:bob@biloxi.example.com>\nCall-ID: routed\nCSeq: 1 INVITE\nMax-Forwards: 70\n\n",
+            a = alice.addr
+        ),
+    );
+    let (stream, _) = hop.accept().expect("sipshard connects to the next hop");
+    let mut next = TcpUa::accepted(stream);
+    let inv = next.recv();
+    assert!(
+        inv.starts_with("INVITE sip:bob@biloxi.example.com SIP/2.0"),
+        "{inv}"
+    );
+    assert!(
+        inv.contains(&format!("Via: SIP/2.0/TCP {}", proxy.addr)),
+        "{inv}"
+    );
+    next.send(&ok_for(&inv));
+    let ok = alice.recv();
+    assert!(
+        ok.starts_with("SIP/2.0 200 OK") && ok.contains("Call-ID: routed"),
+        "{ok}"
+    );
+}

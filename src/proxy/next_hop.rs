@@ -9,12 +9,16 @@
 
 use std::net::SocketAddr;
 
+use crate::sip::Transport;
+
 /// Static next hops: requests for `domain` (or every foreign domain for `*`) go to the first
 /// of `targets` that is up (in the order given; the first when none is probed or all are down).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticRoute {
     /// Lower-case domain, or `*`.
     pub domain: String,
+    /// The transport every target is reached over (`tcp:` before the targets; UDP without).
+    pub transport: Transport,
     /// At least one, in order of preference.
     pub targets: Vec<SocketAddr>,
 }

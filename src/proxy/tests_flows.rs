@@ -108,6 +108,7 @@ fn with_route(targets: &[&str]) -> &'static ProxyConfig {
     let mut c = base_config("192.0.2.10:5060", &["atlanta.example.com"], false);
     c.routes = vec![StaticRoute {
         domain: "biloxi.example.com".into(),
+        transport: Transport::Udp,
         targets: targets.iter().map(|t| t.parse().unwrap()).collect(),
     }];
     Box::leak(Box::new(c))
@@ -159,6 +160,7 @@ fn auth_callers_challenges_callers_of_foreign_domains_too() {
         let mut c = base_config("192.0.2.10:5060", &["biloxi.example.com"], false);
         c.routes = vec![StaticRoute {
             domain: "*".into(),
+            transport: Transport::Udp,
             targets: vec!["192.0.2.41:5060".parse().unwrap()],
         }];
         let mut core = Core::new(Box::leak(Box::new(c)));

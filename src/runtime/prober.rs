@@ -19,7 +19,7 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::proxy::next_hop::{HopState, ProbeTracker};
 use crate::proxy::ProxyConfig;
-use crate::sip::Target;
+use crate::sip::{Target, Transport};
 
 /// Changes in flight to one shard (they are rare: one per hop per state change).
 const RING_CAPACITY: usize = 256;
@@ -45,6 +45,8 @@ impl Prober {
         let hops: Vec<SocketAddr> = cfg
             .routes
             .iter()
+            // OPTIONS go over UDP: next hops reached over TCP are not probed (yet).
+            .filter(|r| r.transport == Transport::Udp)
             .flat_map(|r| r.targets.iter().copied())
             .collect();
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..shards)

@@ -66,7 +66,7 @@ impl Core {
     /// the first next hop that is up of the static route for its domain or of the default
     /// route, or the literal address.
     /// A literal address is reached over the transport the URI asks for ([`uri_transport`]);
-    /// the static routes' next hops over UDP.
+    /// a static route's next hops over the route's transport.
     fn resolve(&self, uri: &Uri<'_>) -> Option<Target> {
         let host = uri.host?;
         if let Some(ip) = host.ip() {
@@ -81,8 +81,7 @@ impl Core {
             .iter()
             .find(|r| r.domain.as_bytes().eq_ignore_ascii_case(name))
             .or_else(|| self.cfg.routes.iter().find(|r| r.domain == "*"))
-            .and_then(|r| self.hops.pick(&r.targets))
-            .map(Target::udp)
+            .and_then(|r| Some(Target::new(r.transport, self.hops.pick(&r.targets)?)))
     }
 }
 
