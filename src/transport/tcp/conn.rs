@@ -184,6 +184,7 @@ pub async fn write_loop(
             .set(conn.queued.get().saturating_sub(bytes.len()));
     }
     let _ = wr.close().await;
+    // Only a broken stream queues a Close (after its answer): see `Conn::close_after_flush`.
     CloseReason::Framing
 }
 
