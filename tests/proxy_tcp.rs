@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sipshard_testkit::peers::sipp::{finish_calls, Agent, Scenario};
 use sipshard_testkit::peers::{self, require};
-use sipshard_testkit::scrape::scrape;
+use sipshard_testkit::scrape::assert_shows;
 use sipshard_testkit::{
     eventually, free_port, free_ports, tail, Got, Proxy, Scratch, SipClient, TcpUa, Ua,
 };
@@ -229,19 +229,12 @@ fn slowloris_and_idle_connections_are_closed_on_time_and_counted() {
         idle_took >= Duration::from_millis(900),
         "idle closed after {idle_took:?}"
     );
-    // The counters reach the endpoint on the shard's next housekeeping tick.
     let want = [
         "sipshard_tcp_closed_total{shard=\"0\",reason=\"message_timeout\"} 1",
         "sipshard_tcp_closed_total{shard=\"0\",reason=\"idle\"} 1",
         "sipshard_tcp_connections{shard=\"0\"} 0",
     ];
-    let addr = metrics.parse().unwrap();
-    let mut text = String::new();
-    let counted = eventually(Duration::from_secs(3), || {
-        text = scrape(addr);
-        want.iter().all(|w| text.contains(w))
-    });
-    assert!(counted, "{text}");
+    assert_shows(metrics.parse().unwrap(), &want);
 }
 
 #[test]
@@ -430,13 +423,7 @@ fn a_large_request_leaves_over_tcp_and_falls_back_to_udp_when_refused() {
         "sipshard_udp_mtu_transport_total{shard=\"0\",event=\"switched_to_tcp\"} 2",
         "sipshard_udp_mtu_transport_total{shard=\"0\",event=\"fell_back_to_udp\"} 1",
     ];
-    let addr = metrics.parse().unwrap();
-    let mut text = String::new();
-    let counted = eventually(Duration::from_secs(3), || {
-        text = scrape(addr);
-        want.iter().all(|w| text.contains(w))
-    });
-    assert!(counted, "{text}");
+    assert_shows(metrics.parse().unwrap(), &want);
 }
 
 /// sipsak, a real peer, over TCP: OPTIONS answered, and a REGISTER whose binding a query over

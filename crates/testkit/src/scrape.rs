@@ -24,3 +24,15 @@ pub fn value(text: &str, series: &str) -> u64 {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
 }
+
+/// Assert that the endpoint shows every line of `want` within 3 s: shards publish their
+/// counters on a housekeeping tick, so a count lags what was just sent. Fails with the last
+/// scrape.
+pub fn assert_shows(addr: SocketAddr, want: &[&str]) {
+    let mut text = String::new();
+    let shown = crate::eventually(Duration::from_secs(3), || {
+        text = scrape(addr);
+        want.iter().all(|w| text.contains(w))
+    });
+    assert!(shown, "expected {want:?} in:\n{text}");
+}
