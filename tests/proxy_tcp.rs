@@ -525,6 +525,28 @@ fn allow_open_files(n: u64) {
     assert_eq!(rc, 0, "setrlimit(RLIMIT_NOFILE, {n})");
 }
 
+/// Reset rather than close gracefully when dropped (SO_LINGER 0), so that 10,000 ephemeral
+/// ports are not left in TIME_WAIT for the tests that run after this one.
+fn close_without_time_wait(ua: &TcpUa) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: the descriptor is the open socket `ua` owns; the option value is a valid
+    // `linger` of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            ua.stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER");
+}
+
 fn rss_kib(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     status
@@ -557,6 +579,7 @@ fn ten_thousand_idle_connections_are_held_then_released() {
     let mut held = Vec::with_capacity(N);
     for i in 0..N {
         let mut ua = TcpUa::connect(proxy.addr);
+        close_without_time_wait(&ua);
         if i % 1000 == 999 {
             ua.send_raw(b"\r\n\r\n");
             assert_eq!(

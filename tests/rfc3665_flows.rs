@@ -602,13 +602,10 @@ fn flow_3_4_proxy_failure() {
     );
     let dir = Scratch::new("rfc3665-3.4");
     let hop2_dir = Scratch::new("rfc3665-3.4-hop2");
-    let dead = UdpSocket::bind("127.0.0.1:0").expect("bind the silent first hop");
-    let (hop1, hop2, p1, bob) = (
-        dead.local_addr().expect("address").port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
+    // A port of the kit's (free over UDP and TCP, outside the ephemeral range): a sipshard
+    // takes it over later, on both transports.
+    let (hop1, hop2, p1, bob) = (free_port(), free_port(), free_port(), free_port());
+    let dead = UdpSocket::bind(("127.0.0.1", hop1)).expect("bind the silent first hop");
     let mut second = sipshard(
         &hop2_dir,
         hop2,

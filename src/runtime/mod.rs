@@ -39,6 +39,7 @@ use prober::Prober;
 use reload::Reloader;
 use replication::Links;
 pub use settings::Settings;
+use settings::{ListenSpec, SocketSettings};
 use shard::ShardSetup;
 
 /// glommio's registered I/O buffer pool per executor. Datagrams never use it (they go through
@@ -144,32 +145,60 @@ type Bound = (Vec<Vec<BoundSocket>>, Vec<(Transport, SocketAddr)>);
 /// twin got).
 fn bind(settings: &Settings) -> Result<Bound, String> {
     let shards = settings.shards();
-    let s = &settings.sockets;
     let mut per_shard: Vec<Vec<BoundSocket>> = (0..shards).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for spec in &settings.listen {
+        for (transport, addr, group) in bind_spec(spec, shards, &settings.sockets)? {
+            bound.push((transport, addr));
+            for (i, s) in group.into_iter().enumerate() {
+                per_shard[i].push(match transport {
+                    Transport::Udp => BoundSocket::Udp(s),
+                    _ => BoundSocket::Tcp(s),
+                });
+            }
+        }
+    }
+    Ok((per_shard, bound))
+}
+
+/// One listener's group of sockets, by transport, with the address it got.
+type Group = (Transport, SocketAddr, Vec<socket2::Socket>);
+
+/// The groups of one `--listen`. With port 0 on both transports UDP picks the port and TCP
+/// must get the same one; a port some TCP socket already holds (a client's ephemeral port) is
+/// given back and another one tried.
+fn bind_spec(spec: &ListenSpec, shards: usize, s: &SocketSettings) -> Result<Vec<Group>, String> {
+    let attempts = if spec.addr.port() == 0 && spec.udp && spec.tcp {
+        16
+    } else {
+        1
+    };
+    let mut last_error = String::new();
+    for _ in 0..attempts {
+        let mut groups = Vec::new();
         let mut addr = spec.addr;
         if spec.udp {
             let group =
                 socket::bind_group(addr, shards, s.rcvbuf, s.sndbuf, s.steering, s.timestamps)
                     .map_err(|e| format!("cannot listen on udp {addr}: {e}"))?;
             addr = local_addr(&group[0]).unwrap_or(addr);
-            bound.push((Transport::Udp, addr));
-            for (i, s) in group.into_iter().enumerate() {
-                per_shard[i].push(BoundSocket::Udp(s));
-            }
+            groups.push((Transport::Udp, addr, group));
         }
         if spec.tcp {
-            let group = socket::bind_tcp_group(addr, shards)
-                .map_err(|e| format!("cannot listen on tcp {addr}: {e}"))?;
-            addr = local_addr(&group[0]).unwrap_or(addr);
-            bound.push((Transport::Tcp, addr));
-            for (i, s) in group.into_iter().enumerate() {
-                per_shard[i].push(BoundSocket::Tcp(s));
+            match socket::bind_tcp_group(addr, shards) {
+                Ok(group) => {
+                    addr = local_addr(&group[0]).unwrap_or(addr);
+                    groups.push((Transport::Tcp, addr, group));
+                }
+                Err(e) => {
+                    last_error = format!("cannot listen on tcp {addr}: {e}");
+                    continue;
+                }
             }
         }
+        return Ok(groups);
     }
-    Ok((per_shard, bound))
+    Err(last_error)
 }
 
 fn local_addr(s: &socket2::Socket) -> Option<SocketAddr> {
