@@ -30,6 +30,14 @@ fn register_over_tcp(ua: &mut TcpUa, proxy: SocketAddr, user: &str) {
     assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
 }
 
+/// REGISTER `user` over UDP from `ua`, with `ua`'s own address as the contact.
+fn register_over_udp(ua: &Ua, proxy: SocketAddr, user: &str) {
+    let contact = format!("<sip:{user}@{}>", ua.addr);
+    let domain = proxy.to_string();
+    let reg = sipshard_testkit::ua::register(ua, proxy, user, &domain, &contact, 1, "");
+    assert!(reg.starts_with("SIP/2.0 200"), "{reg}");
+}
+
 /// A 200 OK for `request`: its Via, From, To (tagged), Call-ID and CSeq.
 fn ok_for(request: &str) -> String {
     let mut out = String::from("SIP/2.0 200 OK\n");
@@ -79,17 +87,7 @@ fn calls_reach_a_ua_over_the_connection_it_registered_on_from_every_shard() {
 fn a_response_goes_back_on_the_connection_its_request_came_on() {
     let proxy = Proxy::start(&["--shards", "2"]);
     let bob = Ua::new();
-    let contact = format!("<sip:bob@{}>", bob.addr);
-    let reg = sipshard_testkit::ua::register(
-        &bob,
-        proxy.addr,
-        "bob",
-        &proxy.addr.to_string(),
-        &contact,
-        1,
-        "",
-    );
-    assert!(reg.starts_with("SIP/2.0 200"), "{reg}");
+    register_over_udp(&bob, proxy.addr, "bob");
     for i in 0..8 {
         let mut alice = TcpUa::connect(proxy.addr);
         alice.send(&format!(
@@ -377,17 +375,7 @@ fn a_large_request_leaves_over_tcp_and_falls_back_to_udp_when_refused() {
     // bob listens on UDP and TCP on one port.
     let bob_udp = Ua::new();
     let bob_tcp = std::net::TcpListener::bind(bob_udp.addr).expect("bob's TCP port");
-    let contact = format!("<sip:bob@{}>", bob_udp.addr);
-    let reg = sipshard_testkit::ua::register(
-        &bob_udp,
-        proxy.addr,
-        "bob",
-        &proxy.addr.to_string(),
-        &contact,
-        1,
-        "",
-    );
-    assert!(reg.starts_with("SIP/2.0 200"), "{reg}");
+    register_over_udp(&bob_udp, proxy.addr, "bob");
     alice.send(proxy.addr, &invite("bob", &alice));
     bob_tcp.set_nonblocking(false).unwrap();
     let (stream, _) = bob_tcp.accept().expect("sipshard connects to bob");
@@ -401,17 +389,7 @@ fn a_large_request_leaves_over_tcp_and_falls_back_to_udp_when_refused() {
     assert!(inv.len() > 4000, "the whole body: {} bytes", inv.len());
     // carol listens on UDP only: the connection is refused, the INVITE comes over UDP.
     let carol = Ua::new();
-    let contact = format!("<sip:carol@{}>", carol.addr);
-    let reg = sipshard_testkit::ua::register(
-        &carol,
-        proxy.addr,
-        "carol",
-        &proxy.addr.to_string(),
-        &contact,
-        1,
-        "",
-    );
-    assert!(reg.starts_with("SIP/2.0 200"), "{reg}");
+    register_over_udp(&carol, proxy.addr, "carol");
     alice.send(proxy.addr, &invite("carol", &alice));
     let inv = carol.recv();
     assert!(inv.starts_with("INVITE sip:carol@"), "{inv}");
