@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use sipshard::config::CpuList;
+use sipshard::sip::Transport;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,9 +52,18 @@ pub struct Common {
     /// Pin worker threads to these CPUs, round-robin (e.g. `1` or `0,2-3`).
     #[arg(long)]
     pub cpus: Option<CpuList>,
-    /// Local UDP sockets per worker thread (distinct ports spread over a flow-hashing proxy).
+    /// Local UDP sockets per worker thread (distinct ports spread over a flow-hashing proxy);
+    /// over TCP, connections per worker thread.
     #[arg(long, default_value_t = 8)]
     pub ports: usize,
+    /// `udp`, or `tcp`: every request and answer goes over persistent connections to
+    /// `--target` (opened before the run from the worker's own local ports), as SIPp's `-t t1`.
+    #[arg(long, default_value = "udp", value_parser = parse_transport)]
+    pub transport: Transport,
+    /// With `--transport tcp`: connections in all, spread over the worker threads (replaces
+    /// `--ports`).
+    #[arg(long)]
+    pub connections: Option<usize>,
     /// First local port; sockets take consecutive ports from here (0: any free ports).
     #[arg(long, default_value_t = 0)]
     pub local_port: u16,
@@ -207,6 +217,15 @@ pub struct SearchArgs {
     /// Give up after this many trials.
     #[arg(long, default_value_t = 16)]
     pub max_trials: usize,
+}
+
+/// `--transport`: the transports the generator speaks.
+fn parse_transport(s: &str) -> Result<Transport, String> {
+    match Transport::from_token(s.as_bytes()) {
+        Some(t @ (Transport::Udp | Transport::Tcp)) => Ok(t),
+        Some(Transport::Tls) => Err("tls is not supported by sipshard-load yet".into()),
+        None => Err(format!("{s}: want udp or tcp")),
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use sipshard::sip::Transport;
+
 use crate::cli::{CallArgs, Common, OptionsArgs, RegisterArgs, Users};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +68,8 @@ pub struct Config {
     pub scenario: Scenario,
     pub role: Role,
     pub target: Option<SocketAddr>,
+    /// UDP, or TCP: every socket of a worker is then a connection to `target`.
+    pub transport: Transport,
     pub rate: f64,
     pub duration_ns: u64,
     pub threads: usize,
@@ -93,6 +97,28 @@ pub struct Config {
     pub hgrm: Option<PathBuf>,
 }
 
+/// How many sockets (UDP) or connections (TCP) each worker opens: `--ports` each, or
+/// `--connections` spread as evenly as they go.
+fn sockets_per_worker(c: &Common) -> Result<Vec<usize>, String> {
+    let Some(total) = c.connections else {
+        return Ok(vec![c.ports; c.threads]);
+    };
+    if !c.transport.is_stream() {
+        return Err(
+            "--connections needs --transport tcp (UDP sockets are set with --ports)".into(),
+        );
+    }
+    if total < c.threads {
+        return Err(format!(
+            "--connections {total} is fewer than --threads {}: every worker needs one",
+            c.threads
+        ));
+    }
+    Ok((0..c.threads)
+        .map(|w| total / c.threads + usize::from(w < total % c.threads))
+        .collect())
+}
+
 const MS: u64 = 1_000_000;
 const S: f64 = 1e9;
 
@@ -106,6 +132,12 @@ impl Config {
         }
         if c.threads == 0 || c.ports == 0 {
             return Err("--threads and --ports must be at least 1".into());
+        }
+        let sockets = sockets_per_worker(c)?;
+        if c.transport.is_stream() && c.target.is_none() {
+            return Err(
+                "--transport tcp needs --target: the generator connects, it does not listen".into(),
+            );
         }
         if c.duration < 0.0 || c.drain < 0.0 {
             return Err("--duration and --drain must not be negative".into());
@@ -123,15 +155,17 @@ impl Config {
             Some(a) => a.to_string(),
             None => c.local_ip.to_string(),
         });
-        let fixed_ports = (0..c.threads)
-            .map(|w| {
-                (0..c.ports)
-                    .map(|s| {
-                        if c.local_port == 0 {
-                            0
-                        } else {
-                            c.local_port.saturating_add((w * c.ports + s) as u16)
+        let mut next_port = c.local_port;
+        let fixed_ports = sockets
+            .iter()
+            .map(|&n| {
+                (0..n)
+                    .map(|_| {
+                        let port = next_port;
+                        if port != 0 {
+                            next_port = next_port.saturating_add(1);
                         }
+                        port
                     })
                     .collect()
             })
@@ -140,6 +174,7 @@ impl Config {
             scenario,
             role,
             target: c.target,
+            transport: c.transport,
             rate: c.rate,
             duration_ns: (c.duration * S) as u64,
             threads: c.threads,
@@ -209,6 +244,13 @@ impl Config {
             // Answering an external UAC registers nobody unless asked to.
             c.users = 0;
         }
+        if role == Role::UasOnly && c.users == 0 && c.transport.is_stream() {
+            return Err(
+                "--uas-only over tcp needs --users: calls reach this side on the \
+                        connections its users registered over"
+                    .into(),
+            );
+        }
         if role == Role::UasOnly && c.users > 0 && c.target.is_none() {
             return Err("--uas-only with --users needs --target to register through".into());
         }
@@ -255,6 +297,42 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn call_with(flags: &[&str]) -> Result<Config, String> {
+        use clap::Parser;
+        let base = ["sipshard-load", "call", "--target", "127.0.0.1:5060"];
+        let cli =
+            crate::cli::Cli::try_parse_from(base.iter().chain(flags)).map_err(|e| e.to_string())?;
+        match cli.cmd {
+            crate::cli::Cmd::Call(a) => Config::call(&a),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn connections_spread_over_workers_and_need_tcp() {
+        let c = call_with(&["--transport", "tcp", "--connections", "5", "--threads", "2"]);
+        let c = c.unwrap();
+        assert_eq!(c.transport, Transport::Tcp);
+        assert_eq!(c.fixed_ports, vec![vec![0; 3], vec![0; 2]]);
+        let c = call_with(&[
+            "--transport",
+            "tcp",
+            "--threads",
+            "2",
+            "--local-port",
+            "7000",
+        ]);
+        assert_eq!(c.unwrap().fixed_ports[1], (7008..7016).collect::<Vec<_>>());
+        let e = call_with(&["--connections", "4"]).unwrap_err();
+        assert!(e.contains("--connections needs --transport tcp"), "{e}");
+        let e = call_with(&["--transport", "tcp", "--connections", "1", "--threads", "2"]);
+        assert!(e.unwrap_err().contains("fewer than --threads"));
+        let e = call_with(&["--transport", "tls"]).unwrap_err();
+        assert!(e.contains("not supported by sipshard-load yet"), "{e}");
+        let e = call_with(&["--transport", "tcp", "--uas-only"]).unwrap_err();
+        assert!(e.contains("needs --users"), "{e}");
+    }
 
     #[test]
     fn password_file() {

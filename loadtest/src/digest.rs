@@ -10,7 +10,7 @@
 //! unanswered and the attempt fails with the challenge's status.
 
 use md5::{Digest, Md5};
-use sipshard::sip::Credentials;
+use sipshard::sip::{Credentials, HeaderName, Message};
 
 use crate::writer::W;
 
@@ -95,6 +95,36 @@ pub fn response(
     } else {
         md5_hex(&[&ha1, ch.nonce, &ha2])
     }
+}
+
+/// The first usable challenge of a 401 (`WWW-Authenticate`) or a 407 (`Proxy-Authenticate`).
+pub fn challenge<'m>(msg: &'m Message<'_>, code: u16) -> Option<Challenge<'m>> {
+    let header = if code == 401 {
+        HeaderName::WwwAuthenticate
+    } else {
+        HeaderName::ProxyAuthenticate
+    };
+    msg.credentials(header)
+        .flatten()
+        .find_map(|c| Challenge::from_credentials(&c))
+}
+
+/// The header answering a 407 (`Proxy-Authorization`) or a 401 (`Authorization`).
+pub fn authorization_header(proxy: bool) -> &'static str {
+    if proxy {
+        "Proxy-Authorization"
+    } else {
+        "Authorization"
+    }
+}
+
+/// `n` as 8 hex digits into `buf` (a client nonce).
+pub fn hex8(buf: &mut [u8; 16], n: u32) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in 0..8 {
+        buf[i] = HEX[((n >> (28 - 4 * i)) & 15) as usize];
+    }
+    &buf[..8]
 }
 
 /// Write the `Authorization:` (or `Proxy-Authorization:`) header line answering `ch`.

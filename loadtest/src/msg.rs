@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 
-use sipshard::sip::{HeaderName, Message};
+use sipshard::sip::{HeaderName, Message, Transport};
 
 use crate::writer::{parse_hex, W};
 
@@ -52,6 +52,16 @@ pub fn parse_id(s: &[u8], nonce: u32) -> Option<Id> {
     })
 }
 
+/// `host:port` of a Contact URI, with `;transport=tcp` when the socket is a connection (a URI
+/// without the parameter means UDP, RFC 3263 section 4.1).
+#[inline]
+pub fn write_contact_host(w: &mut W<'_>, local: Local) {
+    w.addr(local.addr);
+    if local.transport != Transport::Udp {
+        w.b(b";transport=").s(local.transport.name());
+    }
+}
+
 /// The branch of the first Via value of a Via header line, found without parsing the whole Via
 /// (the hot path of every response): the text after `branch=` up to the next delimiter. Only
 /// our own branches are decoded from it, so a lookalike elsewhere cannot match a live call.
@@ -74,11 +84,20 @@ pub fn parse_branch(branch: &[u8], nonce: u32) -> Option<Id> {
     parse_id(branch.strip_prefix(COOKIE)?, nonce)
 }
 
+/// Where this side is reached: a socket's address and the transport it speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Local {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
 /// `Via: SIP/2.0/UDP <local>;rport;branch=z9hG4bK<id>.<seq>` (RFC 3581 `rport` asks the next
-/// hop to answer to the port we sent from, which is the port we listen on anyway).
+/// hop to answer to the port we sent from, which is the port we listen on anyway; over TCP
+/// the answer comes back on the connection).
 #[inline]
-pub fn write_via(w: &mut W<'_>, local: SocketAddr, nonce: u32, id: Id, seq: u32) {
-    w.b(b"Via: SIP/2.0/UDP ").addr(local).b(b";rport;branch=");
+pub fn write_via(w: &mut W<'_>, local: Local, nonce: u32, id: Id, seq: u32) {
+    w.b(b"Via: SIP/2.0/").b(local.transport.via_token()).b(b" ");
+    w.addr(local.addr).b(b";rport;branch=");
     w.b(COOKIE);
     write_id(w, nonce, id);
     w.b(b".").hex(seq as u64).crlf();
@@ -129,7 +148,7 @@ pub struct Answer<'m, 'a> {
     /// Copy Record-Route (responses that establish a dialog, section 12.1.1).
     pub record_route: bool,
     /// `Contact: <sip:user@local>` (dialog-establishing responses, section 12.1.1).
-    pub contact: Option<SocketAddr>,
+    pub contact: Option<Local>,
     /// Body as `application/sdp`.
     pub sdp: Option<&'m [u8]>,
     /// Extra header lines, CRLF-terminated.
@@ -168,7 +187,8 @@ impl Answer<'_, '_> {
             if let Some(user) = req.request_uri().and_then(|u| u.user) {
                 w.b(user).b(b"@");
             }
-            w.addr(local).b(b">").crlf();
+            write_contact_host(w, local);
+            w.b(b">").crlf();
         }
         w.b(self.extra);
         match self.sdp {
@@ -211,17 +231,22 @@ mod tests {
             slot: 0x1234,
             gen: 7,
         };
-        write_via(
-            &mut W::new(&mut v),
-            "127.0.0.1:5060".parse().unwrap(),
-            0xabcdef,
-            id,
-            3,
-        );
+        let mut local = Local {
+            addr: "127.0.0.1:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        write_via(&mut W::new(&mut v), local, 0xabcdef, id, 3);
         assert_eq!(
             v,
             b"Via: SIP/2.0/UDP 127.0.0.1:5060;rport;branch=z9hG4bKabcdef.1234.7.3\r\n"
         );
+        local.transport = Transport::Tcp;
+        v.clear();
+        write_via(&mut W::new(&mut v), local, 0xabcdef, id, 3);
+        assert!(v.starts_with(b"Via: SIP/2.0/TCP 127.0.0.1:5060;rport;"));
+        v.clear();
+        write_contact_host(&mut W::new(&mut v), local);
+        assert_eq!(v, b"127.0.0.1:5060;transport=tcp");
         assert_eq!(parse_branch(b"z9hG4bKabcdef.1234.7.3", 0xabcdef), Some(id));
         assert_eq!(parse_branch(b"z9hG4bKabcdef.1234.7.3", 0xabcdee), None);
         assert_eq!(parse_branch(b"z9hG4bKabcdef.1234", 0xabcdef), None);
@@ -262,7 +287,10 @@ Content-Length: 0\r\n\r\n"
             code: 200,
             to_tag: Some((1, Id { slot: 2, gen: 3 })),
             record_route: true,
-            contact: Some("127.0.0.1:5070".parse().unwrap()),
+            contact: Some(Local {
+                addr: "127.0.0.1:5070".parse().unwrap(),
+                transport: Transport::Udp,
+            }),
             sdp: Some(b"v=0\r\n"),
             extra: b"",
         }

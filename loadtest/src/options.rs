@@ -13,7 +13,7 @@ impl Core {
         self.record_start(sched);
         let sock = self.pick_sock();
         let slot = self.alloc_call(Kind::Options);
-        let local = self.io.socks[sock as usize].local;
+        let local = self.local(sock as usize);
         let (nonce, target) = (self.nonce, self.target);
         let cfg = &self.cfg;
         let c = &mut self.calls[slot as usize];

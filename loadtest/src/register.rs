@@ -6,11 +6,11 @@
 //! `--password-file`; the registration latency runs from the scheduled time of the first
 //! REGISTER to the final 200, challenge round trip included, because that is what a phone sees.
 
-use sipshard::sip::{HeaderName, Message};
+use sipshard::sip::Message;
 
-use crate::digest::{write_authorization, Challenge};
+use crate::digest::{authorization_header, challenge, hex8, write_authorization, Challenge};
 use crate::engine::worker::{CState, Core, Kind};
-use crate::msg::{write_id, write_via, Id};
+use crate::msg::{write_contact_host, write_id, write_via, Id};
 use crate::stats::{record_ns, Cause};
 use crate::writer::W;
 
@@ -47,7 +47,7 @@ impl Core {
         self.user_name(u);
         self.users[u].cseq += 1;
         let user = self.users[u];
-        let local = self.io.socks[user.sock as usize].local;
+        let local = self.local(user.sock as usize);
         let nonce = self.nonce;
         let cfg = &self.cfg;
         let name = &self.scratch;
@@ -71,10 +71,8 @@ impl Core {
             .b(b".r")
             .hex(user.index as u64);
         w.b(b"@sipshard-load\r\nCSeq: ").dec(user.cseq as u64);
-        w.b(b" REGISTER\r\nContact: <sip:")
-            .b(name)
-            .b(b"@")
-            .addr(local);
+        w.b(b" REGISTER\r\nContact: <sip:").b(name).b(b"@");
+        write_contact_host(&mut w, local);
         w.b(b">\r\nExpires: ").dec(cfg.expires as u64).crlf();
         if let Some((ch, password, proxy)) = auth {
             let mut uri = [0u8; 256];
@@ -85,11 +83,7 @@ impl Core {
             let cn = hex8(&mut cnonce, nonce ^ slot.rotate_left(16) ^ c.gen);
             write_authorization(
                 &mut w,
-                if proxy {
-                    "Proxy-Authorization"
-                } else {
-                    "Authorization"
-                },
+                authorization_header(proxy),
                 name,
                 password.as_bytes(),
                 ch,
@@ -123,15 +117,7 @@ impl Core {
             return;
         }
         if (code == 401 || code == 407) && !self.calls[slot as usize].auth_tried {
-            let header = if code == 401 {
-                HeaderName::WwwAuthenticate
-            } else {
-                HeaderName::ProxyAuthenticate
-            };
-            let challenge = msg
-                .credentials(header)
-                .flatten()
-                .find_map(|c| Challenge::from_credentials(&c));
+            let challenge = challenge(msg, code);
             let u = self.calls[slot as usize].user as usize;
             self.user_name(u);
             let cfg = self.cfg.clone();
@@ -153,13 +139,4 @@ impl Core {
             self.fail_status(slot, code);
         }
     }
-}
-
-/// `n` as 8 hex digits into `buf`.
-fn hex8(buf: &mut [u8; 16], n: u32) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in 0..8 {
-        buf[i] = HEX[((n >> (28 - 4 * i)) & 15) as usize];
-    }
-    &buf[..8]
 }

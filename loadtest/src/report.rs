@@ -235,6 +235,12 @@ pub struct Report {
     pub scenario: &'static str,
     pub role: &'static str,
     pub target: Option<String>,
+    /// `udp` or `tcp`.
+    pub transport: &'static str,
+    /// Sockets (UDP) or connections (TCP) in all.
+    pub sockets: usize,
+    /// Connections the target closed or broke during the run.
+    pub connections_lost: u64,
     pub target_rate: f64,
     pub achieved_rate: f64,
     pub duration_s: f64,
@@ -312,6 +318,9 @@ impl Report {
                 Role::UasOnly => "uas",
             },
             target: cfg.target.map(|t| t.to_string()),
+            transport: cfg.transport.name(),
+            sockets: cfg.fixed_ports.iter().map(Vec::len).sum(),
+            connections_lost: c.connections_lost,
             target_rate: if cfg.has_client() { cfg.rate } else { 0.0 },
             achieved_rate: if cfg.has_client() && out.send_secs > 0.0 {
                 c.client.attempted as f64 / out.send_secs
@@ -369,13 +378,26 @@ impl Report {
             }
         };
         s.push_str(&format!(
-            "sipshard-load {} ({} side{}) -> {}, {} thread(s)\n",
+            "sipshard-load {} ({} side{}) -> {} over {}, {} thread(s), {} {}\n",
             self.scenario,
             self.role,
             if self.role == "both" { "s" } else { "" },
             self.target.as_deref().unwrap_or("-"),
-            self.threads
+            self.transport,
+            self.threads,
+            self.sockets,
+            if self.transport == "udp" {
+                "sockets"
+            } else {
+                "connections"
+            },
         ));
+        if self.connections_lost > 0 {
+            s.push_str(&format!(
+                "  WARNING: the target closed {} connection(s) during the run\n",
+                self.connections_lost
+            ));
+        }
         if self.role != "uas" {
             s.push_str(&format!(
                 "  rate        target {}/s, achieved {:.1}/s\n",

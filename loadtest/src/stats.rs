@@ -115,6 +115,8 @@ pub struct Counters {
     pub socket_drops: u64,
     pub datagrams_sent: u64,
     pub datagrams_received: u64,
+    /// Connections the target closed or broke during the run (`--transport tcp`).
+    pub connections_lost: u64,
 }
 
 impl Counters {
@@ -130,6 +132,7 @@ impl Counters {
         self.socket_drops += o.socket_drops;
         self.datagrams_sent += o.datagrams_sent;
         self.datagrams_received += o.datagrams_received;
+        self.connections_lost += o.connections_lost;
     }
 }
 

@@ -17,10 +17,15 @@ use std::net::SocketAddr;
 use sipshard::sip::{Contact, HeaderName, Message, NameAddr};
 
 use crate::config::Role;
+use crate::digest::{authorization_header, challenge, hex8, write_authorization, Challenge};
 use crate::engine::worker::{CState, Call, Core, Kind};
-use crate::msg::{uri_addr, write_id, write_via, Id};
+use crate::msg::{uri_addr, write_contact_host, write_id, write_via, Id, Local};
 use crate::stats::{record_ns, Cause};
 use crate::writer::W;
+
+/// The user part of the caller's From and Contact, and the Digest user name it answers
+/// challenges with (`--password-file` needs a `uac:` or a `*:` line).
+const CALLER: &[u8] = b"uac";
 
 /// Most Record-Route entries honoured (more is not a real deployment).
 const MAX_ROUTES: usize = 16;
@@ -49,44 +54,90 @@ impl Core {
         } else {
             0
         };
-        let local = self.io.socks[sock as usize].local;
-        let nonce = self.nonce;
         let (t1, now, target) = (self.cfg.t1_ns, self.now, self.target);
-        let cfg = &self.cfg;
-        let sdp = &self.sdp[sock as usize];
         let c = &mut self.calls[slot as usize];
         c.sock = sock;
         c.dest = target;
         c.origin = sched;
-        c.cseq = 1;
+        c.cseq = 0;
         c.user = callee;
-        c.seq = 1;
+        c.seq = 0;
         c.txn_start = now;
         c.rtx = t1;
-        let id = Id { slot, gen: c.gen };
+        self.write_invite(slot, None);
+        self.send_req(slot);
+        self.arm_call(slot, now + t1);
+    }
+
+    /// (Re)write the slot's INVITE as a new transaction (next branch and CSeq, same Call-ID and
+    /// From tag), with credentials when answering a challenge (RFC 3261 section 22.2).
+    fn write_invite(&mut self, slot: u32, auth: Option<(&Challenge<'_>, &str, bool)>) {
+        let (sock, callee) = {
+            let c = &self.calls[slot as usize];
+            (c.sock as usize, c.user)
+        };
+        let local = self.local(sock);
+        let nonce = self.nonce;
+        let cfg = &self.cfg;
+        let sdp = &self.sdp[sock];
+        self.scratch.clear();
         let to = cfg.to_uri.as_deref();
+        Self::write_callee(
+            &mut W::new(&mut self.scratch),
+            to,
+            &cfg.user_prefix,
+            callee,
+            &cfg.domain,
+        );
+        let ruri = &self.scratch;
+        let c = &mut self.calls[slot as usize];
+        c.seq += 1;
+        c.cseq += 1;
+        let id = Id { slot, gen: c.gen };
         c.req.clear();
         let mut w = W::new(&mut c.req);
-        w.b(b"INVITE ");
-        Self::write_callee(&mut w, to, &cfg.user_prefix, callee, &cfg.domain);
-        w.b(b" SIP/2.0\r\n");
-        write_via(&mut w, local, nonce, id, 1);
-        w.b(b"Max-Forwards: 70\r\nFrom: <sip:uac@")
-            .s(&cfg.domain)
-            .b(b">;tag=");
+        w.b(b"INVITE ").b(ruri).b(b" SIP/2.0\r\n");
+        write_via(&mut w, local, nonce, id, c.seq);
+        w.b(b"Max-Forwards: 70\r\nFrom: <sip:").b(CALLER).b(b"@");
+        w.s(&cfg.domain).b(b">;tag=");
         write_id(&mut w, nonce, id);
-        w.b(b"\r\nTo: <");
-        Self::write_callee(&mut w, to, &cfg.user_prefix, callee, &cfg.domain);
-        w.b(b">\r\nCall-ID: ");
+        w.b(b"\r\nTo: <").b(ruri).b(b">\r\nCall-ID: ");
         write_id(&mut w, nonce, id);
-        w.b(b"@sipshard-load\r\nCSeq: 1 INVITE\r\nContact: <sip:uac@")
-            .addr(local)
-            .b(b">\r\nContent-Type: application/sdp\r\nContent-Length: ")
+        w.b(b"@sipshard-load\r\nCSeq: ").dec(c.cseq as u64);
+        w.b(b" INVITE\r\nContact: <sip:").b(CALLER).b(b"@");
+        write_contact_host(&mut w, local);
+        w.b(b">\r\n");
+        if let Some((ch, password, proxy)) = auth {
+            let mut buf = [0u8; 16];
+            let cnonce = hex8(&mut buf, nonce ^ slot.rotate_left(16) ^ c.gen ^ c.seq);
+            let header = authorization_header(proxy);
+            let (user, pw) = (CALLER, password.as_bytes());
+            write_authorization(&mut w, header, user, pw, ch, b"INVITE", ruri, cnonce);
+        }
+        w.b(b"Content-Type: application/sdp\r\nContent-Length: ")
             .dec(sdp.len() as u64)
             .b(b"\r\n\r\n")
             .b(sdp);
+    }
+
+    /// Answer a 401/407 to an INVITE once, with `--password-file`'s password for the caller:
+    /// the INVITE goes again, as a new transaction. False when it cannot be answered (no
+    /// password, no usable challenge, or already tried).
+    fn retry_with_credentials(&mut self, slot: u32, code: u16, msg: &Message<'_>) -> bool {
+        let Some((ch, pw)) = self.credentials_for(slot, code, msg) else {
+            return false;
+        };
+        let (t1, now) = (self.cfg.t1_ns, self.now);
+        let c = &mut self.calls[slot as usize];
+        c.auth_tried = true;
+        c.state = CState::Calling;
+        c.got_18x = false;
+        c.txn_start = now;
+        c.rtx = t1;
+        self.write_invite(slot, Some((&ch, &pw, code == 407)));
         self.send_req(slot);
         self.arm_call(slot, now + t1);
+        true
     }
 
     /// Timer A/B while calling, the hold timer when established, Timer E/F for the BYE.
@@ -98,6 +149,10 @@ impl Core {
             CState::Calling => {
                 if self.now >= deadline {
                     self.fail(slot, Cause::Timeout);
+                    return;
+                }
+                if !self.retransmits() {
+                    self.arm_call(slot, deadline);
                     return;
                 }
                 self.send_req(slot);
@@ -130,7 +185,16 @@ impl Core {
         };
         let is_invite = cseq.method == b"INVITE";
         let is_bye = cseq.method == b"BYE";
-        let state = self.calls[slot as usize].state;
+        let c = &self.calls[slot as usize];
+        if is_invite && c.state == CState::Calling && cseq.number < c.cseq {
+            // A late answer to the INVITE we sent before the challenge: ACK it again if final.
+            if code >= 300 {
+                let (sock, dest) = (c.sock as usize, c.dest);
+                self.ack_non_2xx(sock, dest, msg);
+            }
+            return;
+        }
+        let state = c.state;
         match state {
             CState::Calling | CState::Proceeding if is_invite => {
                 if code < 200 {
@@ -167,6 +231,9 @@ impl Core {
                     let c = &self.calls[slot as usize];
                     let (sock, dest) = (c.sock as usize, c.dest);
                     self.ack_non_2xx(sock, dest, msg);
+                    if self.retry_with_credentials(slot, code, msg) {
+                        return;
+                    }
                     if self.cfg.is_success(code) {
                         self.succeed(slot);
                     } else {
@@ -194,7 +261,7 @@ impl Core {
                     let d = self.now.saturating_sub(self.calls[slot as usize].origin);
                     record_ns(&mut self.stats.hists.bye_to_200, d);
                     self.succeed(slot);
-                } else {
+                } else if !self.retry_bye_with_credentials(slot, code, msg) {
                     self.fail_status(slot, code);
                 }
             }
@@ -228,7 +295,7 @@ impl Core {
             }
         }
         let target = self.target;
-        let local = self.io.socks[self.calls[slot as usize].sock as usize].local;
+        let local = self.local(self.calls[slot as usize].sock as usize);
         let nonce = self.nonce;
         let c = &mut self.calls[slot as usize];
         let Call {
@@ -281,18 +348,29 @@ impl Core {
         write_in_dialog(
             &mut w, b"ACK", ruri, route, dlg, *cseq, local, nonce, id, *seq,
         );
+        w.b(b"Content-Length: 0\r\n\r\n");
         true
     }
 
     /// Send the BYE of an established call; its latency counts from `origin`.
     pub fn send_bye(&mut self, slot: u32, origin: u64) {
         let target = self.target;
-        let local = self.io.socks[self.calls[slot as usize].sock as usize].local;
-        let nonce = self.nonce;
         let c = &mut self.calls[slot as usize];
         c.state = CState::ByeSent;
         c.origin = origin;
         c.dest = c.next_hop.unwrap_or(target);
+        c.auth_tried = false;
+        self.write_bye(slot, None);
+        self.start_non_invite(slot);
+    }
+
+    /// (Re)write the slot's BYE as a new transaction, with credentials when answering a
+    /// challenge: a proxy the BYE reaches without a Route naming it (no Record-Route, or an
+    /// outbound proxy over TCP) may challenge it like any request from its users.
+    fn write_bye(&mut self, slot: u32, auth: Option<(&Challenge<'_>, &str, bool)>) {
+        let local = self.local(self.calls[slot as usize].sock as usize);
+        let nonce = self.nonce;
+        let c = &mut self.calls[slot as usize];
         c.cseq += 1;
         c.seq += 1;
         let id = Id { slot, gen: c.gen };
@@ -303,6 +381,7 @@ impl Core {
             dlg,
             cseq,
             seq,
+            gen,
             ..
         } = c;
         req.clear();
@@ -310,7 +389,44 @@ impl Core {
         write_in_dialog(
             &mut w, b"BYE", ruri, route, dlg, *cseq, local, nonce, id, *seq,
         );
+        if let Some((ch, password, proxy)) = auth {
+            let mut buf = [0u8; 16];
+            let cnonce = hex8(&mut buf, nonce ^ slot.rotate_left(16) ^ *gen ^ *seq);
+            let header = authorization_header(proxy);
+            let pw = password.as_bytes();
+            write_authorization(&mut w, header, CALLER, pw, ch, b"BYE", ruri, cnonce);
+        }
+        w.b(b"Content-Length: 0\r\n\r\n");
+    }
+
+    /// The password `--password-file` gives the caller, and the challenge of a 401/407 to
+    /// answer, unless this transaction answered one already.
+    fn credentials_for<'m>(
+        &self,
+        slot: u32,
+        code: u16,
+        msg: &'m Message<'_>,
+    ) -> Option<(Challenge<'m>, String)> {
+        if !matches!(code, 401 | 407) || self.calls[slot as usize].auth_tried {
+            return None;
+        }
+        let password = std::str::from_utf8(CALLER)
+            .ok()
+            .and_then(|n| self.cfg.passwords.get(n))?;
+        Some((challenge(msg, code)?, password.to_string()))
+    }
+
+    /// Answer a 401/407 to the BYE once; false when it cannot be answered.
+    fn retry_bye_with_credentials(&mut self, slot: u32, code: u16, msg: &Message<'_>) -> bool {
+        let Some((ch, pw)) = self.credentials_for(slot, code, msg) else {
+            return false;
+        };
+        let c = &mut self.calls[slot as usize];
+        c.auth_tried = true;
+        c.state = CState::ByeSent;
+        self.write_bye(slot, Some((&ch, &pw, code == 407)));
         self.start_non_invite(slot);
+        true
     }
 
     /// ACK a non-2xx final response to an INVITE (RFC 3261 section 17.1.1.3): same branch as the
@@ -386,7 +502,7 @@ fn write_in_dialog(
     route: &[u8],
     dlg: &[u8],
     cseq: u32,
-    local: SocketAddr,
+    local: Local,
     nonce: u32,
     id: Id,
     seq: u32,
@@ -394,8 +510,7 @@ fn write_in_dialog(
     w.b(method).b(b" ").b(ruri).b(b" SIP/2.0\r\n");
     write_via(w, local, nonce, id, seq);
     w.b(route).b(b"Max-Forwards: 70\r\n").b(dlg);
-    w.b(b"CSeq: ").dec(cseq as u64).b(b" ").b(method);
-    w.b(b"\r\nContent-Length: 0\r\n\r\n");
+    w.b(b"CSeq: ").dec(cseq as u64).b(b" ").b(method).crlf();
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ impl Core {
         }
         let slot = self.alloc_dialog();
         self.stats.counters.server.attempted += 1;
-        let local = self.io.socks[sock].local;
+        let local = self.local(sock);
         let answer = self.cfg.answer;
         let (now, t1, nonce) = (self.now, self.cfg.t1_ns, self.nonce);
         let d = &mut self.dialogs[slot as usize];

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::client::SipClient;
-use crate::ports::free_port;
+use crate::ports::{free_port, free_ports};
 use crate::proc::Proc;
 use crate::scratch::Scratch;
 use crate::text::tail;
@@ -26,6 +26,8 @@ const PATIENCE: Duration = Duration::from_secs(15);
 pub struct Proxy {
     /// Where it listens: `127.0.0.1:PORT`.
     pub addr: SocketAddr,
+    /// Where it serves `/metrics`, when started with [`Builder::metrics`].
+    pub metrics: Option<SocketAddr>,
     proc: Proc,
     /// The proxy's own scratch directory, when the test gave it none. Declared after `proc` so
     /// that the process is gone before its directory is removed.
@@ -38,6 +40,7 @@ pub struct Builder {
     port: Option<u16>,
     dir: Option<PathBuf>,
     socket_buffers: Option<usize>,
+    metrics: bool,
     args: Vec<String>,
 }
 
@@ -62,6 +65,13 @@ impl Builder {
         self
     }
 
+    /// Serve `/metrics` on 127.0.0.1, on the port after the SIP port (free on both
+    /// transports): [`Proxy::metrics`].
+    pub fn metrics(mut self) -> Builder {
+        self.metrics = true;
+        self
+    }
+
     /// More command-line arguments.
     pub fn args(mut self, args: &[&str]) -> Builder {
         self.args.extend(args.iter().map(|a| a.to_string()));
@@ -71,8 +81,15 @@ impl Builder {
     /// Start `sipshard --listen 127.0.0.1:PORT --log-level info ARGS` and wait until it
     /// answers `OPTIONS sip:127.0.0.1:PORT` with 200.
     pub fn start(self) -> Proxy {
-        let port = self.port.unwrap_or_else(free_port);
+        let port = match (self.port, self.metrics) {
+            (Some(p), _) => p,
+            (None, true) => free_ports(2),
+            (None, false) => free_port(),
+        };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let metrics = self
+            .metrics
+            .then(|| SocketAddr::from(([127, 0, 0, 1], port + 1)));
         let own = match self.dir {
             Some(_) => None,
             None => Some(Scratch::new(&format!("{}-sipshard", test_name()))),
@@ -88,10 +105,14 @@ impl Builder {
                 .arg("--sndbuf")
                 .arg(bytes.to_string());
         }
+        if let Some(m) = metrics {
+            cmd.arg("--metrics").arg(m.to_string());
+        }
         cmd.args(&self.args);
         let proc = Proc::spawn(dir, &format!("sipshard-{port}"), &mut cmd);
         let mut proxy = Proxy {
             addr,
+            metrics,
             proc,
             _scratch: own,
         };

@@ -13,7 +13,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 
 use mmsg::{RecvHeaders, SendHeaders, Wait};
+use sipshard::sip::Transport;
 use socket2::{Domain, Protocol, Socket, Type};
+
+use super::stream::{self, Stream};
 
 /// Datagrams taken per `recvmmsg` / given per `sendmmsg`.
 pub const BATCH: usize = 64;
@@ -32,6 +35,8 @@ pub struct OutQueue {
     items: Vec<(SocketAddr, u32, u32)>,
     /// First item not yet sent (a full socket buffer leaves the rest for the next flush).
     sent: usize,
+    /// On a connection: arena bytes already written (a message may go out in pieces).
+    written: usize,
 }
 
 impl OutQueue {
@@ -63,11 +68,15 @@ impl OutQueue {
 }
 
 pub struct Sock {
-    /// Owns the descriptor `fd`.
-    _sock: UdpSocket,
+    /// Owns the descriptor `fd` (UDP; a connection's is owned by `stream`).
+    _sock: Option<UdpSocket>,
     pub fd: RawFd,
     pub local: SocketAddr,
     pub out: OutQueue,
+    /// `--transport tcp`: the connection to the target this socket is (None: a UDP socket).
+    pub stream: Option<Stream>,
+    /// The connection broke: nothing more is read or written on it.
+    pub closed: bool,
 }
 
 /// The received datagrams of one `recvmmsg`, with the kernel's receive timestamps.
@@ -173,6 +182,38 @@ fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+fn udp_sock(local: SocketAddr) -> io::Result<Sock> {
+    let ip = local.ip();
+    let port = local.port();
+    let sock = bind(local)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {ip}:{port}: {e}")))?;
+    Ok(Sock {
+        fd: sock.as_raw_fd(),
+        local: sock.local_addr()?,
+        _sock: Some(sock),
+        out: OutQueue::default(),
+        stream: None,
+        closed: false,
+    })
+}
+
+fn tcp_sock(local: SocketAddr, target: SocketAddr) -> io::Result<Sock> {
+    let tcp = stream::connect(local, target).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot connect from {local} to {target}: {e}"),
+        )
+    })?;
+    Ok(Sock {
+        fd: tcp.as_raw_fd(),
+        local: tcp.local_addr()?,
+        _sock: None,
+        out: OutQueue::default(),
+        stream: Some(Stream::new(tcp, target)),
+        closed: false,
+    })
+}
+
 /// The kernel's count of datagrams dropped at socket `fd` (0 if it cannot be read).
 fn socket_drops(fd: RawFd) -> u32 {
     let mut info = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
@@ -205,8 +246,20 @@ impl Io {
             .sum()
     }
 
-    /// Bind one socket per entry of `ports` (0 = any free port) on `ip`.
+    /// Bind one UDP socket per entry of `ports` (0 = any free port) on `ip`.
+    #[cfg(test)]
     pub fn bind(ip: std::net::IpAddr, ports: &[u16]) -> io::Result<Io> {
+        Io::open(Transport::Udp, ip, ports, None)
+    }
+
+    /// One socket per entry of `ports` on `ip`: a UDP socket, or over TCP a connection from
+    /// that port to `target`.
+    pub fn open(
+        transport: Transport,
+        ip: std::net::IpAddr,
+        ports: &[u16],
+        target: Option<SocketAddr>,
+    ) -> io::Result<Io> {
         // SAFETY: plain syscall.
         let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epfd < 0 {
@@ -214,24 +267,21 @@ impl Io {
         }
         let mut socks = Vec::with_capacity(ports.len());
         for (i, &port) in ports.iter().enumerate() {
-            let sock = bind(SocketAddr::new(ip, port))
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {ip}:{port}: {e}")))?;
-            let fd = sock.as_raw_fd();
+            let local = SocketAddr::new(ip, port);
+            let sock = match (transport.is_stream(), target) {
+                (false, _) => udp_sock(local),
+                (true, Some(target)) => tcp_sock(local, target),
+                (true, None) => Err(io::Error::other("a connection needs a target")),
+            }?;
             let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
+                events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
                 u64: i as u64,
             };
             // SAFETY: valid epoll fd and socket fd.
-            if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+            if unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, sock.fd, &mut ev) } != 0 {
                 return Err(io::Error::last_os_error());
             }
-            let local = sock.local_addr()?;
-            socks.push(Sock {
-                _sock: sock,
-                fd,
-                local,
-                out: OutQueue::default(),
-            });
+            socks.push(sock);
         }
         Ok(Io {
             // SAFETY: all-zero epoll_event is valid.
@@ -292,16 +342,30 @@ impl Io {
         Ok(())
     }
 
-    /// Send what is queued on every socket. Returns (datagrams sent, datagrams dropped on error).
+    /// Send what is queued on every socket. Returns (messages sent, messages dropped on error).
     pub fn flush(&mut self) -> (u64, u64) {
         let mut sent = 0;
         let mut dropped = 0;
         for s in &mut self.socks {
-            let (a, b) = flush_one(s, &mut self.tx);
+            let (a, b) = if s.stream.is_some() {
+                flush_stream(s)
+            } else {
+                flush_one(s, &mut self.tx)
+            };
             sent += a;
             dropped += b;
         }
         (sent, dropped)
+    }
+
+    /// Stop watching a connection that broke (a closed socket would be readable forever).
+    pub fn close(&mut self, i: usize) {
+        let s = &mut self.socks[i];
+        if !s.closed {
+            s.closed = true;
+            // SAFETY: valid epoll fd; the socket is still open (its stream owns it).
+            unsafe { libc::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, s.fd, std::ptr::null_mut()) };
+        }
     }
 
     pub fn pending(&self) -> usize {
@@ -334,10 +398,46 @@ fn flush_one(s: &mut Sock, tx: &mut SendHeaders) -> (u64, u64) {
             }
         }
     }
-    q.items.clear();
-    q.arena.clear();
-    q.sent = 0;
+    q.clear();
     (sent, dropped)
+}
+
+/// Write what is queued on a connection, in order; a message counts as sent once its last byte
+/// is written. A broken connection drops everything queued on it.
+fn flush_stream(s: &mut Sock) -> (u64, u64) {
+    let q = &mut s.out;
+    let Some(st) = s.stream.as_ref().filter(|_| !s.closed) else {
+        let dropped = q.pending() as u64;
+        q.clear();
+        return (0, dropped);
+    };
+    match stream::write_some(&st.tcp, &q.arena[q.written..]) {
+        Ok(n) => q.written += n,
+        Err(_) => {
+            s.closed = true;
+            let dropped = q.pending() as u64;
+            q.clear();
+            return (0, dropped);
+        }
+    }
+    let before = q.sent;
+    while q.sent < q.items.len() && q.items[q.sent].2 as usize <= q.written {
+        q.sent += 1;
+    }
+    let sent = (q.sent - before) as u64;
+    if q.sent == q.items.len() {
+        q.clear();
+    }
+    (sent, 0)
+}
+
+impl OutQueue {
+    fn clear(&mut self) {
+        self.items.clear();
+        self.arena.clear();
+        self.sent = 0;
+        self.written = 0;
+    }
 }
 
 impl Drop for Io {

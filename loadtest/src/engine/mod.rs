@@ -6,6 +6,7 @@
 
 pub mod io;
 pub mod pacer;
+pub mod stream;
 pub mod timers;
 pub mod worker;
 
@@ -125,7 +126,9 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<RunOutput, String> {
     let cfg = Arc::new(cfg.clone());
     let mut ios = Vec::with_capacity(cfg.threads);
     for w in 0..cfg.threads {
-        ios.push(io::Io::bind(cfg.local_ip, &cfg.fixed_ports[w]).map_err(|e| e.to_string())?);
+        let ports = &cfg.fixed_ports[w];
+        let io = io::Io::open(cfg.transport, cfg.local_ip, ports, cfg.target);
+        ios.push(io.map_err(|e| e.to_string())?);
     }
     let ports: Vec<Vec<u16>> = ios
         .iter()

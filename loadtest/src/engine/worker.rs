@@ -13,13 +13,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use hdrhistogram::Histogram;
-use sipshard::sip::{HeaderName, Message, ParseError};
+use sipshard::sip::{Frame, HeaderName, Message, ParseError, PONG};
 
 use super::io::{Io, RxBatch, BATCH};
 use super::pacer::Pacer;
 use super::timers::{Table, Timer, Timers};
 use super::Shared;
 use crate::config::{Config, Role, Scenario};
+use crate::msg::Local;
 use crate::stats::{new_hist, record_ns, Cause, Stats};
 
 /// What a client slot is doing.
@@ -341,6 +342,15 @@ impl Core {
         self.shared.base.elapsed().as_nanos() as u64
     }
 
+    /// Where socket `sock` is reached (its address and transport), for Via and Contact.
+    #[inline]
+    pub fn local(&self, sock: usize) -> Local {
+        Local {
+            addr: self.io.socks[sock].local,
+            transport: self.cfg.transport,
+        }
+    }
+
     /// A socket for the next attempt, round-robin over this worker's ports.
     #[inline]
     pub fn pick_sock(&mut self) -> u16 {
@@ -445,6 +455,10 @@ impl Core {
             self.fail(slot, Cause::Timeout);
             return false;
         }
+        if !self.retransmits() {
+            self.arm_call(slot, deadline);
+            return true;
+        }
         self.send_req(slot);
         self.stats.counters.retrans.non_invite += 1;
         let c = &mut self.calls[slot as usize];
@@ -465,7 +479,8 @@ impl Core {
         c.txn_start = self.now;
         c.rtx = t1;
         self.send_req(slot);
-        self.arm_call(slot, self.now + t1);
+        let first = if self.retransmits() { t1 } else { 64 * t1 };
+        self.arm_call(slot, self.now + first);
     }
 
     // ---- answering side ----
@@ -793,6 +808,10 @@ impl Core {
                 break;
             }
             for &s in &ready {
+                if self.io.socks[s].stream.is_some() {
+                    self.on_stream_readable(s);
+                    continue;
+                }
                 for _ in 0..RECV_BATCHES_PER_TURN {
                     let n = rx.recv(self.io.socks[s].fd).unwrap_or_default();
                     self.now = self.clock();
@@ -826,6 +845,52 @@ impl Core {
         self.stats.counters.socket_drops = self.io.socket_drops();
         self.publish();
         self.stats
+    }
+
+    /// Read a readable connection and handle every whole message in it (a CRLF keep-alive
+    /// ping is answered with a pong, RFC 5626 section 4.4.1).
+    fn on_stream_readable(&mut self, s: usize) {
+        let Some(mut st) = self.io.socks[s].stream.take() else {
+            return;
+        };
+        let mut open = st.fill();
+        let peer = st.peer;
+        let mut at = 0;
+        loop {
+            match st.frame(at) {
+                Ok(Frame::Message { len }) => {
+                    self.now = self.clock();
+                    self.on_datagram(s, Some(peer), st.bytes(at, len));
+                    at += len;
+                }
+                Ok(Frame::Ping { len }) => {
+                    self.io.socks[s].out.push(peer, PONG);
+                    at += len;
+                }
+                Ok(Frame::Skip { len }) => at += len,
+                Ok(Frame::Partial) => break,
+                // The framing is lost: nothing more on this connection can be trusted.
+                Err(_) => {
+                    self.stats.counters.unparseable += 1;
+                    open = false;
+                    break;
+                }
+            }
+        }
+        st.consume(at);
+        self.io.socks[s].stream = Some(st);
+        if !open {
+            self.stats.counters.connections_lost += 1;
+            self.io.close(s);
+        }
+    }
+
+    /// Do requests get retransmitted on a timer? Not over TCP: the transport does it
+    /// (RFC 3261 sections 17.1.1.2 and 17.1.2.2 start Timers A and E on unreliable transports
+    /// only; Timers B and F still end the transaction).
+    #[inline]
+    pub fn retransmits(&self) -> bool {
+        !self.cfg.transport.is_stream()
     }
 
     pub fn flush(&mut self) {
