@@ -288,10 +288,6 @@ impl Datapath for Shard {
 impl Shard {
     /// Send `bytes` to `to` by listener `listener`, now or by queueing: nothing here waits.
     fn send(&self, to: Target, listener: usize, bytes: &[u8]) {
-        log::info!(
-            "DBG send {to:?} by {listener}: {:?}",
-            String::from_utf8_lossy(&bytes[..40.min(bytes.len())])
-        );
         match to.transport {
             Transport::Udp => self.send_udp_now(listener, to.addr, bytes),
             Transport::Tcp => self.send_tcp(to, listener, bytes),
