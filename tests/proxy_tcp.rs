@@ -1,8 +1,8 @@
 //! SIP over TCP through the real binary, over real loopback sockets: framing (pipelined,
 //! split to single bytes, keep-alive pings), the hostile-stream limits (missing Content-Length,
 //! too large, slowloris, idle, per-IP), connection reuse for a UA that registered over TCP
-//! (whichever shard the call arrives on), and responses going back on the connection their
-//! request came in on.
+//! (whichever shard the call arrives on), responses going back on the connection their
+//! request came in on, and nothing logged per message at `--log-level info`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -117,6 +117,50 @@ fn a_response_goes_back_on_the_connection_its_request_came_on() {
         assert_eq!(vias.len(), 1, "our Via was removed: {ok}");
         assert!(vias[0].contains("127.0.0.1:5999"), "{ok}");
     }
+}
+
+/// At `--log-level info` (`-v`) sipshard logs start-up and shutdown, nothing per message
+/// (docs/operations.md, docs/tuning.md): calls forwarded from TCP to UDP and their answers
+/// back add no line to the log.
+#[test]
+fn nothing_is_logged_per_message_at_info() {
+    // The kit starts every proxy at `--log-level info`.
+    let proxy = Proxy::start(&["--shards", "2"]);
+    let bob = Ua::new();
+    register_over_udp(&bob, proxy.addr, "bob");
+    // What start-up logs is all written once the log stops growing.
+    let lines = || proxy.log().lines().count();
+    let mut before = lines();
+    let settled = eventually(Duration::from_secs(3), || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = lines();
+        std::mem::replace(&mut before, now) == now
+    });
+    assert!(
+        settled,
+        "the log kept growing:\n{}",
+        tail(&proxy.log(), 3000)
+    );
+    for i in 0..10 {
+        let mut alice = TcpUa::connect(proxy.addr);
+        alice.send(&format!(
+            "INVITE sip:bob@{p} SIP/2.0\nVia: SIP/2.0/TCP {a};branch=z9hG4bKlog{i};rport\nFrom: <sip:alice@example.com>;tag=a{i}\nTo: <sip:bob@{p}>\nCall-ID: log-{i}\nCSeq: 1 INVITE\nMax-Forwards: 70\n\n",
+            p = proxy.addr,
+            a = alice.addr
+        ));
+        let inv = bob.recv();
+        bob.send(proxy.addr, &ok_for(&inv));
+        let ok = alice.recv();
+        assert!(ok.starts_with("SIP/2.0 200 OK"), "call {i}: {ok}");
+    }
+    let log = proxy.log();
+    let added: Vec<&str> = log.lines().skip(before).collect();
+    assert!(
+        added.is_empty(),
+        "10 calls added {} lines to the log at info:\n{}",
+        added.len(),
+        tail(&added.join("\n"), 3000)
+    );
 }
 
 #[test]
