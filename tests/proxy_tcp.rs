@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use sipshard_testkit::peers::sipp::{finish_calls, Agent, Scenario};
 use sipshard_testkit::peers::{self, require};
 use sipshard_testkit::scrape::assert_shows;
-use sipshard_testkit::{
-    eventually, free_port, free_ports, tail, Got, Proxy, Scratch, SipClient, TcpUa, Ua,
-};
+use sipshard_testkit::{eventually, free_port, tail, Got, Proxy, Scratch, SipClient, TcpUa, Ua};
 
 fn options(to: SocketAddr, via: &str, branch: &str) -> String {
     format!(
@@ -229,10 +227,8 @@ fn a_stream_that_cannot_be_framed_is_answered_then_closed() {
 
 #[test]
 fn slowloris_and_idle_connections_are_closed_on_time_and_counted() {
-    let base = free_ports(2);
-    let metrics = format!("127.0.0.1:{}", base + 1);
     let proxy = Proxy::builder()
-        .port(base)
+        .metrics()
         .args(&[
             "--shards",
             "1",
@@ -240,8 +236,6 @@ fn slowloris_and_idle_connections_are_closed_on_time_and_counted() {
             "500",
             "--tcp-idle-timeout",
             "1",
-            "--metrics",
-            &metrics,
         ])
         .start();
     let mut slow = TcpUa::connect(proxy.addr);
@@ -276,7 +270,7 @@ fn slowloris_and_idle_connections_are_closed_on_time_and_counted() {
         "sipshard_tcp_closed_total{shard=\"0\",reason=\"idle\"} 1",
         "sipshard_tcp_connections{shard=\"0\"} 0",
     ];
-    assert_shows(metrics.parse().unwrap(), &want);
+    assert_shows(proxy.metrics.unwrap(), &want);
 }
 
 #[test]
@@ -401,12 +395,7 @@ fn sipp_caller_on_tcp_callee_on_udp() {
 /// the connection is refused.
 #[test]
 fn a_large_request_leaves_over_tcp_and_falls_back_to_udp_when_refused() {
-    let base = free_ports(2);
-    let metrics = format!("127.0.0.1:{}", base + 1);
-    let proxy = Proxy::builder()
-        .port(base)
-        .args(&["--shards", "1", "--metrics", &metrics])
-        .start();
+    let proxy = Proxy::builder().metrics().args(&["--shards", "1"]).start();
     let body = "v=0\r\n".repeat(800);
     let invite = |user: &str, from: &Ua| {
         format!(
@@ -445,7 +434,7 @@ fn a_large_request_leaves_over_tcp_and_falls_back_to_udp_when_refused() {
         "sipshard_udp_mtu_transport_total{shard=\"0\",event=\"switched_to_tcp\"} 2",
         "sipshard_udp_mtu_transport_total{shard=\"0\",event=\"fell_back_to_udp\"} 1",
     ];
-    assert_shows(metrics.parse().unwrap(), &want);
+    assert_shows(proxy.metrics.unwrap(), &want);
 }
 
 /// sipsak, a real peer, over TCP: OPTIONS answered, and a REGISTER whose binding a query over
@@ -584,18 +573,9 @@ fn rss_kib(pid: i32) -> u64 {
 fn ten_thousand_idle_connections_are_held_then_released() {
     const N: usize = 10_000;
     allow_open_files(N as u64 + 1_000);
-    let base = free_ports(2);
-    let metrics = format!("127.0.0.1:{}", base + 1);
     let proxy = Proxy::builder()
-        .port(base)
-        .args(&[
-            "--shards",
-            "1",
-            "--tcp-max-connections-per-ip",
-            "20000",
-            "--metrics",
-            &metrics,
-        ])
+        .metrics()
+        .args(&["--shards", "1", "--tcp-max-connections-per-ip", "20000"])
         .start();
     let before = rss_kib(proxy.pid());
     let mut held = Vec::with_capacity(N);
@@ -612,7 +592,7 @@ fn ten_thousand_idle_connections_are_held_then_released() {
         }
         held.push(ua);
     }
-    let metrics = metrics.parse().unwrap();
+    let metrics = proxy.metrics.unwrap();
     assert_shows(metrics, &["sipshard_tcp_connections{shard=\"0\"} 10000"]);
     let per_connection = (rss_kib(proxy.pid()) - before) * 1024 / N as u64;
     println!("{N} idle connections: {per_connection} bytes of resident memory each");
