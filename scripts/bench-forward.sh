@@ -20,6 +20,13 @@
 # worker (scripts/kamailio-bench.cfg: save/lookup("location"), stateless forward()) and
 # udp-floor (recvmmsg/sendmmsg, no parsing). All get the same socket receive buffer ($RCVBUF).
 #
+# Over TCP (scripts/bench.sh tcp): sipshard-tcp and kamailio-tcp are the same two proxies
+# reached over $TCP_SOURCES persistent connections, the sink registered with `;transport=tcp`
+# (each proxy opens one connection to it and keeps it); Kamailio runs with one TCP worker
+# (scripts/kamailio-bench.cfg -A WITH_TCP). For each TCP system the script then opens
+# $IDLE_CONNECTIONS idle connections and reports the proxy's memory per connection (PSS of its
+# whole process tree, so Kamailio's shared memory counts once; udp-flood idle).
+#
 # Then the memory of the location table (cargo bench --bench location_memory, 1,000,000 AORs).
 #
 # Output: a table on stdout, $OUT_DIR/forward.json, and the raw JSON lines in $OUT_DIR/raw/.
@@ -34,7 +41,7 @@
 # Environment (defaults): SYSTEMS="sipshard sipshard-nocoalesce kamailio floor" SUT_CPU=0
 # FLOOD_CPU=1 FIXED_RATE=20000 FIXED_WINDOW=5 RAMP_WINDOW=2 WARMUP=1 RAMP_START=10000
 # RAMP_FACTOR=1.25 RAMP_MAX=600000 RCVBUF=4194304 MEMORY=1 PRIORITY=1 OUT_DIR=bench-results
-# OUT_JSON=$OUT_DIR/forward.json RAW=$OUT_DIR/raw
+# OUT_JSON=$OUT_DIR/forward.json RAW=$OUT_DIR/raw TCP_SOURCES=4 IDLE_CONNECTIONS=10000
 
 set -euo pipefail
 
@@ -53,6 +60,8 @@ RCVBUF=${RCVBUF:-4194304}
 MEMORY=${MEMORY:-1}
 PRIORITY=${PRIORITY:-1}
 OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
+TCP_SOURCES=${TCP_SOURCES:-4}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 
 SIPSHARD_PORT=5060
 KAMAILIO_PORT=5070 # must match `listen` in scripts/kamailio-bench.cfg
@@ -89,7 +98,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_free() { ! ss -Hlun "sport = :$1" 2>/dev/null | grep -q .; }
+port_free() { ! ss -Hltun "sport = :$1" 2>/dev/null | grep -q .; }
+
+# Is system $1 reached over TCP?
+is_tcp() { [[ "$1" == *-tcp ]]; }
 
 # ---------------------------------------------------------------------------------------
 # Preconditions and build.
@@ -97,7 +109,7 @@ port_free() { ! ss -Hlun "sport = :$1" 2>/dev/null | grep -q .; }
 for tool in cargo taskset python3 ss; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
-if [[ " $SYSTEMS " == *" kamailio "* ]] && ! command -v kamailio >/dev/null; then
+if [[ " $SYSTEMS " == *" kamailio"* ]] && ! command -v kamailio >/dev/null; then
     die "kamailio is required (apt-get install -y kamailio), or leave it out of SYSTEMS"
 fi
 ncpu=$(nproc --all)
@@ -122,6 +134,9 @@ if [[ "$PRIORITY" == 1 && -w /proc/self/autogroup ]]; then
     fi
 fi
 
+# The idle-connection measurement: 10,000 connections on both ends, plus Kamailio's hand-off.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------------------------------
@@ -132,9 +147,12 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 start_sut() {
     local name=$1
     case "$name" in
-    sipshard | sipshard-nocoalesce | sipshard-2shards)
+    sipshard | sipshard-nocoalesce | sipshard-2shards | sipshard-tcp)
         local extra=() cpus=$SUT_CPU shards=1
         [[ "$name" == sipshard-nocoalesce ]] && extra=(--rx-coalesce-us 0)
+        # The idle-connection measurement opens more connections from 127.0.0.1 than the
+        # default per-address limit allows.
+        [[ "$name" == sipshard-tcp ]] && extra=(--tcp-max-connections-per-ip 50000)
         if [[ "$name" == sipshard-2shards ]]; then
             cpus="$SUT_CPU,$FLOOD_CPU"
             shards=2
@@ -145,12 +163,15 @@ start_sut() {
             >"$RAW/$name.log" 2>&1 &
         SUT_PID=$!
         ;;
-    kamailio)
+    kamailio | kamailio-tcp)
         SUT_PORT=$KAMAILIO_PORT
+        local defines=()
+        is_tcp "$name" && defines=(-A WITH_TCP)
         mkdir -p "$RUN_DIR/kamailio"
-        # -m: shared memory (the location table lives there), -M: private memory per process.
-        taskset -c "$SUT_CPU" kamailio -f "$ROOT/scripts/kamailio-bench.cfg" -DD -E \
-            -m 256 -M 16 -Y "$RUN_DIR/kamailio" >"$RAW/$name.log" 2>&1 &
+        # -m: shared memory (the location table and TCP connections live there), -M: private
+        # memory per process.
+        taskset -c "$SUT_CPU" kamailio -f "$ROOT/scripts/kamailio-bench.cfg" "${defines[@]}" \
+            -DD -E -m 512 -M 16 -Y "$RUN_DIR/kamailio" >"$RAW/$name.log" 2>&1 &
         SUT_PID=$!
         ;;
     floor)
@@ -174,14 +195,19 @@ start_sut() {
     sleep 0.5
     if [[ "$name" != floor ]]; then
         taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-flood" register \
-            --proxy "127.0.0.1:$SUT_PORT" --user bench --contact "$SINK" ||
-            die "$name did not accept the REGISTER"
+            --proxy "127.0.0.1:$SUT_PORT" --user bench --contact "$SINK" \
+            --transport "$(transport_of "$name")" || die "$name did not accept the REGISTER"
     fi
 }
 
+transport_of() { if is_tcp "$1"; then echo tcp; else echo udp; fi; }
+
 flood() {
+    local how=()
+    is_tcp "$1" && how=(--transport tcp --sources "$TCP_SOURCES")
     taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-flood" run --proxy "127.0.0.1:$SUT_PORT" \
-        --sink "$SINK" --user bench --label "$1" --pid "$SUT_PID" --warmup "$WARMUP" "${@:2}"
+        --sink "$SINK" --user bench --label "$1" --pid "$SUT_PID" --warmup "$WARMUP" \
+        "${how[@]}" "${@:2}"
 }
 
 for name in $SYSTEMS; do
@@ -190,6 +216,11 @@ for name in $SYSTEMS; do
     flood "$name" --rate "$FIXED_RATE" --window "$FIXED_WINDOW" >"$RAW/$name.fixed.jsonl"
     flood "$name" --ramp --start "$RAMP_START" --factor "$RAMP_FACTOR" \
         --max-rate "$RAMP_MAX" --window "$RAMP_WINDOW" >"$RAW/$name.ramp.jsonl"
+    if is_tcp "$name"; then
+        taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-flood" idle --proxy "127.0.0.1:$SUT_PORT" \
+            --connections "$IDLE_CONNECTIONS" --pid "$SUT_PID" --label "$name" \
+            >"$RAW/$name.idle.jsonl" || log "$name: idle connections not all opened"
+    fi
     stop_sut
 done
 
@@ -246,6 +277,7 @@ for name in systems:
         "flat_out_fwd_rate": summary.get("flat_out_fwd_rate"),
         "flooder_limited": summary.get("flooder_limited"),
         "valid": bool(f.get("valid")) and bool(summary.get("all_steps_valid")),
+        "idle_connections": next(iter(lines(f"{raw}/{name}.idle.jsonl")), None),
         "steps": steps,
     }
 
@@ -254,12 +286,13 @@ def ratio(a, b, key):
     return round(x / y, 3) if x and y else None
 
 ratios = {}
-for ref in ("kamailio", "floor"):
-    if "sipshard" in results and ref in results:
-        ratios[f"sipshard/{ref}"] = {
-            "cpu_us_per_msg": ratio("sipshard", ref, "cpu_us_per_msg"),
-            "cpu_us_per_msg_saturated": ratio("sipshard", ref, "cpu_us_per_msg_saturated"),
-            "saturation_msgs_per_s": ratio("sipshard", ref, "saturation_msgs_per_s"),
+for sut, ref in (("sipshard", "kamailio"), ("sipshard", "floor"),
+                 ("sipshard-tcp", "kamailio-tcp"), ("sipshard-tcp", "sipshard")):
+    if sut in results and ref in results:
+        ratios[f"{sut}/{ref}"] = {
+            "cpu_us_per_msg": ratio(sut, ref, "cpu_us_per_msg"),
+            "cpu_us_per_msg_saturated": ratio(sut, ref, "cpu_us_per_msg_saturated"),
+            "saturation_msgs_per_s": ratio(sut, ref, "saturation_msgs_per_s"),
         }
 if "sipshard" in results and "sipshard-2shards" in results:
     ratios["sipshard-2shards/sipshard"] = {
@@ -283,6 +316,25 @@ if k:
             "ratio": k["saturation_msgs_per_s"],
             "met": k["saturation_msgs_per_s"] is not None and k["saturation_msgs_per_s"] >= 3.0,
         },
+    }
+
+t = ratios.get("sipshard-tcp/kamailio-tcp")
+if t:
+    targets["tcp_saturation_at_least_5x_kamailio_tcp"] = {
+        "ratio": t["saturation_msgs_per_s"],
+        "met": t["saturation_msgs_per_s"] is not None and t["saturation_msgs_per_s"] >= 5.0,
+    }
+t = ratios.get("sipshard-tcp/sipshard")
+if t:
+    targets["tcp_saturation_at_least_0.7x_own_udp"] = {
+        "ratio": t["saturation_msgs_per_s"],
+        "met": t["saturation_msgs_per_s"] is not None and t["saturation_msgs_per_s"] >= 0.7,
+    }
+idle = (results.get("sipshard-tcp") or {}).get("idle_connections")
+if idle:
+    targets["idle_connection_at_most_8_KiB"] = {
+        "pss_bytes": idle["pss_bytes_per_connection"],
+        "met": idle["held"] == idle["connections"] and idle["pss_bytes_per_connection"] <= 8192,
     }
 
 memory = next(iter(lines(f"{raw}/memory.jsonl")), None)
@@ -347,6 +399,15 @@ if "cpu_per_msg_at_most_0.35x_kamailio" in t:
           f"({'met' if c['met_at_fixed_rate'] else 'NOT met'}), {c['saturated']} saturated "
           f"({'met' if c['met_saturated'] else 'NOT met'})")
     print(f"target saturation >= 3x Kamailio: {s['ratio']} ({'met' if s['met'] else 'NOT met'})")
+for name, r in results.items():
+    i = r.get("idle_connections")
+    if i:
+        print(f"{name}: {i['connections']} idle connections ({i['held']} held): "
+              f"{i['pss_bytes_per_connection']} bytes each (PSS), {i['rss_bytes_per_connection']} (RSS)")
+for key in ("tcp_saturation_at_least_5x_kamailio_tcp", "tcp_saturation_at_least_0.7x_own_udp",
+            "idle_connection_at_most_8_KiB"):
+    if key in t:
+        print(f"target {key}: {t[key]}")
 if memory:
     print(f"location table: {memory['heap_bytes_per_binding']} heap / {memory['rss_bytes_per_binding']} "
           f"resident bytes per binding per shard, {memory['aors']} AORs "

@@ -334,10 +334,16 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub tcp_idle_timeout: u64,
 
-    /// Bytes queued for a TCP peer that does not read, at most; beyond it the peer is
-    /// disconnected (memory does not grow).
+    /// Bytes queued for a TCP peer, at most; beyond it further messages for the peer are
+    /// dropped and counted (memory does not grow), and a peer that has not taken a byte for
+    /// --tcp-send-timeout-ms meanwhile is disconnected.
     #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024)]
     pub tcp_max_queued: usize,
+
+    /// A TCP peer whose queue is full and that has not taken a byte for this many
+    /// milliseconds does not read: it is disconnected.
+    #[arg(long, value_name = "MS", default_value_t = 2_000)]
+    pub tcp_send_timeout_ms: u64,
 
     /// A request that would leave over UDP larger than this many bytes goes over TCP instead,
     /// and over UDP after all when the connection is refused (RFC 3261 section 18.1.1); 0 never
@@ -491,6 +497,7 @@ impl Args {
                 message_timeout: Duration::from_millis(self.tcp_message_timeout_ms),
                 idle_timeout: Duration::from_secs(self.tcp_idle_timeout),
                 max_queued: self.tcp_max_queued,
+                send_timeout: Duration::from_millis(self.tcp_send_timeout_ms),
                 connect_timeout: Duration::from_millis(self.tcp_connect_timeout_ms),
                 max_message: self.max_message,
             },

@@ -281,8 +281,11 @@ pub struct TcpCounters {
     pub closed_message_timeout: u64,
     /// Closed: idle past `--tcp-idle-timeout`.
     pub closed_idle: u64,
-    /// Closed: the peer did not read and its queue passed `--tcp-max-queued`.
+    /// Closed: the peer's queue was full (`--tcp-max-queued`) and it took nothing for
+    /// `--tcp-send-timeout-ms`.
     pub closed_backlog: u64,
+    /// Messages dropped: the peer's queue was full, though the peer still reads.
+    pub queue_full: u64,
     /// Closed: the stream could not be framed (no Content-Length, too large, ...).
     pub closed_framing: u64,
     /// Requests switched to TCP for their size whose connection was refused, sent over UDP
@@ -314,5 +317,6 @@ impl TcpCounters {
         self.handoffs += o.handoffs;
         self.handoffs_dropped += o.handoffs_dropped;
         self.unsent += o.unsent;
+        self.queue_full += o.queue_full;
     }
 }

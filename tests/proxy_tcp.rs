@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sipshard_testkit::peers::sipp::{finish_calls, Agent, Scenario};
 use sipshard_testkit::peers::{self, require};
-use sipshard_testkit::scrape::assert_shows;
+use sipshard_testkit::scrape::{assert_shows, scrape, value};
 use sipshard_testkit::{eventually, free_port, tail, Got, Proxy, Scratch, SipClient, TcpUa, Ua};
 
 fn options(to: SocketAddr, via: &str, branch: &str) -> String {
@@ -604,4 +604,61 @@ fn ten_thousand_idle_connections_are_held_then_released() {
     );
     drop(held);
     assert_shows(metrics, &["sipshard_tcp_connections{shard=\"0\"} 0"]);
+}
+
+/// A UA that registered over TCP and then stops reading: what is queued for it stays under
+/// `--tcp-max-queued` (further messages are dropped and counted), and once it has taken no
+/// byte for `--tcp-send-timeout-ms` it is disconnected. Other connections go on meanwhile.
+#[test]
+fn a_peer_that_stops_reading_is_bounded_then_disconnected() {
+    #[rustfmt::skip]
+    let proxy = Proxy::builder().metrics().args(&[
+        "--shards", "1", "--tcp-max-queued", "65536", "--tcp-send-timeout-ms", "500",
+    ]).start();
+    // A small receive buffer, so the kernel's buffers fill after a few hundred KB.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&proxy.addr.into()).unwrap();
+    let mut deaf = TcpUa::from_stream(sock.into());
+    register_over_tcp(&mut deaf, proxy.addr, "deaf");
+    let caller = Ua::new();
+    let body = "a=x\r\n".repeat(600);
+    let invite = |i: usize| {
+        format!(
+            "INVITE sip:deaf@{p} SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKdeaf{i}\nFrom: <sip:c@example.com>;tag=c\nTo: <sip:deaf@{p}>\nCall-ID: deaf-{i}\nCSeq: 1 INVITE\nMax-Forwards: 70\nContent-Length: {}\n\n{body}",
+            body.len(),
+            p = proxy.addr,
+            a = caller.addr,
+        )
+    };
+    // Bursts of 300 KB for a peer that reads nothing, until the kernel's buffers, then the
+    // queue, are full and it has taken nothing for the send timeout (bounded: 8 s, 24 MB).
+    let metrics = proxy.metrics.unwrap();
+    let closed = "sipshard_tcp_closed_total{shard=\"0\",reason=\"backlog\"} 1\n";
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut text = String::new();
+    let mut i = 0;
+    while Instant::now() < deadline && !text.contains(closed) {
+        for _ in 0..100 {
+            caller.send(proxy.addr, &invite(i));
+            i += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        text = scrape(metrics);
+    }
+    assert!(
+        text.contains(closed),
+        "never disconnected after {i} INVITEs:\n{text}"
+    );
+    assert!(
+        value(
+            &text,
+            "sipshard_tcp_handoffs_total{shard=\"0\",result=\"queue_full\"}"
+        ) > 0
+    );
+    assert_shows(metrics, &["sipshard_tcp_connections{shard=\"0\"} 0\n"]);
+    let mut other = TcpUa::connect(proxy.addr);
+    let addr = other.addr.to_string();
+    other.send(&options(proxy.addr, &addr, "still-served"));
+    assert!(other.recv().starts_with("SIP/2.0 200"));
 }

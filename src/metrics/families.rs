@@ -29,7 +29,7 @@ const TCP_CLOSE_REASONS: [&str; 4] = ["message_timeout", "idle", "backlog", "fra
 /// `sipshard_udp_mtu_transport_total{event}`.
 const MTU_EVENTS: [&str; 2] = ["switched_to_tcp", "fell_back_to_udp"];
 /// `sipshard_tcp_handoffs_total{result}`.
-const TCP_HANDOFF_RESULTS: [&str; 3] = ["handed", "ring_full", "unsent"];
+const TCP_HANDOFF_RESULTS: [&str; 4] = ["handed", "ring_full", "unsent", "queue_full"];
 
 /// What one shard publishes: its counters and the two gauges of its copy of the location table.
 pub struct Source<'a> {
@@ -432,7 +432,8 @@ pub static FAMILIES: &[Family] = &[
     Family {
         name: "sipshard_tcp_handoffs_total",
         help: "Messages handed to the shard that owns their connection, or dropped because its \
-               ring was full; and messages no connection could take.",
+               ring was full; messages no connection could take; and messages dropped because \
+               their connection's queue was full.",
         kind: Kind::Counter,
         label: Some(Label {
             name: "result",
@@ -443,7 +444,7 @@ pub static FAMILIES: &[Family] = &[
         node: Node::Sum,
         read: |s, i| {
             let t = &s.counters.tcp;
-            [t.handoffs, t.handoffs_dropped, t.unsent][i]
+            [t.handoffs, t.handoffs_dropped, t.unsent, t.queue_full][i]
         },
         log: Log::No,
     },

@@ -28,6 +28,11 @@ impl TcpUa {
     pub fn connect(to: SocketAddr) -> TcpUa {
         let stream = TcpStream::connect_timeout(&to, Duration::from_secs(3))
             .unwrap_or_else(|e| panic!("connect to {to}: {e}"));
+        TcpUa::from_stream(stream)
+    }
+
+    /// A UA on a connection opened by the caller (with its own socket options).
+    pub fn from_stream(stream: TcpStream) -> TcpUa {
         let addr = stream.local_addr().unwrap();
         TcpUa {
             stream,

@@ -10,9 +10,67 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
+pub mod stream;
+
 pub use mmsg::Wait;
 use mmsg::{RecvHeaders, SendHeaders};
 use socket2::{Domain, Protocol, Socket, Type};
+
+/// Memory of a set of processes, in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory {
+    /// Proportional set size: each shared page split between its sharers.
+    pub pss: u64,
+    pub rss: u64,
+}
+
+/// Sum of `Pss:` and `Rss:` of /proc/PID/smaps_rollup over `pids`.
+pub fn memory_of(pids: &[u32]) -> Memory {
+    let mut m = Memory::default();
+    for pid in pids {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
+        };
+        for line in text.lines() {
+            let kib = |rest: &str| {
+                rest.split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 1024
+            };
+            if let Some(rest) = line.strip_prefix("Pss:") {
+                m.pss += kib(rest);
+            } else if let Some(rest) = line.strip_prefix("Rss:") {
+                m.rss += kib(rest);
+            }
+        }
+    }
+    m
+}
+
+/// Raise this process's open-file limit to at least `n` (as far as the hard limit allows, or
+/// beyond it as root).
+pub fn raise_open_files(n: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= n {
+            return;
+        }
+        let want = libc::rlimit {
+            rlim_cur: n,
+            rlim_max: lim.rlim_max.max(n),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &want) != 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
 
 /// Largest datagram the tools handle.
 pub const MAX_DATAGRAM: usize = 65_536;

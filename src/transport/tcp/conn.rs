@@ -22,6 +22,8 @@ use crate::sip::{ConnId, Frame, Framer, ParseError, PONG};
 /// Bytes read from the socket per read call; the message buffer grows beyond it only while a
 /// message is incomplete, so an idle connection costs little.
 const READ_CHUNK: usize = 4096;
+/// Most bytes gathered from the outbox into one write.
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// Why a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +65,8 @@ pub struct Conn {
     out_rx: RefCell<Option<LocalReceiver<Out>>>,
     queued: Cell<usize>,
     max_queued: usize,
+    /// When the writer last had the kernel take bytes (or the connection was made).
+    progress: Cell<Instant>,
     closed: Cell<Option<CloseReason>>,
     tasks: RefCell<Vec<JoinHandle<()>>>,
 }
@@ -88,6 +92,7 @@ impl Conn {
             out_rx: RefCell::new(Some(rx)),
             queued: Cell::new(0),
             max_queued,
+            progress: Cell::new(Instant::now()),
             closed: Cell::new(None),
             tasks: RefCell::new(Vec::new()),
         }
@@ -114,6 +119,11 @@ impl Conn {
             }
             Err(_) => Queued::Closed,
         }
+    }
+
+    /// Has the peer taken no byte for `limit` while something waits for it?
+    pub fn stalled_for(&self, limit: Duration) -> bool {
+        self.queued.get() > 0 && self.progress.get().elapsed() >= limit
     }
 
     /// Close once what is queued so far is written (after an error reply).
@@ -167,21 +177,42 @@ impl Conn {
 }
 
 /// Write what is queued, in order, until a `Close` or an error; returns how it ended.
+///
+/// Whatever is queued when the writer gets its turn goes out in one write (up to
+/// [`WRITE_BATCH`] bytes): the readers of a busy shard queue a message per forwarded request,
+/// and a writer taking them one write (one turn of the executor) at a time would fall behind
+/// the readers and disconnect a peer that reads perfectly well.
 pub async fn write_loop(
     conn: Rc<Conn>,
     rx: LocalReceiver<Out>,
     mut wr: WriteHalf<TcpStream>,
 ) -> CloseReason {
-    while let Some(out) = rx.recv().await {
-        let bytes = match out {
-            Out::Bytes(b, _) => b,
-            Out::Close => break,
-        };
-        if wr.write_all(&bytes).await.is_err() {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let mut closing = false;
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            match out {
+                Out::Bytes(b, _) => batch.extend_from_slice(&b),
+                Out::Close => {
+                    closing = true;
+                    break;
+                }
+            }
+            if batch.len() < WRITE_BATCH {
+                next = futures_lite::future::poll_once(rx.recv()).await.flatten();
+            }
+        }
+        if !batch.is_empty() && wr.write_all(&batch).await.is_err() {
             return CloseReason::Peer;
         }
         conn.queued
-            .set(conn.queued.get().saturating_sub(bytes.len()));
+            .set(conn.queued.get().saturating_sub(batch.len()));
+        conn.progress.set(Instant::now());
+        if closing {
+            break;
+        }
     }
     let _ = wr.close().await;
     // Only a broken stream queues a Close (after its answer): see `Conn::close_after_flush`.
@@ -250,6 +281,10 @@ pub async fn read_loop(
         if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
             buf = Vec::new();
         }
+        // A read from a busy peer completes at once, so this loop would never give way: the
+        // other connections' readers and every writer (the forwarded messages) would wait
+        // until this peer paused. One turn per read keeps the shard fair.
+        futures_lite::future::yield_now().await;
     }
 }
 

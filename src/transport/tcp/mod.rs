@@ -34,6 +34,8 @@ pub struct TcpSettings {
     pub message_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_queued: usize,
+    /// A connection whose queue is full and that took no byte for this long is closed.
+    pub send_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_message: usize,
 }
@@ -149,8 +151,14 @@ impl Tcp {
         match c.send(bytes) {
             Queued::Yes => true,
             Queued::Closed => false,
+            // A peer that reads, only slower than we send for a moment (or a connection still
+            // opening), loses this message; one that has stopped reading is disconnected.
             Queued::Overflow => {
-                self.close(&c, CloseReason::Backlog);
+                if c.stalled_for(self.cfg.send_timeout) {
+                    self.close(&c, CloseReason::Backlog);
+                } else {
+                    self.counters.borrow_mut().queue_full += 1;
+                }
                 true
             }
         }

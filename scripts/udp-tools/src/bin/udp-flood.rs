@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use udp_tools::{
-    bind_udp, cpu_of, own_cpu_ns, process_trees, set_receive_timeout, udp_drops, write_digits,
-    CpuSample, RecvBatch, SendBatch, Wait, MAX_DATAGRAM,
+    bind_udp, cpu_of, own_cpu_ns, process_trees, set_receive_timeout, stream, udp_drops,
+    write_digits, CpuSample, RecvBatch, SendBatch, Wait, MAX_DATAGRAM,
 };
 
 #[derive(Parser)]
@@ -35,6 +35,27 @@ enum Cmd {
     Register(RegisterArgs),
     /// Flood the proxy and count what reaches the sink.
     Run(RunArgs),
+    /// Open idle TCP connections to the proxy and measure the memory they cost it.
+    Idle(IdleArgs),
+}
+
+#[derive(ClapArgs)]
+struct IdleArgs {
+    /// The proxy under test (TCP).
+    #[arg(long)]
+    proxy: SocketAddr,
+    /// Connections to open.
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// Process(es) whose memory is measured, with all their descendants.
+    #[arg(long = "pid")]
+    pids: Vec<u32>,
+    /// Seconds to wait with the connections open before measuring.
+    #[arg(long, default_value_t = 3.0)]
+    hold: f64,
+    /// Name of the system under test, copied into the JSON.
+    #[arg(long, default_value = "sut")]
+    label: String,
 }
 
 #[derive(ClapArgs)]
@@ -47,6 +68,9 @@ struct RegisterArgs {
     /// Address the binding points to (the sink of `run`).
     #[arg(long)]
     contact: SocketAddr,
+    /// Transport of the contact (`tcp`: the proxy reaches the sink over TCP).
+    #[arg(long, default_value = "udp", value_parser = ["udp", "tcp"])]
+    transport: String,
     #[arg(long, default_value_t = 3600)]
     expires: u32,
 }
@@ -67,9 +91,13 @@ struct RunArgs {
     /// Process(es) whose CPU time is measured, with all their descendants.
     #[arg(long = "pid")]
     pids: Vec<u32>,
-    /// Source sockets (ports) the requests come from, used in turn.
+    /// Source sockets (ports) the requests come from, used in turn; over TCP, connections.
     #[arg(long, default_value_t = 16)]
     sources: usize,
+    /// `udp`, or `tcp`: requests go over `--sources` persistent connections to the proxy, and
+    /// the sink is a TCP listener (register the sink with `--transport tcp`).
+    #[arg(long, default_value = "udp", value_parser = ["udp", "tcp"])]
+    transport: String,
     /// Datagrams per sendmmsg at most.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -119,11 +147,11 @@ a=rtpmap:101 telephone-event/8000\r\n\
 a=fmtp:101 0-15\r\n\
 a=sendrecv\r\n";
 
-/// The INVITE every request is stamped from.
-fn invite_template(user: &str, proxy: SocketAddr) -> String {
+/// The INVITE every request is stamped from (`transport`: the Via token, `UDP` or `TCP`).
+fn invite_template(user: &str, proxy: SocketAddr, transport: &str) -> String {
     format!(
         "INVITE sip:{user}@{proxy} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-fl{SLOT};rport\r\n\
+         Via: SIP/2.0/{transport} 127.0.0.1:5099;branch=z9hG4bK-fl{SLOT};rport\r\n\
          Max-Forwards: 70\r\n\
          From: \"flood\" <sip:flood@127.0.0.1>;tag={SLOT}\r\n\
          To: <sip:{user}@{proxy}>\r\n\
@@ -365,6 +393,10 @@ impl StepResult {
 struct Flood {
     sources: Vec<UdpSocket>,
     sink: UdpSocket,
+    /// `--transport tcp`: the connections requests leave on (then `sources` is empty), and
+    /// the listener the proxy forwards to (next to the UDP sink on the same port).
+    tcp_sources: Option<stream::Sources>,
+    tcp_sink: Option<stream::Sink>,
     stamper: Stamper,
     send: SendBatch,
     sink_batch: RecvBatch,
@@ -402,10 +434,10 @@ impl Flood {
         }
     }
 
-    /// Take everything queued at the sink, timing a sample; returns how many datagrams.
+    /// Take everything queued at the sink, timing a sample; returns how many messages.
     fn drain_sink(&mut self) -> u64 {
+        let mut total = self.drain_tcp_sink();
         let fd = self.sink.as_raw_fd();
-        let mut total = 0;
         loop {
             let n = self.sink_batch.recv(fd, Wait::No).unwrap_or(0);
             if n > 0 {
@@ -433,9 +465,50 @@ impl Flood {
         }
     }
 
+    /// The TCP sink's share of [`drain_sink`](Self::drain_sink).
+    fn drain_tcp_sink(&mut self) -> u64 {
+        let Some(sink) = self.tcp_sink.as_mut() else {
+            return 0;
+        };
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let (stamper, latency, mut index) = (&self.stamper, &mut self.latency, self.received);
+        sink.drain(|m| {
+            if index.is_multiple_of(Latency::SAMPLE_EVERY) {
+                if let Some(c) = counter_of(m) {
+                    if c != 0 && c < stamper.next && stamper.next - c <= SENT_RING as u64 {
+                        let sent = stamper.sent_at[c as usize % SENT_RING];
+                        latency.record(now.saturating_sub(sent) / 1000);
+                    }
+                }
+            }
+            index += 1;
+        })
+    }
+
+    /// Send `n` stamped requests on source `src`; returns how many left.
+    fn send_batch(&mut self, src: usize, n: usize) -> Result<usize, ()> {
+        let bufs = self.stamper.bufs[..n].iter().map(|b| &b[..]);
+        match self.tcp_sources.as_mut() {
+            Some(tcp) => tcp.send(src, bufs).map_err(|_| ()),
+            None => {
+                let fd = self.sources[src].as_raw_fd();
+                self.send.send(fd, bufs).map_err(|_| ())
+            }
+        }
+    }
+
+    fn source_count(&self) -> usize {
+        self.tcp_sources
+            .as_ref()
+            .map_or(self.sources.len(), |t| t.len())
+    }
+
     /// Count (and remember the first of) replies the proxy sent back to the sources: a
     /// forwarder that answers instead of forwarding is misconfigured.
     fn drain_replies(&mut self) {
+        if let Some(tcp) = self.tcp_sources.as_mut() {
+            self.replies += tcp.drain_replies(&mut self.first_reply);
+        }
         for s in &self.sources {
             while let Ok(n) = self.reply_batch.recv(s.as_raw_fd(), Wait::No) {
                 if n == 0 {
@@ -465,7 +538,7 @@ impl Flood {
         let mut sent_here = 0u64;
         let mut src = 0usize;
         let mut iter = 0u64;
-        let fd_out: Vec<i32> = self.sources.iter().map(|s| s.as_raw_fd()).collect();
+        let n_sources = self.source_count();
         loop {
             let now = Instant::now();
             if start.is_none() && now >= warm_end {
@@ -484,8 +557,7 @@ impl Flood {
             if due > 0 {
                 let t = self.now_ns();
                 self.stamper.stamp(due, t);
-                let bufs = &self.stamper.bufs[..due];
-                match self.send.send(fd_out[src], bufs.iter().map(|b| &b[..])) {
+                match self.send_batch(src, due) {
                     Ok(k) => {
                         self.sent += k as u64;
                         sent_here += k as u64;
@@ -496,7 +568,7 @@ impl Flood {
                         sent_here += due as u64;
                     }
                 }
-                src = (src + 1) % fd_out.len();
+                src = (src + 1) % n_sources;
             }
             self.received += self.drain_sink();
             iter += 1;
@@ -572,17 +644,31 @@ fn measure(f: &mut Flood, a: &RunArgs, rate: u64, kind: &str) -> StepResult {
 fn run(a: RunArgs) -> Result<(), String> {
     let sink =
         bind_udp(a.sink, Some(64 << 20), true).map_err(|e| format!("sink {}: {e}", a.sink))?;
+    let tcp = a.transport == "tcp";
+    let tcp_sink = if tcp {
+        Some(stream::Sink::bind(a.sink).map_err(|e| format!("TCP sink {}: {e}", a.sink))?)
+    } else {
+        None
+    };
+    let tcp_sources = if tcp {
+        let s = stream::Sources::connect(a.proxy, a.sources.max(1));
+        Some(s.map_err(|e| format!("connecting to {}: {e}", a.proxy))?)
+    } else {
+        None
+    };
     let mut sources = Vec::new();
-    for _ in 0..a.sources.max(1) {
+    for _ in 0..if tcp { 0 } else { a.sources.max(1) } {
         let s = bind_udp("127.0.0.1:0".parse().unwrap(), Some(4 << 20), true)
             .map_err(|e| format!("source socket: {e}"))?;
         sources.push(s);
     }
     let batch = a.batch.clamp(1, 1024);
-    let template = invite_template(&a.user, a.proxy);
+    let template = invite_template(&a.user, a.proxy, &a.transport.to_uppercase());
     let mut f = Flood {
         sources,
         sink,
+        tcp_sources,
+        tcp_sink,
         stamper: Stamper::new(&template, batch),
         send: SendBatch::new(batch, a.proxy),
         sink_batch: RecvBatch::new(64, 4096),
@@ -738,6 +824,11 @@ fn register(a: RegisterArgs) -> Result<(), String> {
     let local = sock.local_addr().map_err(|e| e.to_string())?;
     set_receive_timeout(&sock, Duration::from_secs(1)).map_err(|e| e.to_string())?;
     let (user, proxy, contact, expires) = (&a.user, a.proxy, a.contact, a.expires);
+    let param = if a.transport == "tcp" {
+        ";transport=tcp"
+    } else {
+        ""
+    };
     for attempt in 1..=3u32 {
         let req = format!(
             "REGISTER sip:{proxy} SIP/2.0\r\n\
@@ -747,7 +838,7 @@ fn register(a: RegisterArgs) -> Result<(), String> {
              To: <sip:{user}@{proxy}>\r\n\
              Call-ID: reg-{}@127.0.0.1\r\n\
              CSeq: {attempt} REGISTER\r\n\
-             Contact: <sip:{user}@{contact}>\r\n\
+             Contact: <sip:{user}@{contact}{param}>\r\n\
              Expires: {expires}\r\n\
              User-Agent: udp-flood\r\n\
              Content-Length: 0\r\n\r\n",
@@ -778,10 +869,56 @@ fn register(a: RegisterArgs) -> Result<(), String> {
     Err(format!("no answer to REGISTER from {proxy}"))
 }
 
+/// `idle`: the memory (proportional set size, shared pages split between the processes
+/// sharing them, so Kamailio's shared-memory pool counts once) of the proxy's process tree
+/// before and with N idle connections open, and how many it still holds at the end.
+fn idle(a: IdleArgs) -> Result<(), String> {
+    udp_tools::raise_open_files(a.connections as u64 + 1024);
+    let pids = process_trees(&a.pids);
+    let before = udp_tools::memory_of(&pids);
+    let (conns, err) = stream::open_idle(a.proxy, a.connections);
+    if let Some(e) = &err {
+        eprintln!("udp-flood: stopped after {} connections: {e}", conns.len());
+    }
+    std::thread::sleep(Duration::from_secs_f64(a.hold));
+    let pids = process_trees(&a.pids);
+    let after = udp_tools::memory_of(&pids);
+    let held = conns.iter().filter(|c| stream::still_open(c)).count();
+    let n = conns.len().max(1) as f64;
+    let per = |b: u64, a: u64| a.saturating_sub(b) as f64 / n;
+    eprintln!(
+        "{:>9} {} idle connections ({} still open): {:.0} bytes each (PSS), {:.0} (RSS)",
+        a.label,
+        conns.len(),
+        held,
+        per(before.pss, after.pss),
+        per(before.rss, after.rss)
+    );
+    println!(
+        "{{\"kind\":\"idle\",\"label\":\"{}\",\"connections\":{},\"held\":{held},\
+         \"pss_before\":{},\"pss_after\":{},\"rss_before\":{},\"rss_after\":{},\
+         \"pss_bytes_per_connection\":{:.0},\"rss_bytes_per_connection\":{:.0}}}",
+        a.label,
+        conns.len(),
+        before.pss,
+        after.pss,
+        before.rss,
+        after.rss,
+        per(before.pss, after.pss),
+        per(before.rss, after.rss),
+    );
+    drop(conns);
+    match err {
+        Some(e) => Err(format!("opened only some connections: {e}")),
+        None => Ok(()),
+    }
+}
+
 fn main() {
     let res = match Cli::parse().cmd {
         Cmd::Register(a) => register(a),
         Cmd::Run(a) => run(a),
+        Cmd::Idle(a) => idle(a),
     };
     if let Err(e) = res {
         eprintln!("udp-flood: {e}");
@@ -795,7 +932,7 @@ mod tests {
 
     #[test]
     fn stamped_counters_are_read_back() {
-        let t = invite_template("bench", "127.0.0.1:5060".parse().unwrap());
+        let t = invite_template("bench", "127.0.0.1:5060".parse().unwrap(), "UDP");
         let mut s = Stamper::new(&t, 2);
         s.next = 4_294_967_301;
         s.stamp(2, 7);
