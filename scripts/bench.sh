@@ -21,6 +21,10 @@
 #   generators  sipshard-load vs SIPp's built-in uac/uas: CPU per call, each one's own
 #               ceiling, and each one's clean rate through the same 1-shard sipshard.
 #               scripts/bench-loadgen.sh.
+#   tcp         forwarding over persistent TCP connections (scripts/bench-forward.sh with the
+#               sipshard-tcp and kamailio-tcp systems): sipshard (1 shard) vs Kamailio (1 TCP
+#               worker), CPU us per message at 20,000/s and saturation, sipshard's own UDP row
+#               in the same run, and the memory of 10,000 idle connections for both.
 #   memory      resident bytes per registered AOR per shard: 1,000,000 AORs registered with
 #               `sipshard-load register` into sipshard with 1 and with 2 shards (VmRSS before
 #               and after); and the location table alone (cargo bench --bench location_memory).
@@ -38,7 +42,8 @@
 # Environment: SUT_CPU=0 GEN_CPU=1 OUT_DIR=bench-results DOCS=1 (0: do not regenerate
 # docs/benchmarks-results.md, README's table and docs/img),
 # FORWARD_SYSTEMS="sipshard sipshard-2shards kamailio floor",
-# CALL_SYSTEMS="sipshard sipshard-2shards kamailio", MEMORY_AORS (1000000, --quick 50000),
+# CALL_SYSTEMS="sipshard sipshard-2shards kamailio", TCP_SYSTEMS="sipshard-tcp kamailio-tcp
+# sipshard", MEMORY_AORS (1000000, --quick 50000),
 # MAX_LATENCY_MS=250 (find-max: a trial is clean with zero failures and the main latency's p99
 # under this; empty for failures only, as RFC 7502).
 set -euo pipefail
@@ -46,7 +51,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-ALL_SECTIONS="forward calls register generators memory"
+ALL_SECTIONS="forward calls register generators tcp memory"
 QUICK=0
 INSTALL=1
 SECTIONS=()
@@ -58,7 +63,7 @@ while [ $# -gt 0 ]; do
         sed -n '2,/^set -euo/p' "$0" | sed '$d'
         exit 0
         ;;
-    forward | calls | register | generators | memory) SECTIONS+=("$1") ;;
+    forward | calls | register | generators | tcp | memory) SECTIONS+=("$1") ;;
     *)
         echo "bench.sh: unknown argument $1 (sections: $ALL_SECTIONS)" >&2
         exit 2
@@ -74,6 +79,7 @@ OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
 DOCS=${DOCS:-1}
 FORWARD_SYSTEMS=${FORWARD_SYSTEMS:-"sipshard sipshard-2shards kamailio floor"}
 CALL_SYSTEMS=${CALL_SYSTEMS:-"sipshard sipshard-2shards kamailio"}
+TCP_SYSTEMS=${TCP_SYSTEMS:-"sipshard-tcp kamailio-tcp sipshard"}
 DOMAIN=bench.example.com
 PASSWORD=bench-pw
 # Socket buffers of the proxies in the calls section (forward uses the same 4 MiB; the kernel
@@ -283,6 +289,14 @@ section_forward() {
         scripts/bench-forward.sh
 }
 
+section_tcp() {
+    log "== tcp: forwarding over persistent connections ($TCP_SYSTEMS)"
+    rm -rf "$OUT_DIR/tcp.json" "$OUT_DIR/raw-tcp"
+    env "${FWD_ENV[@]}" SYSTEMS="$TCP_SYSTEMS" SUT_CPU="$SUT_CPU" FLOOD_CPU="$GEN_CPU" \
+        MEMORY=0 OUT_DIR="$OUT_DIR" OUT_JSON="$OUT_DIR/tcp.json" RAW="$OUT_DIR/raw-tcp" \
+        scripts/bench-forward.sh
+}
+
 # One system through find-max and the two fixed-rate runs.
 calls_one() {
     local name=$1 dir="$OUT_DIR/calls" port rate t0 t1 c0 c1 bufs=()
@@ -435,6 +449,9 @@ log "sections done in $(($(date +%s) - start)) s"
 summary_args=("$OUT_DIR")
 if [ "$DOCS" = 1 ]; then
     summary_args+=(--markdown docs/benchmarks-results.md --readme README.md)
+fi
+if [ "$DOCS" = 1 ] && [[ " ${SECTIONS[*]} " == *" tcp "* ]]; then
+    summary_args+=(--tcp-markdown docs/benchmarks-tcp.md --tcp-readme README.md)
 fi
 python3 scripts/bench-summary.py "${summary_args[@]}"
 if [ "$DOCS" = 1 ]; then

@@ -10,6 +10,7 @@ Writes (SVG by default):
                            (calls/<system>-<pct>.csv)
   cpu-per-message.svg      CPU microseconds per forwarded message, at the fixed rate and
                            saturated, per system (forward.json)
+  tcp-cpu-per-message.svg  the same over TCP, sipshard's UDP row from the same run (tcp.json)
 A plot whose inputs are missing is skipped. Needs matplotlib.
 """
 
@@ -25,7 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 SYSTEMS = ("sipshard", "sipshard-2shards", "kamailio")
 COLORS = {"sipshard": "tab:blue", "sipshard-2shards": "tab:cyan", "kamailio": "tab:orange",
-          "udp-floor": "tab:gray", "floor": "tab:gray", "sipshard-nocoalesce": "tab:purple"}
+          "udp-floor": "tab:gray", "floor": "tab:gray", "sipshard-nocoalesce": "tab:purple",
+          "sipshard-tcp": "tab:blue", "kamailio-tcp": "tab:orange"}
 STYLE = {50: "-", 90: "--"}
 
 
@@ -128,7 +130,18 @@ def rate(res, out):
 
 
 def cpu(res, out):
-    p = os.path.join(res, "forward.json")
+    return cpu_bars(res, out, "forward.json", "cpu-per-message.svg",
+                    "Forwarding cost (system under test on one CPU; lower is better)")
+
+
+def tcp(res, out):
+    return cpu_bars(res, out, "tcp.json", "tcp-cpu-per-message.svg",
+                    "Forwarding cost over TCP, UDP row from the same run (one CPU; lower is better)")
+
+
+def cpu_bars(res, out, source, name, title):
+    """CPU per forwarded message at the fixed rate and saturated, per system of `source`."""
+    p = os.path.join(res, source)
     if not os.path.exists(p):
         return None
     f = json.load(open(p))
@@ -149,8 +162,7 @@ def cpu(res, out):
     ax.set_xticks(list(xs))
     ax.set_xticklabels(names)
     ax.set_ylabel("CPU µs per forwarded message")
-    return finish(fig, ax, out, "cpu-per-message.svg",
-                  "Forwarding cost (system under test on one CPU; lower is better)", grid="major")
+    return finish(fig, ax, out, name, title, grid="major")
 
 
 def main():
@@ -166,7 +178,7 @@ def main():
     # SVGs that differ only by their generation time would change on every run.
     plt.rcParams["svg.hashsalt"] = "sipshard"
     matplotlib.rcParams["svg.fonttype"] = "none"
-    for fn in (latency, rate, cpu):
+    for fn in (latency, rate, cpu, tcp):
         path = fn(res, out)
         print(f"plot: {path}" if path else f"plot: {fn.__name__} skipped (no input)")
 

@@ -187,28 +187,25 @@ pub async fn write_loop(
     rx: LocalReceiver<Out>,
     mut wr: WriteHalf<TcpStream>,
 ) -> CloseReason {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    let mut closing = false;
-    while let Some(first) = rx.recv().await {
-        batch.clear();
-        let mut next = Some(first);
-        while let Some(out) = next.take() {
-            match out {
-                Out::Bytes(b, _) => batch.extend_from_slice(&b),
-                Out::Close => {
-                    closing = true;
-                    break;
+    // Allocated on the first gathered write only: an idle connection costs no write buffer.
+    let mut batch: Vec<u8> = Vec::new();
+    while let Some(Out::Bytes(first, _)) = rx.recv().await {
+        let (bytes, closing): (&[u8], bool) =
+            match futures_lite::future::poll_once(rx.recv()).await.flatten() {
+                // One message waits: it goes as it is.
+                None => (&first, false),
+                Some(next) => {
+                    batch.clear();
+                    batch.extend_from_slice(&first);
+                    let closing = gather(&rx, next, &mut batch).await;
+                    (&batch, closing)
                 }
-            }
-            if batch.len() < WRITE_BATCH {
-                next = futures_lite::future::poll_once(rx.recv()).await.flatten();
-            }
-        }
-        if !batch.is_empty() && wr.write_all(&batch).await.is_err() {
+            };
+        if !bytes.is_empty() && wr.write_all(bytes).await.is_err() {
             return CloseReason::Peer;
         }
         conn.queued
-            .set(conn.queued.get().saturating_sub(batch.len()));
+            .set(conn.queued.get().saturating_sub(bytes.len()));
         conn.progress.set(Instant::now());
         if closing {
             break;
@@ -217,6 +214,22 @@ pub async fn write_loop(
     let _ = wr.close().await;
     // Only a broken stream queues a Close (after its answer): see `Conn::close_after_flush`.
     CloseReason::Framing
+}
+
+/// Append `next` and whatever else the outbox holds to `batch`, up to [`WRITE_BATCH`] bytes;
+/// true when a `Close` came (nothing after it is taken).
+async fn gather(rx: &LocalReceiver<Out>, next: Out, batch: &mut Vec<u8>) -> bool {
+    let mut next = Some(next);
+    while let Some(out) = next.take() {
+        match out {
+            Out::Bytes(b, _) => batch.extend_from_slice(&b),
+            Out::Close => return true,
+        }
+        if batch.len() < WRITE_BATCH {
+            next = futures_lite::future::poll_once(rx.recv()).await.flatten();
+        }
+    }
+    false
 }
 
 /// What the reader hands each frame to.
