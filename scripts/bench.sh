@@ -281,20 +281,23 @@ EOF
 # ---------------------------------------------------------------------------------------
 # Sections.
 
+# scripts/bench-forward.sh for systems $2, results in $OUT_DIR/$1.json and $OUT_DIR/raw-$1/.
+run_forward() {
+    local name=$1 systems=$2
+    rm -rf "$OUT_DIR/$name.json" "$OUT_DIR/raw-$name"
+    env "${FWD_ENV[@]}" SYSTEMS="$systems" SUT_CPU="$SUT_CPU" FLOOD_CPU="$GEN_CPU" \
+        MEMORY=0 OUT_DIR="$OUT_DIR" OUT_JSON="$OUT_DIR/$name.json" RAW="$OUT_DIR/raw-$name" \
+        scripts/bench-forward.sh
+}
+
 section_forward() {
     log "== forward: CPU per message and saturation ($FORWARD_SYSTEMS)"
-    rm -rf "$OUT_DIR/forward.json" "$OUT_DIR/raw-forward"
-    env "${FWD_ENV[@]}" SYSTEMS="$FORWARD_SYSTEMS" SUT_CPU="$SUT_CPU" FLOOD_CPU="$GEN_CPU" \
-        MEMORY=0 OUT_DIR="$OUT_DIR" OUT_JSON="$OUT_DIR/forward.json" RAW="$OUT_DIR/raw-forward" \
-        scripts/bench-forward.sh
+    run_forward forward "$FORWARD_SYSTEMS"
 }
 
 section_tcp() {
     log "== tcp: forwarding over persistent connections ($TCP_SYSTEMS)"
-    rm -rf "$OUT_DIR/tcp.json" "$OUT_DIR/raw-tcp"
-    env "${FWD_ENV[@]}" SYSTEMS="$TCP_SYSTEMS" SUT_CPU="$SUT_CPU" FLOOD_CPU="$GEN_CPU" \
-        MEMORY=0 OUT_DIR="$OUT_DIR" OUT_JSON="$OUT_DIR/tcp.json" RAW="$OUT_DIR/raw-tcp" \
-        scripts/bench-forward.sh
+    run_forward tcp "$TCP_SYSTEMS"
 }
 
 # One system through find-max and the two fixed-rate runs.
