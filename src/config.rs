@@ -23,6 +23,7 @@ use crate::runtime::settings::{
 use crate::sip::Transport;
 use crate::transport::socket::Steering;
 use crate::transport::tcp::TcpSettings;
+use crate::transport::tls::{ClientAuth, TlsSettings};
 
 /// `--steering flow|random`: clap's view of [`Steering`].
 impl ValueEnum for Steering {
@@ -41,44 +42,85 @@ impl ValueEnum for Steering {
     }
 }
 
-/// `--listen [udp:|tcp:]ADDR`: a bare address means UDP and TCP on the same port.
+/// `--tls-verify-client none|optional|required`: clap's view of [`ClientAuth`].
+impl ValueEnum for ClientAuth {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[ClientAuth::None, ClientAuth::Optional, ClientAuth::Required]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            ClientAuth::None => PossibleValue::new("none").help("Never ask for one"),
+            ClientAuth::Optional => PossibleValue::new("optional")
+                .help("Ask; serve a client without one, refuse a bad one"),
+            ClientAuth::Required => {
+                PossibleValue::new("required").help("Refuse a client without a valid one")
+            }
+        })
+    }
+}
+
+/// `--listen [udp:|tcp:|tls:]ADDR`: a bare address means UDP and TCP on the same port.
 fn parse_listen(s: &str) -> Result<ListenSpec, String> {
-    let (udp, tcp, addr) = match s.split_once(':') {
-        Some(("udp", a)) => (true, false, a),
-        Some(("tcp", a)) => (false, true, a),
-        Some(("tls", _)) => return Err("TLS listeners are not supported yet".into()),
-        _ => (true, true, s),
+    let (udp, tcp, tls, addr) = match s.split_once(':') {
+        Some(("udp", a)) => (true, false, false, a),
+        Some(("tcp", a)) => (false, true, false, a),
+        Some(("tls", a)) => (false, false, true, a),
+        _ => (true, true, false, s),
     };
     let addr = addr
         .parse()
-        .map_err(|_| format!("expected [udp:|tcp:]IP:PORT, got {s:?}"))?;
-    Ok(ListenSpec { addr, udp, tcp })
+        .map_err(|_| format!("expected [udp:|tcp:|tls:]IP:PORT, got {s:?}"))?;
+    Ok(ListenSpec {
+        addr,
+        udp,
+        tcp,
+        tls,
+    })
 }
 
-/// `--route DOMAIN=[udp:|tcp:]HOST:PORT[,HOST:PORT...]`, each target resolved once, here.
-fn parse_route(s: &str) -> Result<StaticRoute, String> {
-    let (domain, target) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected DOMAIN=[udp:|tcp:]HOST:PORT[,HOST:PORT...], got {s:?}"))?;
+/// One `--route` as given: the route, and each next hop's host as written (a TLS next hop
+/// must prove that name).
+#[derive(Clone, Debug)]
+pub struct RouteArg {
+    pub route: StaticRoute,
+    pub hosts: Vec<String>,
+}
+
+/// `--route DOMAIN=[udp:|tcp:|tls:]HOST:PORT[,HOST:PORT...]`, each target resolved once, here.
+fn parse_route(s: &str) -> Result<RouteArg, String> {
+    let (domain, target) = s.split_once('=').ok_or_else(|| {
+        format!("expected DOMAIN=[udp:|tcp:|tls:]HOST:PORT[,HOST:PORT...], got {s:?}")
+    })?;
     if domain.is_empty() {
         return Err(format!("empty domain in route {s:?}"));
     }
     let (transport, target) = match target.split_once(':') {
         Some(("udp", rest)) => (Transport::Udp, rest),
         Some(("tcp", rest)) => (Transport::Tcp, rest),
-        Some(("tls", _)) => return Err("TLS next hops are not supported yet".into()),
+        Some(("tls", rest)) => (Transport::Tls, rest),
         _ => (Transport::Udp, target),
     };
-    let targets = target
-        .split(',')
-        .map(str::trim)
-        .map(resolve)
+    let hops: Vec<&str> = target.split(',').map(str::trim).collect();
+    let targets = hops
+        .iter()
+        .map(|h| resolve(h))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(StaticRoute {
-        domain: domain.to_ascii_lowercase(),
-        transport,
-        targets,
+    let hosts = hops.iter().map(|h| host_of(h).to_string()).collect();
+    Ok(RouteArg {
+        route: StaticRoute {
+            domain: domain.to_ascii_lowercase(),
+            transport,
+            targets,
+        },
+        hosts,
     })
+}
+
+/// `HOST` of `HOST:PORT` (`[v6]:PORT` gives `v6`).
+fn host_of(hop: &str) -> &str {
+    let host = hop.rsplit_once(':').map_or(hop, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Resolve `HOST:PORT` once at start-up (names are looked up here, never on the packet path).
@@ -202,11 +244,12 @@ pub enum LogLevel {
 #[derive(Clone, Debug, Parser)]
 #[command(name = "sipshard", version, about)]
 pub struct Args {
-    /// Where to listen (repeatable; IPv4 and IPv6): `udp:ADDR`, `tcp:ADDR`, or a bare `ADDR`
-    /// for UDP and TCP on the same port. Every shard binds each one with SO_REUSEPORT.
+    /// Where to listen (repeatable; IPv4 and IPv6): `udp:ADDR`, `tcp:ADDR`, `tls:ADDR` (needs
+    /// --tls-cert), or a bare `ADDR` for UDP and TCP on the same port. Every shard binds each
+    /// one with SO_REUSEPORT.
     #[arg(
         long = "listen",
-        value_name = "[udp:|tcp:]ADDR",
+        value_name = "[udp:|tcp:|tls:]ADDR",
         default_value = "0.0.0.0:5060",
         value_parser = parse_listen
     )]
@@ -240,7 +283,7 @@ pub struct Args {
     /// Static next hops for a foreign domain, `DOMAIN=HOST:PORT[,HOST:PORT...]` (repeatable;
     /// `*` = default). Requests go to the first hop that is up (see --probe-interval).
     #[arg(long = "route", value_name = "DOMAIN=HOST:PORT,...", value_parser = parse_route)]
-    pub routes: Vec<StaticRoute>,
+    pub routes: Vec<RouteArg>,
 
     /// Send OPTIONS to every next hop of --route this often (seconds); a hop that leaves
     /// --probe-failures probes in a row unanswered is down until it answers again. Off by
@@ -355,6 +398,44 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 2_000)]
     pub tcp_connect_timeout_ms: u64,
 
+    /// Our TLS certificate chain (PEM, leaf first), for TLS listeners and, towards next hops
+    /// that ask for one, as our client certificate. Reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, SEC1 or PKCS#1). Reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Trust anchors (PEM) that verify TLS servers we connect to and clients' certificates.
+    /// Default: the system's root certificates.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Whether clients of our TLS listeners must show a certificate issued under --tls-ca.
+    #[arg(long, value_enum, default_value = "none")]
+    pub tls_verify_client: ClientAuth,
+
+    /// A certificate name (DNS name or IP) whose verified holder is a trusted peer: its
+    /// requests are not challenged for Digest credentials (repeatable; needs
+    /// --tls-verify-client).
+    #[arg(long = "tls-trust", value_name = "NAME")]
+    pub tls_trust: Vec<String>,
+
+    /// TLS handshakes in progress per shard, at most; more connections wait in line.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub tls_handshakes: usize,
+
+    /// Connections waiting in line for a handshake per shard, at most; beyond it new TLS
+    /// connections are closed at once and counted (a reconnect storm is shed, not queued).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub tls_handshake_backlog: usize,
+
+    /// A TLS handshake (waiting in line included) not done within this many milliseconds
+    /// fails and its connection is closed.
+    #[arg(long, value_name = "MS", default_value_t = 5_000)]
+    pub tls_handshake_timeout_ms: u64,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090). Off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
@@ -431,6 +512,7 @@ impl Args {
         if self.tcp_max_queued < self.max_message {
             return Err("--tcp-max-queued must hold at least one --max-message".into());
         }
+        self.validate_tls()?;
         if self.shards == Some(0) {
             return Err("--shards must be at least 1".into());
         }
@@ -471,6 +553,53 @@ impl Args {
         Ok(())
     }
 
+    /// The TLS flags agree with each other and with the listeners and routes.
+    fn validate_tls(&self) -> Result<(), String> {
+        let listens = self.listen.iter().any(|l| l.tls);
+        if listens && self.tls_cert.is_none() {
+            return Err("a tls: listener needs --tls-cert and --tls-key".into());
+        }
+        if self.tls_verify_client != ClientAuth::None && !listens {
+            return Err("--tls-verify-client needs a tls: listener".into());
+        }
+        if !self.tls_trust.is_empty() && self.tls_verify_client == ClientAuth::None {
+            return Err("--tls-trust needs --tls-verify-client optional or required".into());
+        }
+        let routes_tls = self
+            .routes
+            .iter()
+            .any(|r| r.route.transport == Transport::Tls);
+        if routes_tls && !listens {
+            return Err("a tls: route needs a tls: listener (our Via names it)".into());
+        }
+        if self.tls_handshakes == 0 || self.tls_handshake_timeout_ms == 0 {
+            return Err(
+                "--tls-handshakes and --tls-handshake-timeout-ms must be at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn tls_settings(&self) -> TlsSettings {
+        let route_names = self
+            .routes
+            .iter()
+            .filter(|r| r.route.transport == Transport::Tls)
+            .flat_map(|r| r.route.targets.iter().copied().zip(r.hosts.iter().cloned()))
+            .collect();
+        TlsSettings {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+            verify_client: self.tls_verify_client,
+            trust: self.tls_trust.clone(),
+            handshakes: self.tls_handshakes,
+            handshake_backlog: self.tls_handshake_backlog,
+            handshake_timeout: Duration::from_millis(self.tls_handshake_timeout_ms),
+            route_names,
+        }
+    }
+
     /// The realm challenges name: `--realm`, else the first `--domain`.
     /// The typed settings the runtime starts from: every flag interpreted here, in one place.
     pub fn settings(&self) -> Result<Settings, String> {
@@ -491,6 +620,7 @@ impl Args {
         Ok(Settings {
             cpus,
             listen: self.listen.clone(),
+            tls: self.tls_settings(),
             tcp: TcpSettings {
                 max_connections: self.tcp_max_connections,
                 max_per_ip_per_shard: self.tcp_max_connections_per_ip.div_ceil(shards),
@@ -531,7 +661,7 @@ impl Args {
     fn proxy_config(&self, shards: usize) -> ProxyConfig {
         ProxyConfig {
             local: LocalIdentity::default(),
-            routes: self.routes.clone(),
+            routes: self.routes.iter().map(|r| r.route.clone()).collect(),
             record_route: self.record_route,
             redirect: RedirectPolicy {
                 all: self.redirect,
@@ -610,7 +740,8 @@ mod tests {
         assert_eq!((udp.udp, udp.tcp), (true, false));
         let tcp = parse_listen("tcp:0.0.0.0:5060").unwrap();
         assert_eq!((tcp.udp, tcp.tcp), (false, true));
-        assert!(parse_listen("tls:127.0.0.1:5061").is_err());
+        let tls = parse_listen("tls:127.0.0.1:5061").unwrap();
+        assert_eq!((tls.udp, tls.tcp, tls.tls), (false, false, true));
         assert!(parse_listen("sctp:127.0.0.1:5060").is_err());
         assert!(parse_listen("127.0.0.1").is_err());
     }
@@ -624,11 +755,15 @@ mod tests {
 
     #[test]
     fn routes() {
-        let r = parse_route("Biloxi.example.com=127.0.0.1:5070").unwrap();
+        let r = parse_route("Biloxi.example.com=127.0.0.1:5070")
+            .unwrap()
+            .route;
         assert_eq!(r.domain, "biloxi.example.com");
         assert_eq!(r.targets, vec!["127.0.0.1:5070".parse().unwrap()]);
         assert!(parse_route("nohost").is_err());
-        let r = parse_route("*=127.0.0.1:5070, 127.0.0.1:5080").unwrap();
+        let r = parse_route("*=127.0.0.1:5070, 127.0.0.1:5080")
+            .unwrap()
+            .route;
         assert_eq!(r.domain, "*");
         assert_eq!(
             r.targets,
@@ -639,9 +774,35 @@ mod tests {
         );
         assert!(parse_route("x=127.0.0.1:5070,").is_err());
         assert_eq!(r.transport, Transport::Udp);
-        let r = parse_route("x=tcp:127.0.0.1:5070,127.0.0.1:5080").unwrap();
+        let r = parse_route("x=tcp:127.0.0.1:5070,127.0.0.1:5080")
+            .unwrap()
+            .route;
         assert_eq!((r.transport, r.targets.len()), (Transport::Tcp, 2));
-        assert!(parse_route("x=tls:127.0.0.1:5061").is_err());
+        let r = parse_route("x=tls:localhost:5061,[::1]:5062").unwrap();
+        assert_eq!(r.route.transport, Transport::Tls);
+        assert_eq!(r.hosts, ["localhost", "::1"]);
+    }
+
+    #[test]
+    fn tls_flags_must_agree() {
+        let v = |extra: &[&str]| {
+            let mut args = vec!["sipshard"];
+            args.extend_from_slice(extra);
+            Args::parse_from(args).validate()
+        };
+        assert!(v(&["--listen", "tls:127.0.0.1:5061"])
+            .unwrap_err()
+            .contains("--tls-cert"));
+        let with_cert = ["--tls-cert", "c.pem", "--tls-key", "k.pem"];
+        assert!(v(&[&with_cert[..], &["--listen", "tls:127.0.0.1:5061"]].concat()).is_ok());
+        assert!(
+            v(&[&with_cert[..], &["--route", "x=tls:127.0.0.1:5061"]].concat())
+                .unwrap_err()
+                .contains("tls: listener")
+        );
+        assert!(v(&["--tls-trust", "trunk.example.net"])
+            .unwrap_err()
+            .contains("--tls-verify-client"));
     }
 
     #[test]
@@ -660,7 +821,7 @@ mod tests {
             "callers",
         ]);
         a.validate().unwrap();
-        assert_eq!(a.routes[0].targets.len(), 2);
+        assert_eq!(a.routes[0].route.targets.len(), 2);
         assert_eq!(a.probe_interval, Some(0.5));
         assert_eq!(a.redirect_domains, ["Biloxi.example.com"]);
         assert!(!a.redirect);
@@ -679,7 +840,8 @@ mod tests {
             vec![ListenSpec {
                 addr: "0.0.0.0:5060".parse().unwrap(),
                 udp: true,
-                tcp: true
+                tcp: true,
+                tls: false
             }]
         );
         assert_eq!(a.max_expires, 7200);

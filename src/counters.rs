@@ -127,14 +127,21 @@ pub struct Counters {
     pub auth_malformed: u64,
     /// 403: authenticated, but not the owner of the To (REGISTER) or From user.
     pub auth_forbidden: u64,
+    /// Requests let through without credentials: their TLS peer is trusted (`--tls-trust`).
+    pub auth_trusted: u64,
     /// Users files applied on this shard after start-up.
     pub auth_reloads: u64,
     /// Next-hop state changes (up or down) applied on this shard, as published by the prober.
     pub next_hop_changes: u64,
     /// Requests sent over TCP because they were too large for UDP (`--udp-mtu`).
     pub udp_mtu_switches: u64,
+    /// `sips:` requests refused because their next hop is not TLS.
+    pub sips_refused: u64,
     /// The TCP transport's counters (copied in by the runtime; the core never writes them).
     pub tcp: TcpCounters,
+    /// The TLS transport's connections (the same events as TCP's) and its handshakes.
+    pub tls: TcpCounters,
+    pub tls_handshakes: TlsCounters,
 }
 
 impl Default for Counters {
@@ -160,9 +167,13 @@ impl Default for Counters {
             auth_malformed: 0,
             auth_forbidden: 0,
             auth_reloads: 0,
+            auth_trusted: 0,
             next_hop_changes: 0,
             udp_mtu_switches: 0,
+            sips_refused: 0,
             tcp: TcpCounters::default(),
+            tls: TcpCounters::default(),
+            tls_handshakes: TlsCounters::default(),
         }
     }
 }
@@ -206,6 +217,8 @@ impl Counters {
     /// Add another shard's counters (for totals).
     pub fn add(&mut self, o: &Counters) {
         self.tcp.add(&o.tcp);
+        self.tls.add(&o.tls);
+        self.tls_handshakes.add(&o.tls_handshakes);
         self.datagrams_received += o.datagrams_received;
         self.datagrams_sent += o.datagrams_sent;
         for (a, b) in self.requests_forwarded.iter_mut().zip(o.requests_forwarded) {
@@ -242,8 +255,10 @@ impl Counters {
         self.auth_failures += o.auth_failures;
         self.auth_malformed += o.auth_malformed;
         self.auth_forbidden += o.auth_forbidden;
+        self.auth_trusted += o.auth_trusted;
         self.auth_reloads += o.auth_reloads;
         self.next_hop_changes += o.next_hop_changes;
+        self.sips_refused += o.sips_refused;
         self.udp_mtu_switches += o.udp_mtu_switches;
     }
 }
@@ -318,5 +333,33 @@ impl TcpCounters {
         self.handoffs_dropped += o.handoffs_dropped;
         self.unsent += o.unsent;
         self.queue_full += o.queue_full;
+    }
+}
+
+/// Handshakes of one shard's TLS transport, both directions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsCounters {
+    /// Completed with a full handshake.
+    pub full: u64,
+    /// Completed by resuming an earlier session (ticket or session id).
+    pub resumed: u64,
+    /// The peer's certificate was refused (or missing under `--tls-verify-client required`).
+    pub bad_certificate: u64,
+    /// Not done within `--tls-handshake-timeout-ms`.
+    pub timed_out: u64,
+    /// Anything else: not TLS, a protocol error, the peer went away.
+    pub failed: u64,
+    /// Connections closed at once: the shard's handshake line was full.
+    pub shed: u64,
+}
+
+impl TlsCounters {
+    pub fn add(&mut self, o: &TlsCounters) {
+        self.full += o.full;
+        self.resumed += o.resumed;
+        self.bad_certificate += o.bad_certificate;
+        self.timed_out += o.timed_out;
+        self.failed += o.failed;
+        self.shed += o.shed;
     }
 }

@@ -548,7 +548,7 @@ fn close_without_time_wait(ua: &TcpUa) {
     // `linger` of the size given.
     let rc = unsafe {
         libc::setsockopt(
-            ua.stream.as_raw_fd(),
+            ua.stream.socket().as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_LINGER,
             (&linger as *const libc::linger).cast(),

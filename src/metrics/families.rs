@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use super::publish::{Latency, LATENCY_BUCKETS_NS};
-use crate::counters::{Counters, DropReason, METHODS};
+use crate::counters::{Counters, DropReason, TcpCounters, METHODS};
 use crate::sip::ParseError;
 
 /// `sipshard_tcp_connection_events_total{event}`.
@@ -26,6 +26,15 @@ const TCP_EVENTS: [&str; 6] = [
 ];
 /// `sipshard_tcp_closed_total{reason}`.
 const TCP_CLOSE_REASONS: [&str; 4] = ["message_timeout", "idle", "backlog", "framing"];
+/// `sipshard_tls_handshakes_total{result}`.
+const TLS_HANDSHAKE_RESULTS: [&str; 6] = [
+    "full",
+    "resumed",
+    "bad_certificate",
+    "timed_out",
+    "failed",
+    "shed",
+];
 /// `sipshard_udp_mtu_transport_total{event}`.
 const MTU_EVENTS: [&str; 2] = ["switched_to_tcp", "fell_back_to_udp"];
 /// `sipshard_tcp_handoffs_total{result}`.
@@ -379,17 +388,7 @@ pub static FAMILIES: &[Family] = &[
         }),
         sparse: false,
         node: Node::Sum,
-        read: |s, i| {
-            let t = &s.counters.tcp;
-            [
-                t.accepted,
-                t.connected,
-                t.refused_node_limit,
-                t.refused_per_ip,
-                t.connect_failed,
-                t.closed,
-            ][i]
-        },
+        read: |s, i| connection_event(&s.counters.tcp, i),
         log: Log::No,
     },
     Family {
@@ -403,15 +402,82 @@ pub static FAMILIES: &[Family] = &[
         }),
         sparse: false,
         node: Node::Sum,
+        read: |s, i| close_reason(&s.counters.tcp, i),
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_tls_connections",
+        help: "TLS connections open on the shard (handshaking included).",
+        kind: Kind::Gauge,
+        label: None,
+        sparse: false,
+        node: Node::Sum,
+        read: |s, _| s.counters.tls.open,
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_tls_connection_events_total",
+        help: "TLS connections accepted, opened, refused by a limit, failed to open (TCP or \
+               handshake), closed.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "event",
+            count: TCP_EVENTS.len(),
+            value: |i| Cow::Borrowed(TCP_EVENTS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| connection_event(&s.counters.tls, i),
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_tls_closed_total",
+        help: "TLS connections closed by sipshard, by limit (the rest closed by the peer).",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "reason",
+            count: TCP_CLOSE_REASONS.len(),
+            value: |i| Cow::Borrowed(TCP_CLOSE_REASONS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| close_reason(&s.counters.tls, i),
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_tls_handshakes_total",
+        help: "TLS handshakes, both directions: completed full or resumed; failed on the \
+               peer's certificate, on the deadline, otherwise; connections shed because the \
+               shard's handshake line was full.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "result",
+            count: TLS_HANDSHAKE_RESULTS.len(),
+            value: |i| Cow::Borrowed(TLS_HANDSHAKE_RESULTS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
         read: |s, i| {
-            let t = &s.counters.tcp;
+            let h = &s.counters.tls_handshakes;
             [
-                t.closed_message_timeout,
-                t.closed_idle,
-                t.closed_backlog,
-                t.closed_framing,
+                h.full,
+                h.resumed,
+                h.bad_certificate,
+                h.timed_out,
+                h.failed,
+                h.shed,
             ][i]
         },
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_sips_refused_total",
+        help: "Requests for a sips: URI refused (480) because their next hop is not TLS.",
+        kind: Kind::Counter,
+        label: None,
+        sparse: false,
+        node: Node::Sum,
+        read: |s, _| s.counters.sips_refused,
         log: Log::No,
     },
     Family {
@@ -481,3 +547,25 @@ pub static FAMILIES: &[Family] = &[
         log: Log::No,
     },
 ];
+
+/// Slot `i` of `sipshard_{tcp,tls}_connection_events_total`.
+fn connection_event(t: &TcpCounters, i: usize) -> u64 {
+    [
+        t.accepted,
+        t.connected,
+        t.refused_node_limit,
+        t.refused_per_ip,
+        t.connect_failed,
+        t.closed,
+    ][i]
+}
+
+/// Slot `i` of `sipshard_{tcp,tls}_closed_total`.
+fn close_reason(t: &TcpCounters, i: usize) -> u64 {
+    [
+        t.closed_message_timeout,
+        t.closed_idle,
+        t.closed_backlog,
+        t.closed_framing,
+    ][i]
+}

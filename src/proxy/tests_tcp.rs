@@ -35,6 +35,7 @@ fn tcp(addr: &str, conn: u64) -> Source {
         transport: Transport::Tcp,
         addr: addr.parse().unwrap(),
         conn: Some(ConnId(conn)),
+        trusted: false,
     }
 }
 

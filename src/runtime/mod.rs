@@ -34,6 +34,7 @@ use crate::sip::Transport;
 use crate::transport::shed::Shedder;
 use crate::transport::socket;
 use crate::transport::tcp::handoff;
+use crate::transport::tls::TlsContext;
 use crate::transport::udp::ReceiveTuning;
 use prober::Prober;
 use reload::Reloader;
@@ -67,9 +68,10 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
     }
+    let tls = TlsContext::new(&settings.tls)?;
     let (reload_txs, reload_rxs): (Vec<_>, Vec<_>) =
         (0..settings.shards()).map(|_| mpsc::channel()).unzip();
-    let reloader = Reloader::start(settings.auth.as_ref(), reload_txs)?;
+    let reloader = Reloader::start(settings.auth.as_ref(), &settings.tls, reload_txs)?;
     let (prober, health_rxs) = start_prober(&settings, cfg, &stop)?;
 
     // The persister, when there is one, is the last peer: it receives every shard's changes
@@ -98,6 +100,7 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
                 id: id as u16,
                 cfg,
                 tcp: settings.tcp,
+                tls: tls.clone(),
                 node_connections: Arc::clone(&node_connections),
                 handoff,
                 seed: seed.clone(),
@@ -134,7 +137,8 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
 /// cleanly) and handed to the shard's executor.
 pub enum BoundSocket {
     Udp(socket2::Socket),
-    Tcp(socket2::Socket),
+    /// A TCP listener, for TCP or TLS.
+    Stream(Transport, socket2::Socket),
 }
 
 /// Each shard's sockets in listener order, and the listeners as bound.
@@ -153,7 +157,7 @@ fn bind(settings: &Settings) -> Result<Bound, String> {
             for (i, s) in group.into_iter().enumerate() {
                 per_shard[i].push(match transport {
                     Transport::Udp => BoundSocket::Udp(s),
-                    _ => BoundSocket::Tcp(s),
+                    t => BoundSocket::Stream(t, s),
                 });
             }
         }
@@ -184,14 +188,19 @@ fn bind_spec(spec: &ListenSpec, shards: usize, s: &SocketSettings) -> Result<Vec
             addr = local_addr(&group[0]).unwrap_or(addr);
             groups.push((Transport::Udp, addr, group));
         }
-        if spec.tcp {
+        if spec.tcp || spec.tls {
+            let transport = if spec.tls {
+                Transport::Tls
+            } else {
+                Transport::Tcp
+            };
             match socket::bind_tcp_group(addr, shards) {
                 Ok(group) => {
                     addr = local_addr(&group[0]).unwrap_or(addr);
-                    groups.push((Transport::Tcp, addr, group));
+                    groups.push((transport, addr, group));
                 }
                 Err(e) => {
-                    last_error = format!("cannot listen on tcp {addr}: {e}");
+                    last_error = format!("cannot listen on {} {addr}: {e}", transport.name());
                     continue;
                 }
             }

@@ -1,10 +1,11 @@
-//! Digest authentication's start-up and SIGHUP reload.
+//! Digest authentication's start-up, and SIGHUP: the users file and the TLS certificate.
 //!
 //! The [`Authenticator`] is built once and each shard gets a clone (the user database behind an
 //! `Arc`, read-only) and its own replay tracker. SIGHUP is handled by a thread of the main
 //! process: it reads the users file once, and sends the new `Arc<UserDb>` to every shard over a
 //! channel that each shard drains on its housekeeping tick, off the packet path. A file that
-//! fails to load is logged and the shards keep the users they have.
+//! fails to load is logged and the shards keep the users they have. The TLS certificate and
+//! key are reloaded the same way: new connections get the new certificate, open ones stay up.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -13,6 +14,13 @@ use std::sync::Arc;
 use super::clock::now;
 use super::settings::AuthSettings;
 use crate::auth::{random_secret, AuthConfig, AuthMode, Authenticator, LoadError, UserDb};
+use crate::transport::tls::{load, TlsSettings};
+
+/// What SIGHUP hands each shard.
+pub enum Reload {
+    Users(Arc<UserDb>),
+    TlsServer(Arc<rustls::ServerConfig>),
+}
 
 /// The users and aliases files, with HA1s precomputed for the realm (once, not per request).
 fn load_users(users: &Path, aliases: Option<&Path>, realm: &str) -> Result<UserDb, LoadError> {
@@ -76,19 +84,26 @@ pub struct Reloader {
 impl Reloader {
     pub fn start(
         auth: Option<&AuthSettings>,
-        shards: Vec<mpsc::Sender<Arc<UserDb>>>,
+        tls: &TlsSettings,
+        shards: Vec<mpsc::Sender<Reload>>,
     ) -> Result<Reloader, String> {
         let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
             .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
         let handle = signals.handle();
         let auth = auth.cloned();
+        let tls = tls.clone();
         let thread = std::thread::Builder::new()
             .name("reload".into())
             .spawn(move || {
                 for _ in signals.forever() {
-                    match &auth {
-                        Some(a) => reload(a, &shards),
-                        None => log::warn!("SIGHUP: nothing to reload (no --users)"),
+                    if let Some(a) = &auth {
+                        reload(a, &shards);
+                    }
+                    if tls.cert.is_some() {
+                        reload_tls(&tls, &shards);
+                    }
+                    if auth.is_none() && tls.cert.is_none() {
+                        log::warn!("SIGHUP: nothing to reload (no --users, no --tls-cert)");
                     }
                 }
             })
@@ -102,12 +117,12 @@ impl Reloader {
     }
 }
 
-fn reload(a: &AuthSettings, shards: &[mpsc::Sender<Arc<UserDb>>]) {
+fn reload(a: &AuthSettings, shards: &[mpsc::Sender<Reload>]) {
     match load_users(&a.users, a.aliases.as_deref(), &a.realm) {
         Ok(db) => {
             let db = Arc::new(db);
             for tx in shards {
-                let _ = tx.send(Arc::clone(&db));
+                let _ = tx.send(Reload::Users(Arc::clone(&db)));
             }
             log::info!(
                 "SIGHUP: reloaded {} user(s) from {}",
@@ -116,5 +131,21 @@ fn reload(a: &AuthSettings, shards: &[mpsc::Sender<Arc<UserDb>>]) {
             );
         }
         Err(e) => log::error!("SIGHUP: {e}; keeping the previous users"),
+    }
+}
+
+fn reload_tls(tls: &TlsSettings, shards: &[mpsc::Sender<Reload>]) {
+    match load::server_config(tls) {
+        Ok(Some(server)) => {
+            for tx in shards {
+                let _ = tx.send(Reload::TlsServer(Arc::clone(&server)));
+            }
+            log::info!(
+                "SIGHUP: reloaded the TLS certificate from {}",
+                tls.cert.as_deref().unwrap_or(Path::new("")).display()
+            );
+        }
+        Ok(None) => {}
+        Err(e) => log::error!("SIGHUP: {e}; keeping the previous TLS certificate"),
     }
 }

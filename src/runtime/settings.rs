@@ -10,6 +10,7 @@ use crate::auth::AuthMode;
 use crate::proxy::ProxyConfig;
 use crate::transport::socket::Steering;
 use crate::transport::tcp::TcpSettings;
+use crate::transport::tls::TlsSettings;
 
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
@@ -20,6 +21,8 @@ pub struct Settings {
     pub listen: Vec<ListenSpec>,
     /// Connection limits and timeouts of the TCP transport.
     pub tcp: TcpSettings,
+    /// Certificates, client verification and the handshake gate of the TLS transport.
+    pub tls: TlsSettings,
     pub sockets: SocketSettings,
     pub receive: ReceiveSettings,
     /// Identity inputs the bound addresses are completed with (see `LocalIdentity::new`).
@@ -40,12 +43,13 @@ impl Settings {
     }
 }
 
-/// One `--listen`: an address, served over UDP, TCP or both (on the same port).
+/// One `--listen`: an address, served over UDP, TCP or both (on the same port), or over TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListenSpec {
     pub addr: SocketAddr,
     pub udp: bool,
     pub tcp: bool,
+    pub tls: bool,
 }
 
 /// How each shard's listen sockets are made.

@@ -14,10 +14,10 @@ use std::time::Duration;
 use glommio::net::{TcpListener, UdpSocket};
 
 use super::clock::{self, now, wall_clock_ns};
-use super::reload::salt_seed;
+use super::reload::{salt_seed, Reload};
 use super::replication::Links;
 use super::BoundSocket;
-use crate::auth::{AuthMode, Authenticator, UserDb};
+use crate::auth::{AuthMode, Authenticator};
 use crate::counters::{Counters, DropReason};
 use crate::location::{LocationTable, Now};
 use crate::metrics::{Latency, Published};
@@ -26,7 +26,9 @@ use crate::proxy::{Action, Core, ProxyConfig};
 use crate::sip::rewrite::DEFAULT_HEADROOM;
 use crate::sip::{PacketBuf, ParseError, Source, Target, Transport};
 use crate::transport::tcp::handoff::{Handed, Handoff, HandoffEnds};
+use crate::transport::tcp::secure::TlsSide;
 use crate::transport::tcp::{self, StreamHost, Tcp, TcpSettings};
+use crate::transport::tls::TlsContext;
 use crate::transport::udp::{self, Datapath, ReceiveTuning};
 
 /// How often a shard checks for shutdown, takes in changes and publishes its counters.
@@ -39,7 +41,8 @@ pub struct ShardSetup {
     pub id: u16,
     pub cfg: &'static ProxyConfig,
     pub tcp: TcpSettings,
-    /// The node's open TCP connections, shared by every shard (one atomic, no lock).
+    pub tls: TlsContext,
+    /// The node's open TCP and TLS connections, shared by every shard (one atomic, no lock).
     pub node_connections: Arc<AtomicUsize>,
     /// This shard's ends of the rings that carry messages to other shards' connections.
     pub handoff: HandoffEnds,
@@ -52,8 +55,8 @@ pub struct ShardSetup {
     pub stop: Arc<AtomicBool>,
     pub published: Arc<Published>,
     pub auth: Option<(Authenticator, AuthMode)>,
-    /// New users files after SIGHUP.
-    pub reload: mpsc::Receiver<Arc<UserDb>>,
+    /// New users files and certificates after SIGHUP.
+    pub reload: mpsc::Receiver<Reload>,
     pub receive: ReceiveTuning,
     /// Next-hop health changes from the prober (with `--probe-interval`).
     pub health: Option<rtrb::Consumer<HopState>>,
@@ -68,6 +71,7 @@ struct Shard {
     /// The UDP socket of each UDP listener, by listener index.
     udp: Vec<Option<UdpSocket>>,
     tcp: Tcp,
+    tls: Tcp,
     handoff: RefCell<Handoff>,
     /// The buffer a stream message is decided in (one at a time: deciding never awaits).
     stream_pkt: RefCell<PacketBuf>,
@@ -94,8 +98,8 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
             tasks.push(glommio::spawn_local(receive).detach());
         }
     }
-    for (idx, listener) in tcp_listeners {
-        let accept = tcp::accept_loop(Rc::clone(&shard), listener, idx);
+    for (idx, transport, listener) in tcp_listeners {
+        let accept = tcp::accept_loop(Rc::clone(&shard), transport, listener, idx);
         tasks.push(glommio::spawn_local(accept).detach());
     }
     for rx in inbound {
@@ -103,7 +107,7 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
         tasks.push(
             glommio::spawn_local(async move {
                 while let Some(m) = rx.recv().await {
-                    shard.send_tcp(m.to, m.listener, &m.bytes);
+                    shard.send_on_stream(m.to, m.listener, &m.bytes);
                 }
             })
             .detach(),
@@ -122,14 +126,18 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
         let _ = t.await;
     }
     shard.tcp.close_all();
+    shard.tls.close_all();
     shard.drain_before_exit().await;
     let counters = shard.counters(&shard.core.borrow());
     counters
 }
 
+/// The TCP listeners of a shard, for TCP or TLS, with their indices.
+type StreamListeners = Vec<(usize, Transport, TcpListener)>;
+
 /// Hand the bound sockets to glommio (on this shard's executor): the UDP socket of each
-/// listener by index (`None` for a TCP one), and the TCP listeners with their indices.
-fn take_sockets(sockets: Vec<BoundSocket>) -> (Vec<Option<UdpSocket>>, Vec<(usize, TcpListener)>) {
+/// listener by index (`None` for a TCP or TLS one), and the stream listeners.
+fn take_sockets(sockets: Vec<BoundSocket>) -> (Vec<Option<UdpSocket>>, StreamListeners) {
     let mut udp = Vec::new();
     let mut tcp = Vec::new();
     for (idx, s) in sockets.into_iter().enumerate() {
@@ -139,9 +147,9 @@ fn take_sockets(sockets: Vec<BoundSocket>) -> (Vec<Option<UdpSocket>>, Vec<(usiz
             BoundSocket::Udp(s) => {
                 udp.push(Some(unsafe { UdpSocket::from_raw_fd(s.into_raw_fd()) }))
             }
-            BoundSocket::Tcp(s) => {
+            BoundSocket::Stream(t, s) => {
                 udp.push(None);
-                tcp.push((idx, unsafe { TcpListener::from_raw_fd(s.into_raw_fd()) }));
+                tcp.push((idx, t, unsafe { TcpListener::from_raw_fd(s.into_raw_fd()) }));
             }
         }
     }
@@ -153,7 +161,7 @@ impl Shard {
         setup: ShardSetup,
         handoff: Handoff,
         udp: Vec<Option<UdpSocket>>,
-    ) -> (Rc<Shard>, mpsc::Receiver<Arc<UserDb>>) {
+    ) -> (Rc<Shard>, mpsc::Receiver<Reload>) {
         let mut core = Core::with_table(setup.cfg, setup.seed);
         if let Some((authn, mode)) = setup.auth {
             core.set_auth(authn, mode, salt_seed());
@@ -164,7 +172,13 @@ impl Shard {
             me: me.clone(),
             core: RefCell::new(core),
             udp,
-            tcp: Tcp::new(setup.id, setup.tcp, setup.node_connections),
+            tcp: Tcp::new(setup.id, setup.tcp, Arc::clone(&setup.node_connections)),
+            tls: Tcp::new_tls(
+                setup.id,
+                setup.tcp,
+                setup.node_connections,
+                TlsSide::new(setup.tls),
+            ),
             handoff: RefCell::new(handoff),
             stream_pkt: RefCell::new(PacketBuf::new(max_message, DEFAULT_HEADROOM)),
             links: RefCell::new(setup.links),
@@ -178,10 +192,17 @@ impl Shard {
     /// Off the packet path, every tick: new users, other shards' changes (an idle shard still
     /// takes them in, for gauges and the purge), next-hop states, the purge, and the counters
     /// for the metrics endpoint.
-    fn housekeeping(&self, reload: &mpsc::Receiver<Arc<UserDb>>, purge: bool) {
+    fn housekeeping(&self, reload: &mpsc::Receiver<Reload>, purge: bool) {
         let mut core = self.core.borrow_mut();
-        while let Ok(users) = reload.try_recv() {
-            core.reload_users(users);
+        while let Ok(r) = reload.try_recv() {
+            match r {
+                Reload::Users(users) => core.reload_users(users),
+                Reload::TlsServer(server) => {
+                    if let Some(side) = &self.tls.tls {
+                        side.reload(server);
+                    }
+                }
+            }
         }
         self.exchange(&mut core);
         self.apply_hop_states(&mut core);
@@ -202,6 +223,11 @@ impl Shard {
         let mut c = core.counters().clone();
         c.tcp = self.tcp.counters.borrow().clone();
         c.tcp.open = self.tcp.open_connections() as u64;
+        c.tls = self.tls.counters.borrow().clone();
+        c.tls.open = self.tls.open_connections() as u64;
+        if let Some(side) = &self.tls.tls {
+            c.tls_handshakes = side.counters.borrow().clone();
+        }
         c
     }
 
@@ -290,8 +316,7 @@ impl Shard {
     fn send(&self, to: Target, listener: usize, bytes: &[u8]) {
         match to.transport {
             Transport::Udp => self.send_udp_now(listener, to.addr, bytes),
-            Transport::Tcp => self.send_tcp(to, listener, bytes),
-            Transport::Tls => self.tcp.counters.borrow_mut().unsent += 1,
+            Transport::Tcp | Transport::Tls => self.send_on_stream(to, listener, bytes),
         }
     }
 
@@ -303,9 +328,10 @@ impl Shard {
         self.count_sent(u64::from(sent), u64::from(!sent));
     }
 
-    /// Over TCP: on the connection named when another shard owns it (handed over); else on
-    /// the named or newest connection to the address here; else on a new connection.
-    fn send_tcp(&self, to: Target, listener: usize, bytes: &[u8]) {
+    /// Over TCP or TLS: on the connection named when another shard owns it (handed over);
+    /// else on the named or newest connection to the address here; else on a new connection.
+    fn send_on_stream(&self, to: Target, listener: usize, bytes: &[u8]) {
+        let stream = self.stream(to.transport);
         if let Some(owner) = to.conn.map(|c| c.shard()).filter(|&s| s != self.id) {
             let handed = Handed {
                 to,
@@ -313,7 +339,7 @@ impl Shard {
                 bytes: bytes.into(),
             };
             let ok = self.handoff.borrow().send(owner as usize, handed);
-            let mut c = self.tcp.counters.borrow_mut();
+            let mut c = stream.counters.borrow_mut();
             if ok {
                 c.handoffs += 1;
             } else {
@@ -321,18 +347,22 @@ impl Shard {
             }
             return;
         }
-        if self.tcp.send_existing(to.conn, to.addr, bytes) {
+        if stream.send_existing(to.conn, to.addr, bytes) {
             return;
         }
         if let Some(me) = self.me.upgrade() {
-            tcp::connect_and_send(&me, to.addr, listener, bytes, to.fallback_udp);
+            let fallback = to.fallback_udp;
+            tcp::connect_and_send(&me, to.transport, to.addr, listener, bytes, fallback);
         }
     }
 }
 
 impl StreamHost for Shard {
-    fn tcp(&self) -> &Tcp {
-        &self.tcp
+    fn stream(&self, transport: Transport) -> &Tcp {
+        match transport {
+            Transport::Tls => &self.tls,
+            _ => &self.tcp,
+        }
     }
 
     fn fall_back_to_udp(&self, to: SocketAddr, mut bytes: Box<[u8]>) {

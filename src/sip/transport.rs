@@ -91,6 +91,9 @@ pub struct Source {
     pub transport: Transport,
     pub addr: SocketAddr,
     pub conn: Option<ConnId>,
+    /// The connection's peer proved a trusted name with a verified TLS certificate
+    /// (`--tls-trust`): its requests are not challenged for credentials.
+    pub trusted: bool,
 }
 
 impl Source {
@@ -100,6 +103,7 @@ impl Source {
             transport: Transport::Udp,
             addr,
             conn: None,
+            trusted: false,
         }
     }
 
@@ -179,6 +183,7 @@ mod tests {
             transport: Transport::Tcp,
             addr: a,
             conn: Some(ConnId::new(0, 1)),
+            trusted: false,
         };
         assert_eq!(src.back_to(a).conn, src.conn);
         let other: SocketAddr = "192.0.2.1:5060".parse().unwrap();

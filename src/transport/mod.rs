@@ -6,4 +6,5 @@ pub mod coalesce;
 pub mod shed;
 pub mod socket;
 pub mod tcp;
+pub mod tls;
 pub mod udp;

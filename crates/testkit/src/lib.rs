@@ -25,6 +25,7 @@ pub mod digest;
 pub mod exit_log;
 pub mod loadgen;
 pub mod peers;
+pub mod pki;
 pub mod poll;
 pub mod ports;
 pub mod proc;

@@ -1,15 +1,91 @@
-//! A user agent over TCP played by the test itself: one connection to a proxy, messages framed
-//! by Content-Length on the way in, exactly what the test writes on the way out.
+//! A user agent over TCP or TLS played by the test itself: one connection to a proxy, messages
+//! framed by Content-Length on the way in, exactly what the test writes on the way out.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection, StreamOwned};
 
 use crate::sip::wire;
 
-/// One TCP connection and the bytes received on it not yet handed out.
+/// The connection: plain TCP, or TLS over it (either side of the handshake).
+pub enum Wire {
+    Plain(TcpStream),
+    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl Wire {
+    /// The TCP socket under it.
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            Wire::Plain(s) => s,
+            Wire::Client(s) => &s.sock,
+            Wire::Server(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.read(buf),
+            Wire::Client(s) => s.read(buf),
+            Wire::Server(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.write(buf),
+            Wire::Client(s) => s.write(buf),
+            Wire::Server(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Wire::Plain(s) => s.flush(),
+            Wire::Client(s) => s.flush(),
+            Wire::Server(s) => s.flush(),
+        }
+    }
+}
+
+/// A TLS client handshake on `sock`, completed (so that a refusal shows here).
+pub fn tls_client(
+    sock: TcpStream,
+    config: Arc<ClientConfig>,
+    name: &str,
+) -> std::io::Result<StreamOwned<ClientConnection, TcpStream>> {
+    let name = ServerName::try_from(name.to_string())
+        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
+    let conn = ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+    let mut tls = StreamOwned::new(conn, sock);
+    tls.sock.set_read_timeout(Some(Duration::from_secs(3)))?;
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    // TLS 1.3 tells the client its certificate was refused only after the handshake: a read
+    // finds the alert (or times out on a connection the server kept).
+    // What arrives meanwhile stays buffered in the connection.
+    tls.sock
+        .set_read_timeout(Some(Duration::from_millis(200)))?;
+    match tls.conn.complete_io(&mut tls.sock) {
+        Err(e) if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(e),
+        Ok((0, 0)) => Err(ErrorKind::ConnectionAborted.into()),
+        _ => Ok(tls),
+    }
+}
+
+/// One TCP or TLS connection and the bytes received on it not yet handed out.
 pub struct TcpUa {
-    pub stream: TcpStream,
+    pub stream: Wire,
     /// Our end of the connection.
     pub addr: SocketAddr,
     pending: Vec<u8>,
@@ -33,7 +109,11 @@ impl TcpUa {
 
     /// A UA on a connection opened by the caller (with its own socket options).
     pub fn from_stream(stream: TcpStream) -> TcpUa {
-        let addr = stream.local_addr().unwrap();
+        TcpUa::on(Wire::Plain(stream))
+    }
+
+    fn on(stream: Wire) -> TcpUa {
+        let addr = stream.socket().local_addr().unwrap();
         TcpUa {
             stream,
             addr,
@@ -43,12 +123,32 @@ impl TcpUa {
 
     /// A connection accepted by the test (the test plays a UA that listens on TCP).
     pub fn accepted(stream: TcpStream) -> TcpUa {
-        let addr = stream.local_addr().unwrap();
-        TcpUa {
-            stream,
-            addr,
-            pending: Vec::new(),
-        }
+        TcpUa::from_stream(stream)
+    }
+
+    /// Connect to `to` over TLS, verifying that the server is `name`; the handshake's error
+    /// when it fails (a refused certificate, either side's).
+    pub fn try_connect_tls(
+        to: SocketAddr,
+        config: Arc<ClientConfig>,
+        name: &str,
+    ) -> std::io::Result<TcpUa> {
+        let sock = TcpStream::connect_timeout(&to, Duration::from_secs(3))?;
+        let tls = tls_client(sock, config, name)?;
+        Ok(TcpUa::on(Wire::Client(Box::new(tls))))
+    }
+
+    /// Connect to `to` over TLS; fails the test when the handshake fails.
+    pub fn connect_tls(to: SocketAddr, config: Arc<ClientConfig>, name: &str) -> TcpUa {
+        TcpUa::try_connect_tls(to, config, name)
+            .unwrap_or_else(|e| panic!("TLS to {to} as {name}: {e}"))
+    }
+
+    /// A TLS connection accepted by the test (a UAS or next hop that listens on TLS); the
+    /// handshake completes on the first read.
+    pub fn accepted_tls(stream: TcpStream, config: Arc<ServerConfig>) -> TcpUa {
+        let conn = ServerConnection::new(config).expect("server connection");
+        TcpUa::on(Wire::Server(Box::new(StreamOwned::new(conn, stream))))
     }
 
     /// Send a message written with `\n` line ends; CRLF and Content-Length are filled in.
@@ -59,6 +159,7 @@ impl TcpUa {
     /// Send bytes exactly as given.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write");
+        self.stream.flush().expect("flush");
     }
 
     /// The next message or pong within `t`; `None` on silence, on close, or on an error.
@@ -93,6 +194,7 @@ impl TcpUa {
         let mut buf = [0u8; 4096];
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             self.stream
+                .socket()
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
                 .unwrap();
             match self.stream.read(&mut buf) {
@@ -112,6 +214,7 @@ impl TcpUa {
         };
         let mut buf = [0u8; 16 * 1024];
         self.stream
+            .socket()
             .set_read_timeout(Some(left.max(Duration::from_millis(1))))
             .unwrap();
         match self.stream.read(&mut buf) {

@@ -26,6 +26,9 @@ pub(super) struct Forwarding {
     pub branch: BranchKey,
     /// Proxy-Authorization was checked, so our credentials are to be removed.
     pub authenticated: bool,
+    /// The request is for a `sips:` URI: our Record-Route must be one too (section 16.6
+    /// item 4).
+    pub sips: bool,
 }
 
 /// `Record-Route: <sip:` `;transport=tcp;lr>` CRLF around the advertised address.
@@ -138,11 +141,11 @@ impl Core {
             // Nearest the callee: how it reaches us. When the request changes transport on its
             // way through, a second entry says how the caller reaches us, so in-dialog requests
             // go back over the transport each side used (both are consumed on the way back).
-            record_route_line(&mut self.edits, at, adv, dest.transport);
+            record_route_line(&mut self.edits, at, adv, dest.transport, fwd.sips);
             if rq.src.transport != dest.transport {
                 let inbound = Target::new(rq.src.transport, rq.src.addr);
                 let adv_in = cfg.local.advertised(rq.socket, &inbound);
-                record_route_line(&mut self.edits, at, adv_in, rq.src.transport);
+                record_route_line(&mut self.edits, at, adv_in, rq.src.transport, fwd.sips);
             }
         }
         let conn = rq.src.conn;
@@ -185,11 +188,18 @@ impl Core {
     }
 }
 
-/// `Record-Route: <sip:ADV[;transport=tcp];lr>` at `at` (UDP, the default, names none).
-fn record_route_line(edits: &mut Edits, at: usize, adv: &str, transport: Transport) {
+/// `Record-Route: <sip:ADV[;transport=tcp];lr>` at `at` (UDP, the default, names none); for
+/// a `sips:` request over TLS, `<sips:ADV;lr>` (TLS is what sips: means).
+fn record_route_line(edits: &mut Edits, at: usize, adv: &str, transport: Transport, sips: bool) {
+    let sips = sips && transport == Transport::Tls;
     edits.insert_with(at, |w| {
-        w.bytes(b"Record-Route: <sip:").bytes(adv.as_bytes());
-        if transport != Transport::Udp {
+        w.bytes(if sips {
+            b"Record-Route: <sips:"
+        } else {
+            b"Record-Route: <sip:"
+        })
+        .bytes(adv.as_bytes());
+        if transport != Transport::Udp && !sips {
             w.bytes(b";transport=").bytes(transport.name().as_bytes());
         }
         w.bytes(b";lr>\r\n");

@@ -86,6 +86,7 @@ impl Core {
             max_forwards,
             authenticated,
             branch,
+            sips: routing.target.scheme == crate::sip::Scheme::Sips,
         };
         self.edit(rq, &routing, &fwd)
     }

@@ -12,11 +12,26 @@ use super::route::Routing;
 use super::{Core, Incoming, Stage};
 
 impl Core {
-    /// The destination. A new Request-URI (the binding's contact, or the real target a strict
+    /// The destination; a request for a `sips:` URI only ever leaves over TLS (RFC 3261
+    /// sections 19.1 and 26.2.2): one whose next hop is not TLS is refused, never downgraded.
+    pub(super) fn target(&mut self, rq: &Incoming<'_, '_>, routing: &Routing<'_>) -> Stage<Target> {
+        let dest = self.destination(rq, routing)?;
+        if routing.target.scheme == Scheme::Sips && dest.transport != Transport::Tls {
+            self.counters.sips_refused += 1;
+            return self.refuse(
+                rq,
+                480,
+                "Temporarily Unavailable - sips: target not over TLS",
+            );
+        }
+        ControlFlow::Continue(dest)
+    }
+
+    /// Where the request goes. A new Request-URI (the binding's contact, or the real target a strict
     /// router moved into Route) is recorded in `self.edits` here, where it is decided: the
     /// contact borrows the table, so carrying it on to the edit stage would cost a copy or a
     /// second lookup.
-    pub(super) fn target(&mut self, rq: &Incoming<'_, '_>, routing: &Routing<'_>) -> Stage<Target> {
+    fn destination(&mut self, rq: &Incoming<'_, '_>, routing: &Routing<'_>) -> Stage<Target> {
         if routing.ours {
             return self.registered(rq, &routing.target);
         }
@@ -86,11 +101,13 @@ impl Core {
 }
 
 /// The transport a URI asks for (RFC 3263 section 4.1, without DNS): its `transport`
-/// parameter, else TLS for `sips:`, else UDP.
+/// parameter, else UDP; a `sips:` URI means TLS whether it says `transport=tcp` or nothing
+/// (`transport=udp` stays UDP, which the target stage then refuses).
 pub fn uri_transport(uri: &Uri<'_>) -> Transport {
-    match uri.param(b"transport").and_then(Transport::from_token) {
-        Some(t) => t,
-        None if uri.scheme == Scheme::Sips => Transport::Tls,
-        None => Transport::Udp,
+    let asked = uri.param(b"transport").and_then(Transport::from_token);
+    match (uri.scheme, asked) {
+        (Scheme::Sips, None | Some(Transport::Tcp)) => Transport::Tls,
+        (_, Some(t)) => t,
+        (_, None) => Transport::Udp,
     }
 }

@@ -10,10 +10,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use futures_lite::FutureExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
 use super::TcpSettings;
@@ -40,6 +39,8 @@ pub enum CloseReason {
     Framing,
     /// Opening it failed or timed out.
     ConnectFailed,
+    /// The TLS handshake failed, timed out or found no place (counted by the TLS counters).
+    Handshake,
     /// The node is stopping.
     Shutdown,
 }
@@ -182,10 +183,10 @@ impl Conn {
 /// [`WRITE_BATCH`] bytes): the readers of a busy shard queue a message per forwarded request,
 /// and a writer taking them one write (one turn of the executor) at a time would fall behind
 /// the readers and disconnect a peer that reads perfectly well.
-pub async fn write_loop(
+pub async fn write_loop<S: AsyncWrite + Unpin>(
     conn: Rc<Conn>,
     rx: LocalReceiver<Out>,
-    mut wr: WriteHalf<TcpStream>,
+    mut wr: WriteHalf<S>,
 ) -> CloseReason {
     // Allocated on the first gathered write only: an idle connection costs no write buffer.
     let mut batch: Vec<u8> = Vec::new();
@@ -243,9 +244,9 @@ pub enum Event<'a> {
 
 /// Read and frame until the peer goes, a deadline passes or the framing breaks. Keep-alive
 /// pings are answered here; every message and the break go to `on_event`.
-pub async fn read_loop(
+pub async fn read_loop<S: AsyncRead + Unpin>(
     conn: &Conn,
-    mut rd: ReadHalf<TcpStream>,
+    mut rd: ReadHalf<S>,
     cfg: &TcpSettings,
     mut on_event: impl FnMut(Event<'_>),
 ) -> CloseReason {
@@ -307,8 +308,8 @@ enum ReadError {
 }
 
 /// One read, or `Timeout` when nothing comes within `limit`.
-async fn read_within(
-    rd: &mut ReadHalf<TcpStream>,
+async fn read_within<S: AsyncRead + Unpin>(
+    rd: &mut ReadHalf<S>,
     chunk: &mut [u8],
     limit: Duration,
 ) -> Result<usize, ReadError> {

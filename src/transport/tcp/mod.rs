@@ -7,9 +7,13 @@
 //! shard ([`ConnId::shard`]); a message that must leave on another shard's connection is handed
 //! to that shard over a ring ([`handoff`]). A send that names no open connection reuses the
 //! newest one to that address on this shard, or opens one.
+//!
+//! TLS is this same transport with a handshake before the first byte ([`secure`]): each shard
+//! has a second [`Tcp`], for TLS, with its own table and counters.
 
 pub mod conn;
 pub mod handoff;
+pub mod secure;
 pub mod table;
 
 use std::cell::RefCell;
@@ -19,11 +23,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::counters::TcpCounters;
 use crate::sip::{ConnId, Source, Transport};
 use conn::{CloseReason, Conn, Event, Queued};
+use secure::TlsSide;
 use table::{ConnTable, Refusal};
 
 /// Limits and timeouts of the TCP transport (each a flag; see docs/tuning.md).
@@ -42,7 +48,8 @@ pub struct TcpSettings {
 
 /// What a connection's messages are handed to: the shard's core and its sends.
 pub trait StreamHost: 'static {
-    fn tcp(&self) -> &Tcp;
+    /// The shard's transport for `TCP` or `TLS`.
+    fn stream(&self, transport: Transport) -> &Tcp;
     /// One whole message from `src` on `listener`: decide it and send what comes out.
     fn on_stream_message(&self, src: Source, listener: usize, msg: &[u8]);
     /// A stream that cannot be framed any more: answer it when the bytes allow (the
@@ -59,22 +66,43 @@ pub trait StreamHost: 'static {
     fn fall_back_to_udp(&self, to: SocketAddr, bytes: Box<[u8]>);
 }
 
-/// One shard's TCP transport.
+/// One shard's TCP transport, or its TLS transport (TCP with [`TlsSide`]).
 pub struct Tcp {
+    transport: Transport,
     cfg: TcpSettings,
     table: RefCell<ConnTable<Conn>>,
     /// Connections of the whole node (every shard's), for `--tcp-max-connections`.
     node_connections: Arc<AtomicUsize>,
     pub counters: RefCell<TcpCounters>,
+    /// The handshakes, for TLS.
+    pub tls: Option<TlsSide>,
 }
 
 impl Tcp {
+    /// The TCP transport of shard `shard`.
     pub fn new(shard: u16, cfg: TcpSettings, node_connections: Arc<AtomicUsize>) -> Tcp {
         Tcp {
+            transport: Transport::Tcp,
             cfg,
             table: RefCell::new(ConnTable::new(shard, cfg.max_per_ip_per_shard)),
             node_connections,
             counters: RefCell::new(TcpCounters::default()),
+            tls: None,
+        }
+    }
+
+    /// The TLS transport of shard `shard`: TCP's limits (and node-wide connection count),
+    /// its own connections.
+    pub fn new_tls(
+        shard: u16,
+        cfg: TcpSettings,
+        node_connections: Arc<AtomicUsize>,
+        tls: TlsSide,
+    ) -> Tcp {
+        Tcp {
+            transport: Transport::Tls,
+            tls: Some(tls),
+            ..Tcp::new(shard, cfg, node_connections)
         }
     }
 
@@ -124,9 +152,14 @@ impl Tcp {
             CloseReason::Backlog => c.closed_backlog += 1,
             CloseReason::Framing => c.closed_framing += 1,
             CloseReason::ConnectFailed => c.connect_failed += 1,
-            CloseReason::Peer | CloseReason::Shutdown => {}
+            CloseReason::Peer | CloseReason::Shutdown | CloseReason::Handshake => {}
         }
-        log::debug!("tcp {} ({:?}): closed: {why:?}", conn.peer, conn.id);
+        log::debug!(
+            "{} {} ({:?}): closed: {why:?}",
+            self.transport.name(),
+            conn.peer,
+            conn.id
+        );
     }
 
     /// Close every connection (at shutdown).
@@ -166,7 +199,12 @@ impl Tcp {
 }
 
 /// Accept connections on one listener of this shard, forever (until the task is cancelled).
-pub async fn accept_loop<H: StreamHost>(host: Rc<H>, listener: TcpListener, idx: usize) {
+pub async fn accept_loop<H: StreamHost>(
+    host: Rc<H>,
+    transport: Transport,
+    listener: TcpListener,
+    idx: usize,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -179,7 +217,7 @@ pub async fn accept_loop<H: StreamHost>(host: Rc<H>, listener: TcpListener, idx:
         let Ok(peer) = stream.peer_addr() else {
             continue;
         };
-        let tcp = host.tcp();
+        let tcp = host.stream(transport);
         if let Err(r) = tcp.admit(peer) {
             tcp.count_refusal(r);
             drop(stream);
@@ -187,7 +225,11 @@ pub async fn accept_loop<H: StreamHost>(host: Rc<H>, listener: TcpListener, idx:
         }
         tcp.counters.borrow_mut().accepted += 1;
         let conn = tcp.register(peer, idx);
-        start(&host, conn, stream);
+        let _ = stream.set_nodelay(true);
+        match transport {
+            Transport::Tls => secure::accept(&host, conn, stream),
+            _ => start(&host, transport, conn, stream, false),
+        }
     }
 }
 
@@ -195,12 +237,13 @@ pub async fn accept_loop<H: StreamHost>(host: Rc<H>, listener: TcpListener, idx:
 /// `fallback_udp`: see [`Target::fallback_udp`](crate::sip::Target).
 pub fn connect_and_send<H: StreamHost>(
     host: &Rc<H>,
+    transport: Transport,
     to: SocketAddr,
     listener: usize,
     bytes: &[u8],
     fallback_udp: bool,
 ) {
-    let tcp = host.tcp();
+    let tcp = host.stream(transport);
     if let Err(r) = tcp.admit(to) {
         tcp.count_refusal(r);
         tcp.counters.borrow_mut().unsent += 1;
@@ -213,13 +256,17 @@ pub fn connect_and_send<H: StreamHost>(
     let task = glommio::spawn_local(async move {
         match TcpStream::connect_timeout(to, timeout).await {
             Ok(stream) => {
-                h.tcp().counters.borrow_mut().connected += 1;
-                start(&h, c, stream);
+                h.stream(transport).counters.borrow_mut().connected += 1;
+                let _ = stream.set_nodelay(true);
+                match transport {
+                    Transport::Tls => secure::connect(&h, c, stream).await,
+                    _ => start(&h, transport, c, stream, false),
+                }
             }
             Err(e) => {
-                log::debug!("tcp connect to {to}: {e}");
+                log::debug!("{} connect to {to}: {e}", transport.name());
                 let fallbacks = c.take_fallbacks().await;
-                h.tcp().close(&c, CloseReason::ConnectFailed);
+                h.stream(transport).close(&c, CloseReason::ConnectFailed);
                 for bytes in fallbacks {
                     h.fall_back_to_udp(to, bytes);
                 }
@@ -230,15 +277,19 @@ pub fn connect_and_send<H: StreamHost>(
     conn.adopt_task(task);
 }
 
-/// Start the reader and writer of an established connection.
-fn start<H: StreamHost>(host: &Rc<H>, conn: Rc<Conn>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
+/// Start the reader and writer of an established connection (over TLS: once the handshake
+/// is done; `trusted`: its peer proved a `--tls-trust` name).
+fn start<H, S>(host: &Rc<H>, transport: Transport, conn: Rc<Conn>, stream: S, trusted: bool)
+where
+    H: StreamHost,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let (rd, wr) = futures_lite::io::split(stream);
     if let Some(rx) = conn.take_outbox() {
         let (h, c) = (Rc::clone(host), Rc::clone(&conn));
         let writer = glommio::spawn_local(async move {
             let why = conn::write_loop(Rc::clone(&c), rx, wr).await;
-            h.tcp().close(&c, why);
+            h.stream(transport).close(&c, why);
         })
         .detach();
         conn.adopt_task(writer);
@@ -246,11 +297,12 @@ fn start<H: StreamHost>(host: &Rc<H>, conn: Rc<Conn>, stream: TcpStream) {
     let (h, c) = (Rc::clone(host), Rc::clone(&conn));
     let reader = glommio::spawn_local(async move {
         let src = Source {
-            transport: Transport::Tcp,
+            transport,
             addr: c.peer,
             conn: Some(c.id),
+            trusted,
         };
-        let cfg = h.tcp().cfg;
+        let cfg = h.stream(transport).cfg;
         let why = conn::read_loop(&c, rd, &cfg, |ev| match ev {
             Event::Message(msg) => h.on_stream_message(src, c.listener, msg),
             Event::Broken(bytes, e) => {
@@ -261,7 +313,7 @@ fn start<H: StreamHost>(host: &Rc<H>, conn: Rc<Conn>, stream: TcpStream) {
         .await;
         // After a framing error the writer closes the connection once the answer is out.
         if why != CloseReason::Framing {
-            h.tcp().close(&c, why);
+            h.stream(transport).close(&c, why);
         }
     })
     .detach();

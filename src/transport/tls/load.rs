@@ -1,0 +1,113 @@
+//! Certificates and keys from PEM files into rustls configurations, once at start-up and again
+//! on SIGHUP. Only here are TLS files read; the shards receive finished `Arc`s.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::{ClientAuth, TlsSettings};
+
+/// TLS sessions each server config remembers for resumption by session id (TLS 1.2); TLS 1.3
+/// resumes with tickets, which need no memory here.
+const SESSION_CACHE: usize = 16 * 1024;
+
+/// The cryptography: ring, well kept and free of C libraries. rustls marks it deprecated only
+/// because it has no post-quantum key exchange yet; a later rustls can switch to aws-lc-rs here.
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain (leaf first) from a PEM file.
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    Ok(chain)
+}
+
+/// The first private key (PKCS#8, SEC1 or PKCS#1) of a PEM file.
+fn key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The trust anchors: `--tls-ca`, else the system's roots.
+fn roots(ca: Option<&Path>) -> Result<Arc<RootCertStore>, String> {
+    let mut store = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for cert in certs(path)? {
+                store
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                log::warn!("tls: no system root certificate found; give --tls-ca");
+            }
+        }
+    }
+    Ok(Arc::new(store))
+}
+
+/// The server side, when `--tls-cert` is given: our chain and key, client certificates as
+/// `--tls-verify-client` asks, session ids and tickets for resumption.
+pub fn server_config(s: &TlsSettings) -> Result<Option<Arc<ServerConfig>>, String> {
+    let (Some(cert), Some(key_path)) = (&s.cert, &s.key) else {
+        return Ok(None);
+    };
+    let provider = provider();
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?;
+    let builder = match s.verify_client {
+        ClientAuth::None => builder.with_no_client_auth(),
+        mode => {
+            let roots = roots(s.ca.as_deref())?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
+            let verifier = match mode {
+                ClientAuth::Optional => verifier.allow_unauthenticated(),
+                _ => verifier,
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| format!("tls: {e}"))?)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs(cert)?, key(key_path)?)
+        .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| format!("tls: {e}"))?;
+    Ok(Some(Arc::new(config)))
+}
+
+/// The client side, for connections we open: servers verified against `--tls-ca` (or the
+/// system roots); our own certificate offered when we have one (mutual TLS to trunks).
+pub fn client_config(s: &TlsSettings) -> Result<Arc<ClientConfig>, String> {
+    let provider = provider();
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(roots(s.ca.as_deref())?, Arc::clone(&provider))
+            .build()
+            .map_err(|e| format!("tls: {e}"))?;
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_webpki_verifier(verifier);
+    let config = match (&s.cert, &s.key) {
+        (Some(cert), Some(key_path)) => builder
+            .with_client_auth_cert(certs(cert)?, key(key_path)?)
+            .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?,
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
