@@ -271,6 +271,8 @@ fn client_certificates_are_required_refused_and_trusted() {
         "sipshard_tls_handshakes_total{shard=\"total\",result=\"bad_certificate\"}",
         |v| v == 3,
     );
+    // The trunk's REGISTER and INVITE.
+    assert_metric(&p, "sipshard_auth_trusted_total{shard=\"total\"}", |v| v == 2);
 }
 
 #[test]

@@ -358,6 +358,17 @@ pub static FAMILIES: &[Family] = &[
         ),
     },
     Family {
+        name: "sipshard_auth_trusted_total",
+        help: "Requests let through without credentials: their TLS peer's verified certificate \
+               names a --tls-trust name.",
+        kind: Kind::Counter,
+        label: None,
+        sparse: false,
+        node: Node::Sum,
+        read: |s, _| s.counters.auth_trusted,
+        log: Log::No,
+    },
+    Family {
         name: "sipshard_auth_reloads_total",
         help: "Users files (SIGHUP) applied by the shard after start-up.",
         kind: Kind::Counter,
