@@ -44,8 +44,18 @@ fn main() {
         }
     };
     // logfmt on stderr: one event per line, `key=value`, easy to grep and to ship.
+    // rustls logs what every peer does wrong (a renegotiation attempt, a bad alert) at warn: a
+    // hostile client could fill the log with it. sipshard counts those failures itself
+    // (tls_handshakes_total), so rustls speaks only at debug and below.
+    let level = args.effective_log_level();
+    let rustls_level = if level >= log::LevelFilter::Debug {
+        level
+    } else {
+        level.min(log::LevelFilter::Error)
+    };
     env_logger::Builder::new()
-        .filter_level(args.effective_log_level())
+        .filter_level(level)
+        .filter_module("rustls", rustls_level)
         .format(|out, record| {
             use std::io::Write;
             writeln!(

@@ -272,7 +272,9 @@ fn client_certificates_are_required_refused_and_trusted() {
         |v| v == 3,
     );
     // The trunk's REGISTER and INVITE.
-    assert_metric(&p, "sipshard_auth_trusted_total{shard=\"total\"}", |v| v == 2);
+    assert_metric(&p, "sipshard_auth_trusted_total{shard=\"total\"}", |v| {
+        v == 2
+    });
 }
 
 #[test]
@@ -512,4 +514,76 @@ fn hostile_connections_are_closed_and_nothing_else_is_touched() {
         |v| v >= 1,
     );
     answers(&mut good, p.tls, "after");
+}
+
+/// OpenSSL's command-line client (Debian `openssl`): the one peer here that attempts a TLS 1.2
+/// renegotiation, which rustls clients never do.
+fn openssl() -> std::path::PathBuf {
+    sipshard_testkit::peers::require("openssl")
+}
+
+#[test]
+fn renegotiation_is_refused_and_a_cut_record_fails_only_its_own_connection() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let openssl = openssl();
+    let scratch = Scratch::new("tls-reneg");
+    let pki = Pki::new(scratch.path(), "reneg");
+    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    let p = start(&scratch, &server, &["--shards", "1"]);
+    let mut good = TcpUa::connect_tls(p.tls, pki.client(None), "localhost");
+    answers(&mut good, p.tls, "before");
+    // TLS 1.2, then "R" asks s_client to renegotiate; rustls refuses (no_renegotiation).
+    let mut child = Command::new(openssl)
+        .args(["s_client", "-tls1_2", "-connect"])
+        .arg(p.tls.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl s_client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let (tx, said) = std::sync::mpsc::channel();
+    lines_into(child.stdout.take().expect("stdout"), tx.clone());
+    lines_into(child.stderr.take().expect("stderr"), tx);
+    let mut said = std::iter::from_fn(move || said.recv_timeout(Duration::from_secs(3)).ok());
+    assert!(
+        said.any(|l| l.contains("Verify return code")),
+        "s_client did not finish its handshake"
+    );
+    stdin.write_all(b"R\n").unwrap();
+    let renegotiating = said.any(|l| l.contains("RENEGOTIATING"));
+    assert!(renegotiating, "s_client did not try to renegotiate");
+    // A handshake record cut short, then the client goes away.
+    let mut cut = TcpStream::connect(p.tls).unwrap();
+    cut.write_all(&[0x16, 0x03, 0x01, 0x00, 0xf0, 0x01, 0x00])
+        .unwrap();
+    drop(cut);
+    assert_metric(
+        &p,
+        "sipshard_tls_handshakes_total{shard=\"total\",result=\"failed\"}",
+        |v| v == 1,
+    );
+    // The shard has read both by the time it answers this (one shard, reads in turn).
+    answers(&mut good, p.tls, "after");
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = p.proxy.log();
+    assert!(
+        !log.contains("level=warn target=rustls"),
+        "rustls logged at warn:\n{log}"
+    );
+}
+
+/// The lines `out` produces, as they come, into `tx` (a reader thread ends with the stream).
+fn lines_into(out: impl Read + Send + 'static, tx: std::sync::mpsc::Sender<String>) {
+    use std::io::BufRead;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
 }
