@@ -11,6 +11,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 pub mod stream;
+pub mod tls;
 
 pub use mmsg::Wait;
 use mmsg::{RecvHeaders, SendHeaders};

@@ -1,14 +1,94 @@
-//! The TCP side of the flooder (`udp-flood run --transport tcp`): requests go to the proxy over a
-//! few persistent connections, and the sink is a listener that accepts the connections the
-//! proxy opens and counts the messages on them. Messages are cut by sipshard's own stream framer
-//! (Content-Length, RFC 3261 section 18.3), the same for every system under test.
+//! The TCP and TLS side of the flooder (`udp-flood run --transport tcp|tls`): requests go to
+//! the proxy over a few persistent connections, and the sink is a listener that accepts the
+//! connections the proxy opens and counts the messages on them. Messages are cut by sipshard's
+//! own stream framer (Content-Length, RFC 3261 section 18.3), the same for every system under
+//! test. Over TLS (rustls) the handshakes are done before anything is measured.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection, StreamOwned};
 use sipshard::sip::{Frame, Framer};
 use socket2::{Domain, Protocol, Socket, Type};
+
+/// A connection: plain TCP, or TLS over it from either side.
+enum Wire {
+    Plain(TcpStream),
+    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
+    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl Wire {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Wire::Plain(s) => s,
+            Wire::Client(s) => &s.sock,
+            Wire::Server(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.read(buf),
+            Wire::Client(s) => s.read(buf),
+            Wire::Server(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Wire::Plain(s) => s.write(buf),
+            Wire::Client(s) => s.write(buf),
+            Wire::Server(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Wire::Plain(s) => s.flush(),
+            Wire::Client(s) => s.flush(),
+            Wire::Server(s) => s.flush(),
+        }
+    }
+}
+
+/// Over TLS: how the flooder's connections verify the proxy, and the sink's certificate.
+#[derive(Clone)]
+pub struct Tls {
+    pub client: Arc<ClientConfig>,
+    /// The name the proxy's certificate must carry.
+    pub name: ServerName<'static>,
+    pub sink: Option<Arc<ServerConfig>>,
+}
+
+/// Open a connection to `proxy` (over TLS when `tls` says so, the handshake done) and make it
+/// non-blocking.
+fn open(proxy: SocketAddr, tls: Option<&Tls>) -> io::Result<Wire> {
+    let tcp = TcpStream::connect_timeout(&proxy, Duration::from_secs(5))?;
+    tcp.set_nodelay(true)?;
+    let wire = match tls {
+        None => Wire::Plain(tcp),
+        Some(t) => {
+            let conn = ClientConnection::new(Arc::clone(&t.client), t.name.clone())
+                .map_err(io::Error::other)?;
+            let mut s = StreamOwned::new(conn, tcp);
+            s.sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+            while s.conn.is_handshaking() {
+                s.conn.complete_io(&mut s.sock)?;
+            }
+            Wire::Client(Box::new(s))
+        }
+    };
+    wire.socket().set_nonblocking(true)?;
+    Ok(wire)
+}
 
 /// Bytes a source connection may hold unsent before the flooder stops queueing on it (the
 /// proxy is not reading: what is not queued counts as not sent, as a full UDP buffer would).
@@ -20,16 +100,16 @@ const MAX_MESSAGE: usize = 64 * 1024;
 
 /// Bytes received on one connection and the framer cutting them into messages.
 struct Reader {
-    tcp: TcpStream,
+    wire: Wire,
     buf: Vec<u8>,
     framer: Framer,
     open: bool,
 }
 
 impl Reader {
-    fn new(tcp: TcpStream) -> Reader {
+    fn new(wire: Wire) -> Reader {
         Reader {
-            tcp,
+            wire,
             buf: Vec::with_capacity(READ_CHUNK),
             framer: Framer::new(MAX_MESSAGE),
             open: true,
@@ -42,7 +122,7 @@ impl Reader {
         while self.open {
             let have = self.buf.len();
             self.buf.resize(have + READ_CHUNK, 0);
-            let got = self.tcp.read(&mut self.buf[have..]);
+            let got = self.wire.read(&mut self.buf[have..]);
             self.buf.truncate(have + *got.as_ref().unwrap_or(&0));
             match got {
                 Ok(0) => self.open = false,
@@ -85,14 +165,12 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Open `n` connections to `proxy`.
-    pub fn connect(proxy: SocketAddr, n: usize) -> io::Result<Sources> {
+    /// Open `n` connections to `proxy`, over TLS with `tls`.
+    pub fn connect(proxy: SocketAddr, n: usize, tls: Option<&Tls>) -> io::Result<Sources> {
         let mut conns = Vec::with_capacity(n);
         for _ in 0..n.max(1) {
-            let tcp = TcpStream::connect_timeout(&proxy, Duration::from_secs(5))?;
-            tcp.set_nodelay(true)?;
-            tcp.set_nonblocking(true)?;
-            conns.push((Reader::new(tcp), Vec::with_capacity(MAX_QUEUED)));
+            let wire = open(proxy, tls)?;
+            conns.push((Reader::new(wire), Vec::with_capacity(MAX_QUEUED)));
         }
         Ok(Sources { conns })
     }
@@ -123,7 +201,7 @@ impl Sources {
         }
         let mut done = 0;
         while done < queue.len() {
-            match (&reader.tcp).write(&queue[done..]) {
+            match reader.wire.write(&queue[done..]) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(k) => done += k,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -151,10 +229,12 @@ impl Sources {
 pub struct Sink {
     listener: TcpListener,
     conns: Vec<Reader>,
+    /// Over TLS: the sink's certificate (the handshake runs as the first reads come).
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Sink {
-    pub fn bind(addr: SocketAddr) -> io::Result<Sink> {
+    pub fn bind(addr: SocketAddr, tls: Option<Arc<ServerConfig>>) -> io::Result<Sink> {
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         s.set_reuse_address(true)?;
         s.bind(&addr.into())?;
@@ -163,6 +243,7 @@ impl Sink {
         Ok(Sink {
             listener: s.into(),
             conns: Vec::new(),
+            tls,
         })
     }
 
@@ -170,25 +251,36 @@ impl Sink {
     /// many.
     pub fn drain(&mut self, mut each: impl FnMut(&[u8])) -> u64 {
         while let Ok((tcp, _)) = self.listener.accept() {
-            if tcp.set_nonblocking(true).is_ok() {
-                self.conns.push(Reader::new(tcp));
+            if tcp.set_nonblocking(true).is_err() {
+                continue;
             }
+            let wire = match &self.tls {
+                None => Wire::Plain(tcp),
+                Some(config) => match ServerConnection::new(Arc::clone(config)) {
+                    Ok(conn) => Wire::Server(Box::new(StreamOwned::new(conn, tcp))),
+                    Err(_) => continue,
+                },
+            };
+            self.conns.push(Reader::new(wire));
         }
         self.conns.iter_mut().map(|r| r.drain(&mut each)).sum()
     }
 }
 
-/// Open `n` idle connections to `proxy` (for the memory measurement), stopping at the first
-/// failure; returns the ones that opened and the error that stopped them, if any.
-pub fn open_idle(proxy: SocketAddr, n: usize) -> (Vec<TcpStream>, Option<io::Error>) {
+/// An idle connection held open for the memory measurement.
+pub struct Idle(Wire);
+
+/// Open `n` idle connections to `proxy` (over TLS with `tls`, handshakes done), stopping at
+/// the first failure; returns the ones that opened and the error that stopped them, if any.
+pub fn open_idle(proxy: SocketAddr, n: usize, tls: Option<&Tls>) -> (Vec<Idle>, Option<io::Error>) {
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
-        match TcpStream::connect_timeout(&proxy, Duration::from_secs(5)) {
+        match open(proxy, tls) {
             Ok(c) => {
                 // Closed with a reset: 10,000 connections must not leave 10,000 ports in
                 // TIME_WAIT for the next system measured.
-                let _ = socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO));
-                conns.push(c);
+                let _ = socket2::SockRef::from(c.socket()).set_linger(Some(Duration::ZERO));
+                conns.push(Idle(c));
             }
             Err(e) => return (conns, Some(e)),
         }
@@ -196,11 +288,16 @@ pub fn open_idle(proxy: SocketAddr, n: usize) -> (Vec<TcpStream>, Option<io::Err
     (conns, None)
 }
 
-/// Is the connection still open? (No data, no end of stream, no error: the peer holds it.)
-pub fn still_open(c: &TcpStream) -> bool {
+/// Is the connection still open? (No data, no end of stream, no error: the peer holds it. A
+/// TLS 1.3 server's session tickets are data: read them through the connection first.)
+pub fn still_open(c: &mut Idle) -> bool {
     let mut b = [0u8; 1];
-    let _ = c.set_nonblocking(true);
-    matches!(c.peek(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock)
+    if let Wire::Client(s) = &mut c.0 {
+        if !matches!(s.read(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock) {
+            return false;
+        }
+    }
+    matches!(c.0.socket().peek(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock)
 }
 
 #[cfg(test)]
@@ -209,9 +306,9 @@ mod tests {
 
     #[test]
     fn sources_reach_the_sink_as_whole_messages() {
-        let mut sink = Sink::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut sink = Sink::bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
         let addr = sink.listener.local_addr().unwrap();
-        let mut src = Sources::connect(addr, 2).unwrap();
+        let mut src = Sources::connect(addr, 2, None).unwrap();
         let msg = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 2\r\n\r\nhi";
         for i in 0..100 {
             assert_eq!(

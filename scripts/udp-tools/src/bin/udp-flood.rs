@@ -14,6 +14,7 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
@@ -39,11 +40,31 @@ enum Cmd {
     Idle(IdleArgs),
 }
 
+/// `--transport tls`: the PEM files the connections use.
+#[derive(ClapArgs, Clone)]
+struct TlsArgs {
+    /// CA that issued the proxy's certificate (the proxy must prove `--tls-name`).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// The name the proxy's certificate carries.
+    #[arg(long, default_value = "localhost")]
+    tls_name: String,
+    /// The sink's certificate and key (the proxy connects to the sink over TLS).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+}
+
 #[derive(ClapArgs)]
 struct IdleArgs {
-    /// The proxy under test (TCP).
+    /// The proxy under test (TCP, or TLS with `--transport tls`).
     #[arg(long)]
     proxy: SocketAddr,
+    #[arg(long, default_value = "tcp", value_parser = ["tcp", "tls"])]
+    transport: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Connections to open.
     #[arg(long, default_value_t = 10_000)]
     connections: usize,
@@ -68,8 +89,8 @@ struct RegisterArgs {
     /// Address the binding points to (the sink of `run`).
     #[arg(long)]
     contact: SocketAddr,
-    /// Transport of the contact (`tcp`: the proxy reaches the sink over TCP).
-    #[arg(long, default_value = "udp", value_parser = ["udp", "tcp"])]
+    /// Transport of the contact (`tcp`, `tls`: the proxy reaches the sink over it).
+    #[arg(long, default_value = "udp", value_parser = ["udp", "tcp", "tls"])]
     transport: String,
     #[arg(long, default_value_t = 3600)]
     expires: u32,
@@ -94,10 +115,12 @@ struct RunArgs {
     /// Source sockets (ports) the requests come from, used in turn; over TCP, connections.
     #[arg(long, default_value_t = 16)]
     sources: usize,
-    /// `udp`, or `tcp`: requests go over `--sources` persistent connections to the proxy, and
-    /// the sink is a TCP listener (register the sink with `--transport tcp`).
-    #[arg(long, default_value = "udp", value_parser = ["udp", "tcp"])]
+    /// `udp`, or `tcp`/`tls`: requests go over `--sources` persistent connections to the
+    /// proxy, and the sink is a TCP (TLS) listener (register the sink with the same transport).
+    #[arg(long, default_value = "udp", value_parser = ["udp", "tcp", "tls"])]
     transport: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// Datagrams per sendmmsg at most.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -644,14 +667,17 @@ fn measure(f: &mut Flood, a: &RunArgs, rate: u64, kind: &str) -> StepResult {
 fn run(a: RunArgs) -> Result<(), String> {
     let sink =
         bind_udp(a.sink, Some(64 << 20), true).map_err(|e| format!("sink {}: {e}", a.sink))?;
-    let tcp = a.transport == "tcp";
+    let tcp = a.transport != "udp";
+    let tls = tls_setup(&a.transport, &a.tls)?;
     let tcp_sink = if tcp {
-        Some(stream::Sink::bind(a.sink).map_err(|e| format!("TCP sink {}: {e}", a.sink))?)
+        let sink_tls = tls.as_ref().and_then(|t| t.sink.clone());
+        let s = stream::Sink::bind(a.sink, sink_tls);
+        Some(s.map_err(|e| format!("TCP sink {}: {e}", a.sink))?)
     } else {
         None
     };
     let tcp_sources = if tcp {
-        let s = stream::Sources::connect(a.proxy, a.sources.max(1));
+        let s = stream::Sources::connect(a.proxy, a.sources.max(1), tls.as_ref());
         Some(s.map_err(|e| format!("connecting to {}: {e}", a.proxy))?)
     } else {
         None
@@ -824,10 +850,10 @@ fn register(a: RegisterArgs) -> Result<(), String> {
     let local = sock.local_addr().map_err(|e| e.to_string())?;
     set_receive_timeout(&sock, Duration::from_secs(1)).map_err(|e| e.to_string())?;
     let (user, proxy, contact, expires) = (&a.user, a.proxy, a.contact, a.expires);
-    let param = if a.transport == "tcp" {
-        ";transport=tcp"
-    } else {
-        ""
+    let param = match a.transport.as_str() {
+        "tcp" => ";transport=tcp",
+        "tls" => ";transport=tls",
+        _ => "",
     };
     for attempt in 1..=3u32 {
         let req = format!(
@@ -876,14 +902,19 @@ fn idle(a: IdleArgs) -> Result<(), String> {
     udp_tools::raise_open_files(a.connections as u64 + 1024);
     let pids = process_trees(&a.pids);
     let before = udp_tools::memory_of(&pids);
-    let (conns, err) = stream::open_idle(a.proxy, a.connections);
+    let tls = tls_setup(&a.transport, &a.tls)?;
+    let (mut conns, err) = stream::open_idle(a.proxy, a.connections, tls.as_ref());
     if let Some(e) = &err {
         eprintln!("udp-flood: stopped after {} connections: {e}", conns.len());
     }
     std::thread::sleep(Duration::from_secs_f64(a.hold));
     let pids = process_trees(&a.pids);
     let after = udp_tools::memory_of(&pids);
-    let held = conns.iter().filter(|c| stream::still_open(c)).count();
+    let held = conns
+        .iter_mut()
+        .map(stream::still_open)
+        .filter(|&open| open)
+        .count();
     let n = conns.len().max(1) as f64;
     let per = |b: u64, a: u64| a.saturating_sub(b) as f64 / n;
     eprintln!(
@@ -959,4 +990,22 @@ mod tests {
         assert_eq!(l.quantile(0.5), 51);
         assert_eq!(l.quantile(1.0), 200_000);
     }
+}
+
+/// The TLS side of `--transport tls` (`None` for the other transports).
+fn tls_setup(transport: &str, a: &TlsArgs) -> Result<Option<stream::Tls>, String> {
+    if transport != "tls" {
+        return Ok(None);
+    }
+    let ca = a.tls_ca.as_ref().ok_or("--transport tls needs --tls-ca")?;
+    let sink = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(udp_tools::tls::server_config(c, k)?),
+        _ => None,
+    };
+    Ok(Some(stream::Tls {
+        client: udp_tools::tls::client_config(ca)?,
+        name: rustls_pki_types::ServerName::try_from(a.tls_name.clone())
+            .map_err(|e| format!("--tls-name: {e}"))?,
+        sink,
+    }))
 }
