@@ -957,6 +957,24 @@ fn main() {
     }
 }
 
+/// The TLS side of `--transport tls` (`None` for the other transports).
+fn tls_setup(transport: &str, a: &TlsArgs) -> Result<Option<stream::Tls>, String> {
+    if transport != "tls" {
+        return Ok(None);
+    }
+    let ca = a.tls_ca.as_ref().ok_or("--transport tls needs --tls-ca")?;
+    let sink = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(udp_tools::tls::server_config(c, k)?),
+        _ => None,
+    };
+    Ok(Some(stream::Tls {
+        client: udp_tools::tls::client_config(ca)?,
+        name: rustls_pki_types::ServerName::try_from(a.tls_name.clone())
+            .map_err(|e| format!("--tls-name: {e}"))?,
+        sink,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -990,22 +1008,4 @@ mod tests {
         assert_eq!(l.quantile(0.5), 51);
         assert_eq!(l.quantile(1.0), 200_000);
     }
-}
-
-/// The TLS side of `--transport tls` (`None` for the other transports).
-fn tls_setup(transport: &str, a: &TlsArgs) -> Result<Option<stream::Tls>, String> {
-    if transport != "tls" {
-        return Ok(None);
-    }
-    let ca = a.tls_ca.as_ref().ok_or("--transport tls needs --tls-ca")?;
-    let sink = match (&a.tls_cert, &a.tls_key) {
-        (Some(c), Some(k)) => Some(udp_tools::tls::server_config(c, k)?),
-        _ => None,
-    };
-    Ok(Some(stream::Tls {
-        client: udp_tools::tls::client_config(ca)?,
-        name: rustls_pki_types::ServerName::try_from(a.tls_name.clone())
-            .map_err(|e| format!("--tls-name: {e}"))?,
-        sink,
-    }))
 }
