@@ -27,6 +27,12 @@
 # $IDLE_CONNECTIONS idle connections and reports the proxy's memory per connection (PSS of its
 # whole process tree, so Kamailio's shared memory counts once; udp-flood idle).
 #
+# Over TLS (scripts/bench.sh tls): sipshard-tls and kamailio-tls, the same again over TLS
+# connections (ECDSA P-256 certificates from scripts/bench-tls-certs.sh; sipshard on
+# tls:127.0.0.1:5061, Kamailio on tls:127.0.0.1:5071 with one TCP worker and its TLS module);
+# the flooder's connections verify the proxy, the proxy's connection to the sink verifies the
+# sink. The REGISTER still comes over UDP. Idle connections are TLS connections, handshakes done.
+#
 # Then the memory of the location table (cargo bench --bench location_memory, 1,000,000 AORs).
 #
 # Output: a table on stdout, $OUT_DIR/forward.json, and the raw JSON lines in $OUT_DIR/raw/.
@@ -42,6 +48,7 @@
 # FLOOD_CPU=1 FIXED_RATE=20000 FIXED_WINDOW=5 RAMP_WINDOW=2 WARMUP=1 RAMP_START=10000
 # RAMP_FACTOR=1.25 RAMP_MAX=600000 RCVBUF=4194304 MEMORY=1 PRIORITY=1 OUT_DIR=bench-results
 # OUT_JSON=$OUT_DIR/forward.json RAW=$OUT_DIR/raw TCP_SOURCES=4 IDLE_CONNECTIONS=10000
+# (TCP_SOURCES is also the number of TLS connections)
 
 set -euo pipefail
 
@@ -64,7 +71,9 @@ TCP_SOURCES=${TCP_SOURCES:-4}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 
 SIPSHARD_PORT=5060
+SIPSHARD_TLS_PORT=5061
 KAMAILIO_PORT=5070 # must match `listen` in scripts/kamailio-bench.cfg
+KAMAILIO_TLS_PORT=5071
 FLOOR_PORT=5080
 SINK=127.0.0.1:5090
 
@@ -100,8 +109,9 @@ trap 'exit 130' INT TERM
 
 port_free() { ! ss -Hltun "sport = :$1" 2>/dev/null | grep -q .; }
 
-# Is system $1 reached over TCP?
-is_tcp() { [[ "$1" == *-tcp ]]; }
+# Is system $1 reached over connections (TCP or TLS)? Over TLS?
+is_stream() { [[ "$1" == *-tcp || "$1" == *-tls ]]; }
+is_tls() { [[ "$1" == *-tls ]]; }
 
 # ---------------------------------------------------------------------------------------
 # Preconditions and build.
@@ -114,7 +124,7 @@ if [[ " $SYSTEMS " == *" kamailio"* ]] && ! command -v kamailio >/dev/null; then
 fi
 ncpu=$(nproc --all)
 ((SUT_CPU < ncpu && FLOOD_CPU < ncpu)) || die "CPUs $SUT_CPU and $FLOOD_CPU needed, $ncpu present"
-for p in $SIPSHARD_PORT $KAMAILIO_PORT $FLOOR_PORT ${SINK##*:}; do
+for p in $SIPSHARD_PORT $SIPSHARD_TLS_PORT $KAMAILIO_PORT $KAMAILIO_TLS_PORT $FLOOR_PORT ${SINK##*:}; do
     port_free "$p" || die "UDP port $p on this machine is in use"
 done
 
@@ -124,6 +134,26 @@ log "building sipshard (release) and udp-tools"
 SIPSHARD="$ROOT/target/release/sipshard"
 
 mkdir -p "$OUT_DIR" "$RAW"
+
+CERTS="$RUN_DIR/certs"
+if [[ " $SYSTEMS " == *-tls\ * ]]; then
+    "$ROOT/scripts/bench-tls-certs.sh" "$CERTS"
+    # Kamailio's TLS module reads its certificates from a file of its own; it verifies the
+    # sink as sipshard does.
+    cat >"$RUN_DIR/kamailio-tls.cfg" <<EOF
+[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+certificate = $CERTS/server.pem
+private_key = $CERTS/server.key
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = yes
+ca_list = $CERTS/ca.pem
+EOF
+fi
 
 if [[ "$PRIORITY" == 1 && -w /proc/self/autogroup ]]; then
     OLD_AUTOGROUP_NICE=$(sed -n 's/.*nice \(-\{0,1\}[0-9]*\).*/\1/p' /proc/self/autogroup)
@@ -142,17 +172,23 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 # ---------------------------------------------------------------------------------------
 # Systems under test.
 
-# Start system $1; sets SUT_PID and SUT_PORT; registers `bench` -> sink where it has a
-# registrar.
+# Start system $1; sets SUT_PID, SUT_PORT (where the REGISTER goes, over UDP) and FLOOD_PORT
+# (where the flood goes); registers `bench` -> sink where it has a registrar.
 start_sut() {
     local name=$1
     case "$name" in
-    sipshard | sipshard-nocoalesce | sipshard-2shards | sipshard-tcp)
+    sipshard | sipshard-nocoalesce | sipshard-2shards | sipshard-tcp | sipshard-tls)
         local extra=() cpus=$SUT_CPU shards=1
+        FLOOD_PORT=$SIPSHARD_PORT
         [[ "$name" == sipshard-nocoalesce ]] && extra=(--rx-coalesce-us 0)
         # The idle-connection measurement opens more connections from 127.0.0.1 than the
         # default per-address limit allows.
-        [[ "$name" == sipshard-tcp ]] && extra=(--tcp-max-connections-per-ip 50000)
+        is_stream "$name" && extra=(--tcp-max-connections-per-ip 50000)
+        if is_tls "$name"; then
+            FLOOD_PORT=$SIPSHARD_TLS_PORT
+            extra+=(--listen "tls:127.0.0.1:$FLOOD_PORT" --tls-cert "$CERTS/server.pem"
+                --tls-key "$CERTS/server.key" --tls-ca "$CERTS/ca.pem")
+        fi
         if [[ "$name" == sipshard-2shards ]]; then
             cpus="$SUT_CPU,$FLOOD_CPU"
             shards=2
@@ -163,19 +199,26 @@ start_sut() {
             >"$RAW/$name.log" 2>&1 &
         SUT_PID=$!
         ;;
-    kamailio | kamailio-tcp)
+    kamailio | kamailio-tcp | kamailio-tls)
         SUT_PORT=$KAMAILIO_PORT
+        FLOOD_PORT=$KAMAILIO_PORT
         local defines=()
-        is_tcp "$name" && defines=(-A WITH_TCP)
+        is_stream "$name" && defines=(-A WITH_TCP)
+        if is_tls "$name"; then
+            FLOOD_PORT=$KAMAILIO_TLS_PORT
+            defines=(-A WITH_TLS -A "TLS_CONFIG=\"$RUN_DIR/kamailio-tls.cfg\"")
+        fi
         mkdir -p "$RUN_DIR/kamailio"
-        # -m: shared memory (the location table and TCP connections live there), -M: private
-        # memory per process.
+        # -m: shared memory (the location table, TCP connections and their TLS buffers live
+        # there: 10,000 idle TLS connections take some 600 MB), -M: private memory per process.
+        # --atexit=no: what Kamailio's TLS module asks for with OpenSSL 1.1 and later.
         taskset -c "$SUT_CPU" kamailio -f "$ROOT/scripts/kamailio-bench.cfg" "${defines[@]}" \
-            -DD -E -m 512 -M 16 -Y "$RUN_DIR/kamailio" >"$RAW/$name.log" 2>&1 &
+            -DD -E -m 1536 -M 16 --atexit=no -Y "$RUN_DIR/kamailio" >"$RAW/$name.log" 2>&1 &
         SUT_PID=$!
         ;;
     floor)
         SUT_PORT=$FLOOR_PORT
+        FLOOD_PORT=$FLOOR_PORT
         taskset -c "$SUT_CPU" "$UDP_TOOLS/udp-floor" --listen "127.0.0.1:$SUT_PORT" \
             --to "$SINK" --rcvbuf "$RCVBUF" --max-seconds 900 >"$RAW/$name.log" 2>&1 &
         SUT_PID=$!
@@ -200,12 +243,24 @@ start_sut() {
     fi
 }
 
-transport_of() { if is_tcp "$1"; then echo tcp; else echo udp; fi; }
+transport_of() {
+    if is_tls "$1"; then echo tls; elif is_stream "$1"; then echo tcp; else echo udp; fi
+}
+
+# udp-flood's TLS flags for system $1 into the array TLS_FLAGS: the CA that verifies the
+# proxy, and the sink's certificate.
+tls_flags() {
+    TLS_FLAGS=()
+    if is_tls "$1"; then
+        TLS_FLAGS=(--tls-ca "$CERTS/ca.pem" --tls-cert "$CERTS/sink.pem" --tls-key "$CERTS/sink.key")
+    fi
+}
 
 flood() {
     local how=()
-    is_tcp "$1" && how=(--transport tcp --sources "$TCP_SOURCES")
-    taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-flood" run --proxy "127.0.0.1:$SUT_PORT" \
+    tls_flags "$1"
+    is_stream "$1" && how=(--transport "$(transport_of "$1")" --sources "$TCP_SOURCES" "${TLS_FLAGS[@]}")
+    taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-flood" run --proxy "127.0.0.1:$FLOOD_PORT" \
         --sink "$SINK" --user bench --label "$1" --pid "$SUT_PID" --warmup "$WARMUP" \
         "${how[@]}" "${@:2}"
 }
@@ -216,8 +271,10 @@ for name in $SYSTEMS; do
     flood "$name" --rate "$FIXED_RATE" --window "$FIXED_WINDOW" >"$RAW/$name.fixed.jsonl"
     flood "$name" --ramp --start "$RAMP_START" --factor "$RAMP_FACTOR" \
         --max-rate "$RAMP_MAX" --window "$RAMP_WINDOW" >"$RAW/$name.ramp.jsonl"
-    if is_tcp "$name"; then
-        taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-flood" idle --proxy "127.0.0.1:$SUT_PORT" \
+    if is_stream "$name"; then
+        tls_flags "$name"
+        taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-flood" idle --proxy "127.0.0.1:$FLOOD_PORT" \
+            --transport "$(transport_of "$name")" "${TLS_FLAGS[@]}" \
             --connections "$IDLE_CONNECTIONS" --pid "$SUT_PID" --label "$name" \
             >"$RAW/$name.idle.jsonl" || log "$name: idle connections not all opened"
     fi
@@ -287,7 +344,8 @@ def ratio(a, b, key):
 
 ratios = {}
 for sut, ref in (("sipshard", "kamailio"), ("sipshard", "floor"),
-                 ("sipshard-tcp", "kamailio-tcp"), ("sipshard-tcp", "sipshard")):
+                 ("sipshard-tcp", "kamailio-tcp"), ("sipshard-tcp", "sipshard"),
+                 ("sipshard-tls", "kamailio-tls"), ("sipshard-tls", "sipshard")):
     if sut in results and ref in results:
         ratios[f"{sut}/{ref}"] = {
             "cpu_us_per_msg": ratio(sut, ref, "cpu_us_per_msg"),
@@ -329,6 +387,18 @@ if t:
     targets["tcp_saturation_at_least_0.7x_own_udp"] = {
         "ratio": t["saturation_msgs_per_s"],
         "met": t["saturation_msgs_per_s"] is not None and t["saturation_msgs_per_s"] >= 0.7,
+    }
+t = ratios.get("sipshard-tls/kamailio-tls")
+if t:
+    targets["tls_forwarding_at_least_3x_kamailio_tls"] = {
+        "ratio": t["saturation_msgs_per_s"],
+        "met": t["saturation_msgs_per_s"] is not None and t["saturation_msgs_per_s"] >= 3.0,
+    }
+idle = (results.get("sipshard-tls") or {}).get("idle_connections")
+if idle:
+    targets["idle_tls_connection_at_most_32_KiB"] = {
+        "pss_bytes": idle["pss_bytes_per_connection"],
+        "met": idle["held"] == idle["connections"] and idle["pss_bytes_per_connection"] <= 32768,
     }
 idle = (results.get("sipshard-tcp") or {}).get("idle_connections")
 if idle:
@@ -405,7 +475,8 @@ for name, r in results.items():
         print(f"{name}: {i['connections']} idle connections ({i['held']} held): "
               f"{i['pss_bytes_per_connection']} bytes each (PSS), {i['rss_bytes_per_connection']} (RSS)")
 for key in ("tcp_saturation_at_least_5x_kamailio_tcp", "tcp_saturation_at_least_0.7x_own_udp",
-            "idle_connection_at_most_8_KiB"):
+            "idle_connection_at_most_8_KiB", "tls_forwarding_at_least_3x_kamailio_tls",
+            "idle_tls_connection_at_most_32_KiB"):
     if key in t:
         print(f"target {key}: {t[key]}")
 if memory:
