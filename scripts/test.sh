@@ -2,17 +2,30 @@
 # The single test command for sipshard.
 #
 # Integration tests talk to real SIP peers that nobody here wrote: SIPp (Debian package
-# sip-tester), Kamailio and sipsak. This script installs whichever is missing when it can (as
-# root with apt-get); otherwise it says which are missing and the tests that need them fail with
-# that message -- they never pass silently. It checks the layering of src/ (which installs
-# cargo-modules once when it is missing), then runs every test of the workspace in release
-# mode (the timing-sensitive paths are tested as they ship).
+# sip-tester), Kamailio (and its TLS module, package kamailio-tls-modules) and sipsak. This
+# script installs whichever is missing when it can (as root with apt-get); otherwise it says
+# which are missing and the tests that need them fail with that message -- they never pass
+# silently. It checks the layering of src/ (which installs cargo-modules once when it is
+# missing), then runs every test of the workspace in release mode (the timing-sensitive paths
+# are tested as they ship).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Whether Kamailio's module $1 (tls: tls.so) is installed, in the directories the tests look in
+# (crates/testkit/src/peers/kamailio.rs, module_dir).
+kamailio_module() {
+    local dir
+    for dir in /usr/lib/*/kamailio/modules /usr/lib64/kamailio/modules /usr/lib/kamailio/modules \
+        /usr/local/lib64/kamailio/modules /usr/local/lib/kamailio/modules; do
+        [ -f "$dir/$1.so" ] && return 0
+    done
+    return 1
+}
 
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || missing+=(kamailio)
+kamailio_module tls || missing+=(kamailio-tls-modules)
 command -v sipsak >/dev/null 2>&1 || missing+=(sipsak)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
@@ -24,7 +37,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         apt-get install -y -qq "${missing[@]}" >/dev/null
     else
         echo "test.sh: missing test peers: ${missing[*]}" >&2
-        echo "test.sh: install them with: apt-get install -y sip-tester kamailio sipsak" >&2
+        echo "test.sh: install them with: apt-get install -y ${missing[*]}" >&2
         echo "test.sh: the interoperability tests will fail until then" >&2
     fi
 fi

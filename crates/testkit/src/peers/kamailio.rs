@@ -4,7 +4,7 @@
 //! directory; its [`Proc`] ends all of them with the process group.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -70,6 +70,19 @@ impl Kamailio {
         self.proc.stop(Duration::from_secs(3));
         self.log()
     }
+}
+
+/// The file of Kamailio's module `name` (`"tls"`: `tls.so`) in [`module_dir`]. Some modules come
+/// in packages of their own (Debian's `kamailio-tls-modules` brings `tls.so`): a missing one
+/// fails the test saying to install `package`, as [`require`] does for a missing program.
+pub fn require_module(name: &str, package: &str) -> PathBuf {
+    let file = Path::new(&module_dir()).join(format!("{name}.so"));
+    assert!(
+        file.is_file(),
+        "Kamailio's {name} module ({}) not found: run scripts/test.sh or apt-get install -y {package}",
+        file.display()
+    );
+    file
 }
 
 /// The directory holding Kamailio's modules (Debian's, or the one next to the binary), for a
