@@ -56,14 +56,17 @@ pub struct Common {
     /// over TCP, connections per worker thread.
     #[arg(long, default_value_t = 8)]
     pub ports: usize,
-    /// `udp`, or `tcp`: every request and answer goes over persistent connections to
-    /// `--target` (opened before the run from the worker's own local ports), as SIPp's `-t t1`.
+    /// `udp`, `tcp` or `tls`: over tcp and tls every request and answer goes over persistent
+    /// connections to `--target` (opened before the run from the worker's own local ports),
+    /// as SIPp's `-t t1`; over tls each connection does a TLS handshake first.
     #[arg(long, default_value = "udp", value_parser = parse_transport)]
     pub transport: Transport,
-    /// With `--transport tcp`: connections in all, spread over the worker threads (replaces
-    /// `--ports`).
+    /// With `--transport tcp` or `tls`: connections in all, spread over the worker threads
+    /// (replaces `--ports`); with `--tls-handshakes-only`, handshakes in progress at once.
     #[arg(long)]
     pub connections: Option<usize>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// First local port; sockets take consecutive ports from here (0: any free ports).
     #[arg(long, default_value_t = 0)]
     pub local_port: u16,
@@ -98,6 +101,49 @@ pub struct Common {
     /// No live line every second.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `--transport tls`: how the target is verified, what we show it, and the handshake mode.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// Verify the target's certificate against the CA certificate(s) in this PEM file.
+    #[arg(long, value_name = "FILE", conflicts_with = "tls_insecure")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the target's certificate must carry (a DNS name or an IP address; default:
+    /// the target's IP); a DNS name is also sent as SNI, with --tls-insecure too.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// INSECURE, for tests and benchmarks only: accept any certificate from the target (its
+    /// chain, name and dates are not checked; the handshake's signature still is).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// Show this client certificate (PEM chain, leaf first) to the target; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Never resume a TLS session: every handshake is a full one (by default the connections
+    /// share one session cache, so later handshakes resume with TLS 1.3 tickets).
+    #[arg(long)]
+    pub tls_no_resume: bool,
+    /// Measure TLS handshakes instead of the scenario: each of --connections slots opens a
+    /// connection, completes the handshake, checks it with a keep-alive ping, closes it and
+    /// starts over, as fast as the target answers, for --duration seconds (--rate is unused).
+    #[arg(long)]
+    pub tls_handshakes_only: bool,
+}
+
+impl TlsArgs {
+    /// Was any TLS flag given (they all need `--transport tls`)?
+    pub fn any(&self) -> bool {
+        self.tls_ca.is_some()
+            || self.tls_server_name.is_some()
+            || self.tls_insecure
+            || self.tls_cert.is_some()
+            || self.tls_no_resume
+            || self.tls_handshakes_only
+    }
 }
 
 /// Digest credentials and the users they belong to.
@@ -222,9 +268,8 @@ pub struct SearchArgs {
 /// `--transport`: the transports the generator speaks.
 fn parse_transport(s: &str) -> Result<Transport, String> {
     match Transport::from_token(s.as_bytes()) {
-        Some(t @ (Transport::Udp | Transport::Tcp)) => Ok(t),
-        Some(Transport::Tls) => Err("tls is not supported by sipshard-load yet".into()),
-        None => Err(format!("{s}: want udp or tcp")),
+        Some(t) => Ok(t),
+        None => Err(format!("{s}: want udp, tcp or tls")),
     }
 }
 

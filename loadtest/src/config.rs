@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use sipshard::sip::Transport;
 
 use crate::cli::{CallArgs, Common, OptionsArgs, RegisterArgs, Users};
+use crate::tls::Tls;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -68,8 +69,10 @@ pub struct Config {
     pub scenario: Scenario,
     pub role: Role,
     pub target: Option<SocketAddr>,
-    /// UDP, or TCP: every socket of a worker is then a connection to `target`.
+    /// UDP, or TCP or TLS: every socket of a worker is then a connection to `target`.
     pub transport: Transport,
+    /// `--transport tls`: the client configuration the connections share.
+    pub tls: Option<Tls>,
     pub rate: f64,
     pub duration_ns: u64,
     pub threads: usize,
@@ -105,7 +108,7 @@ fn sockets_per_worker(c: &Common) -> Result<Vec<usize>, String> {
     };
     if !c.transport.is_stream() {
         return Err(
-            "--connections needs --transport tcp (UDP sockets are set with --ports)".into(),
+            "--connections needs --transport tcp or tls (UDP sockets are set with --ports)".into(),
         );
     }
     if total < c.threads {
@@ -135,10 +138,18 @@ impl Config {
         }
         let sockets = sockets_per_worker(c)?;
         if c.transport.is_stream() && c.target.is_none() {
-            return Err(
-                "--transport tcp needs --target: the generator connects, it does not listen".into(),
-            );
+            return Err(format!(
+                "--transport {} needs --target: the generator connects, it does not listen",
+                c.transport.name()
+            ));
         }
+        if c.tls.any() && c.transport != Transport::Tls {
+            return Err("the --tls-* flags need --transport tls".into());
+        }
+        let tls = match c.target {
+            Some(target) if c.transport == Transport::Tls => Some(Tls::new(&c.tls, target.ip())?),
+            _ => None,
+        };
         if c.duration < 0.0 || c.drain < 0.0 {
             return Err("--duration and --drain must not be negative".into());
         }
@@ -175,6 +186,7 @@ impl Config {
             role,
             target: c.target,
             transport: c.transport,
+            tls,
             rate: c.rate,
             duration_ns: (c.duration * S) as u64,
             threads: c.threads,
@@ -245,11 +257,11 @@ impl Config {
             c.users = 0;
         }
         if role == Role::UasOnly && c.users == 0 && c.transport.is_stream() {
-            return Err(
-                "--uas-only over tcp needs --users: calls reach this side on the \
-                        connections its users registered over"
-                    .into(),
-            );
+            return Err(format!(
+                "--uas-only over {} needs --users: calls reach this side on the connections \
+                 its users registered over",
+                c.transport.name()
+            ));
         }
         if role == Role::UasOnly && c.users > 0 && c.target.is_none() {
             return Err("--uas-only with --users needs --target to register through".into());
@@ -271,6 +283,20 @@ impl Config {
 
     pub fn options(a: &OptionsArgs) -> Result<Config, String> {
         Config::base(&a.common, Scenario::Options, Role::UacOnly)
+    }
+
+    /// `--tls-handshakes-only`: the run measures TLS handshakes instead of its scenario.
+    pub fn handshakes_only(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.handshakes_only)
+    }
+
+    /// The scenario's name in reports (`tls-handshakes` when only handshakes are measured).
+    pub fn scenario_name(&self) -> &'static str {
+        if self.handshakes_only() {
+            "tls-handshakes"
+        } else {
+            self.scenario.name()
+        }
     }
 
     /// True when this status ends an attempt successfully.
@@ -329,9 +355,63 @@ mod tests {
         let e = call_with(&["--transport", "tcp", "--connections", "1", "--threads", "2"]);
         assert!(e.unwrap_err().contains("fewer than --threads"));
         let e = call_with(&["--transport", "tls"]).unwrap_err();
-        assert!(e.contains("not supported by sipshard-load yet"), "{e}");
+        assert!(e.contains("needs --tls-ca FILE"), "{e}");
+        let e = call_with(&["--tls-insecure"]).unwrap_err();
+        assert!(e.contains("need --transport tls"), "{e}");
         let e = call_with(&["--transport", "tcp", "--uas-only"]).unwrap_err();
         assert!(e.contains("needs --users"), "{e}");
+    }
+
+    #[test]
+    fn tls_flags_are_checked_before_anything_connects() {
+        let c = call_with(&["--transport", "tls", "--tls-insecure", "--connections", "3"]);
+        let c = c.unwrap();
+        let tls = c.tls.as_ref().unwrap();
+        assert_eq!(
+            (tls.verify, tls.resume, tls.name.as_str()),
+            ("insecure", true, "127.0.0.1")
+        );
+        assert_eq!(c.fixed_ports, vec![vec![0; 3]]);
+        assert_eq!(c.scenario_name(), "call");
+        let c = call_with(&[
+            "--transport",
+            "tls",
+            "--tls-insecure",
+            "--tls-no-resume",
+            "--tls-handshakes-only",
+        ]);
+        let c = c.unwrap();
+        assert!(!c.tls.as_ref().unwrap().resume);
+        assert_eq!(c.scenario_name(), "tls-handshakes");
+        let e = call_with(&["--transport", "tls", "--tls-ca", "/nonexistent/ca.pem"]);
+        assert!(e.unwrap_err().contains("/nonexistent/ca.pem"));
+        let e = call_with(&[
+            "--transport",
+            "tls",
+            "--tls-ca",
+            "/nonexistent/ca.pem",
+            "--tls-insecure",
+        ]);
+        assert!(e.unwrap_err().contains("cannot be used with"));
+        let e = call_with(&[
+            "--transport",
+            "tls",
+            "--tls-insecure",
+            "--tls-cert",
+            "c.pem",
+        ]);
+        assert!(e.unwrap_err().contains("--tls-key"));
+        let e = call_with(&[
+            "--transport",
+            "tls",
+            "--tls-insecure",
+            "--tls-server-name",
+            "a b",
+        ]);
+        let e = e.unwrap_err();
+        assert!(e.contains("not a DNS name"), "{e}");
+        let e = call_with(&["--transport", "tcp", "--tls-handshakes-only"]).unwrap_err();
+        assert!(e.contains("need --transport tls"), "{e}");
     }
 
     #[test]

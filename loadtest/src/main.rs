@@ -6,6 +6,7 @@
 //! - [`engine`]: worker threads, sockets (batched I/O), pacing, timers.
 //! - [`uac`], [`uas`], [`register`], [`options`]: the SIP behaviour of each role.
 //! - [`msg`], [`writer`], [`digest`]: message text, identifiers, digest answers.
+//! - [`tls`]: the TLS client configuration of `--transport tls`.
 //! - [`stats`], [`report`], [`search`]: what was measured, how it is shown, `find-max`.
 
 mod cli;
@@ -18,6 +19,7 @@ mod register;
 mod report;
 mod search;
 mod stats;
+mod tls;
 mod uac;
 mod uas;
 mod writer;
@@ -56,6 +58,11 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage_error(&e),
             };
+            if cfg.handshakes_only() {
+                return usage_error(
+                    "--tls-handshakes-only runs flat out (closed loop): there is no rate to search",
+                );
+            }
             match search::find_max(&cfg, &search, stop) {
                 Ok(r) => {
                     println!("find-max {}: {}", r.scenario, r.verdict);

@@ -160,6 +160,18 @@ fn live_line(
             s.failed_unexpected
         )
     };
+    if cfg.handshakes_only() {
+        let h = &c.handshakes;
+        return format!(
+            "{second:>4}s handshakes {achieved}/s total {} (full {}, resumed {}) failed {} connect->pong p50 {:.2} p99 {:.2} ms",
+            h.done(),
+            h.full,
+            h.resumed,
+            h.failed,
+            ms(main, 0.5),
+            ms(main, 0.99),
+        );
+    }
     if cfg.role == Role::UasOnly {
         return format!(
             "{second:>4}s answered {} ok {} in-flight {} {} rtx {}",
@@ -229,14 +241,127 @@ pub struct RetransReport {
     pub response: u64,
 }
 
+/// `--transport tls`: the handshakes of the run.
+#[derive(Serialize, Debug, Clone)]
+pub struct TlsReport {
+    /// `connections`: the handshakes that opened the run's connections, one after the other
+    /// before the run; `handshakes-only`: every cycle of `--tls-handshakes-only`.
+    pub mode: &'static str,
+    /// `ca` (verified against `--tls-ca`) or `insecure` (`--tls-insecure`).
+    pub verify: &'static str,
+    /// Whether sessions could be resumed (false with `--tls-no-resume`).
+    pub resume: bool,
+    /// Handshakes completed (full + resumed).
+    pub handshakes: u64,
+    pub full: u64,
+    pub resumed: u64,
+    /// resumed / handshakes (0 when there were none).
+    pub resumption_rate: f64,
+    pub failed: u64,
+    /// Handshakes completed per second: over the run's duration (handshakes-only), or over
+    /// the time spent opening the connections (connections).
+    pub handshakes_per_s: f64,
+    /// From the TCP connect to the pong that confirmed the handshake.
+    pub handshake_ms: Percentiles,
+    /// handshakes-only: the worker threads' CPU time over the run's duration, per thread (near
+    /// 1.0: the generator was the limit, not the target).
+    pub generator_cpu: Option<f64>,
+    /// handshakes-only: what the first failed handshake said.
+    pub first_failure: Option<String>,
+}
+
+impl TlsReport {
+    fn new(cfg: &Config, out: &RunOutput) -> Option<TlsReport> {
+        let tls = cfg.tls.as_ref()?;
+        let h = &out.stats.counters.handshakes;
+        let per_s = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let secs = if tls.handshakes_only {
+            out.send_secs
+        } else {
+            out.open_secs
+        };
+        Some(TlsReport {
+            mode: if tls.handshakes_only {
+                "handshakes-only"
+            } else {
+                "connections"
+            },
+            verify: tls.verify,
+            resume: tls.resume,
+            handshakes: h.done(),
+            full: h.full,
+            resumed: h.resumed,
+            resumption_rate: if h.done() > 0 {
+                h.resumed as f64 / h.done() as f64
+            } else {
+                0.0
+            },
+            failed: h.failed,
+            handshakes_per_s: per_s(h.done(), secs),
+            handshake_ms: Percentiles::of(&out.stats.hists.tls_handshake),
+            generator_cpu: tls.handshakes_only.then(|| {
+                let busy = out.stats.cpu_ns as f64 / 1e9;
+                busy / secs.max(1e-9) / cfg.threads as f64
+            }),
+            first_failure: out.stats.first_failure.clone(),
+        })
+    }
+
+    /// The summary's lines.
+    fn summary(&self, s: &mut String) {
+        let verify = match self.verify {
+            "ca" => "target verified with --tls-ca",
+            _ => "target NOT verified (--tls-insecure)",
+        };
+        let resume = if self.resume { "" } else { ", --tls-no-resume" };
+        if self.mode == "handshakes-only" {
+            s.push_str(&format!(
+                "  handshakes  {} completed, {:.1}/s (full {}, resumed {}: {:.1}% resumed), {} failed; {verify}{resume}\n",
+                self.handshakes,
+                self.handshakes_per_s,
+                self.full,
+                self.resumed,
+                self.resumption_rate * 100.0,
+                self.failed,
+            ));
+        } else {
+            s.push_str(&format!(
+                "  tls         {} handshakes opening the connections, {:.1}/s one at a time (full {}, resumed {}: {:.1}% resumed); {verify}{resume}\n",
+                self.handshakes,
+                self.handshakes_per_s,
+                self.full,
+                self.resumed,
+                self.resumption_rate * 100.0,
+            ));
+        }
+        if let Some(f) = &self.first_failure {
+            s.push_str(&format!("  first failure: {f}\n"));
+        }
+        if let Some(cpu) = self.generator_cpu {
+            s.push_str(&format!(
+                "  the generator's threads were busy {:.0}% of the run{}\n",
+                cpu * 100.0,
+                if cpu > 0.9 {
+                    ": WARNING, the generator may be the limit, not the target"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+}
+
 /// The machine report (`--json`).
 #[derive(Serialize, Debug, Clone)]
 pub struct Report {
     pub scenario: &'static str,
     pub role: &'static str,
     pub target: Option<String>,
-    /// `udp` or `tcp`.
+    /// `udp`, `tcp` or `tls`.
     pub transport: &'static str,
+    /// `--transport tls`: handshakes, full and resumed, and their rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
     /// Sockets (UDP) or connections (TCP) in all.
     pub sockets: usize,
     /// Connections the target closed or broke during the run.
@@ -306,12 +431,13 @@ impl Report {
             c.retrans.total() > 0 && c.socket_drops == 0 && rx_lag.max <= LOSS_RX_LAG_MS;
         let mut latency = BTreeMap::new();
         for (name, hist) in h.named() {
-            if !name.starts_with("generator_") {
+            // The generator's own lag and the TLS handshakes have their own places.
+            if !name.starts_with("generator_") && name != "tls_handshake" {
                 latency.insert(name, Percentiles::of(hist));
             }
         }
         Report {
-            scenario: cfg.scenario.name(),
+            scenario: cfg.scenario_name(),
             role: match cfg.role {
                 Role::Both => "both",
                 Role::UacOnly => "uac",
@@ -319,13 +445,21 @@ impl Report {
             },
             target: cfg.target.map(|t| t.to_string()),
             transport: cfg.transport.name(),
+            tls: TlsReport::new(cfg, out),
             sockets: cfg.fixed_ports.iter().map(Vec::len).sum(),
             connections_lost: c.connections_lost,
-            target_rate: if cfg.has_client() { cfg.rate } else { 0.0 },
-            achieved_rate: if cfg.has_client() && out.send_secs > 0.0 {
-                c.client.attempted as f64 / out.send_secs
+            // A closed loop (handshakes only) has no target rate; what it achieved is the
+            // handshakes it completed.
+            target_rate: if cfg.has_client() && !cfg.handshakes_only() {
+                cfg.rate
             } else {
                 0.0
+            },
+            achieved_rate: match (cfg.has_client(), cfg.handshakes_only()) {
+                _ if out.send_secs <= 0.0 => 0.0,
+                (_, true) => c.client.succeeded as f64 / out.send_secs,
+                (true, false) => c.client.attempted as f64 / out.send_secs,
+                (false, false) => 0.0,
             },
             duration_s: duration,
             threads: cfg.threads,
@@ -377,6 +511,10 @@ impl Report {
                 ));
             }
         };
+        if self.scenario == "tls-handshakes" {
+            self.handshakes_summary(&mut s, p);
+            return s;
+        }
         s.push_str(&format!(
             "sipshard-load {} ({} side{}) -> {} over {}, {} thread(s), {} {}\n",
             self.scenario,
@@ -403,6 +541,9 @@ impl Report {
                 "  rate        target {}/s, achieved {:.1}/s\n",
                 self.target_rate, self.achieved_rate
             ));
+        }
+        if let Some(tls) = &self.tls {
+            tls.summary(&mut s);
         }
         let side = |s: &mut String, label: &str, verbs: [&str; 2], c: &SideReport| {
             let f = &c.failures_by_cause;
@@ -501,6 +642,30 @@ impl Report {
             s.push_str(&format!("  ERROR: {e}\n"));
         }
         s
+    }
+}
+
+impl Report {
+    /// The summary of `--tls-handshakes-only`: no scenario ran, only handshakes.
+    fn handshakes_summary(&self, s: &mut String, p: impl Fn(&mut String, &str, &Percentiles)) {
+        s.push_str(&format!(
+            "sipshard-load tls handshakes -> {}, {} thread(s), {} connection(s) at a time, {:.1} s\n",
+            self.target.as_deref().unwrap_or("-"),
+            self.threads,
+            self.sockets,
+            self.wall_s,
+        ));
+        if let Some(tls) = &self.tls {
+            tls.summary(s);
+            s.push_str(&format!(
+                "  latency ms  {:>13}{:>9}{:>9}{:>9}{:>9}{:>9}\n",
+                "count", "p50", "p90", "p99", "p99.9", "max"
+            ));
+            p(s, "connect->pong", &tls.handshake_ms);
+        }
+        if let Some(e) = &self.error {
+            s.push_str(&format!("  ERROR: {e}\n"));
+        }
     }
 }
 

@@ -95,6 +95,30 @@ impl Retrans {
     }
 }
 
+/// TLS handshakes (`--transport tls`): the ones that opened the run's connections, or every
+/// cycle of `--tls-handshakes-only`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Handshakes {
+    /// Full handshakes (certificate and key exchange; with or without a HelloRetryRequest).
+    pub full: u64,
+    /// Resumed sessions (TLS 1.3 ticket or TLS 1.2 session id).
+    pub resumed: u64,
+    /// Handshakes that failed (refused, reset, timed out, no pong).
+    pub failed: u64,
+}
+
+impl Handshakes {
+    pub fn done(&self) -> u64 {
+        self.full + self.resumed
+    }
+
+    pub fn add(&mut self, o: &Handshakes) {
+        self.full += o.full;
+        self.resumed += o.resumed;
+        self.failed += o.failed;
+    }
+}
+
 /// Cumulative counters of a worker; cheap to clone for the per-second snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -115,8 +139,9 @@ pub struct Counters {
     pub socket_drops: u64,
     pub datagrams_sent: u64,
     pub datagrams_received: u64,
-    /// Connections the target closed or broke during the run (`--transport tcp`).
+    /// Connections the target closed or broke during the run (`--transport tcp` or `tls`).
     pub connections_lost: u64,
+    pub handshakes: Handshakes,
 }
 
 impl Counters {
@@ -133,6 +158,7 @@ impl Counters {
         self.datagrams_sent += o.datagrams_sent;
         self.datagrams_received += o.datagrams_received;
         self.connections_lost += o.connections_lost;
+        self.handshakes.add(&o.handshakes);
     }
 }
 
@@ -149,6 +175,8 @@ pub struct Hists {
     /// How long each received datagram waited in the socket before the generator read it
     /// (kernel timestamp to processing): the generator's lag on the receiving side.
     pub rx_lag: Histogram<u64>,
+    /// TLS connections: from the TCP connect to the pong that confirmed the handshake.
+    pub tls_handshake: Histogram<u64>,
 }
 
 impl Default for Hists {
@@ -161,6 +189,7 @@ impl Default for Hists {
             options_to_200: new_hist(),
             lag: new_hist(),
             rx_lag: new_hist(),
+            tls_handshake: new_hist(),
         }
     }
 }
@@ -175,10 +204,11 @@ impl Hists {
         let _ = self.options_to_200.add(&o.options_to_200);
         let _ = self.lag.add(&o.lag);
         let _ = self.rx_lag.add(&o.rx_lag);
+        let _ = self.tls_handshake.add(&o.tls_handshake);
     }
 
     /// `(name, histogram)` in report order.
-    pub fn named(&self) -> [(&'static str, &Histogram<u64>); 7] {
+    pub fn named(&self) -> [(&'static str, &Histogram<u64>); 8] {
         [
             ("invite_to_180", &self.invite_to_180),
             ("invite_to_200", &self.invite_to_200),
@@ -187,6 +217,7 @@ impl Hists {
             ("options_to_200", &self.options_to_200),
             ("generator_lag", &self.lag),
             ("generator_rx_lag", &self.rx_lag),
+            ("tls_handshake", &self.tls_handshake),
         ]
     }
 }
@@ -232,11 +263,31 @@ pub struct Stats {
     pub unexpected_statuses: StatusCounts,
     /// When the last attempt was actually started (ns on the run clock).
     pub last_start: u64,
+    /// `--tls-handshakes-only`: the first handshake failure, to show what went wrong.
+    pub first_failure: Option<String>,
+    /// `--tls-handshakes-only`: CPU time the worker threads used (closed loop: a generator
+    /// busy all the time is the limit, not the target).
+    pub cpu_ns: u64,
 }
 
 impl Stats {
+    /// A TLS handshake that completed in `ns`.
+    pub fn handshake(&mut self, resumed: bool, ns: u64) {
+        let h = &mut self.counters.handshakes;
+        if resumed {
+            h.resumed += 1;
+        } else {
+            h.full += 1;
+        }
+        record_ns(&mut self.hists.tls_handshake, ns);
+    }
+
     pub fn add(&mut self, o: &Stats) {
         self.last_start = self.last_start.max(o.last_start);
+        if self.first_failure.is_none() {
+            self.first_failure.clone_from(&o.first_failure);
+        }
+        self.cpu_ns += o.cpu_ns;
         self.counters.add(&o.counters);
         self.hists.add(&o.hists);
         self.unexpected_statuses.add(&o.unexpected_statuses);

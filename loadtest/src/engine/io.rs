@@ -17,6 +17,8 @@ use sipshard::sip::Transport;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::stream::{self, Stream};
+use super::tls::{self as tls_io, Handshake};
+use crate::tls::Tls;
 
 /// Datagrams taken per `recvmmsg` / given per `sendmmsg`.
 pub const BATCH: usize = 64;
@@ -73,7 +75,8 @@ pub struct Sock {
     pub fd: RawFd,
     pub local: SocketAddr,
     pub out: OutQueue,
-    /// `--transport tcp`: the connection to the target this socket is (None: a UDP socket).
+    /// `--transport tcp` or `tls`: the connection to the target this socket is (None: a UDP
+    /// socket).
     pub stream: Option<Stream>,
     /// The connection broke: nothing more is read or written on it.
     pub closed: bool,
@@ -131,6 +134,8 @@ pub struct Io {
     events: Vec<libc::epoll_event>,
     tx: SendHeaders,
     pwait2: bool,
+    /// The TLS handshakes that opened the connections (empty but over TLS).
+    pub handshakes: Vec<Handshake>,
 }
 
 fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -214,6 +219,33 @@ fn tcp_sock(local: SocketAddr, target: SocketAddr) -> io::Result<Sock> {
     })
 }
 
+/// Over TLS: the connection, its handshake done and confirmed (see `tls.rs`), before the run.
+fn tls_sock(local: SocketAddr, target: SocketAddr, tls: &Tls) -> io::Result<(Sock, Handshake)> {
+    let started = std::time::Instant::now();
+    let fail = |what: &str, e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("{what} from {local} to {target} failed: {e}"),
+        )
+    };
+    let mut tcp = stream::connect_blocking(local, target).map_err(|e| fail("connecting", e))?;
+    let (conn, handshake) =
+        tls_io::open(&mut tcp, tls, started, stream::CONNECT_TIMEOUT).map_err(|e| {
+            let what = format!("the TLS handshake (verifying the name {})", tls.name);
+            fail(&what, e)
+        })?;
+    tcp.set_nonblocking(true)?;
+    let sock = Sock {
+        fd: tcp.as_raw_fd(),
+        local: tcp.local_addr()?,
+        _sock: None,
+        out: OutQueue::default(),
+        stream: Some(Stream::with_tls(tcp, target, conn)),
+        closed: false,
+    };
+    Ok((sock, handshake))
+}
+
 /// The kernel's count of datagrams dropped at socket `fd` (0 if it cannot be read).
 fn socket_drops(fd: RawFd) -> u32 {
     let mut info = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
@@ -249,16 +281,17 @@ impl Io {
     /// Bind one UDP socket per entry of `ports` (0 = any free port) on `ip`.
     #[cfg(test)]
     pub fn bind(ip: std::net::IpAddr, ports: &[u16]) -> io::Result<Io> {
-        Io::open(Transport::Udp, ip, ports, None)
+        Io::open(Transport::Udp, ip, ports, None, None)
     }
 
     /// One socket per entry of `ports` on `ip`: a UDP socket, or over TCP a connection from
-    /// that port to `target`.
+    /// that port to `target` (over TLS with its handshake done, kept in `handshakes`).
     pub fn open(
         transport: Transport,
         ip: std::net::IpAddr,
         ports: &[u16],
         target: Option<SocketAddr>,
+        tls: Option<&Tls>,
     ) -> io::Result<Io> {
         // SAFETY: plain syscall.
         let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -266,12 +299,21 @@ impl Io {
             return Err(io::Error::last_os_error());
         }
         let mut socks = Vec::with_capacity(ports.len());
+        let mut handshakes = Vec::new();
         for (i, &port) in ports.iter().enumerate() {
             let local = SocketAddr::new(ip, port);
-            let sock = match (transport.is_stream(), target) {
-                (false, _) => udp_sock(local),
-                (true, Some(target)) => tcp_sock(local, target),
-                (true, None) => Err(io::Error::other("a connection needs a target")),
+            let sock = match (transport, target, tls) {
+                (Transport::Udp, _, _) => udp_sock(local),
+                (Transport::Tls, Some(target), Some(tls)) => {
+                    tls_sock(local, target, tls).map(|(sock, handshake)| {
+                        handshakes.push(handshake);
+                        sock
+                    })
+                }
+                (Transport::Tcp, Some(target), _) => tcp_sock(local, target),
+                _ => Err(io::Error::other(
+                    "a connection needs a target (and TLS settings)",
+                )),
             }?;
             let mut ev = libc::epoll_event {
                 events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
@@ -290,6 +332,7 @@ impl Io {
             epfd,
             tx: SendHeaders::new(BATCH),
             pwait2: true,
+            handshakes,
         })
     }
 
@@ -368,8 +411,19 @@ impl Io {
         }
     }
 
+    /// Messages queued and not yet written, counting a TLS connection with encrypted bytes
+    /// still to write as one (the loop must come back to write them).
     pub fn pending(&self) -> usize {
-        self.socks.iter().map(|s| s.out.pending()).sum()
+        self.socks
+            .iter()
+            .map(|s| {
+                let backlog = s
+                    .stream
+                    .as_ref()
+                    .is_some_and(|st| st.backlog() && !s.closed);
+                s.out.pending() + usize::from(backlog)
+            })
+            .sum()
     }
 }
 
@@ -406,12 +460,12 @@ fn flush_one(s: &mut Sock, tx: &mut SendHeaders) -> (u64, u64) {
 /// is written. A broken connection drops everything queued on it.
 fn flush_stream(s: &mut Sock) -> (u64, u64) {
     let q = &mut s.out;
-    let Some(st) = s.stream.as_ref().filter(|_| !s.closed) else {
+    let Some(st) = s.stream.as_mut().filter(|_| !s.closed) else {
         let dropped = q.pending() as u64;
         q.clear();
         return (0, dropped);
     };
-    match stream::write_some(&st.tcp, &q.arena[q.written..]) {
+    match st.write_some(&q.arena[q.written..]) {
         Ok(n) => q.written += n,
         Err(_) => {
             s.closed = true;

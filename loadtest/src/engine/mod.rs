@@ -4,10 +4,12 @@
 //! Plain std threads, non-blocking sockets and an epoll wait per worker: the workers share no
 //! locks on the hot path, so adding threads adds throughput until the cores run out.
 
+pub mod handshakes;
 pub mod io;
 pub mod pacer;
 pub mod stream;
 pub mod timers;
+pub mod tls;
 pub mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -101,6 +103,8 @@ pub struct RunOutput {
     pub send_secs: f64,
     /// Seconds from the main phase's start to the end of the drain.
     pub wall_secs: f64,
+    /// Seconds spent opening the connections before the run (their TLS handshakes included).
+    pub open_secs: f64,
     /// Ports each worker's sockets were bound to (the rate search binds the same ones again).
     pub ports: Vec<Vec<u16>>,
     /// Why the run stopped early, if it did.
@@ -121,15 +125,46 @@ fn nonce_for(worker: usize) -> u32 {
     (x as u32).max(1)
 }
 
-/// Run one scenario to completion.
+/// Start `work` on worker thread `w`, pinned as `--cpus` asks.
+fn spawn_worker<T: Send + 'static>(
+    cfg: &Config,
+    w: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, String> {
+    let cpu = cfg.cpus.as_ref().map(|c| c[w % c.len()]);
+    std::thread::Builder::new()
+        .name(format!("worker-{w}"))
+        .spawn(move || {
+            if let Some(id) = cpu {
+                if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                    eprintln!("warning: could not pin worker {w} to CPU {id}");
+                }
+            }
+            work()
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// Run one scenario to completion (or, with `--tls-handshakes-only`, the handshake loop).
 pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<RunOutput, String> {
+    if let Some(tls) = cfg.tls.as_ref().filter(|t| t.handshakes_only) {
+        return handshakes::run(cfg, tls, stop);
+    }
     let cfg = Arc::new(cfg.clone());
     let mut ios = Vec::with_capacity(cfg.threads);
+    let opening = Instant::now();
     for w in 0..cfg.threads {
         let ports = &cfg.fixed_ports[w];
-        let io = io::Io::open(cfg.transport, cfg.local_ip, ports, cfg.target);
+        let io = io::Io::open(
+            cfg.transport,
+            cfg.local_ip,
+            ports,
+            cfg.target,
+            cfg.tls.as_ref(),
+        );
         ios.push(io.map_err(|e| e.to_string())?);
     }
+    let open_secs = opening.elapsed().as_secs_f64();
     let ports: Vec<Vec<u16>> = ios
         .iter()
         .map(|io| io.socks.iter().map(|s| s.local.port()).collect())
@@ -147,22 +182,13 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<RunOutput, String> {
     };
     let mut handles = Vec::with_capacity(cfg.threads);
     for (w, io) in ios.into_iter().enumerate() {
-        let (cfg, shared) = (cfg.clone(), shared.clone());
-        let cpu = cfg.cpus.as_ref().map(|c| c[w % c.len()]);
-        let h = std::thread::Builder::new()
-            .name(format!("worker-{w}"))
-            .spawn(move || {
-                if let Some(id) = cpu {
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                        eprintln!("warning: could not pin worker {w} to CPU {id}");
-                    }
-                }
-                let core = worker::Core::new(w, cfg, shared.clone(), io, nonce_for(w));
-                let stats = core.run();
-                shared.workers_done.fetch_add(1, Ordering::AcqRel);
-                stats
-            })
-            .map_err(|e| e.to_string())?;
+        let (c, shared) = (cfg.clone(), shared.clone());
+        let h = spawn_worker(&cfg, w, move || {
+            let core = worker::Core::new(w, c, shared.clone(), io, nonce_for(w));
+            let stats = core.run();
+            shared.workers_done.fetch_add(1, Ordering::AcqRel);
+            stats
+        })?;
         handles.push(h);
     }
     let mut stats = Stats::default();
@@ -189,6 +215,7 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>) -> Result<RunOutput, String> {
         stats,
         send_secs,
         wall_secs,
+        open_secs,
         ports,
         error,
     })

@@ -299,6 +299,11 @@ impl Core {
                 i += cfg.threads;
             }
         }
+        // The TLS handshakes that opened this worker's connections, before the run.
+        let mut stats = Stats::default();
+        for h in &io.handshakes {
+            stats.handshake(h.resumed, h.ns);
+        }
         let phase = if cfg.registers_first() {
             Phase::Registering
         } else {
@@ -319,7 +324,7 @@ impl Core {
             dialog_index: DialogIndex::default(),
             dialogs_live: 0,
             users,
-            stats: Stats::default(),
+            stats,
             interval: Interval::default(),
             sdp,
             target,
