@@ -25,6 +25,10 @@
 #               sipshard-tcp and kamailio-tcp systems): sipshard (1 shard) vs Kamailio (1 TCP
 #               worker), CPU us per message at 20,000/s and saturation, sipshard's own UDP row
 #               in the same run, and the memory of 10,000 idle connections for both.
+#   tls         the same over TLS (sipshard-tls, kamailio-tls: Kamailio's TLS module, one TCP
+#               worker; ECDSA P-256), then scripts/bench-tls.sh: full and resumed handshakes/s
+#               and the CPU each costs, for both, and sipshard's forwarding latency during a
+#               storm of full handshakes (what its handshake gate shed).
 #   memory      resident bytes per registered AOR per shard: 1,000,000 AORs registered with
 #               `sipshard-load register` into sipshard with 1 and with 2 shards (VmRSS before
 #               and after); and the location table alone (cargo bench --bench location_memory).
@@ -51,7 +55,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-ALL_SECTIONS="forward calls register generators tcp memory"
+ALL_SECTIONS="forward calls register generators tcp tls memory"
 QUICK=0
 INSTALL=1
 SECTIONS=()
@@ -63,7 +67,7 @@ while [ $# -gt 0 ]; do
         sed -n '2,/^set -euo/p' "$0" | sed '$d'
         exit 0
         ;;
-    forward | calls | register | generators | tcp | memory) SECTIONS+=("$1") ;;
+    forward | calls | register | generators | tcp | tls | memory) SECTIONS+=("$1") ;;
     *)
         echo "bench.sh: unknown argument $1 (sections: $ALL_SECTIONS)" >&2
         exit 2
@@ -80,6 +84,7 @@ DOCS=${DOCS:-1}
 FORWARD_SYSTEMS=${FORWARD_SYSTEMS:-"sipshard sipshard-2shards kamailio floor"}
 CALL_SYSTEMS=${CALL_SYSTEMS:-"sipshard sipshard-2shards kamailio"}
 TCP_SYSTEMS=${TCP_SYSTEMS:-"sipshard-tcp kamailio-tcp sipshard"}
+TLS_SYSTEMS=${TLS_SYSTEMS:-"sipshard-tls kamailio-tls sipshard"}
 DOMAIN=bench.example.com
 PASSWORD=bench-pw
 # Socket buffers of the proxies in the calls section (forward uses the same 4 MiB; the kernel
@@ -300,6 +305,16 @@ section_tcp() {
     run_forward tcp "$TCP_SYSTEMS"
 }
 
+section_tls() {
+    log "== tls: forwarding over TLS connections ($TLS_SYSTEMS), handshakes, the storm"
+    run_forward tls "$TLS_SYSTEMS"
+    local quick=()
+    [ "$QUICK" = 1 ] && quick=(DURATION=2 STORM_WINDOW=2)
+    env "${quick[@]}" SUT_CPU="$SUT_CPU" GEN_CPU="$GEN_CPU" OUT_DIR="$OUT_DIR" \
+        OUT_JSON="$OUT_DIR/tls-handshakes.json" RAW="$OUT_DIR/raw-tls-handshakes" \
+        scripts/bench-tls.sh
+}
+
 # One system through find-max and the two fixed-rate runs.
 calls_one() {
     local name=$1 dir="$OUT_DIR/calls" port rate t0 t1 c0 c1 bufs=()
@@ -455,6 +470,9 @@ if [ "$DOCS" = 1 ]; then
 fi
 if [ "$DOCS" = 1 ] && [[ " ${SECTIONS[*]} " == *" tcp "* ]]; then
     summary_args+=(--tcp-markdown docs/benchmarks-tcp.md --tcp-readme README.md)
+fi
+if [ "$DOCS" = 1 ] && [[ " ${SECTIONS[*]} " == *" tls "* ]]; then
+    summary_args+=(--tls-markdown docs/benchmarks-tls.md --tls-readme README.md)
 fi
 python3 scripts/bench-summary.py "${summary_args[@]}"
 if [ "$DOCS" = 1 ]; then

@@ -274,8 +274,19 @@ pub struct Idle(Wire);
 /// the first failure; returns the ones that opened and the error that stopped them, if any.
 pub fn open_idle(proxy: SocketAddr, n: usize, tls: Option<&Tls>) -> (Vec<Idle>, Option<io::Error>) {
     let mut conns = Vec::with_capacity(n);
+    // A proxy just flooded flat out may still be working off its backlog: the first
+    // connection waits for it (up to a minute), the others do not.
+    let mut first = open(proxy, tls);
+    for _ in 0..30 {
+        if first.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        first = open(proxy, tls);
+    }
+    let mut first = Some(first);
     for _ in 0..n {
-        match open(proxy, tls) {
+        match first.take().unwrap_or_else(|| open(proxy, tls)) {
             Ok(c) => {
                 // Closed with a reset: 10,000 connections must not leave 10,000 ports in
                 // TIME_WAIT for the next system measured.

@@ -9,9 +9,13 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-#[allow(deprecated)] // ring: no post-quantum key exchange, like sipshard's own provider.
+/// ring, as sipshard's own provider, with X25519 first (ring's default offers P-384 first).
+#[allow(deprecated)] // ring: no post-quantum key exchange.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::{default_provider, kx_group};
+    let mut p = default_provider();
+    p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    Arc::new(p)
 }
 
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {

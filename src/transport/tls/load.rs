@@ -18,9 +18,15 @@ const SESSION_CACHE: usize = 16 * 1024;
 
 /// The cryptography: ring, well kept and free of C libraries. rustls marks it deprecated only
 /// because it has no post-quantum key exchange yet; a later rustls can switch to aws-lc-rs here.
+/// Key exchange prefers X25519: ring's default order puts P-384 first, which makes every
+/// handshake with a rustls peer (our own connections to next hops among them) several times
+/// dearer on both ends.
 #[allow(deprecated)]
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::{default_provider, kx_group};
+    let mut p = default_provider();
+    p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    Arc::new(p)
 }
 
 /// A certificate chain (leaf first) from a PEM file.
