@@ -12,6 +12,7 @@
 //! has a second [`Tcp`], for TLS, with its own table and counters.
 
 pub mod conn;
+pub mod gather;
 pub mod handoff;
 pub mod secure;
 pub mod table;

@@ -12,6 +12,7 @@ use glommio::net::TcpStream;
 use rustls::ServerConfig;
 
 use super::conn::{CloseReason, Conn};
+use super::gather::Gathered;
 use super::{start, StreamHost};
 use crate::counters::TlsCounters;
 use crate::sip::Transport;
@@ -66,7 +67,7 @@ pub fn accept<H: StreamHost>(host: &Rc<H>, conn: Rc<Conn>, stream: TcpStream) {
         let slot = place.slot().await;
         let left = deadline.saturating_duration_since(Instant::now());
         let done = match slot {
-            Some(_) => handshake::accept(&acceptor, stream, left).await,
+            Some(_) => handshake::accept(&acceptor, Gathered(stream), left).await,
             None => Err(handshake::Failure::Failed),
         };
         let (tcp, side) = tls(&*h);
@@ -95,7 +96,7 @@ pub async fn connect<H: StreamHost>(host: &Rc<H>, conn: Rc<Conn>, stream: TcpStr
     let (_, side) = tls(&**host);
     let name = side.ctx.server_name(conn.peer);
     let (connector, limit) = (side.connector.clone(), side.gate.timeout());
-    match handshake::connect(&connector, name.clone(), stream, limit).await {
+    match handshake::connect(&connector, name.clone(), Gathered(stream), limit).await {
         Ok(s) => {
             let (_, side) = tls(&**host);
             handshake::count_done(
