@@ -11,6 +11,9 @@ Writes (SVG by default):
   cpu-per-message.svg      CPU microseconds per forwarded message, at the fixed rate and
                            saturated, per system (forward.json)
   tcp-cpu-per-message.svg  the same over TCP, sipshard's UDP row from the same run (tcp.json)
+  tls-cpu-per-message.svg  the same over TLS (tls.json)
+  tls-handshakes.svg       CPU microseconds per full and per resumed TLS handshake, sipshard and
+                           Kamailio (tls-handshakes.json)
 A plot whose inputs are missing is skipped. Needs matplotlib.
 """
 
@@ -27,7 +30,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 SYSTEMS = ("sipshard", "sipshard-2shards", "kamailio")
 COLORS = {"sipshard": "tab:blue", "sipshard-2shards": "tab:cyan", "kamailio": "tab:orange",
           "udp-floor": "tab:gray", "floor": "tab:gray", "sipshard-nocoalesce": "tab:purple",
-          "sipshard-tcp": "tab:blue", "kamailio-tcp": "tab:orange"}
+          "sipshard-tcp": "tab:blue", "kamailio-tcp": "tab:orange",
+          "sipshard-tls": "tab:blue", "kamailio-tls": "tab:orange"}
 STYLE = {50: "-", 90: "--"}
 
 
@@ -139,6 +143,34 @@ def tcp(res, out):
                     "Forwarding cost over TCP, UDP row from the same run (one CPU; lower is better)")
 
 
+def tls(res, out):
+    return cpu_bars(res, out, "tls.json", "tls-cpu-per-message.svg",
+                    "Forwarding cost over TLS, UDP row from the same run (one CPU; lower is better)")
+
+
+def tls_handshakes(res, out):
+    """CPU per full and per resumed handshake, per proxy (tls-handshakes.json)."""
+    p = os.path.join(res, "tls-handshakes.json")
+    if not os.path.exists(p):
+        return None
+    systems = json.load(open(p))["systems"]
+    names = list(systems)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    w = 0.38
+    for i, (kind, alpha, hatch) in enumerate((("full", 1.0, None), ("resumed", 0.55, "//"))):
+        vals = [(systems[k].get(kind) or {}).get("sut_cpu_us_per_handshake") or 0 for k in names]
+        bars = ax.bar([x + (i - 0.5) * w for x in range(len(names))], vals, w, label=kind, alpha=alpha,
+                      hatch=hatch, color=[COLORS.get(k, "tab:green") for k in names])
+        for b in bars:
+            ax.annotate(f"{b.get_height():.0f}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                        ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(range(len(names))))
+    ax.set_xticklabels(names)
+    ax.set_ylabel("CPU µs per TLS handshake (ECDSA P-256)")
+    return finish(fig, ax, out, "tls-handshakes.svg", "TLS handshake cost (one CPU; lower is better)",
+                  grid="major")
+
+
 def cpu_bars(res, out, source, name, title):
     """CPU per forwarded message at the fixed rate and saturated, per system of `source`."""
     p = os.path.join(res, source)
@@ -178,7 +210,7 @@ def main():
     # SVGs that differ only by their generation time would change on every run.
     plt.rcParams["svg.hashsalt"] = "sipshard"
     matplotlib.rcParams["svg.fonttype"] = "none"
-    for fn in (latency, rate, cpu, tcp):
+    for fn in (latency, rate, cpu, tcp, tls, tls_handshakes):
         path = fn(res, out)
         print(f"plot: {path}" if path else f"plot: {fn.__name__} skipped (no input)")
 
