@@ -27,6 +27,7 @@ use crate::sip::rewrite::DEFAULT_HEADROOM;
 use crate::sip::{PacketBuf, ParseError, Source, Target, Transport};
 use crate::transport::tcp::handoff::{Handed, Handoff, HandoffEnds};
 use crate::transport::tcp::secure::TlsSide;
+use crate::transport::tcp::table::AcceptedPeers;
 use crate::transport::tcp::{self, StreamHost, Tcp, TcpSettings};
 use crate::transport::tls::TlsContext;
 use crate::transport::udp::{self, Datapath, ReceiveTuning};
@@ -44,6 +45,10 @@ pub struct ShardSetup {
     pub tls: TlsContext,
     /// The node's open TCP and TLS connections, shared by every shard (one atomic, no lock).
     pub node_connections: Arc<AtomicUsize>,
+    /// The connections peers opened to the node over TCP, shared by every shard.
+    pub tcp_peers: Arc<AcceptedPeers>,
+    /// The same over TLS.
+    pub tls_peers: Arc<AcceptedPeers>,
     /// This shard's ends of the rings that carry messages to other shards' connections.
     pub handoff: HandoffEnds,
     /// The location table loaded from `--state-dir` (empty without it).
@@ -172,11 +177,17 @@ impl Shard {
             me: me.clone(),
             core: RefCell::new(core),
             udp,
-            tcp: Tcp::new(setup.id, setup.tcp, Arc::clone(&setup.node_connections)),
+            tcp: Tcp::new(
+                setup.id,
+                setup.tcp,
+                Arc::clone(&setup.node_connections),
+                setup.tcp_peers,
+            ),
             tls: Tcp::new_tls(
                 setup.id,
                 setup.tcp,
                 setup.node_connections,
+                setup.tls_peers,
                 TlsSide::new(setup.tls),
             ),
             handoff: RefCell::new(handoff),
@@ -329,30 +340,48 @@ impl Shard {
     }
 
     /// Over TCP or TLS: on the connection named when another shard owns it (handed over);
-    /// else on the named or newest connection to the address here; else on a new connection.
+    /// else on the named or newest connection to the address here; else on the connection the
+    /// address itself opened to another shard (handed over: nothing can connect to it); else on
+    /// a new connection.
     fn send_on_stream(&self, to: Target, listener: usize, bytes: &[u8]) {
         let stream = self.stream(to.transport);
         if let Some(owner) = to.conn.map(|c| c.shard()).filter(|&s| s != self.id) {
-            let handed = Handed {
-                to,
-                listener,
-                bytes: bytes.into(),
-            };
-            let ok = self.handoff.borrow().send(owner as usize, handed);
-            let mut c = stream.counters.borrow_mut();
-            if ok {
-                c.handoffs += 1;
-            } else {
-                c.handoffs_dropped += 1;
-            }
+            self.hand_over(owner, to, listener, bytes);
             return;
         }
         if stream.send_existing(to.conn, to.addr, bytes) {
             return;
         }
+        let elsewhere = stream
+            .accepted_from(to.addr)
+            .filter(|c| c.shard() != self.id);
+        if let Some(conn) = elsewhere {
+            let to = Target {
+                conn: Some(conn),
+                ..to
+            };
+            self.hand_over(conn.shard(), to, listener, bytes);
+            return;
+        }
         if let Some(me) = self.me.upgrade() {
             let fallback = to.fallback_udp;
             tcp::connect_and_send(&me, to.transport, to.addr, listener, bytes, fallback);
+        }
+    }
+
+    /// Hand a message for a connection of shard `owner` to that shard, counted.
+    fn hand_over(&self, owner: u16, to: Target, listener: usize, bytes: &[u8]) {
+        let handed = Handed {
+            to,
+            listener,
+            bytes: bytes.into(),
+        };
+        let ok = self.handoff.borrow().send(owner as usize, handed);
+        let mut c = self.stream(to.transport).counters.borrow_mut();
+        if ok {
+            c.handoffs += 1;
+        } else {
+            c.handoffs_dropped += 1;
         }
     }
 }

@@ -6,7 +6,8 @@
 //! and its state is in that shard's [`ConnTable`], never locked. Connection ids name their
 //! shard ([`ConnId::shard`]); a message that must leave on another shard's connection is handed
 //! to that shard over a ring ([`handoff`]). A send that names no open connection reuses the
-//! newest one to that address on this shard, or opens one.
+//! newest one to that address on this shard, else the one that address opened to another
+//! shard (the node's [`AcceptedPeers`]: nothing can connect to it), or opens one.
 //!
 //! TLS is this same transport with a handshake before the first byte ([`secure`]): each shard
 //! has a second [`Tcp`], for TLS, with its own table and counters.
@@ -30,7 +31,7 @@ use crate::counters::TcpCounters;
 use crate::sip::{ConnId, Source, Transport};
 use conn::{CloseReason, Conn, Event, Queued};
 use secure::TlsSide;
-use table::{ConnTable, Refusal};
+use table::{AcceptedPeers, ConnTable, Refusal};
 
 /// Limits and timeouts of the TCP transport (each a flag; see docs/tuning.md).
 #[derive(Clone, Copy, Debug)]
@@ -73,36 +74,46 @@ pub struct Tcp {
     table: RefCell<ConnTable<Conn>>,
     /// Connections of the whole node (every shard's), for `--tcp-max-connections`.
     node_connections: Arc<AtomicUsize>,
+    /// The connections peers opened to any shard of the node, by the peer's address.
+    accepted: Arc<AcceptedPeers>,
     pub counters: RefCell<TcpCounters>,
     /// The handshakes, for TLS.
     pub tls: Option<TlsSide>,
 }
 
 impl Tcp {
-    /// The TCP transport of shard `shard`.
-    pub fn new(shard: u16, cfg: TcpSettings, node_connections: Arc<AtomicUsize>) -> Tcp {
+    /// The TCP transport of shard `shard`; `accepted` is shared by the TCP transports of
+    /// every shard.
+    pub fn new(
+        shard: u16,
+        cfg: TcpSettings,
+        node_connections: Arc<AtomicUsize>,
+        accepted: Arc<AcceptedPeers>,
+    ) -> Tcp {
         Tcp {
             transport: Transport::Tcp,
             cfg,
             table: RefCell::new(ConnTable::new(shard, cfg.max_per_ip_per_shard)),
             node_connections,
+            accepted,
             counters: RefCell::new(TcpCounters::default()),
             tls: None,
         }
     }
 
     /// The TLS transport of shard `shard`: TCP's limits (and node-wide connection count),
-    /// its own connections.
+    /// its own connections (`accepted` shared by the TLS transports of every shard).
     pub fn new_tls(
         shard: u16,
         cfg: TcpSettings,
         node_connections: Arc<AtomicUsize>,
+        accepted: Arc<AcceptedPeers>,
         tls: TlsSide,
     ) -> Tcp {
         Tcp {
             transport: Transport::Tls,
             tls: Some(tls),
-            ..Tcp::new(shard, cfg, node_connections)
+            ..Tcp::new(shard, cfg, node_connections, accepted)
         }
     }
 
@@ -143,6 +154,7 @@ impl Tcp {
             return;
         }
         self.table.borrow_mut().remove(conn.id);
+        self.accepted.remove(conn.peer, conn.id);
         self.node_connections.fetch_sub(1, Ordering::Relaxed);
         let mut c = self.counters.borrow_mut();
         c.closed += 1;
@@ -168,6 +180,11 @@ impl Tcp {
         for c in all {
             self.close(&c, CloseReason::Shutdown);
         }
+    }
+
+    /// The connection `peer` opened to the node, on whichever shard holds it.
+    pub fn accepted_from(&self, peer: SocketAddr) -> Option<ConnId> {
+        self.accepted.get(peer)
     }
 
     /// Queue `bytes` on an open connection of this shard: the one named, else the newest to
@@ -225,6 +242,7 @@ pub async fn accept_loop<H: StreamHost>(
         }
         tcp.counters.borrow_mut().accepted += 1;
         let conn = tcp.register(peer, idx);
+        tcp.accepted.insert(peer, conn.id);
         let _ = stream.set_nodelay(true);
         match transport {
             Transport::Tls => secure::accept(&host, conn, stream),

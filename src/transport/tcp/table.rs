@@ -1,10 +1,12 @@
 //! One shard's table of TCP connections: ids, the newest connection to each peer address
-//! (reused for sends that name no connection), and the per-source-IP counts the limits need.
-//! Plain data, no I/O: the connection tasks live in [`super::conn`].
+//! (reused for sends that name no connection), and the per-source-IP counts the limits need;
+//! and the node's index of the connections peers opened to us ([`AcceptedPeers`]). Plain data,
+//! no I/O: the connection tasks live in [`super::conn`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Mutex;
 
 use crate::sip::ConnId;
 
@@ -105,6 +107,49 @@ impl<C> ConnTable<C> {
     }
 }
 
+/// Which connection, on which shard, each peer that connected to this node connected from;
+/// shared by every shard (of one transport).
+///
+/// A peer's own connection is the only way to reach the address it connects from: that port
+/// accepts nothing. A softphone puts that address in the Contact of its dialogs (baresip
+/// does), so the in-dialog requests routed back through us name it, and they may arrive on
+/// any shard. The shard that misses it in its own table looks here and hands the message to
+/// the owner instead of opening a connection that cannot succeed. Connections we open are not
+/// entered: each shard opens and reuses its own, as before.
+///
+/// Taken on each accept and close, and on a send that found no connection on its shard: never
+/// per message on a connection that is found.
+#[derive(Default)]
+pub struct AcceptedPeers {
+    by_peer: Mutex<HashMap<SocketAddr, ConnId>>,
+}
+
+impl AcceptedPeers {
+    /// `peer` connected to us: `id` is its connection now.
+    pub fn insert(&self, peer: SocketAddr, id: ConnId) {
+        self.lock().insert(peer, id);
+    }
+
+    /// Connection `id` from `peer` is closed (a newer one from the same address stays).
+    pub fn remove(&self, peer: SocketAddr, id: ConnId) {
+        let mut map = self.lock();
+        if map.get(&peer) == Some(&id) {
+            map.remove(&peer);
+        }
+    }
+
+    /// The connection `peer` opened to us, if it is open.
+    pub fn get(&self, peer: SocketAddr) -> Option<ConnId> {
+        self.lock().get(&peer).copied()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, ConnId>> {
+        // The map is valid after any panic while it was held (each step is one insert or
+        // remove), so a poisoned lock is used as it is.
+        self.by_peer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +186,22 @@ mod tests {
         assert_eq!(t.admits(addr("192.0.2.9:1")), Ok(()));
         t.remove(ids[0]);
         assert_eq!(t.admits(a), Ok(()));
+    }
+
+    #[test]
+    fn accepted_peers_name_the_connection_until_it_closes() {
+        let peers = AcceptedPeers::default();
+        let p = addr("192.0.2.1:40000");
+        let (old, new) = (ConnId::new(1, 1), ConnId::new(0, 7));
+        peers.insert(p, old);
+        assert_eq!(peers.get(p), Some(old));
+        // A newer connection from the same address replaces it; the older one closing later
+        // leaves it.
+        peers.insert(p, new);
+        peers.remove(p, old);
+        assert_eq!(peers.get(p), Some(new));
+        peers.remove(p, new);
+        assert_eq!(peers.get(p), None);
     }
 
     #[test]
