@@ -169,6 +169,13 @@ fn a_request_for_the_address_a_phone_connects_from_goes_down_its_connection_from
             format!("sipshard_tls_connection_events_total{{shard=\"total\",event=\"{event}\"}}");
         assert_metric(&p, &series, |v| v == want);
     }
+    // The BYEs that landed on the other shard went over to bob's on the strength of its
+    // announcement of his connection (all 16 on one shard: odds of 1 in 32,768).
+    let handoffs = |result: &str| {
+        format!("sipshard_tls_handoffs_total{{shard=\"total\",result=\"{result}\"}}")
+    };
+    assert_metric(&p, &handoffs("handed"), |v| (1..=16).contains(&v));
+    assert_metric(&p, &handoffs("announcement_ring_full"), |v| v == 0);
 }
 
 #[test]

@@ -34,7 +34,6 @@ use crate::sip::Transport;
 use crate::transport::shed::Shedder;
 use crate::transport::socket;
 use crate::transport::tcp::handoff;
-use crate::transport::tcp::table::AcceptedPeers;
 use crate::transport::tls::TlsContext;
 use crate::transport::udp::ReceiveTuning;
 use prober::Prober;
@@ -88,7 +87,6 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
         None => None,
     };
     let node_connections = Arc::new(AtomicUsize::new(0));
-    let (tcp_peers, tls_peers) = (Arc::<AcceptedPeers>::default(), Arc::default());
     let handoffs = handoff::mesh(settings.shards());
     let setups = links
         .into_iter()
@@ -104,8 +102,6 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
                 tcp: settings.tcp,
                 tls: tls.clone(),
                 node_connections: Arc::clone(&node_connections),
-                tcp_peers: Arc::clone(&tcp_peers),
-                tls_peers: Arc::clone(&tls_peers),
                 handoff,
                 seed: seed.clone(),
                 sockets,

@@ -1,12 +1,11 @@
 //! One shard's table of TCP connections: ids, the newest connection to each peer address
 //! (reused for sends that name no connection), and the per-source-IP counts the limits need;
-//! and the node's index of the connections peers opened to us ([`AcceptedPeers`]). Plain data,
-//! no I/O: the connection tasks live in [`super::conn`].
+//! and its copy of the connections peers opened to the other shards ([`AcceptedElsewhere`]).
+//! Plain data, no I/O: the connection tasks live in [`super::conn`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::Mutex;
 
 use crate::sip::ConnId;
 
@@ -107,46 +106,43 @@ impl<C> ConnTable<C> {
     }
 }
 
-/// Which connection, on which shard, each peer that connected to this node connected from;
-/// shared by every shard (of one transport).
+/// The connections peers opened to the node's *other* shards, by the peer's address: this
+/// shard's own copy (one per transport), kept up to date by the announcements and withdrawals
+/// those shards send over the hand-off rings ([`super::handoff::Handed`]).
 ///
 /// A peer's own connection is the only way to reach the address it connects from: that port
 /// accepts nothing. A softphone puts that address in the Contact of its dialogs (baresip
 /// does), so the in-dialog requests routed back through us name it, and they may arrive on
 /// any shard. The shard that misses it in its own table looks here and hands the message to
 /// the owner instead of opening a connection that cannot succeed. Connections we open are not
-/// entered: each shard opens and reuses its own, as before.
+/// announced: each shard opens and reuses its own.
 ///
-/// Taken on each accept and close, and on a send that found no connection on its shard: never
-/// per message on a connection that is found.
+/// Two shards' news about one address travel on different rings and can cross (a peer that
+/// reconnects from the same port to another shard); a withdrawal removes only the connection
+/// it names, so the worst a crossing or a lost item leaves is an entry that sends the
+/// address's messages to a shard that no longer has the connection, which then opens one:
+/// what happened before there was this copy.
 #[derive(Default)]
-pub struct AcceptedPeers {
-    by_peer: Mutex<HashMap<SocketAddr, ConnId>>,
+pub struct AcceptedElsewhere {
+    by_peer: HashMap<SocketAddr, ConnId>,
 }
 
-impl AcceptedPeers {
-    /// `peer` connected to us: `id` is its connection now.
-    pub fn insert(&self, peer: SocketAddr, id: ConnId) {
-        self.lock().insert(peer, id);
+impl AcceptedElsewhere {
+    /// `peer` connected to another shard: `id` is its connection now.
+    pub fn announce(&mut self, peer: SocketAddr, id: ConnId) {
+        self.by_peer.insert(peer, id);
     }
 
-    /// Connection `id` from `peer` is closed (a newer one from the same address stays).
-    pub fn remove(&self, peer: SocketAddr, id: ConnId) {
-        let mut map = self.lock();
-        if map.get(&peer) == Some(&id) {
-            map.remove(&peer);
+    /// Connection `id` from `peer` closed (a newer one from the same address stays).
+    pub fn withdraw(&mut self, peer: SocketAddr, id: ConnId) {
+        if self.by_peer.get(&peer) == Some(&id) {
+            self.by_peer.remove(&peer);
         }
     }
 
-    /// The connection `peer` opened to us, if it is open.
+    /// The connection `peer` opened to another shard, as far as this shard has heard.
     pub fn get(&self, peer: SocketAddr) -> Option<ConnId> {
-        self.lock().get(&peer).copied()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, ConnId>> {
-        // The map is valid after any panic while it was held (each step is one insert or
-        // remove), so a poisoned lock is used as it is.
-        self.by_peer.lock().unwrap_or_else(|e| e.into_inner())
+        self.by_peer.get(&peer).copied()
     }
 }
 
@@ -189,18 +185,18 @@ mod tests {
     }
 
     #[test]
-    fn accepted_peers_name_the_connection_until_it_closes() {
-        let peers = AcceptedPeers::default();
+    fn an_announced_connection_is_named_until_it_is_withdrawn() {
+        let mut peers = AcceptedElsewhere::default();
         let p = addr("192.0.2.1:40000");
-        let (old, new) = (ConnId::new(1, 1), ConnId::new(0, 7));
-        peers.insert(p, old);
+        let (old, new) = (ConnId::new(1, 1), ConnId::new(2, 7));
+        peers.announce(p, old);
         assert_eq!(peers.get(p), Some(old));
-        // A newer connection from the same address replaces it; the older one closing later
-        // leaves it.
-        peers.insert(p, new);
-        peers.remove(p, old);
+        // A newer connection from the same address replaces it; the older one's withdrawal,
+        // arriving later, leaves it.
+        peers.announce(p, new);
+        peers.withdraw(p, old);
         assert_eq!(peers.get(p), Some(new));
-        peers.remove(p, new);
+        peers.withdraw(p, new);
         assert_eq!(peers.get(p), None);
     }
 
