@@ -2,12 +2,12 @@
 # The single test command for sipshard.
 #
 # Integration tests talk to real SIP peers that nobody here wrote: SIPp (Debian package
-# sip-tester), Kamailio (and its TLS module, package kamailio-tls-modules) and sipsak. This
-# script installs whichever is missing when it can (as root with apt-get); otherwise it says
-# which are missing and the tests that need them fail with that message -- they never pass
-# silently. It checks the layering of src/ (which installs cargo-modules once when it is
-# missing), then runs every test of the workspace in release mode (the timing-sensitive paths
-# are tested as they ship).
+# sip-tester), Kamailio (and its TLS module, package kamailio-tls-modules), sipsak and the
+# baresip softphone (Debian package baresip-core). This script installs whichever is missing
+# when it can (as root with apt-get); otherwise it says which are missing and the tests that
+# need them fail with that message -- they never pass silently. It checks the layering of src/
+# (which installs cargo-modules once when it is missing), then runs every test of the workspace
+# in release mode (the timing-sensitive paths are tested as they ship).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,7 @@ command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ] || missing+=(ka
 kamailio_module tls || missing+=(kamailio-tls-modules)
 command -v sipsak >/dev/null 2>&1 || missing+=(sipsak)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -310,6 +310,11 @@ pub struct TcpCounters {
     pub handoffs: u64,
     /// Messages dropped: the ring to the owning shard was full.
     pub handoffs_dropped: u64,
+    /// News of a connection a peer opened to this shard (announced when ready, withdrawn when
+    /// closed) that another shard did not get: its ring was full. Without an announcement that
+    /// shard opens a connection of its own to the peer's address; without a withdrawal it
+    /// hands that address's messages here, and this shard opens one.
+    pub announcements_dropped: u64,
     /// Messages dropped: no connection could take them (the connection is gone and no new one
     /// could be opened, or the target names a transport we do not serve).
     pub unsent: u64,
@@ -331,6 +336,7 @@ impl TcpCounters {
         self.udp_fallbacks += o.udp_fallbacks;
         self.handoffs += o.handoffs;
         self.handoffs_dropped += o.handoffs_dropped;
+        self.announcements_dropped += o.announcements_dropped;
         self.unsent += o.unsent;
         self.queue_full += o.queue_full;
     }

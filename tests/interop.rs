@@ -534,7 +534,7 @@ fn registration_is_visible_on_every_shard_once_answered() {
 /// A missing peer program fails the test with the install hint; it never passes silently.
 #[test]
 #[should_panic(
-    expected = "sipp-not-installed-here not found: run scripts/test.sh or apt-get install -y sip-tester kamailio sipsak"
+    expected = "sipp-not-installed-here not found: run scripts/test.sh or apt-get install -y sip-tester kamailio kamailio-tls-modules sipsak baresip-core"
 )]
 fn missing_peer_program_fails_loudly() {
     require("sipp-not-installed-here");

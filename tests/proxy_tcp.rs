@@ -1,8 +1,9 @@
 //! SIP over TCP through the real binary, over real loopback sockets: framing (pipelined,
 //! split to single bytes, keep-alive pings), the hostile-stream limits (missing Content-Length,
 //! too large, slowloris, idle, per-IP), connection reuse for a UA that registered over TCP
-//! (whichever shard the call arrives on), responses going back on the connection their
-//! request came in on, and nothing logged per message at `--log-level info`.
+//! (whichever shard the call arrives on), requests for the address a UA connects from going
+//! down its connection from every shard until it closes, responses going back on the
+//! connection their request came in on, and nothing logged per message at `--log-level info`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -79,6 +80,75 @@ fn calls_reach_a_ua_over_the_connection_it_registered_on_from_every_shard() {
         assert!(ok.starts_with("SIP/2.0 200 OK"), "call {i}: {ok}");
         assert!(ok.contains(&format!("Call-ID: call-{i}")), "call {i}: {ok}");
     }
+}
+
+/// A BYE from `alice` for the address `bob` connects from, routed through `proxy` as our
+/// Record-Route brings an in-dialog request back.
+fn bye_to(bob: SocketAddr, proxy: SocketAddr, alice: SocketAddr, i: usize) -> String {
+    format!(
+        "BYE sip:bob@{bob};transport=tcp SIP/2.0\nVia: SIP/2.0/UDP {alice};branch=z9hG4bKbye{i};rport\nRoute: <sip:{proxy};transport=tcp;lr>\nFrom: <sip:alice@example.com>;tag=a{i}\nTo: <sip:bob@example.com>;tag=b{i}\nCall-ID: from-address-{i}\nCSeq: 2 BYE\nMax-Forwards: 70\n\n"
+    )
+}
+
+/// An in-dialog request for the address a UA connects from (a softphone's Contact can be its
+/// connection's own address, which accepts nothing) goes down the UA's connection from
+/// whichever shard it arrives on: the shard that accepted the connection announced it to the
+/// other. Once the connection closes it is withdrawn, and nothing more is handed over on its
+/// account.
+#[test]
+fn a_request_for_the_address_a_ua_connects_from_goes_down_its_connection_until_it_closes() {
+    let proxy = Proxy::builder().metrics().args(&["--shards", "2"]).start();
+    let metrics = proxy.metrics.expect("metrics");
+    let total = |series: &str| value(&scrape(metrics), series);
+    let handed = "sipshard_tcp_handoffs_total{shard=\"total\",result=\"handed\"}";
+    let event =
+        |e: &str| format!("sipshard_tcp_connection_events_total{{shard=\"total\",event=\"{e}\"}}");
+    let mut bob = TcpUa::connect(proxy.addr);
+    bob.send(&options(proxy.addr, "127.0.0.1:9", "up"));
+    let up = bob.recv();
+    assert!(up.starts_with("SIP/2.0 200"), "{up}");
+    let bob_at = bob.addr;
+    // From many source ports: the kernel's hash sends some to each shard.
+    for i in 0..16 {
+        let alice = Ua::new();
+        alice.send(proxy.addr, &bye_to(bob_at, proxy.addr, alice.addr, i));
+        let bye = bob.recv();
+        let line = format!("BYE sip:bob@{bob_at};transport=tcp SIP/2.0");
+        assert!(bye.starts_with(&line), "BYE {i}: {bye}");
+    }
+    assert!(
+        eventually(Duration::from_secs(3), || (1..=16).contains(&total(handed))),
+        "no BYE was handed over: {}",
+        total(handed)
+    );
+    for (e, want) in [("accepted", 1), ("connected", 0), ("connect_failed", 0)] {
+        assert_eq!(total(&event(e)), want, "{e}");
+    }
+    let handed_while_open = total(handed);
+
+    drop(bob);
+    assert!(
+        eventually(Duration::from_secs(3), || total(&event("closed")) == 1),
+        "bob's connection is not closed"
+    );
+    for i in 16..32 {
+        let alice = Ua::new();
+        alice.send(proxy.addr, &bye_to(bob_at, proxy.addr, alice.addr, i));
+    }
+    // Each shard now tries a connection of its own to bob's old address, which fails.
+    assert!(
+        eventually(Duration::from_secs(3), || total(&event("connect_failed"))
+            >= 1),
+        "no connection was tried"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        total(handed),
+        handed_while_open,
+        "handed over after the withdrawal"
+    );
+    let lost = "sipshard_tcp_handoffs_total{shard=\"total\",result=\"announcement_ring_full\"}";
+    assert_eq!(total(lost), 0);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sipshard_testkit::pki::{Issued, Pki};
 use sipshard_testkit::scrape::{scrape, value};
-use sipshard_testkit::{eventually, free_port, Proxy, Scratch, TcpUa, Ua};
+use sipshard_testkit::{eventually, free_port, Got, Proxy, Scratch, TcpUa, Ua};
 
 /// A proxy with a TLS listener on its own port, its certificate from `pki`.
 struct TlsProxy {
@@ -126,6 +126,56 @@ fn a_phone_registered_over_tls_is_called_down_its_connection_from_every_shard() 
         "sipshard_tls_handshakes_total{shard=\"total\",result=\"full\"}",
         |v| v == 1,
     );
+}
+
+/// An in-dialog request for the address a phone connects from (baresip's Contact in a dialog
+/// is its connection's own address, and its ACK and BYE come back through our Record-Route
+/// with that address as the Request-URI) goes down the phone's connection from whichever shard
+/// it arrives on: that address accepts nothing, so a connection opened to it fails.
+#[test]
+fn a_request_for_the_address_a_phone_connects_from_goes_down_its_connection_from_every_shard() {
+    let scratch = Scratch::new("tls-peer-address");
+    let pki = Pki::new(scratch.path(), "peer-address");
+    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    let p = start(&scratch, &server, &["--shards", "2"]);
+    let mut bob = TcpUa::connect_tls(p.tls, pki.client(None), "localhost");
+    answers(&mut bob, p.proxy.addr, "up");
+    // Callers from many source ports: some land on the shard that does not own bob's
+    // connection.
+    for i in 0..16 {
+        let alice = Ua::new();
+        alice.send(
+            p.proxy.addr,
+            &format!(
+                "BYE sip:bob@{bob};transport=tls SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKbye{i};rport\nRoute: <sip:{tls};transport=tls;lr>\nFrom: <sip:alice@example.com>;tag=a{i}\nTo: <sip:bob@example.com>;tag=b{i}\nCall-ID: peer-address-{i}\nCSeq: 2 BYE\nMax-Forwards: 70\n\n",
+                bob = bob.addr,
+                a = alice.addr,
+                tls = p.tls
+            ),
+        );
+        let bye = bob
+            .recv_within(Duration::from_secs(3))
+            .unwrap_or_else(|| panic!("BYE {i} did not reach bob"));
+        let Got::Message(bye) = bye else {
+            panic!("BYE {i}: {bye:?}")
+        };
+        assert!(
+            bye.starts_with(&format!("BYE sip:bob@{};transport=tls SIP/2.0", bob.addr)),
+            "BYE {i}: {bye}"
+        );
+    }
+    for (event, want) in [("accepted", 1), ("connected", 0), ("connect_failed", 0)] {
+        let series =
+            format!("sipshard_tls_connection_events_total{{shard=\"total\",event=\"{event}\"}}");
+        assert_metric(&p, &series, |v| v == want);
+    }
+    // The BYEs that landed on the other shard went over to bob's on the strength of its
+    // announcement of his connection (all 16 on one shard: odds of 1 in 32,768).
+    let handoffs = |result: &str| {
+        format!("sipshard_tls_handoffs_total{{shard=\"total\",result=\"{result}\"}}")
+    };
+    assert_metric(&p, &handoffs("handed"), |v| (1..=16).contains(&v));
+    assert_metric(&p, &handoffs("announcement_ring_full"), |v| v == 0);
 }
 
 #[test]

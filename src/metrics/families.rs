@@ -37,8 +37,14 @@ const TLS_HANDSHAKE_RESULTS: [&str; 6] = [
 ];
 /// `sipshard_udp_mtu_transport_total{event}`.
 const MTU_EVENTS: [&str; 2] = ["switched_to_tcp", "fell_back_to_udp"];
-/// `sipshard_tcp_handoffs_total{result}`.
-const TCP_HANDOFF_RESULTS: [&str; 4] = ["handed", "ring_full", "unsent", "queue_full"];
+/// `sipshard_tcp_handoffs_total{result}` and `sipshard_tls_handoffs_total{result}`.
+const HANDOFF_RESULTS: [&str; 5] = [
+    "handed",
+    "ring_full",
+    "unsent",
+    "queue_full",
+    "announcement_ring_full",
+];
 
 /// What one shard publishes: its counters and the two gauges of its copy of the location table.
 pub struct Source<'a> {
@@ -509,20 +515,32 @@ pub static FAMILIES: &[Family] = &[
     Family {
         name: "sipshard_tcp_handoffs_total",
         help: "Messages handed to the shard that owns their connection, or dropped because its \
-               ring was full; messages no connection could take; and messages dropped because \
-               their connection's queue was full.",
+               ring was full; messages no connection could take; messages dropped because \
+               their connection's queue was full; and news of connections peers opened to the \
+               shard that another shard did not get because its ring was full.",
         kind: Kind::Counter,
         label: Some(Label {
             name: "result",
-            count: TCP_HANDOFF_RESULTS.len(),
-            value: |i| Cow::Borrowed(TCP_HANDOFF_RESULTS[i]),
+            count: HANDOFF_RESULTS.len(),
+            value: |i| Cow::Borrowed(HANDOFF_RESULTS[i]),
         }),
         sparse: false,
         node: Node::Sum,
-        read: |s, i| {
-            let t = &s.counters.tcp;
-            [t.handoffs, t.handoffs_dropped, t.unsent, t.queue_full][i]
-        },
+        read: |s, i| handoff_result(&s.counters.tcp, i),
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_tls_handoffs_total",
+        help: "The same as sipshard_tcp_handoffs_total, for TLS connections.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "result",
+            count: HANDOFF_RESULTS.len(),
+            value: |i| Cow::Borrowed(HANDOFF_RESULTS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| handoff_result(&s.counters.tls, i),
         log: Log::No,
     },
     Family {
@@ -578,5 +596,16 @@ fn close_reason(t: &TcpCounters, i: usize) -> u64 {
         t.closed_idle,
         t.closed_backlog,
         t.closed_framing,
+    ][i]
+}
+
+/// Slot `i` of `sipshard_{tcp,tls}_handoffs_total` ([`HANDOFF_RESULTS`]).
+fn handoff_result(t: &TcpCounters, i: usize) -> u64 {
+    [
+        t.handoffs,
+        t.handoffs_dropped,
+        t.unsent,
+        t.queue_full,
+        t.announcements_dropped,
     ][i]
 }

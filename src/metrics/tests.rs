@@ -135,6 +135,18 @@ fn label_values_are_todays() {
         values("sipshard_replication_messages_total"),
         ["sent", "received"]
     );
+    for transport in ["tcp", "tls"] {
+        assert_eq!(
+            values(&format!("sipshard_{transport}_handoffs_total")),
+            [
+                "handed",
+                "ring_full",
+                "unsent",
+                "queue_full",
+                "announcement_ring_full"
+            ]
+        );
+    }
     assert_eq!(
         values("sipshard_auth_total"),
         [

@@ -44,7 +44,8 @@ pub struct ShardSetup {
     pub tls: TlsContext,
     /// The node's open TCP and TLS connections, shared by every shard (one atomic, no lock).
     pub node_connections: Arc<AtomicUsize>,
-    /// This shard's ends of the rings that carry messages to other shards' connections.
+    /// This shard's ends of the rings that carry messages to other shards' connections (and
+    /// the news of the connections peers open to each shard).
     pub handoff: HandoffEnds,
     /// The location table loaded from `--state-dir` (empty without it).
     pub seed: LocationTable,
@@ -70,9 +71,9 @@ struct Shard {
     core: RefCell<Core>,
     /// The UDP socket of each UDP listener, by listener index.
     udp: Vec<Option<UdpSocket>>,
+    /// Its TCP and TLS transports, which share its rings to the other shards.
     tcp: Tcp,
     tls: Tcp,
-    handoff: RefCell<Handoff>,
     /// The buffer a stream message is decided in (one at a time: deciding never awaits).
     stream_pkt: RefCell<PacketBuf>,
     /// Rings to and from the other shards (and the persister).
@@ -106,8 +107,8 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
         let shard = Rc::clone(&shard);
         tasks.push(
             glommio::spawn_local(async move {
-                while let Some(m) = rx.recv().await {
-                    shard.send_on_stream(m.to, m.listener, &m.bytes);
+                while let Some(handed) = rx.recv().await {
+                    shard.take_handed(handed);
                 }
             })
             .detach(),
@@ -167,19 +168,25 @@ impl Shard {
             core.set_auth(authn, mode, salt_seed());
         }
         let max_message = setup.cfg.max_message;
+        let handoff = Rc::new(handoff);
         let shard = Rc::new_cyclic(|me| Shard {
             id: setup.id,
             me: me.clone(),
             core: RefCell::new(core),
             udp,
-            tcp: Tcp::new(setup.id, setup.tcp, Arc::clone(&setup.node_connections)),
+            tcp: Tcp::new(
+                setup.id,
+                setup.tcp,
+                Arc::clone(&setup.node_connections),
+                Rc::clone(&handoff),
+            ),
             tls: Tcp::new_tls(
                 setup.id,
                 setup.tcp,
                 setup.node_connections,
+                handoff,
                 TlsSide::new(setup.tls),
             ),
-            handoff: RefCell::new(handoff),
             stream_pkt: RefCell::new(PacketBuf::new(max_message, DEFAULT_HEADROOM)),
             links: RefCell::new(setup.links),
             latency: RefCell::new(Latency::default()),
@@ -329,27 +336,58 @@ impl Shard {
     }
 
     /// Over TCP or TLS: on the connection named when another shard owns it (handed over);
-    /// else on the named or newest connection to the address here; else on a new connection.
+    /// else on the named or newest connection to the address here; else on the connection the
+    /// address itself opened to another shard (handed over: nothing can connect to it); else on
+    /// a new connection.
     fn send_on_stream(&self, to: Target, listener: usize, bytes: &[u8]) {
         let stream = self.stream(to.transport);
         if let Some(owner) = to.conn.map(|c| c.shard()).filter(|&s| s != self.id) {
-            let handed = Handed {
-                to,
-                listener,
-                bytes: bytes.into(),
-            };
-            let ok = self.handoff.borrow().send(owner as usize, handed);
-            let mut c = stream.counters.borrow_mut();
-            if ok {
-                c.handoffs += 1;
-            } else {
-                c.handoffs_dropped += 1;
-            }
+            stream.hand_over(owner, to, listener, bytes);
             return;
         }
         if stream.send_existing(to.conn, to.addr, bytes) {
             return;
         }
+        if let Some(conn) = stream.accepted_elsewhere(to.addr) {
+            let to = Target {
+                conn: Some(conn),
+                ..to
+            };
+            stream.hand_over(conn.shard(), to, listener, bytes);
+            return;
+        }
+        self.connect_and_send(to, listener, bytes);
+    }
+
+    /// What another shard sent over its ring: a message for a connection of this shard, or
+    /// news of a connection a peer opened to that shard.
+    fn take_handed(&self, handed: Handed) {
+        match handed {
+            Handed::Message {
+                to,
+                listener,
+                bytes,
+            } => self.send_handed(to, listener, &bytes),
+            Handed::Announce(a) => self.stream(a.transport).learn_accepted(a),
+            Handed::Withdraw(a) => self.stream(a.transport).forget_accepted(a),
+        }
+    }
+
+    /// A message handed over for a connection of this shard: on it, else on the newest
+    /// connection to its address here, else on a new connection. Never handed on again: two
+    /// shards whose copies of the other's connections are stale (a lost withdrawal) would
+    /// pass it back and forth.
+    fn send_handed(&self, to: Target, listener: usize, bytes: &[u8]) {
+        if !self
+            .stream(to.transport)
+            .send_existing(to.conn, to.addr, bytes)
+        {
+            self.connect_and_send(to, listener, bytes);
+        }
+    }
+
+    /// On a new connection this shard opens to `to` (and then reuses).
+    fn connect_and_send(&self, to: Target, listener: usize, bytes: &[u8]) {
         if let Some(me) = self.me.upgrade() {
             let fallback = to.fallback_udp;
             tcp::connect_and_send(&me, to.transport, to.addr, listener, bytes, fallback);

@@ -9,8 +9,9 @@
 //!   answers an OPTIONS ping; its log is a file, and it dies with the test.
 //! - [`Ua`] and [`SipClient`]: SIP over UDP from the test itself, one datagram at a time or as
 //!   a retransmitting client transaction; [`sip`] builds and reads the messages.
-//! - [`peers`]: SIPp, Kamailio and sipsak, the SIP implementations nobody here wrote; a test
-//!   whose peer is missing fails saying how to install it, it never passes by skipping.
+//! - [`peers`]: SIPp, Kamailio, sipsak and baresip, the SIP implementations nobody here
+//!   wrote; a test whose peer is missing fails saying how to install it, it never passes by
+//!   skipping.
 //! - [`loadgen`]: runs of the `sipshard-load` generator and its JSON report.
 //! - [`Proc`], [`Scratch`], [`ports`]: child processes killed with their process group,
 //!   scratch directories kept only when a test fails, and the one free-port picker.

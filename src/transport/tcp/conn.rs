@@ -69,6 +69,9 @@ pub struct Conn {
     /// When the writer last had the kernel take bytes (or the connection was made).
     progress: Cell<Instant>,
     closed: Cell<Option<CloseReason>>,
+    /// The other shards were told of it (a connection the peer opened, once ready for SIP),
+    /// so they must be told when it closes.
+    announced: Cell<bool>,
     tasks: RefCell<Vec<JoinHandle<()>>>,
 }
 
@@ -95,6 +98,7 @@ impl Conn {
             max_queued,
             progress: Cell::new(Instant::now()),
             closed: Cell::new(None),
+            announced: Cell::new(false),
             tasks: RefCell::new(Vec::new()),
         }
     }
@@ -134,6 +138,15 @@ impl Conn {
 
     pub fn is_closed(&self) -> bool {
         self.closed.get().is_some()
+    }
+
+    /// Note that the other shards were told of it.
+    pub fn mark_announced(&self) {
+        self.announced.set(true);
+    }
+
+    pub fn was_announced(&self) -> bool {
+        self.announced.get()
     }
 
     /// Mark closed and stop its tasks (dropping them closes the socket). Returns false when it

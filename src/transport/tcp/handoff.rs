@@ -1,21 +1,43 @@
 //! Messages for a connection owned by another shard travel to that shard over a
 //! single-producer ring per ordered pair of shards (glommio's shared channels, which wake the
-//! receiving executor), like the replication rings do for location changes.
+//! receiving executor), like the replication rings do for location changes. The same rings
+//! carry the news of the connections peers open to a shard ([`Handed::Announce`],
+//! [`Handed::Withdraw`]), from which every other shard keeps its own copy of who connected
+//! where (`super::table::AcceptedElsewhere`): the shards share no table.
+
+use std::net::SocketAddr;
 
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
 
-use crate::sip::Target;
+use crate::sip::{ConnId, Target, Transport};
 
-/// Messages a ring holds before the sender drops (and counts) what does not fit.
+/// Items a ring holds before the sender drops (and counts) what does not fit.
 const RING: usize = 4096;
 
-/// One message handed over: where it goes, the listener it leaves by, and its bytes.
-pub struct Handed {
-    pub to: Target,
-    pub listener: usize,
-    pub bytes: Box<[u8]>,
+/// What travels from one shard to another.
+pub enum Handed {
+    /// A message for a connection of the receiving shard: where it goes, the listener it
+    /// leaves by, and its bytes.
+    Message {
+        to: Target,
+        listener: usize,
+        bytes: Box<[u8]>,
+    },
+    /// A peer opened a connection to the sending shard, and it is ready for SIP.
+    Announce(Accepted),
+    /// That connection closed.
+    Withdraw(Accepted),
+}
+
+/// A connection a peer opened to a shard: its transport, the peer's address, its id (which
+/// names the shard).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub transport: Transport,
+    pub peer: SocketAddr,
+    pub conn: ConnId,
 }
 
 /// One shard's ends of the mesh, before its executor connects them.
@@ -86,5 +108,16 @@ impl Handoff {
             Some(Some(tx)) => tx.try_send(msg).is_ok(),
             _ => false,
         }
+    }
+
+    /// Send what `news` makes to every other shard; returns how many of them did not get it
+    /// (their ring was full).
+    pub fn tell_others(&self, news: impl Fn() -> Handed) -> u64 {
+        let lost = self
+            .to
+            .iter()
+            .flatten()
+            .filter(|tx| tx.try_send(news()).is_err());
+        lost.count() as u64
     }
 }

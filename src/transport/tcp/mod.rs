@@ -6,7 +6,9 @@
 //! and its state is in that shard's [`ConnTable`], never locked. Connection ids name their
 //! shard ([`ConnId::shard`]); a message that must leave on another shard's connection is handed
 //! to that shard over a ring ([`handoff`]). A send that names no open connection reuses the
-//! newest one to that address on this shard, or opens one.
+//! newest one to that address on this shard, else the one that address opened to another
+//! shard (nothing can connect to it: this shard's [`AcceptedElsewhere`], which the other shards
+//! keep up to date with news over the same rings), or opens one.
 //!
 //! TLS is this same transport with a handshake before the first byte ([`secure`]): each shard
 //! has a second [`Tcp`], for TLS, with its own table and counters.
@@ -28,10 +30,11 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::counters::TcpCounters;
-use crate::sip::{ConnId, Source, Transport};
+use crate::sip::{ConnId, Source, Target, Transport};
 use conn::{CloseReason, Conn, Event, Queued};
+use handoff::{Accepted, Handed, Handoff};
 use secure::TlsSide;
-use table::{ConnTable, Refusal};
+use table::{AcceptedElsewhere, ConnTable, Refusal};
 
 /// Limits and timeouts of the TCP transport (each a flag; see docs/tuning.md).
 #[derive(Clone, Copy, Debug)]
@@ -74,36 +77,49 @@ pub struct Tcp {
     table: RefCell<ConnTable<Conn>>,
     /// Connections of the whole node (every shard's), for `--tcp-max-connections`.
     node_connections: Arc<AtomicUsize>,
+    /// The rings to the other shards (shared with the shard's other transport): messages for
+    /// their connections, and the news of the connections peers open to this one.
+    handoff: Rc<Handoff>,
+    /// The connections peers opened to the other shards, as those shards announced them.
+    elsewhere: RefCell<AcceptedElsewhere>,
     pub counters: RefCell<TcpCounters>,
     /// The handshakes, for TLS.
     pub tls: Option<TlsSide>,
 }
 
 impl Tcp {
-    /// The TCP transport of shard `shard`.
-    pub fn new(shard: u16, cfg: TcpSettings, node_connections: Arc<AtomicUsize>) -> Tcp {
+    /// The TCP transport of shard `shard`, with its rings to the other shards.
+    pub fn new(
+        shard: u16,
+        cfg: TcpSettings,
+        node_connections: Arc<AtomicUsize>,
+        handoff: Rc<Handoff>,
+    ) -> Tcp {
         Tcp {
             transport: Transport::Tcp,
             cfg,
             table: RefCell::new(ConnTable::new(shard, cfg.max_per_ip_per_shard)),
             node_connections,
+            handoff,
+            elsewhere: RefCell::new(AcceptedElsewhere::default()),
             counters: RefCell::new(TcpCounters::default()),
             tls: None,
         }
     }
 
-    /// The TLS transport of shard `shard`: TCP's limits (and node-wide connection count),
-    /// its own connections.
+    /// The TLS transport of shard `shard`: TCP's limits (and node-wide connection count) and
+    /// rings, its own connections.
     pub fn new_tls(
         shard: u16,
         cfg: TcpSettings,
         node_connections: Arc<AtomicUsize>,
+        handoff: Rc<Handoff>,
         tls: TlsSide,
     ) -> Tcp {
         Tcp {
             transport: Transport::Tls,
             tls: Some(tls),
-            ..Tcp::new(shard, cfg, node_connections)
+            ..Tcp::new(shard, cfg, node_connections, handoff)
         }
     }
 
@@ -144,6 +160,10 @@ impl Tcp {
             return;
         }
         self.table.borrow_mut().remove(conn.id);
+        // At shutdown every shard is stopping: nobody needs the news, and nobody reads it.
+        if conn.was_announced() && why != CloseReason::Shutdown {
+            self.tell_others(Handed::Withdraw, conn);
+        }
         self.node_connections.fetch_sub(1, Ordering::Relaxed);
         let mut c = self.counters.borrow_mut();
         c.closed += 1;
@@ -168,6 +188,58 @@ impl Tcp {
         let all: Vec<Rc<Conn>> = self.table.borrow().all().cloned().collect();
         for c in all {
             self.close(&c, CloseReason::Shutdown);
+        }
+    }
+
+    /// Tell the other shards that `conn`'s peer connected here, once the connection is ready
+    /// for SIP: a message for the peer's address that reaches them then comes here, since
+    /// nothing can connect to that address. Only connections peers open are announced: each
+    /// shard opens and reuses its own.
+    pub fn announce(&self, conn: &Conn) {
+        conn.mark_announced();
+        self.tell_others(Handed::Announce, conn);
+    }
+
+    /// Send `news` of `conn` to every other shard, counting the shards whose ring was full
+    /// (those fall back to opening connections of their own to its peer).
+    fn tell_others(&self, news: fn(Accepted) -> Handed, conn: &Conn) {
+        let about = Accepted {
+            transport: self.transport,
+            peer: conn.peer,
+            conn: conn.id,
+        };
+        let lost = self.handoff.tell_others(|| news(about));
+        self.counters.borrow_mut().announcements_dropped += lost;
+    }
+
+    /// Another shard announced a connection its peer opened to it.
+    pub fn learn_accepted(&self, a: Accepted) {
+        self.elsewhere.borrow_mut().announce(a.peer, a.conn);
+    }
+
+    /// Another shard withdrew a connection it had announced: it closed.
+    pub fn forget_accepted(&self, a: Accepted) {
+        self.elsewhere.borrow_mut().withdraw(a.peer, a.conn);
+    }
+
+    /// The connection `peer` opened to another shard, as far as this shard has heard.
+    pub fn accepted_elsewhere(&self, peer: SocketAddr) -> Option<ConnId> {
+        self.elsewhere.borrow().get(peer)
+    }
+
+    /// Hand a message for a connection of shard `owner` to that shard, counted.
+    pub fn hand_over(&self, owner: u16, to: Target, listener: usize, bytes: &[u8]) {
+        let message = Handed::Message {
+            to,
+            listener,
+            bytes: bytes.into(),
+        };
+        let ok = self.handoff.send(owner as usize, message);
+        let mut c = self.counters.borrow_mut();
+        if ok {
+            c.handoffs += 1;
+        } else {
+            c.handoffs_dropped += 1;
         }
     }
 
@@ -228,8 +300,12 @@ pub async fn accept_loop<H: StreamHost>(
         let conn = tcp.register(peer, idx);
         let _ = stream.set_nodelay(true);
         match transport {
+            // Announced once its handshake is done: a failed one is never news.
             Transport::Tls => secure::accept(&host, conn, stream),
-            _ => start(&host, transport, conn, stream, false),
+            _ => {
+                tcp.announce(&conn);
+                start(&host, transport, conn, stream, false);
+            }
         }
     }
 }

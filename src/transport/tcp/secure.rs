@@ -77,6 +77,7 @@ pub fn accept<H: StreamHost>(host: &Rc<H>, conn: Rc<Conn>, stream: TcpStream) {
                 handshake::count_done(session.handshake_kind(), &mut side.counters.borrow_mut());
                 let cert = session.peer_certificates().and_then(|c| c.first());
                 let trusted = cert.is_some_and(|c| side.ctx.trust.trusts(c));
+                tcp.announce(&c);
                 start(&h, Transport::Tls, c, s, trusted);
             }
             Err(f) => {

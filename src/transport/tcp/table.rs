@@ -1,5 +1,6 @@
 //! One shard's table of TCP connections: ids, the newest connection to each peer address
-//! (reused for sends that name no connection), and the per-source-IP counts the limits need.
+//! (reused for sends that name no connection), and the per-source-IP counts the limits need;
+//! and its copy of the connections peers opened to the other shards ([`AcceptedElsewhere`]).
 //! Plain data, no I/O: the connection tasks live in [`super::conn`].
 
 use std::collections::HashMap;
@@ -105,6 +106,46 @@ impl<C> ConnTable<C> {
     }
 }
 
+/// The connections peers opened to the node's *other* shards, by the peer's address: this
+/// shard's own copy (one per transport), kept up to date by the announcements and withdrawals
+/// those shards send over the hand-off rings ([`super::handoff::Handed`]).
+///
+/// A peer's own connection is the only way to reach the address it connects from: that port
+/// accepts nothing. A softphone puts that address in the Contact of its dialogs (baresip
+/// does), so the in-dialog requests routed back through us name it, and they may arrive on
+/// any shard. The shard that misses it in its own table looks here and hands the message to
+/// the owner instead of opening a connection that cannot succeed. Connections we open are not
+/// announced: each shard opens and reuses its own.
+///
+/// Two shards' news about one address travel on different rings and can cross (a peer that
+/// reconnects from the same port to another shard); a withdrawal removes only the connection
+/// it names, so the worst a crossing or a lost item leaves is an entry that sends the
+/// address's messages to a shard that no longer has the connection, which then opens one:
+/// what happened before there was this copy.
+#[derive(Default)]
+pub struct AcceptedElsewhere {
+    by_peer: HashMap<SocketAddr, ConnId>,
+}
+
+impl AcceptedElsewhere {
+    /// `peer` connected to another shard: `id` is its connection now.
+    pub fn announce(&mut self, peer: SocketAddr, id: ConnId) {
+        self.by_peer.insert(peer, id);
+    }
+
+    /// Connection `id` from `peer` closed (a newer one from the same address stays).
+    pub fn withdraw(&mut self, peer: SocketAddr, id: ConnId) {
+        if self.by_peer.get(&peer) == Some(&id) {
+            self.by_peer.remove(&peer);
+        }
+    }
+
+    /// The connection `peer` opened to another shard, as far as this shard has heard.
+    pub fn get(&self, peer: SocketAddr) -> Option<ConnId> {
+        self.by_peer.get(&peer).copied()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +182,22 @@ mod tests {
         assert_eq!(t.admits(addr("192.0.2.9:1")), Ok(()));
         t.remove(ids[0]);
         assert_eq!(t.admits(a), Ok(()));
+    }
+
+    #[test]
+    fn an_announced_connection_is_named_until_it_is_withdrawn() {
+        let mut peers = AcceptedElsewhere::default();
+        let p = addr("192.0.2.1:40000");
+        let (old, new) = (ConnId::new(1, 1), ConnId::new(2, 7));
+        peers.announce(p, old);
+        assert_eq!(peers.get(p), Some(old));
+        // A newer connection from the same address replaces it; the older one's withdrawal,
+        // arriving later, leaves it.
+        peers.announce(p, new);
+        peers.withdraw(p, old);
+        assert_eq!(peers.get(p), Some(new));
+        peers.withdraw(p, new);
+        assert_eq!(peers.get(p), None);
     }
 
     #[test]
