@@ -14,6 +14,14 @@ use sipshard_testkit::pki::{Issued, Pki};
 use sipshard_testkit::scrape::{scrape, value};
 use sipshard_testkit::{eventually, free_port, Got, Proxy, Scratch, TcpUa, Ua};
 
+/// A test's scratch directory, its own CA, and the proxy's certificate (localhost, 127.0.0.1).
+fn certificates(label: &str) -> (Scratch, Pki, Issued) {
+    let scratch = Scratch::new(&format!("tls-{label}"));
+    let pki = Pki::new(scratch.path(), label);
+    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    (scratch, pki, server)
+}
+
 /// A proxy with a TLS listener on its own port, its certificate from `pki`.
 struct TlsProxy {
     proxy: Proxy,
@@ -93,9 +101,7 @@ fn register_over_tls(ua: &mut TcpUa, domain: SocketAddr, user: &str) {
 
 #[test]
 fn a_phone_registered_over_tls_is_called_down_its_connection_from_every_shard() {
-    let scratch = Scratch::new("tls-reuse");
-    let pki = Pki::new(scratch.path(), "reuse");
-    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    let (scratch, pki, server) = certificates("reuse");
     let p = start(&scratch, &server, &["--shards", "2"]);
     let mut bob = TcpUa::connect_tls(p.tls, pki.client(None), "localhost");
     register_over_tls(&mut bob, p.proxy.addr, "bob");
@@ -134,9 +140,7 @@ fn a_phone_registered_over_tls_is_called_down_its_connection_from_every_shard() 
 /// it arrives on: that address accepts nothing, so a connection opened to it fails.
 #[test]
 fn a_request_for_the_address_a_phone_connects_from_goes_down_its_connection_from_every_shard() {
-    let scratch = Scratch::new("tls-peer-address");
-    let pki = Pki::new(scratch.path(), "peer-address");
-    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    let (scratch, pki, server) = certificates("peer-address");
     let p = start(&scratch, &server, &["--shards", "2"]);
     let mut bob = TcpUa::connect_tls(p.tls, pki.client(None), "localhost");
     answers(&mut bob, p.proxy.addr, "up");
@@ -180,9 +184,7 @@ fn a_request_for_the_address_a_phone_connects_from_goes_down_its_connection_from
 
 #[test]
 fn sips_never_leaves_over_udp_or_tcp() {
-    let scratch = Scratch::new("tls-sips");
-    let pki = Pki::new(scratch.path(), "sips");
-    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    let (scratch, pki, server) = certificates("sips");
     let p = start(&scratch, &server, &["--shards", "1"]);
     // carol registered over UDP: a sips: call for her has no TLS path.
     let carol = Ua::new();
@@ -233,9 +235,7 @@ fn sips_never_leaves_over_udp_or_tcp() {
 
 #[test]
 fn client_certificates_are_required_refused_and_trusted() {
-    let scratch = Scratch::new("tls-mtls");
-    let pki = Pki::new(scratch.path(), "mtls");
-    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    let (scratch, pki, server) = certificates("mtls");
     let trunk = pki.issue("trunk", &["trunk.example.net"]);
     let phone = pki.issue("phone", &["phone.example.net"]);
     let expired = pki.issue_expired("expired", &["trunk.example.net"]);
@@ -379,9 +379,7 @@ fn accept_within(l: &TcpListener, t: Duration) -> Option<TcpStream> {
 
 #[test]
 fn next_hops_over_tls_are_verified_by_name_and_never_get_plaintext() {
-    let scratch = Scratch::new("tls-route");
-    let pki = Pki::new(scratch.path(), "route");
-    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    let (scratch, pki, server) = certificates("route");
     let (good, good_addr) = next_hop();
     let (bad, bad_addr) = next_hop();
     let ca = pki.ca_file.display().to_string();
@@ -446,9 +444,7 @@ fn next_hops_over_tls_are_verified_by_name_and_never_get_plaintext() {
 
 #[test]
 fn a_wrong_certificate_at_the_next_hop_fails_the_hop() {
-    let scratch = Scratch::new("tls-impostor");
-    let pki = Pki::new(scratch.path(), "impostor");
-    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    let (scratch, pki, server) = certificates("impostor");
     let (bad, bad_addr) = next_hop();
     let ca = pki.ca_file.display().to_string();
     let route = format!("chicago.example.com=tls:localhost:{}", bad_addr.port());
@@ -486,9 +482,7 @@ fn a_wrong_certificate_at_the_next_hop_fails_the_hop() {
 
 #[test]
 fn a_reconnecting_client_resumes_its_session() {
-    let scratch = Scratch::new("tls-resume");
-    let pki = Pki::new(scratch.path(), "resume");
-    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    let (scratch, pki, server) = certificates("resume");
     let p = start(&scratch, &server, &["--shards", "1"]);
     // One client configuration keeps the session tickets it was given.
     let client = pki.client(None);
@@ -510,9 +504,7 @@ fn a_reconnecting_client_resumes_its_session() {
 
 #[test]
 fn hostile_connections_are_closed_and_nothing_else_is_touched() {
-    let scratch = Scratch::new("tls-hostile");
-    let pki = Pki::new(scratch.path(), "hostile");
-    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    let (scratch, pki, server) = certificates("hostile");
     let p = start(
         &scratch,
         &server,
@@ -577,9 +569,7 @@ fn renegotiation_is_refused_and_a_cut_record_fails_only_its_own_connection() {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let openssl = openssl();
-    let scratch = Scratch::new("tls-reneg");
-    let pki = Pki::new(scratch.path(), "reneg");
-    let server = pki.issue("server", &["localhost", "127.0.0.1"]);
+    let (scratch, pki, server) = certificates("reneg");
     let p = start(&scratch, &server, &["--shards", "1"]);
     let mut good = TcpUa::connect_tls(p.tls, pki.client(None), "localhost");
     answers(&mut good, p.tls, "before");
@@ -636,4 +626,101 @@ fn lines_into(out: impl Read + Send + 'static, tx: std::sync::mpsc::Sender<Strin
             }
         }
     });
+}
+
+/// A TLS next hop played by the test until `until`: it accepts every connection (the prober's
+/// and the shards'), answers OPTIONS with 200 and hands every other request to the receiver.
+fn tls_hop(
+    listener: TcpListener,
+    config: std::sync::Arc<rustls::ServerConfig>,
+    until: std::time::Instant,
+) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while std::time::Instant::now() < until {
+            let Ok((conn, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            conn.set_nonblocking(false).unwrap();
+            let (tx, config) = (tx.clone(), config.clone());
+            std::thread::spawn(move || {
+                let mut ua = TcpUa::accepted_tls(conn, config);
+                while std::time::Instant::now() < until {
+                    match ua.recv_within(Duration::from_millis(200)) {
+                        Some(sipshard_testkit::Got::Message(m)) if m.starts_with("OPTIONS") => {
+                            ua.send(&ok_for(&m))
+                        }
+                        Some(sipshard_testkit::Got::Message(m)) => {
+                            let _ = tx.send(m);
+                        }
+                        Some(_) => {}
+                        None if ua.closed_within(Duration::from_millis(1)) => return,
+                        None => {}
+                    }
+                }
+            });
+        }
+    });
+    rx
+}
+
+#[test]
+fn a_tls_next_hop_with_the_wrong_certificate_is_probed_down_and_its_route_fails_over() {
+    let (scratch, pki, server) = certificates("failover");
+    let (bad, bad_addr) = next_hop();
+    let (good, good_addr) = next_hop();
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    let impostor = pki.server(&pki.issue("impostor", &["evil.example.org"]));
+    let from_bad = tls_hop(bad, impostor, until);
+    let from_good = tls_hop(good, pki.server(&pki.issue("good", &["localhost"])), until);
+    let ca = pki.ca_file.display().to_string();
+    let route = format!(
+        "chicago.example.com=tls:localhost:{},localhost:{}",
+        bad_addr.port(),
+        good_addr.port()
+    );
+    let p = start(
+        &scratch,
+        &server,
+        &[
+            "--shards",
+            "2",
+            "--tls-ca",
+            &ca,
+            "--route",
+            &route,
+            "--probe-interval",
+            "0.2",
+            "--probe-failures",
+            "1",
+        ],
+    );
+    let down = format!("next hop {bad_addr} is down");
+    assert!(
+        eventually(Duration::from_secs(5), || p.proxy.log().contains(&down)),
+        "the impostor was not probed down:\n{}",
+        p.proxy.log()
+    );
+    assert!(!p
+        .proxy
+        .log()
+        .contains(&format!("next hop {good_addr} is down")));
+    // Each shard takes the change in before its next message: every call goes to the good hop.
+    for i in 0..4 {
+        let alice = Ua::new();
+        alice.send(
+            p.proxy.addr,
+            &format!(
+                "INVITE sip:bob@chicago.example.com SIP/2.0\nVia: SIP/2.0/UDP {a};branch=z9hG4bKfo{i};rport\nFrom: <sip:alice@example.com>;tag=f{i}\nTo: <sip:bob@chicago.example.com>\nCall-ID: failover-{i}\nCSeq: 1 INVITE\nMax-Forwards: 70\n\n",
+                a = alice.addr
+            ),
+        );
+        let inv = from_good
+            .recv_timeout(Duration::from_secs(3))
+            .expect("the good hop got the INVITE");
+        assert!(inv.contains(&format!("Call-ID: failover-{i}")), "{inv}");
+    }
+    assert!(from_bad.try_recv().is_err(), "the impostor got a request");
 }

@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod persister;
+pub mod probe_stream;
 pub mod prober;
 pub mod reload;
 pub mod replication;
@@ -72,7 +73,7 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
     let (reload_txs, reload_rxs): (Vec<_>, Vec<_>) =
         (0..settings.shards()).map(|_| mpsc::channel()).unzip();
     let reloader = Reloader::start(settings.auth.as_ref(), &settings.tls, reload_txs)?;
-    let (prober, health_rxs) = start_prober(&settings, cfg, &stop)?;
+    let (prober, health_rxs) = start_prober(&settings, cfg, &tls, &stop)?;
 
     // The persister, when there is one, is the last peer: it receives every shard's changes
     // like the other shards do, and sends nothing.
@@ -257,14 +258,21 @@ type HealthRx = Option<rtrb::Consumer<HopState>>;
 fn start_prober(
     settings: &Settings,
     cfg: &'static ProxyConfig,
+    tls: &TlsContext,
     stop: &Arc<AtomicBool>,
 ) -> Result<(Option<Prober>, Vec<HealthRx>), String> {
     let shards = settings.shards();
     let none = || (0..shards).map(|_| None).collect();
     match settings.probe {
         Some(p) if !cfg.routes.is_empty() => {
-            let (prober, rxs) =
-                Prober::start(cfg, p.interval, p.failures, shards, Arc::clone(stop))?;
+            let (prober, rxs) = Prober::start(
+                cfg,
+                tls.clone(),
+                p.interval,
+                p.failures,
+                shards,
+                Arc::clone(stop),
+            )?;
             Ok((Some(prober), rxs.into_iter().map(Some).collect()))
         }
         Some(_) => {

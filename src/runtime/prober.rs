@@ -7,7 +7,9 @@
 //! It has its own UDP socket per address family, outside the shards' SO_REUSEPORT group, so
 //! the answers come back to it rather than to a random shard. Any response counts as an answer
 //! (the hop is alive, even if it declines OPTIONS). Probes carry `Max-Forwards: 0`, so a proxy
-//! answers them itself instead of forwarding them (RFC 3261 section 11).
+//! answers them itself instead of forwarding them (RFC 3261 section 11). Hops of `tcp:` and
+//! `tls:` routes are probed over a connection of their transport ([`super::probe_stream`]):
+//! a TLS hop whose certificate fails verification is down.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -17,14 +19,18 @@ use std::time::{Duration, Instant};
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
+use super::probe_stream;
 use crate::proxy::next_hop::{HopState, ProbeTracker};
 use crate::proxy::ProxyConfig;
 use crate::sip::{Target, Transport};
+use crate::transport::tls::TlsContext;
 
 /// Changes in flight to one shard (they are rare: one per hop per state change).
 const RING_CAPACITY: usize = 256;
 /// How long one receive waits before the stop flag and the round's end are checked again.
 const RECV_SLICE: Duration = Duration::from_millis(50);
+/// Longest a probe over a connection may take (connect, handshake, answer).
+const STREAM_PROBE_LIMIT: Duration = Duration::from_secs(2);
 
 /// The running prober thread.
 pub struct Prober {
@@ -37,25 +43,32 @@ impl Prober {
     /// end per shard.
     pub fn start(
         cfg: &'static ProxyConfig,
+        tls: TlsContext,
         interval: Duration,
         failures: u32,
         shards: usize,
         stop: Arc<AtomicBool>,
     ) -> Result<(Prober, Vec<Consumer<HopState>>), String> {
-        let hops: Vec<SocketAddr> = cfg
+        let hops: Vec<(SocketAddr, Transport)> = cfg
             .routes
             .iter()
-            // OPTIONS go over UDP: next hops reached over TCP are not probed (yet).
-            .filter(|r| r.transport == Transport::Udp)
-            .flat_map(|r| r.targets.iter().copied())
+            .flat_map(|r| r.targets.iter().map(|t| (*t, r.transport)))
+            .collect();
+        let addrs: Vec<SocketAddr> = hops.iter().map(|(a, _)| *a).collect();
+        let udp: Vec<SocketAddr> = hops
+            .iter()
+            .filter(|(_, t)| *t == Transport::Udp)
+            .map(|(a, _)| *a)
             .collect();
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..shards)
             .map(|_| RingBuffer::<HopState>::new(RING_CAPACITY))
             .unzip();
-        let sockets = Sockets::bind(&hops).map_err(|e| format!("prober: cannot bind: {e}"))?;
+        let sockets = Sockets::bind(&udp).map_err(|e| format!("prober: cannot bind: {e}"))?;
         let mut run = Run {
             cfg,
-            tracker: ProbeTracker::new(&hops, failures),
+            tls,
+            transports: hops,
+            tracker: ProbeTracker::new(&addrs, failures),
             sockets,
             outs: txs.into_iter().map(|p| (p, VecDeque::new())).collect(),
             tag: std::process::id(),
@@ -113,6 +126,10 @@ impl Sockets {
 
 struct Run {
     cfg: &'static ProxyConfig,
+    /// How TLS hops are verified: as the shards verify them.
+    tls: TlsContext,
+    /// Each hop and the transport its route reaches it over (the first route naming it).
+    transports: Vec<(SocketAddr, Transport)>,
     tracker: ProbeTracker,
     sockets: Sockets,
     /// Per shard: the ring, and changes that found it full (pushed again next round).
@@ -132,7 +149,10 @@ impl Run {
             let deadline = Instant::now() + interval;
             answered.iter_mut().for_each(|a| *a = false);
             for (i, hop) in hops.iter().enumerate() {
-                self.send_probe(hop, round, i);
+                match self.transport_of(hop) {
+                    Transport::Udp => self.send_probe(hop, round, i),
+                    t => answered[i] = self.probe_over(t, hop, round, i, interval),
+                }
             }
             while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                 for s in [&self.sockets.v4, &self.sockets.v6].into_iter().flatten() {
@@ -173,23 +193,64 @@ impl Run {
         }
     }
 
+    fn transport_of(&self, hop: &SocketAddr) -> Transport {
+        self.transports
+            .iter()
+            .find(|(a, _)| a == hop)
+            .map_or(Transport::Udp, |(_, t)| *t)
+    }
+
+    /// Probe a TCP or TLS hop on a connection of its own (bounded by the round and 2 s).
+    fn probe_over(
+        &self,
+        t: Transport,
+        hop: &SocketAddr,
+        round: u64,
+        index: usize,
+        interval: Duration,
+    ) -> bool {
+        let target = Target::new(t, *hop);
+        let port = self.our_address(&target).1;
+        let probe = self.probe_text(&target, port, round, index);
+        let limit = STREAM_PROBE_LIMIT.min(interval);
+        probe_stream::answers(&self.tls, t, *hop, probe.as_bytes(), limit)
+    }
+
     fn send_probe(&self, hop: &SocketAddr, round: u64, index: usize) {
         let Some(sock) = self.sockets.for_hop(hop) else {
             return;
         };
         let port = sock.local_addr().map_or(0, |a| a.port());
-        let target = Target::udp(*hop);
-        let host = self
+        let probe = self.probe_text(&Target::udp(*hop), port, round, index);
+        if let Err(e) = sock.send_to(probe.as_bytes(), hop) {
+            log::debug!("probe to {hop}: {e}");
+        }
+    }
+
+    /// The host and port of the listener a request to `target` would leave by (the host of
+    /// our Via and From).
+    fn our_address(&self, target: &Target) -> (String, u16) {
+        let adv = self
             .cfg
             .local
-            .socket_for(0, &target)
-            .map(|s| self.cfg.local.advertised(s, &target))
-            .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_string()))
-            .unwrap_or_else(|| hop.ip().to_string());
+            .socket_for(0, target)
+            .map(|s| self.cfg.local.advertised(s, target));
+        adv.and_then(|a| {
+            let (h, p) = a.rsplit_once(':')?;
+            Some((h.to_string(), p.parse().ok()?))
+        })
+        .unwrap_or_else(|| (target.addr.ip().to_string(), 0))
+    }
+
+    /// An OPTIONS for `target`, its Via naming `port` (our socket's) and the target's transport.
+    fn probe_text(&self, target: &Target, port: u16, round: u64, index: usize) -> String {
+        let hop = target.addr;
+        let host = self.our_address(target).0;
+        let via = String::from_utf8_lossy(target.transport.via_token()).into_owned();
         let tag = self.tag;
-        let probe = format!(
+        format!(
             "OPTIONS sip:{hop} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {host}:{port};branch={PROBE_BRANCH}{tag}.{round}.{index};rport\r\n\
+             Via: SIP/2.0/{via} {host}:{port};branch={PROBE_BRANCH}{tag}.{round}.{index};rport\r\n\
              Max-Forwards: 0\r\n\
              From: <sip:sipshard@{host}:{port}>;tag=probe{tag}\r\n\
              To: <sip:{hop}>\r\n\
@@ -197,10 +258,7 @@ impl Run {
              CSeq: {round} OPTIONS\r\n\
              User-Agent: sipshard-prober\r\n\
              Content-Length: 0\r\n\r\n"
-        );
-        if let Err(e) = sock.send_to(probe.as_bytes(), hop) {
-            log::debug!("probe to {hop}: {e}");
-        }
+        )
     }
 
     /// The hop index a response to one of our probes answers.
