@@ -216,6 +216,9 @@ impl Shard {
         if purge {
             core.purge(now());
         }
+        let instant = std::time::Instant::now();
+        self.tcp.sweep(instant);
+        self.tls.sweep(instant);
         let (bindings, aors) = core.table_sizes();
         self.published.publish(
             &self.counters(&core),

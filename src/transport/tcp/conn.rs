@@ -1,17 +1,17 @@
 //! One TCP connection: its outbox and the two tasks that serve it. The reader frames the byte
-//! stream into messages (RFC 3261 section 18.3) under two deadlines: a message begun must be
-//! complete within `--tcp-message-timeout-ms` (slowloris), and a connection that carries
-//! nothing for `--tcp-idle-timeout` is closed. The writer drains the outbox; what is queued for
-//! a peer that does not read is bounded by `--tcp-max-queued`, past which the peer is dropped.
+//! stream into messages (RFC 3261 section 18.3) and notes when the message in progress began
+//! and when the connection last carried anything; the shard's sweep ([`Conn::overdue`]) closes
+//! a connection whose message is not complete within `--tcp-message-timeout-ms` (slowloris) or
+//! that carries nothing for `--tcp-idle-timeout`. The writer drains the outbox; what is queued
+//! for a peer that does not read is bounded by `--tcp-max-queued`, past which the peer is
+//! dropped.
 
 use std::cell::{Cell, RefCell};
-use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use futures_lite::FutureExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::task::JoinHandle;
 
@@ -68,6 +68,10 @@ pub struct Conn {
     max_queued: usize,
     /// When the writer last had the kernel take bytes (or the connection was made).
     progress: Cell<Instant>,
+    /// When the incomplete message at the front of the reader's buffer began.
+    begun: Cell<Option<Instant>>,
+    /// When the reader last got bytes (or the connection was made).
+    last_read: Cell<Instant>,
     closed: Cell<Option<CloseReason>>,
     /// The other shards were told of it (a connection the peer opened, once ready for SIP),
     /// so they must be told when it closes.
@@ -97,6 +101,8 @@ impl Conn {
             queued: Cell::new(0),
             max_queued,
             progress: Cell::new(Instant::now()),
+            begun: Cell::new(None),
+            last_read: Cell::new(Instant::now()),
             closed: Cell::new(None),
             announced: Cell::new(false),
             tasks: RefCell::new(Vec::new()),
@@ -123,6 +129,21 @@ impl Conn {
                 Queued::Yes
             }
             Err(_) => Queued::Closed,
+        }
+    }
+
+    /// Why the connection is past one of its deadlines at `now`, if it is: a message begun
+    /// and not complete within `message`, or nothing read for `idle`.
+    pub fn overdue(&self, now: Instant, message: Duration, idle: Duration) -> Option<CloseReason> {
+        match self.begun.get() {
+            Some(t) if now.saturating_duration_since(t) >= message => {
+                Some(CloseReason::MessageTimeout)
+            }
+            Some(_) => None,
+            None if now.saturating_duration_since(self.last_read.get()) >= idle => {
+                Some(CloseReason::Idle)
+            }
+            None => None,
         }
     }
 
@@ -255,8 +276,13 @@ pub enum Event<'a> {
     Broken(&'a [u8], ParseError),
 }
 
-/// Read and frame until the peer goes, a deadline passes or the framing breaks. Keep-alive
-/// pings are answered here; every message and the break go to `on_event`.
+/// Read and frame until the peer goes or the framing breaks (or the shard's sweep closes the
+/// connection for a deadline, which cancels this task). Keep-alive pings are answered here;
+/// every message and the break go to `on_event`.
+///
+/// No timer races each read: arming and cancelling one per read cost an io_uring operation
+/// pair per message; the deadlines are checked by the sweep instead, from what this loop notes
+/// in the connection.
 pub async fn read_loop<S: AsyncRead + Unpin>(
     conn: &Conn,
     mut rd: ReadHalf<S>,
@@ -266,21 +292,13 @@ pub async fn read_loop<S: AsyncRead + Unpin>(
     let mut framer = Framer::new(cfg.max_message);
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; READ_CHUNK];
-    // When the incomplete message at the front of `buf` began.
-    let mut begun: Option<Instant> = None;
     loop {
-        let (limit, on_timeout) = match begun {
-            Some(t) => (
-                cfg.message_timeout.saturating_sub(t.elapsed()),
-                CloseReason::MessageTimeout,
-            ),
-            None => (cfg.idle_timeout, CloseReason::Idle),
-        };
-        let n = match read_within(&mut rd, &mut chunk, limit).await {
-            Ok(0) | Err(ReadError::Io) => return CloseReason::Peer,
-            Err(ReadError::Timeout) => return on_timeout,
+        let n = match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => return CloseReason::Peer,
             Ok(n) => n,
         };
+        let now = Instant::now();
+        conn.last_read.set(now);
         buf.extend_from_slice(&chunk[..n]);
         loop {
             let frame = match framer.frame(&buf) {
@@ -300,11 +318,11 @@ pub async fn read_loop<S: AsyncRead + Unpin>(
             }
             buf.drain(..frame.consumed());
         }
-        begun = match (buf.is_empty(), begun) {
+        conn.begun.set(match (buf.is_empty(), conn.begun.get()) {
             (true, _) => None,
             (false, Some(t)) => Some(t),
-            (false, None) => Some(Instant::now()),
-        };
+            (false, None) => Some(now),
+        });
         if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
             buf = Vec::new();
         }
@@ -313,23 +331,4 @@ pub async fn read_loop<S: AsyncRead + Unpin>(
         // until this peer paused. One turn per read keeps the shard fair.
         futures_lite::future::yield_now().await;
     }
-}
-
-enum ReadError {
-    Io,
-    Timeout,
-}
-
-/// One read, or `Timeout` when nothing comes within `limit`.
-async fn read_within<S: AsyncRead + Unpin>(
-    rd: &mut ReadHalf<S>,
-    chunk: &mut [u8],
-    limit: Duration,
-) -> Result<usize, ReadError> {
-    let read = async { rd.read(chunk).await.map_err(|_: io::Error| ReadError::Io) };
-    let timer = async {
-        glommio::timer::sleep(limit).await;
-        Err(ReadError::Timeout)
-    };
-    read.or(timer).await
 }

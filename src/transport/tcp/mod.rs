@@ -183,6 +183,21 @@ impl Tcp {
         );
     }
 
+    /// Close the connections past a deadline (slowloris, idle): run on the shard's
+    /// housekeeping tick, so a deadline is kept to within that tick.
+    pub fn sweep(&self, now: std::time::Instant) {
+        let (message, idle) = (self.cfg.message_timeout, self.cfg.idle_timeout);
+        let overdue: Vec<(Rc<Conn>, CloseReason)> = self
+            .table
+            .borrow()
+            .all()
+            .filter_map(|c| Some((Rc::clone(c), c.overdue(now, message, idle)?)))
+            .collect();
+        for (c, why) in overdue {
+            self.close(&c, why);
+        }
+    }
+
     /// Close every connection (at shutdown).
     pub fn close_all(&self) {
         let all: Vec<Rc<Conn>> = self.table.borrow().all().cloned().collect();
