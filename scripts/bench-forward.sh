@@ -138,21 +138,7 @@ mkdir -p "$OUT_DIR" "$RAW"
 CERTS="$RUN_DIR/certs"
 if [[ " $SYSTEMS " == *-tls\ * ]]; then
     "$ROOT/scripts/bench-tls-certs.sh" "$CERTS"
-    # Kamailio's TLS module reads its certificates from a file of its own; it verifies the
-    # sink as sipshard does.
-    cat >"$RUN_DIR/kamailio-tls.cfg" <<EOF
-[server:default]
-method = TLSv1.2+
-verify_certificate = no
-require_certificate = no
-certificate = $CERTS/server.pem
-private_key = $CERTS/server.key
-
-[client:default]
-method = TLSv1.2+
-verify_certificate = yes
-ca_list = $CERTS/ca.pem
-EOF
+    bench_kamailio_tls_cfg "$RUN_DIR/kamailio-tls.cfg" "$CERTS"
 fi
 
 if [[ "$PRIORITY" == 1 && -w /proc/self/autogroup ]]; then

@@ -84,3 +84,22 @@ if not reply.startswith("SIP/2.0 200"):
     sys.exit(reply.split("\r\n", 1)[0])
 EOF
 }
+
+# Kamailio's TLS module configuration for the benchmarks, written to $1 with the certificates
+# of scripts/bench-tls-certs.sh in $2: it shows the server certificate and verifies the
+# servers it connects to (the flooder's sink) as sipshard does.
+bench_kamailio_tls_cfg() {
+    cat >"$1" <<EOF
+[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+certificate = $2/server.pem
+private_key = $2/server.key
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = yes
+ca_list = $2/ca.pem
+EOF
+}

@@ -68,14 +68,7 @@ log "building sipshard, sipshard-load and udp-tools (release)"
     -p sipshard-loadtest -p udp-tools)
 mkdir -p "$OUT_DIR" "$RAW"
 "$ROOT/scripts/bench-tls-certs.sh" "$CERTS"
-cat >"$RUN_DIR/kamailio-tls.cfg" <<EOF
-[server:default]
-method = TLSv1.2+
-verify_certificate = no
-require_certificate = no
-certificate = $CERTS/server.pem
-private_key = $CERTS/server.key
-EOF
+bench_kamailio_tls_cfg "$RUN_DIR/kamailio-tls.cfg" "$CERTS"
 
 # Start system $1 on CPU $SUT_CPU; sets SUT_PID and TLS_PORT.
 start_sut() {

@@ -7,7 +7,6 @@
 //! `sessions.rs`, the session cache. The connections themselves are driven in `engine::tls` (persistent SIP connections) and
 //! `engine::handshakes` (`--tls-handshakes-only`).
 
-use std::path::Path;
 use std::sync::Arc;
 
 mod insecure;
@@ -15,9 +14,9 @@ mod sessions;
 
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use sipshard::transport::tls::load::{ca_file, certs, key};
 
 use crate::cli::TlsArgs;
 use insecure::AnyCertificate;
@@ -53,30 +52,6 @@ fn provider() -> Arc<CryptoProvider> {
     })
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let chain = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{}: no certificate in it", path.display()));
-    }
-    Ok(chain)
-}
-
-fn key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn roots(ca: &Path) -> Result<RootCertStore, String> {
-    let mut store = RootCertStore::empty();
-    for cert in certs(ca)? {
-        store
-            .add(cert)
-            .map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
-    }
-    Ok(store)
-}
-
 impl Tls {
     /// Build from the flags; `target_ip` is the default server name.
     pub fn new(a: &TlsArgs, target_ip: std::net::IpAddr) -> Result<Tls, String> {
@@ -92,7 +67,10 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("tls: {e}"))?;
         let (builder, verify) = match (&a.tls_ca, a.tls_insecure) {
-            (Some(ca), _) => (versions.with_root_certificates(roots(ca)?), "ca"),
+            (Some(ca), _) => {
+                let roots = ca_file(ca).map_err(|e| format!("--tls-ca {e}"))?;
+                (versions.with_root_certificates(roots), "ca")
+            }
             (None, true) => (
                 versions
                     .dangerous()

@@ -5,9 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, ServerConfig};
+use sipshard::transport::tls::load::{self, ca_file, certs};
 
 /// ring, as sipshard's own provider, with X25519 first (ring's default offers P-384 first).
 #[allow(deprecated)] // ring: no post-quantum key exchange.
@@ -18,18 +17,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(p)
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// A client that trusts the CA in `ca`.
 pub fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, String> {
-    let mut roots = RootCertStore::empty();
-    for c in certs(ca)? {
-        roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
-    }
+    let roots = ca_file(ca)?;
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -40,7 +30,7 @@ pub fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, String> {
 
 /// A server showing `cert` (chain) with `key`.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let key = load::key(key)?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

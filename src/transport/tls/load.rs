@@ -42,8 +42,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(p)
 }
 
-/// A certificate chain (leaf first) from a PEM file.
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// A certificate chain (leaf first) from a PEM file. Public, with [`key`] and [`ca_file`], for
+/// the workspace's TLS clients (sipshard-load, udp-flood): one way to read PEM files.
+pub fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -54,21 +55,26 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 /// The first private key (PKCS#8, SEC1 or PKCS#1) of a PEM file.
-fn key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+pub fn key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The trust anchors of a CA file (PEM).
+pub fn ca_file(path: &Path) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    for cert in certs(path)? {
+        store
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(store)
 }
 
 /// The trust anchors: `--tls-ca`, else the system's roots.
 fn roots(ca: Option<&Path>) -> Result<Arc<RootCertStore>, String> {
     let mut store = RootCertStore::empty();
     match ca {
-        Some(path) => {
-            for cert in certs(path)? {
-                store
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-            }
-        }
+        Some(path) => store = ca_file(path)?,
         None => {
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = store.add_parsable_certificates(found.certs);
