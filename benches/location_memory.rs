@@ -114,6 +114,7 @@ fn main() {
                 IpAddr::V4(Ipv4Addr::new(192, 0, 2, host)),
                 5060,
             )),
+            nat: false,
             contact: contact.as_bytes(),
         };
         let outcome = table.merge(aor.as_bytes(), &b);

@@ -58,6 +58,7 @@ fn main() {
         max_message: 65_507,
         pike: None,
         udp_mtu: 1300,
+        nat_ping: None,
     }));
     let mut core = Core::new(cfg);
     // The core reads no clock: the runtime passes the time in.

@@ -30,6 +30,7 @@ OUTER="config runtime transport persist metrics"
 # note): the names are those after the reshaping of "One layered house before new transports".
 RULES="
 sip        only
+stun       only
 location   only   sip
 counters   only   sip
 identity   never  $OUTER

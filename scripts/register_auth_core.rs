@@ -59,6 +59,7 @@ fn main() {
         max_message: 65_507,
         pike: None,
         udp_mtu: 1300,
+        nat_ping: None,
     }));
     let users: String = (0..USERS).map(|i| format!("u{i}:{PASSWORD}\n")).collect();
     // As sipshard loads it: HA1s precomputed for the realm.

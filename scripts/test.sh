@@ -29,6 +29,9 @@ kamailio_module tls || missing+=(kamailio-tls-modules)
 command -v sipsak >/dev/null 2>&1 || missing+=(sipsak)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
+# tests/nat.rs builds a real NAT in network namespaces.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -13,9 +13,10 @@ use clap::{Parser, ValueEnum};
 
 use crate::auth::AuthMode;
 use crate::identity::LocalIdentity;
+use crate::proxy::nat_ping::{NatPingConfig, PingMethod};
 use crate::proxy::redirect::RedirectPolicy;
 use crate::proxy::{ProxyConfig, StaticRoute};
-use crate::registrar::RegistrarConfig;
+use crate::registrar::{NatMode, RegistrarConfig};
 use crate::runtime::settings::{
     AuthSettings, ListenSpec, ProbeSettings, ReceiveSettings, Settings, SocketSettings,
     StateSettings,
@@ -38,6 +39,44 @@ impl ValueEnum for Steering {
             Steering::Random => PossibleValue::new("random").help(
                 "A classic BPF program returns a random socket index: even spread even with few peers",
             ),
+        })
+    }
+}
+
+/// `--nat auto|always|off`: clap's view of [`NatMode`].
+impl ValueEnum for NatMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[NatMode::Auto, NatMode::Always, NatMode::Off]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            NatMode::Auto => PossibleValue::new("auto").help(
+                "A contact whose REGISTER's Via is not its source, or that is private while \
+                 its source is not, is reached where the REGISTER came from",
+            ),
+            NatMode::Always => PossibleValue::new("always")
+                .help("Every contact is reached where its REGISTER came from"),
+            NatMode::Off => {
+                PossibleValue::new("off").help("Every contact is reached at the address it names")
+            }
+        })
+    }
+}
+
+/// `--nat-ping-method options|crlf`: clap's view of [`PingMethod`].
+impl ValueEnum for PingMethod {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[PingMethod::Options, PingMethod::Crlf]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            PingMethod::Options => PossibleValue::new("options")
+                .help("An OPTIONS request; unanswered ones count towards --nat-ping-failures"),
+            PingMethod::Crlf => {
+                PossibleValue::new("crlf").help("Four bytes, CRLF CRLF; never answered")
+            }
         })
     }
 }
@@ -345,6 +384,28 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000_000)]
     pub max_bindings: usize,
 
+    /// Contacts behind NAT: reached where their REGISTER came from (its source address, port
+    /// and connection) instead of the private address they name, which stays the
+    /// Request-URI. See docs/nat.md.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub nat: NatMode,
+
+    /// Ping every UDP contact registered from behind NAT this often (seconds), from the port
+    /// it registered with, so its NAT keeps the pinhole open between registrations. The pings
+    /// are spread evenly over the interval. Off by default.
+    #[arg(long, value_name = "SECS")]
+    pub nat_ping_interval: Option<f64>,
+
+    /// What a NAT ping is: an OPTIONS request (answered, so dead contacts are found) or a
+    /// bare CRLF CRLF (smaller, never answered).
+    #[arg(long, value_enum, default_value = "options")]
+    pub nat_ping_method: PingMethod,
+
+    /// OPTIONS pings in a row left unanswered that remove a contact's binding (replicated and
+    /// persisted like a REGISTER's removal); 0 never removes.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub nat_ping_failures: u32,
+
     /// Per-source flood protection: a source sending more than RATE requests per second is
     /// dropped for --pike-cooldown seconds (counted, logged once). Off by default.
     #[arg(long, value_name = "RATE")]
@@ -536,6 +597,16 @@ impl Args {
                 return Err("--probe-interval must be between 0.05 and 3600 seconds".into());
             }
         }
+        if let Some(i) = self.nat_ping_interval {
+            if !(0.1..=3600.0).contains(&i) {
+                return Err("--nat-ping-interval must be between 0.1 and 3600 seconds".into());
+            }
+            if self.nat == NatMode::Off {
+                return Err(
+                    "--nat-ping-interval pings contacts behind NAT: not with --nat off".into(),
+                );
+            }
+        }
         if self.probe_failures == 0 {
             return Err("--probe-failures must be at least 1".into());
         }
@@ -677,9 +748,15 @@ impl Args {
                 max_expires: self.max_expires,
                 max_bindings_per_aor: self.max_bindings_per_aor,
                 max_bindings: self.max_bindings,
+                nat: self.nat,
             },
             max_message: self.max_message,
             udp_mtu: self.udp_mtu,
+            nat_ping: self.nat_ping_interval.map(|secs| NatPingConfig {
+                interval_ms: (secs * 1000.0) as u64,
+                method: self.nat_ping_method,
+                failures: self.nat_ping_failures,
+            }),
             // With random steering a source's requests are spread over every shard.
             pike: self.pike.map(|rate| {
                 let per_shard = match self.steering {

@@ -10,6 +10,8 @@ use crate::sip::{Method, ParseError};
 pub enum DropReason {
     /// Only CRLFs: a keepalive (RFC 5626 section 3.5.1).
     Keepalive,
+    /// A STUN message that is not a Binding request, or is malformed.
+    Stun,
     /// A request too broken to answer (no usable Via) or a response that does not parse.
     Unparseable,
     /// A response whose top Via is not ours (RFC 3261 section 16.11).
@@ -20,6 +22,8 @@ pub enum DropReason {
     Unresolvable,
     /// The ACK for a reply we generated ourselves (absorbed, RFC 3261 section 16.11).
     AbsorbedAck,
+    /// An answer to one of our NAT pings (absorbed: it ends there).
+    NatPingAnswer,
     /// The in-place rewrite could not be applied (no room, too many edits).
     RewriteFailed,
     /// No socket of the destination's address family.
@@ -39,13 +43,15 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Keepalive,
+        DropReason::Stun,
         DropReason::Unparseable,
         DropReason::StrayResponse,
         DropReason::NoNextVia,
         DropReason::Unresolvable,
         DropReason::AbsorbedAck,
+        DropReason::NatPingAnswer,
         DropReason::RewriteFailed,
         DropReason::NoSocket,
         DropReason::Unanswerable,
@@ -59,11 +65,13 @@ impl DropReason {
     pub fn name(self) -> &'static str {
         match self {
             DropReason::Keepalive => "keepalive",
+            DropReason::Stun => "stun",
             DropReason::Unparseable => "unparseable",
             DropReason::StrayResponse => "stray_response",
             DropReason::NoNextVia => "no_next_via",
             DropReason::Unresolvable => "unresolvable",
             DropReason::AbsorbedAck => "absorbed_ack",
+            DropReason::NatPingAnswer => "nat_ping_answer",
             DropReason::RewriteFailed => "rewrite_failed",
             DropReason::NoSocket => "no_socket",
             DropReason::Unanswerable => "unanswerable",
@@ -137,6 +145,8 @@ pub struct Counters {
     pub udp_mtu_switches: u64,
     /// `sips:` requests refused because their next hop is not TLS.
     pub sips_refused: u64,
+    /// Contacts behind NAT: registered, kept open, found dead.
+    pub nat: NatCounters,
     /// The TCP transport's counters (copied in by the runtime; the core never writes them).
     pub tcp: TcpCounters,
     /// The TLS transport's connections (the same events as TCP's) and its handshakes.
@@ -171,6 +181,7 @@ impl Default for Counters {
             next_hop_changes: 0,
             udp_mtu_switches: 0,
             sips_refused: 0,
+            nat: NatCounters::default(),
             tcp: TcpCounters::default(),
             tls: TcpCounters::default(),
             tls_handshakes: TlsCounters::default(),
@@ -259,6 +270,7 @@ impl Counters {
         self.auth_reloads += o.auth_reloads;
         self.next_hop_changes += o.next_hop_changes;
         self.sips_refused += o.sips_refused;
+        self.nat.add(&o.nat);
         self.udp_mtu_switches += o.udp_mtu_switches;
     }
 }
@@ -272,6 +284,55 @@ mod tests {
         for (i, m) in METHODS.iter().enumerate() {
             assert_eq!(*m as usize, i, "{}", m.as_str());
         }
+    }
+}
+
+/// Contacts behind NAT (`--nat`, STUN keep-alives, `--nat-ping-interval`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatCounters {
+    /// Contacts registered (added or refreshed) from behind NAT.
+    pub registered: u64,
+    /// STUN Binding requests answered.
+    pub stun_answered: u64,
+    /// Contacts of dialogs set up from behind NAT given an alias of their source.
+    pub aliased: u64,
+    /// Pings sent to contacts behind NAT.
+    pub pings_sent: u64,
+    /// Pings answered.
+    pub pings_answered: u64,
+    /// Bindings removed because their pings went unanswered `--nat-ping-failures` times.
+    pub ping_removals: u64,
+}
+
+impl NatCounters {
+    /// The names of [`Self::values`], in order (the `event` label of the metric).
+    pub const EVENTS: [&'static str; 6] = [
+        "registered",
+        "stun_answered",
+        "aliased",
+        "ping_sent",
+        "ping_answered",
+        "ping_removed",
+    ];
+
+    pub fn values(&self) -> [u64; 6] {
+        [
+            self.registered,
+            self.stun_answered,
+            self.aliased,
+            self.pings_sent,
+            self.pings_answered,
+            self.ping_removals,
+        ]
+    }
+
+    fn add(&mut self, o: &NatCounters) {
+        self.registered += o.registered;
+        self.stun_answered += o.stun_answered;
+        self.aliased += o.aliased;
+        self.pings_sent += o.pings_sent;
+        self.pings_answered += o.pings_answered;
+        self.ping_removals += o.ping_removals;
     }
 }
 
@@ -315,6 +376,8 @@ pub struct TcpCounters {
     /// shard opens a connection of its own to the peer's address; without a withdrawal it
     /// hands that address's messages here, and this shard opens one.
     pub announcements_dropped: u64,
+    /// News of connections peers opened to other shards, learned here.
+    pub announcements_learned: u64,
     /// Messages dropped: no connection could take them (the connection is gone and no new one
     /// could be opened, or the target names a transport we do not serve).
     pub unsent: u64,
@@ -337,6 +400,7 @@ impl TcpCounters {
         self.handoffs += o.handoffs;
         self.handoffs_dropped += o.handoffs_dropped;
         self.announcements_dropped += o.announcements_dropped;
+        self.announcements_learned += o.announcements_learned;
         self.unsent += o.unsent;
         self.queue_full += o.queue_full;
     }

@@ -34,4 +34,5 @@ pub mod proxy;
 pub mod registrar;
 pub mod runtime;
 pub mod sip;
+pub mod stun;
 pub mod transport;

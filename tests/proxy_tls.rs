@@ -144,6 +144,12 @@ fn a_request_for_the_address_a_phone_connects_from_goes_down_its_connection_from
     let p = start(&scratch, &server, &["--shards", "2"]);
     let mut bob = TcpUa::connect_tls(p.tls, pki.client(None), "localhost");
     answers(&mut bob, p.proxy.addr, "up");
+    // The other shard learns of bob's connection over its ring, on its own executor's turn.
+    assert_metric(
+        &p,
+        "sipshard_tls_handoffs_total{shard=\"total\",result=\"announcement_learned\"}",
+        |v| v >= 1,
+    );
     // Callers from many source ports: some land on the shard that does not own bob's
     // connection.
     for i in 0..16 {

@@ -31,6 +31,10 @@ pub struct Binding<'a> {
     pub q: u16,
     /// Where requests for this binding are sent (transport, address, connection).
     pub dest: Target,
+    /// The contact was registered from behind NAT: `dest` is where its REGISTER came from,
+    /// not the address its Contact names (which stays the Request-URI). Such UDP bindings are
+    /// what the NAT pinger keeps open.
+    pub nat: bool,
     /// The Contact URI as registered.
     pub contact: &'a [u8],
 }
@@ -52,11 +56,14 @@ impl Binding<'_> {
 
 // Encoded binding: stamp u64 | callid u64 | cseq u32 | expires u32 | q u16 | port u16 |
 // kind u8 | ip (4 or 16) | [connection u64] | contact_len u16 | contact.
-// kind: the address family (4 or 6) in the low nibble, the transport code in bits 4-6 (0 for
-// UDP, so UDP records are byte for byte what they were before transports existed), and
-// CONN_FLAG when a connection id follows the address.
+// kind: the address family (4 or 6) in bits 0-2, NAT_FLAG for a contact behind NAT, the
+// transport code in bits 4-6 (0 for UDP, so UDP records are byte for byte what they were before
+// transports existed), and CONN_FLAG when a connection id follows the address. Records written
+// before NAT_FLAG existed never set it.
 const FIXED: usize = 8 + 8 + 4 + 4 + 2 + 2 + 1;
 const CONN_FLAG: u8 = 0x80;
+const NAT_FLAG: u8 = 0x08;
+const FAMILY_MASK: u8 = 0x07;
 
 fn encoded_len(b: &Binding<'_>) -> usize {
     let ip = if b.dest.addr.is_ipv4() { 4 } else { 16 };
@@ -72,7 +79,8 @@ fn encode_into(b: &Binding<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&b.q.to_le_bytes());
     out.extend_from_slice(&b.dest.addr.port().to_le_bytes());
     let conn_flag = if b.dest.conn.is_some() { CONN_FLAG } else { 0 };
-    let kind = b.dest.transport.code() << 4 | conn_flag;
+    let nat_flag = if b.nat { NAT_FLAG } else { 0 };
+    let kind = b.dest.transport.code() << 4 | conn_flag | nat_flag;
     match b.dest.addr.ip() {
         IpAddr::V4(a) => {
             out.push(kind | 4);
@@ -106,7 +114,7 @@ fn decode(blob: &[u8]) -> Option<(Binding<'_>, usize)> {
     let port = u16_at(26)?;
     let kind = *blob.get(28)?;
     let transport = Transport::from_code((kind & !CONN_FLAG) >> 4)?;
-    let (ip, mut i) = match kind & 0x0f {
+    let (ip, mut i) = match kind & FAMILY_MASK {
         4 => {
             let o: [u8; 4] = blob.get(29..33)?.try_into().ok()?;
             (IpAddr::V4(Ipv4Addr::from(o)), 33)
@@ -137,6 +145,7 @@ fn decode(blob: &[u8]) -> Option<(Binding<'_>, usize)> {
                 conn,
                 fallback_udp: false,
             },
+            nat: kind & NAT_FLAG != 0,
             contact,
         },
         i + clen,
@@ -252,6 +261,7 @@ impl AorEntry {
 ///     expires_at: now_secs as u32 + 3600,
 ///     q,
 ///     dest: Target::udp(([192, 0, 2, 60], port).into()),
+///     nat: false,
 ///     contact: contact.as_bytes(),
 /// };
 /// let desk = bob(1_000, 1000, "sip:bob@192.0.2.60:5062", 5062);
@@ -443,6 +453,7 @@ mod tests {
             expires_at: exp,
             q: 1000,
             dest: Target::udp("192.0.2.4:5060".parse().unwrap()),
+            nat: false,
             contact: contact.as_bytes(),
         }
     }
@@ -611,6 +622,28 @@ mod tests {
                 t.merge(key.as_bytes(), &x);
                 let got = t.lookup(key.as_bytes(), 0).unwrap();
                 assert_eq!((got.dest, got.contact), (x.dest, x.contact));
+            }
+        }
+    }
+
+    #[test]
+    fn the_nat_mark_round_trips_with_every_family_transport_and_connection() {
+        for addr in ["192.0.2.1:5070", "[2001:db8::1]:5070"] {
+            for transport in Transport::ALL {
+                for conn in [None, Some(ConnId::new(1, 42))] {
+                    let mut x = b(1, 1, 100, "sip:a@10.0.0.2");
+                    x.dest = Target {
+                        transport,
+                        addr: addr.parse().unwrap(),
+                        conn,
+                        fallback_udp: false,
+                    };
+                    for nat in [false, true] {
+                        x.nat = nat;
+                        let rec = BindingRecord::new(b"a", &x);
+                        assert_eq!(rec.decode(), Some(x));
+                    }
+                }
             }
         }
     }

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use super::publish::{Latency, LATENCY_BUCKETS_NS};
-use crate::counters::{Counters, DropReason, TcpCounters, METHODS};
+use crate::counters::{Counters, DropReason, NatCounters, TcpCounters, METHODS};
 use crate::sip::ParseError;
 
 /// `sipshard_tcp_connection_events_total{event}`.
@@ -38,12 +38,13 @@ const TLS_HANDSHAKE_RESULTS: [&str; 6] = [
 /// `sipshard_udp_mtu_transport_total{event}`.
 const MTU_EVENTS: [&str; 2] = ["switched_to_tcp", "fell_back_to_udp"];
 /// `sipshard_tcp_handoffs_total{result}` and `sipshard_tls_handoffs_total{result}`.
-const HANDOFF_RESULTS: [&str; 5] = [
+const HANDOFF_RESULTS: [&str; 6] = [
     "handed",
     "ring_full",
     "unsent",
     "queue_full",
     "announcement_ring_full",
+    "announcement_learned",
 ];
 
 /// What one shard publishes: its counters and the two gauges of its copy of the location table.
@@ -498,6 +499,22 @@ pub static FAMILIES: &[Family] = &[
         log: Log::No,
     },
     Family {
+        name: "sipshard_nat_total",
+        help: "Contacts registered from behind NAT (--nat), STUN Binding requests answered on \
+               the SIP port, pings sent to contacts behind NAT and answered \
+               (--nat-ping-interval), and bindings removed for unanswered pings.",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "event",
+            count: NatCounters::EVENTS.len(),
+            value: |i| Cow::Borrowed(NatCounters::EVENTS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| s.counters.nat.values()[i],
+        log: Log::No,
+    },
+    Family {
         name: "sipshard_udp_mtu_transport_total",
         help: "Requests too large for UDP (--udp-mtu) sent over TCP instead, and those of them \
                whose connection was refused, sent over UDP after all (RFC 3261 section 18.1.1).",
@@ -607,5 +624,6 @@ fn handoff_result(t: &TcpCounters, i: usize) -> u64 {
         t.unsent,
         t.queue_full,
         t.announcements_dropped,
+        t.announcements_learned,
     ][i]
 }

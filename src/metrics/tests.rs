@@ -143,10 +143,15 @@ fn label_values_are_todays() {
                 "ring_full",
                 "unsent",
                 "queue_full",
-                "announcement_ring_full"
+                "announcement_ring_full",
+                "announcement_learned"
             ]
         );
     }
+    assert_eq!(
+        values("sipshard_nat_total"),
+        crate::counters::NatCounters::EVENTS
+    );
     assert_eq!(
         values("sipshard_auth_total"),
         [

@@ -93,6 +93,7 @@ mod tests {
                 expires_at: 5000,
                 q: 1000,
                 dest: Target::udp("192.0.2.1:5060".parse().unwrap()),
+                nat: false,
                 contact: contact.as_bytes(),
             },
         )

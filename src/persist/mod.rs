@@ -187,6 +187,7 @@ mod tests {
                 expires_at,
                 q: 1000,
                 dest: Target::udp("192.0.2.1:5060".parse().unwrap()),
+                nat: false,
                 contact: format!("sip:{user}@192.0.2.1").as_bytes(),
             },
         )

@@ -13,11 +13,13 @@
 
 pub mod auth;
 pub mod branch;
+pub mod nat_ping;
 pub mod next_hop;
 pub mod pike;
 pub mod redirect;
 pub mod reply;
 
+mod alias;
 mod remove;
 mod request;
 mod response;
@@ -29,7 +31,8 @@ use crate::counters::{Counters, DropReason};
 use crate::identity::LocalIdentity;
 use crate::location::{LocationTable, Now};
 use crate::registrar::{self, RegistrarConfig};
-use crate::sip::{Edits, Message, PacketBuf, ParseError, Source, Target};
+use crate::sip::{Edits, Message, PacketBuf, ParseError, Source, Target, Transport};
+use crate::stun;
 
 use auth::ShardAuth;
 use next_hop::HopHealth;
@@ -62,6 +65,8 @@ pub struct ProxyConfig {
     /// A request that would leave over UDP larger than this goes over TCP instead (RFC 3261
     /// section 18.1.1), when we listen on TCP; 0 never switches.
     pub udp_mtu: usize,
+    /// Pings to UDP contacts behind NAT (`--nat-ping-interval`), when on.
+    pub nat_ping: Option<nat_ping::NatPingConfig>,
 }
 
 /// What the runtime does with the datagram after [`Core::handle`].
@@ -95,6 +100,11 @@ enum Decision {
         socket: usize,
         status: u16,
     },
+    /// Send `Core::reply`, which is not SIP (a STUN answer).
+    Answer {
+        to: Target,
+        socket: usize,
+    },
     Drop(DropReason),
 }
 
@@ -121,6 +131,7 @@ enum Decision {
 ///     max_message: 65_507,
 ///     pike: None,
 ///     udp_mtu: 1300,
+///     nat_ping: None,
 /// }));
 /// let mut core = Core::new(cfg);
 /// let now = Now { unix_ms: 1_700_000_000_000 };
@@ -172,6 +183,8 @@ pub struct Core {
     auth: Option<ShardAuth>,
     /// Which next hops of the static routes are down (this shard's copy of the prober's view).
     hops: HopHealth,
+    /// Pings to the contacts behind NAT registered through this shard, when on.
+    pinger: Option<nat_ping::Pinger>,
 }
 
 impl Core {
@@ -195,6 +208,7 @@ impl Core {
                 .map(|(rate, cooldown)| pike::Pike::new(rate, cooldown)),
             auth: None,
             hops: HopHealth::default(),
+            pinger: None,
         }
     }
 
@@ -232,6 +246,9 @@ impl Core {
 
     /// Parse the datagram once, in place, and decide; nothing is written to `pkt` yet.
     fn decide(&mut self, now: Now, src: Source, socket: usize, pkt: &mut PacketBuf) -> Decision {
+        if src.transport == Transport::Udp && stun::looks_like_stun(pkt.as_slice()) {
+            return self.on_stun(pkt.as_slice(), src, socket);
+        }
         if pkt.len() > self.cfg.max_message {
             self.counters.parse_error(ParseError::TooLarge);
             return self.salvage_reply(pkt.as_slice(), src, socket, 513, "Message Too Large");
@@ -240,7 +257,7 @@ impl Core {
         let mut slot = MaybeUninit::uninit();
         match Message::parse_in(&mut slot, pkt.as_mut_slice()) {
             Ok(msg) if msg.is_request() => self.on_request(msg, src, socket, now),
-            Ok(msg) => self.on_response(msg, socket),
+            Ok(msg) => self.on_response(msg, src, socket),
             Err(ParseError::Empty) => Decision::Drop(DropReason::Keepalive),
             Err(e) => {
                 self.counters.parse_error(e);
@@ -281,7 +298,36 @@ impl Core {
                 }
                 self.drop_counted(DropReason::RewriteFailed)
             }
+            Decision::Answer { to, socket } => {
+                if pkt.set_contents(&self.reply) {
+                    return Action::Reply { to, socket };
+                }
+                self.drop_counted(DropReason::RewriteFailed)
+            }
             Decision::Drop(r) => self.drop_counted(r),
+        }
+    }
+
+    /// A STUN message on a UDP listener (RFC 5626 section 4.4.2): a Binding request is
+    /// answered with the address it came from; anything else is dropped and counted.
+    fn on_stun(&mut self, datagram: &[u8], src: Source, socket: usize) -> Decision {
+        match stun::classify(datagram) {
+            stun::Stun::BindingRequest {
+                transaction,
+                fingerprint,
+            } => {
+                stun::binding_success(&transaction, src.addr, fingerprint, &mut self.reply);
+                self.counters.nat.stun_answered += 1;
+                Decision::Answer {
+                    to: Target::udp(src.addr),
+                    socket,
+                }
+            }
+            stun::Stun::Other => Decision::Drop(DropReason::Stun),
+            stun::Stun::Malformed(why) => {
+                log::debug!("STUN from {}: {why}", src.addr);
+                Decision::Drop(DropReason::Stun)
+            }
         }
     }
 

@@ -5,14 +5,19 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::counters::DropReason;
 use crate::sip::uri::parse_host;
-use crate::sip::{ConnId, Host, Message, Target, Transport};
+use crate::sip::{ConnId, Host, Message, Source, Target, Transport};
 
 use super::branch::BRANCH_PREFIX;
 use super::remove::remove_values;
 use super::{Core, Decision, CONN_PARAM};
 
 impl Core {
-    pub(super) fn on_response(&mut self, msg: &Message<'_>, socket: usize) -> Decision {
+    pub(super) fn on_response(
+        &mut self,
+        msg: &Message<'_>,
+        src: Source,
+        socket: usize,
+    ) -> Decision {
         let local = &self.cfg.local;
         let Ok(top) = msg.top_via() else {
             return Decision::Drop(DropReason::Unparseable);
@@ -21,6 +26,9 @@ impl Core {
             && local.is_our_address(&top.host, top.port);
         if !ours {
             return Decision::Drop(DropReason::StrayResponse);
+        }
+        if self.is_nat_ping_answer(top.branch().unwrap_or_default()) {
+            return Decision::Drop(DropReason::NatPingAnswer);
         }
         let next = match msg.second_via() {
             None => return Decision::Drop(DropReason::NoNextVia),
@@ -60,11 +68,42 @@ impl Core {
         };
         self.edits.clear();
         remove_values(&mut self.edits, msg, &[Some((top.field, top.span))]);
+        if self.sets_up_a_recorded_dialog(msg) {
+            self.alias_contact(msg, src);
+        }
         self.counters.forwarded_response(msg.status().unwrap_or(0));
         Decision::Forward {
             to: dest,
             socket: out_socket,
             len: msg.framed_len(),
+        }
+    }
+}
+
+impl Core {
+    /// A provisional (but 100) or 2xx answer to a request we Record-Route: its Contact is where
+    /// the caller's in-dialog requests go.
+    fn sets_up_a_recorded_dialog(&self, msg: &Message<'_>) -> bool {
+        let dialog_method = msg
+            .cseq()
+            .is_ok_and(|c| matches!(c.method, b"INVITE" | b"SUBSCRIBE" | b"REFER"));
+        self.cfg.record_route
+            && dialog_method
+            && msg.status().is_some_and(|s| (101..300).contains(&s))
+    }
+
+    /// Whether `branch` is one of our NAT pings'; its answer is taken (or kept for the shard
+    /// that sent the ping).
+    fn is_nat_ping_answer(&mut self, branch: &[u8]) -> bool {
+        let Some(p) = &mut self.pinger else {
+            return false;
+        };
+        match p.on_answer(branch) {
+            None => false,
+            Some(answered_here) => {
+                self.counters.nat.pings_answered += u64::from(answered_here);
+                true
+            }
         }
     }
 }

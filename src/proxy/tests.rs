@@ -35,10 +35,12 @@ pub(super) fn base_config(listen: &str, domains: &[&str], record_route: bool) ->
             max_expires: 7200,
             max_bindings_per_aor: 10,
             max_bindings: 1_000_000,
+            nat: Default::default(),
         },
         max_message: 65_507,
         pike: None,
         udp_mtu: 1300,
+        nat_ping: None,
     }
 }
 
@@ -139,6 +141,151 @@ fn ipv6_registration_and_call() {
         "{out}"
     );
     assert!(out.contains("Record-Route: <sip:[2001:db8::10]:5060;lr>\r\nVia: SIP/2.0/UDP [2001:db8::10]:5060;branch=z9hG4bKsS"), "{out}");
+}
+
+/// bob registers `sip:bob@10.0.0.2:5060` from 198.51.100.7:40312 (behind NAT), then is
+/// called: where does the INVITE go, with which Request-URI?
+fn call_a_natted_bob(nat: crate::registrar::NatMode) -> (Action, String) {
+    let mut cfg = base_config("192.0.2.10:5060", &["example.com"], false);
+    cfg.registrar.nat = nat;
+    let mut core = Core::new(Box::leak(Box::new(cfg)));
+    let (a, out) = run(
+        &mut core,
+        "198.51.100.7:40312",
+        "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKn1;rport\nFrom: <sip:bob@example.com>;tag=r\nTo: <sip:bob@example.com>\nCall-ID: natreg\nCSeq: 1 REGISTER\nContact: <sip:bob@10.0.0.2:5060>\nContent-Length: 0\n\n",
+    );
+    assert_eq!(
+        a,
+        Action::Reply {
+            to: Target::udp("198.51.100.7:40312".parse().unwrap()),
+            socket: 0
+        }
+    );
+    // The 200 lists the contact as registered, whatever the destination.
+    assert!(
+        out.contains("\r\nContact: <sip:bob@10.0.0.2:5060>;expires="),
+        "{out}"
+    );
+    run(
+        &mut core,
+        "192.0.2.30:5060",
+        "INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.30;branch=z9hG4bKn2\nFrom: <sip:a@example.net>;tag=1\nTo: <sip:bob@example.com>\nCall-ID: natcall\nCSeq: 1 INVITE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    )
+}
+
+#[test]
+fn a_contact_behind_nat_is_called_where_its_register_came_from() {
+    use crate::registrar::NatMode;
+    for nat in [NatMode::Auto, NatMode::Always] {
+        let (a, out) = call_a_natted_bob(nat);
+        let to = Target::udp("198.51.100.7:40312".parse().unwrap());
+        assert_eq!(a, Action::Forward { to, socket: 0 }, "{nat:?}");
+        assert!(
+            out.starts_with("INVITE sip:bob@10.0.0.2:5060 SIP/2.0\r\n"),
+            "{out}"
+        );
+    }
+    let (a, _) = call_a_natted_bob(NatMode::Off);
+    let to = Target::udp("10.0.0.2:5060".parse().unwrap());
+    assert_eq!(
+        a,
+        Action::Forward { to, socket: 0 },
+        "off: the contact as written"
+    );
+}
+
+#[test]
+fn dialogs_with_a_caller_behind_nat_go_back_through_its_alias() {
+    let mut core = Core::new(config("192.0.2.10:5060", &[], true));
+    // alice, behind NAT, calls bob (a foreign domain's address).
+    let (a, inv) = run(
+        &mut core,
+        "198.51.100.7:40312",
+        "INVITE sip:bob@192.0.2.40 SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKal1;rport\nFrom: <sip:alice@example.net>;tag=a1\nTo: <sip:bob@192.0.2.40>\nCall-ID: alias-1\nCSeq: 1 INVITE\nContact: <sip:alice@10.0.0.2:5060>\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    );
+    assert!(matches!(a, Action::Forward { .. }), "{inv}");
+    assert!(
+        inv.contains("\r\nContact: <sip:alice@10.0.0.2:5060;alias=198.51.100.7~40312~1>\r\n"),
+        "{inv}"
+    );
+    assert_eq!(core.counters.nat.aliased, 1);
+    // bob's BYE comes back by our Record-Route to that Contact: it goes to alice's NAT.
+    let (a, bye) = run(
+        &mut core,
+        "192.0.2.40:5060",
+        "BYE sip:alice@10.0.0.2:5060;alias=198.51.100.7~40312~1 SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.40;branch=z9hG4bKby1\nRoute: <sip:192.0.2.10:5060;lr>\nFrom: <sip:bob@192.0.2.40>;tag=b1\nTo: <sip:alice@example.net>;tag=a1\nCall-ID: alias-1\nCSeq: 1 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    );
+    let to = Target::udp("198.51.100.7:40312".parse().unwrap());
+    assert_eq!(a, Action::Forward { to, socket: 0 }, "{bye}");
+    assert!(
+        bye.starts_with("BYE sip:alice@10.0.0.2:5060 SIP/2.0\r\n"),
+        "{bye}"
+    );
+    // A caller whose Via is its source is not behind NAT: its Contact is left alone.
+    let (_, inv) = run(
+        &mut core,
+        "192.0.2.30:5060",
+        "INVITE sip:bob@192.0.2.40 SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.30:5060;branch=z9hG4bKal2\nFrom: <sip:carol@example.net>;tag=c1\nTo: <sip:bob@192.0.2.40>\nCall-ID: alias-2\nCSeq: 1 INVITE\nContact: sip:carol@192.0.2.30\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    );
+    assert!(
+        inv.contains("\r\nContact: sip:carol@192.0.2.30\r\n"),
+        "{inv}"
+    );
+}
+
+#[test]
+fn a_callee_behind_nat_gets_an_alias_in_its_answer() {
+    let mut core = Core::new(config("192.0.2.10:5060", &[], true));
+    let (_, inv) = run(
+        &mut core,
+        "192.0.2.30:5060",
+        "INVITE sip:bob@198.51.100.7:40312 SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.30:5060;branch=z9hG4bKal3\nFrom: <sip:carol@example.net>;tag=c1\nTo: <sip:bob@example.com>\nCall-ID: alias-3\nCSeq: 1 INVITE\nContact: <sip:carol@192.0.2.30>\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    );
+    let our_via = inv
+        .lines()
+        .find(|l| l.starts_with("Via: SIP/2.0/UDP 192.0.2.10"))
+        .unwrap()
+        .to_string();
+    // bob answers from behind NAT with his private (bare) Contact.
+    let ok = format!(
+        "SIP/2.0 200 OK\n{our_via}\nVia: SIP/2.0/UDP 192.0.2.30:5060;branch=z9hG4bKal3\nFrom: <sip:carol@example.net>;tag=c1\nTo: <sip:bob@example.com>;tag=b1\nCall-ID: alias-3\nCSeq: 1 INVITE\nContact: sip:bob@10.0.0.9\nContent-Length: 0\n\n"
+    );
+    let (a, out) = run(&mut core, "198.51.100.7:40312", &ok);
+    assert!(matches!(a, Action::Forward { .. }), "{out}");
+    assert!(
+        out.contains("\r\nContact: <sip:bob@10.0.0.9;alias=198.51.100.7~40312~1>\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_stun_binding_request_on_the_sip_port_is_answered_with_its_source() {
+    let mut core = Core::new(config("192.0.2.10:5060", &["example.com"], false));
+    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    request.extend_from_slice(&[9; 12]);
+    let src: SocketAddr = "198.51.100.7:40312".parse().unwrap();
+    let mut pkt = PacketBuf::from_message(&request, DEFAULT_HEADROOM);
+    let a = core.handle(NOW, Source::udp(src), 0, &mut pkt);
+    assert_eq!(
+        a,
+        Action::Reply {
+            to: Target::udp(src),
+            socket: 0
+        }
+    );
+    let mut expected = Vec::new();
+    crate::stun::binding_success(&[9; 12], src, false, &mut expected);
+    assert_eq!(pkt.as_slice(), expected);
+    assert_eq!(core.counters.nat.stun_answered, 1);
+    // A Binding indication needs no answer; a broken message is dropped. Both counted.
+    for broken in [&[0x00, 0x11][..], &[0x00, 0x01, 0x00, 0x04][..]] {
+        let mut d = request.clone();
+        d[..broken.len()].copy_from_slice(broken);
+        let mut pkt = PacketBuf::from_message(&d, DEFAULT_HEADROOM);
+        let a = core.handle(NOW, Source::udp(src), 0, &mut pkt);
+        assert_eq!(a, Action::Drop(DropReason::Stun));
+    }
+    assert_eq!(core.counters.drops[DropReason::Stun as usize], 2);
 }
 
 #[test]

@@ -39,6 +39,16 @@ fn tcp(addr: &str, conn: u64) -> Source {
     }
 }
 
+/// A call for bob@example.com from a UDP caller.
+fn call_bob(core: &mut Core) -> (Action, String) {
+    run(
+        core,
+        Source::udp("198.51.100.1:5060".parse().unwrap()),
+        0,
+        "INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKi\nFrom: <sip:alice@example.net>;tag=a\nTo: <sip:bob@example.com>\nCall-ID: call\nCSeq: 1 INVITE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+    )
+}
+
 fn run(core: &mut Core, src: Source, listener: usize, msg: &str) -> (Action, String) {
     let wire = msg.replace('\n', "\r\n");
     let mut pkt = PacketBuf::from_message(wire.as_bytes(), DEFAULT_HEADROOM);
@@ -53,7 +63,7 @@ fn a_ua_registered_over_tcp_is_called_on_its_connection() {
         &mut core,
         tcp("203.0.113.7:40001", 77),
         1,
-        "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/TCP 10.0.0.7:5060;branch=z9hG4bKr\nFrom: <sip:bob@example.com>;tag=r\nTo: <sip:bob@example.com>\nCall-ID: reg\nCSeq: 1 REGISTER\nContact: <sip:bob@10.0.0.7:5060;transport=tcp>\nContent-Length: 0\n\n",
+        "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/TCP 203.0.113.7:5060;branch=z9hG4bKr\nFrom: <sip:bob@example.com>;tag=r\nTo: <sip:bob@example.com>\nCall-ID: reg\nCSeq: 1 REGISTER\nContact: <sip:bob@203.0.113.7:5060;transport=tcp>\nContent-Length: 0\n\n",
     );
     // The 200 goes back on the connection the REGISTER came on.
     let back = Target {
@@ -70,16 +80,11 @@ fn a_ua_registered_over_tcp_is_called_on_its_connection() {
         },
         "{out}"
     );
-    let (a, out) = run(
-        &mut core,
-        Source::udp("198.51.100.1:5060".parse().unwrap()),
-        0,
-        "INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bKi\nFrom: <sip:alice@example.net>;tag=a\nTo: <sip:bob@example.com>\nCall-ID: call\nCSeq: 1 INVITE\nMax-Forwards: 70\nContent-Length: 0\n\n",
-    );
+    let (a, out) = call_bob(&mut core);
     // The contact's address, over TCP, on the connection it registered on.
     let to = Target {
         transport: Transport::Tcp,
-        addr: "10.0.0.7:5060".parse().unwrap(),
+        addr: "203.0.113.7:5060".parse().unwrap(),
         conn: Some(ConnId(77)),
         fallback_udp: false,
     };
@@ -91,6 +96,30 @@ fn a_ua_registered_over_tcp_is_called_on_its_connection() {
     assert!(
         !out.contains(";sc="),
         "a UDP request names no connection: {out}"
+    );
+}
+
+#[test]
+fn a_ua_behind_nat_over_tcp_is_called_on_its_connection_then_at_its_source() {
+    let mut core = core();
+    let _ = run(
+        &mut core,
+        tcp("203.0.113.7:40001", 77),
+        1,
+        "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/TCP 10.0.0.7:5060;branch=z9hG4bKr\nFrom: <sip:bob@example.com>;tag=r\nTo: <sip:bob@example.com>\nCall-ID: reg\nCSeq: 1 REGISTER\nContact: <sip:bob@10.0.0.7:5060;transport=tcp>\nContent-Length: 0\n\n",
+    );
+    let (a, out) = call_bob(&mut core);
+    // The private contact stays the Request-URI; the packet goes where the REGISTER came from.
+    let to = Target {
+        transport: Transport::Tcp,
+        addr: "203.0.113.7:40001".parse().unwrap(),
+        conn: Some(ConnId(77)),
+        fallback_udp: false,
+    };
+    assert_eq!(a, Action::Forward { to, socket: 1 }, "{out}");
+    assert!(
+        out.starts_with("INVITE sip:bob@10.0.0.7:5060;transport=tcp SIP/2.0\r\n"),
+        "{out}"
     );
 }
 

@@ -2,9 +2,14 @@
 //! the purge, and the counts only the runtime sees (sends, kernel and shedding drops). Going
 //! through these methods, the runtime needs neither the table nor the counters as fields.
 
-use crate::counters::{Counters, DropReason};
-use crate::location::{BindingRecord, Now};
+use std::net::SocketAddr;
 
+use crate::counters::{Counters, DropReason};
+use crate::location::{self, BindingRecord, Now};
+use crate::registrar::{self, Store};
+use crate::sip::{Target, Transport};
+
+use super::nat_ping::{PingBatch, Pinger, VisitOutcome};
 use super::next_hop::HopState;
 use super::Core;
 
@@ -24,6 +29,52 @@ impl Core {
     pub fn apply_hop_state(&mut self, s: HopState) {
         if self.hops.apply(s) {
             self.counters.next_hop_changes += 1;
+        }
+    }
+
+    /// Ping the contacts behind NAT that register through this shard from now on, when
+    /// `--nat-ping-interval` is on; `shard` (this shard's number) is written into each ping so
+    /// that an answer reaching another shard can be handed back.
+    pub fn start_nat_pings(&mut self, shard: u16) {
+        self.pinger = self.cfg.nat_ping.map(|c| Pinger::new(c, shard));
+    }
+
+    /// Write into `batch` the NAT pings due by `now`, and remove the bindings whose pings went
+    /// unanswered `--nat-ping-failures` times. Returns how many pings were written.
+    pub fn nat_pings(&mut self, now: Now, batch: &mut PingBatch) -> usize {
+        let Some(pinger) = &mut self.pinger else {
+            return 0;
+        };
+        let local = &self.cfg.local;
+        let mut store = Store {
+            table: &mut self.table,
+            counters: &mut self.counters,
+            outbox: &mut self.outbox,
+        };
+        let written = pinger.run_due(
+            now.unix_ms,
+            batch,
+            |aor, contact, dest, dead| visit_nat_contact(&mut store, aor, contact, dest, dead, now),
+            |listener, dest| local.advertised(listener, &Target::udp(dest)),
+        );
+        self.counters.nat.pings_sent += written as u64;
+        written
+    }
+
+    /// Another shard received the answer to one of this shard's NAT pings.
+    pub fn nat_ping_answered(&mut self, key: u64) {
+        if let Some(p) = &mut self.pinger {
+            if p.answered(key) {
+                self.counters.nat.pings_answered += 1;
+            }
+        }
+    }
+
+    /// Answers received here to other shards' NAT pings: (owner shard, key), to hand over.
+    pub fn take_foreign_ping_answers(&mut self) -> Vec<(u16, u64)> {
+        match &mut self.pinger {
+            Some(p) => p.take_foreign().collect(),
+            None => Vec::new(),
         }
     }
 
@@ -68,4 +119,36 @@ impl Core {
     pub fn table_sizes(&self) -> (usize, usize) {
         (self.table.binding_count(), self.table.aor_count())
     }
+}
+
+/// Whether a contact the pinger visits is still bound behind NAT, over UDP, at the address it
+/// pings; a dead one (`dead`) is removed.
+fn visit_nat_contact(
+    store: &mut Store<'_>,
+    aor: &[u8],
+    contact: &[u8],
+    dest: SocketAddr,
+    dead: bool,
+    now: Now,
+) -> VisitOutcome {
+    let version = store
+        .table
+        .live_bindings(aor, now.secs())
+        .find(|b| location::same_contact(b.contact, contact))
+        .filter(|b| b.nat && b.dest.transport == Transport::Udp && b.dest.addr == dest)
+        .map(|b| b.version);
+    let Some(version) = version else {
+        return VisitOutcome::Forget;
+    };
+    if dead {
+        log::info!(
+            "nat ping: {contact:?} of {aor:?} unanswered; binding removed",
+            contact = String::from_utf8_lossy(contact),
+            aor = String::from_utf8_lossy(aor)
+        );
+        registrar::remove_dead(store, aor, contact, version, now);
+        store.counters.nat.ping_removals += 1;
+        return VisitOutcome::Forget;
+    }
+    VisitOutcome::Keep
 }

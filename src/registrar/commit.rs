@@ -1,7 +1,7 @@
 //! The second step of a REGISTER: apply its plan and write the 200's Contact list.
 
 use crate::counters::Counters;
-use crate::location::{self, Binding, BindingRecord, LocationTable, MergeOutcome, Version};
+use crate::location::{self, Binding, BindingRecord, LocationTable, MergeOutcome, Now, Version};
 use crate::sip::write::{push_q_value, push_uint};
 
 use super::{Change, Changes, DateLine, Origin, Outbox, Plan};
@@ -42,6 +42,7 @@ pub fn commit(
                     expires: 0,
                     q: 1000,
                     dest: *dest,
+                    nat: false,
                 };
                 store.apply(aor, &removal, origin);
             }
@@ -51,6 +52,25 @@ pub fn commit(
     list_bindings(store.table, aor, now_secs, extra);
     extra.extend_from_slice(date.line(now_secs));
     (200, "OK")
+}
+
+/// Remove the binding of `aor` with contact `contact`, known dead (its NAT pings went
+/// unanswered): a removal stamped now, in the version line of the REGISTER that made it
+/// (`version`), merged, counted and replicated as a REGISTER's removal is.
+pub fn remove_dead(store: &mut Store<'_>, aor: &[u8], contact: &[u8], version: Version, now: Now) {
+    let removal = Change {
+        uri: contact,
+        expires: 0,
+        q: 1000,
+        dest: crate::sip::Target::udp(([0, 0, 0, 0], 0).into()),
+        nat: false,
+    };
+    let origin = Origin {
+        call_id_hash: version.call_id_hash,
+        cseq: version.cseq,
+        now,
+    };
+    store.apply(aor, &removal, origin);
 }
 
 impl Store<'_> {
@@ -70,9 +90,13 @@ impl Store<'_> {
             expires_at,
             q: ch.q,
             dest: ch.dest,
+            nat: ch.nat,
             contact: ch.uri,
         };
         let counters = &mut *self.counters;
+        if ch.nat && ch.expires > 0 {
+            counters.nat.registered += 1;
+        }
         match self.table.merge(aor, &binding) {
             MergeOutcome::Added => counters.registrations_added += 1,
             MergeOutcome::Refreshed => counters.registrations_refreshed += 1,

@@ -16,11 +16,13 @@
 
 mod commit;
 mod date;
+mod nat;
 mod outbox;
 mod plan;
 
-pub use commit::{commit, Store};
+pub use commit::{commit, remove_dead, Store};
 pub use date::DateLine;
+pub use nat::{behind_nat, is_private, NatMode};
 pub use outbox::Outbox;
 pub use plan::{plan, Change, Changes, Origin, Plan, Refusal, RefusalHeader};
 
@@ -37,6 +39,8 @@ pub struct RegistrarConfig {
     pub max_bindings_per_aor: usize,
     /// Live bindings the whole table may hold (`--max-bindings`).
     pub max_bindings: usize,
+    /// Which contacts are reached where their REGISTER came from (`--nat`).
+    pub nat: NatMode,
 }
 
 /// The command line's defaults.
@@ -48,6 +52,7 @@ impl Default for RegistrarConfig {
             max_expires: 7200,
             max_bindings_per_aor: 10,
             max_bindings: 10_000_000,
+            nat: NatMode::Auto,
         }
     }
 }

@@ -10,9 +10,10 @@ use crate::sip::addr::Contact;
 use crate::sip::parse::parse_delta_seconds;
 use crate::sip::write::push_uint;
 use crate::sip::{
-    HeaderName, Message, NameAddr, ParseError, Scheme, Source, Target, Transport, Uri,
+    HeaderName, Message, NameAddr, ParseError, Scheme, Source, Target, Transport, Uri, Via,
 };
 
+use super::nat::behind_nat;
 use super::{RegistrarConfig, MAX_CONTACTS_PER_REGISTER};
 
 /// Everything a valid REGISTER changes, computed before anything is: see [`plan`].
@@ -70,6 +71,8 @@ pub struct Change<'m> {
     /// Preference in thousandths.
     pub q: u16,
     pub dest: Target,
+    /// The contact is behind NAT: `dest` is the REGISTER's source.
+    pub nat: bool,
 }
 
 /// Why a REGISTER is refused: the reply's status and reason, and a header line it needs.
@@ -178,7 +181,8 @@ pub fn plan<'m>(
         now,
     };
     let header_expires = msg.expires()?;
-    let (listed, wildcard) = contacts(cfg, msg, src, header_expires)?;
+    let via = msg.top_via().ok();
+    let (listed, wildcard) = contacts(cfg, msg, via.as_ref(), src, header_expires)?;
     let changes = if wildcard {
         // `Contact: *` must stand alone, with Expires: 0 (section 10.2.2).
         if !listed.is_empty() || msg.count_of(HeaderName::Contact) != 1 || header_expires != Some(0)
@@ -230,6 +234,7 @@ fn aor_of(local: &LocalIdentity, msg: &Message<'_>, key: &mut AorKey) -> Result<
 fn contacts<'m>(
     cfg: &RegistrarConfig,
     msg: &Message<'m>,
+    via: Option<&Via<'_>>,
     src: Source,
     header_expires: Option<u32>,
 ) -> Result<(Vec<Change<'m>>, bool), Refusal> {
@@ -242,7 +247,7 @@ fn contacts<'m>(
                 if changes.len() == MAX_CONTACTS_PER_REGISTER {
                     return Err(Refusal::new(400, "Bad Request - Too Many Contacts"));
                 }
-                changes.push(change_of(cfg, &a, header_expires, src)?);
+                changes.push(change_of(cfg, &a, header_expires, via, src)?);
             }
         }
     }
@@ -250,11 +255,13 @@ fn contacts<'m>(
 }
 
 /// One contact's change: its lifetime (its own `expires`, else the Expires header, else the
-/// default; at least the minimum unless 0, at most the maximum), `q` and destination.
+/// default; at least the minimum unless 0, at most the maximum), `q` and destination: where
+/// the REGISTER came from when the contact is behind NAT, else where the contact says.
 fn change_of<'m>(
     cfg: &RegistrarConfig,
     a: &NameAddr<'m>,
     header_expires: Option<u32>,
+    via: Option<&Via<'_>>,
     src: Source,
 ) -> Result<Change<'m>, Refusal> {
     let requested = match a.param(b"expires") {
@@ -272,11 +279,17 @@ fn change_of<'m>(
     let Ok(q) = a.q() else {
         return Err(Refusal::new(400, "Bad Request - Malformed q"));
     };
+    let nat = behind_nat(cfg.nat, via, &a.uri, src);
     Ok(Change {
         uri: a.uri.raw,
         expires: requested.min(cfg.max_expires),
         q,
-        dest: destination_of(&a.uri, src),
+        dest: if nat {
+            src.back_to(src.addr)
+        } else {
+            destination_of(&a.uri, src)
+        },
+        nat,
     })
 }
 

@@ -123,6 +123,7 @@ mod tests {
                 expires_at: 10,
                 q: 1000,
                 dest: crate::sip::Target::udp("192.0.2.1:5060".parse().unwrap()),
+                nat: false,
                 contact: b"sip:a@192.0.2.1",
             },
         )

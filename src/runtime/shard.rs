@@ -21,6 +21,7 @@ use crate::auth::{AuthMode, Authenticator};
 use crate::counters::{Counters, DropReason};
 use crate::location::{LocationTable, Now};
 use crate::metrics::{Latency, Published};
+use crate::proxy::nat_ping::{self, PingBatch};
 use crate::proxy::next_hop::HopState;
 use crate::proxy::{Action, Core, ProxyConfig};
 use crate::sip::rewrite::DEFAULT_HEADROOM;
@@ -114,6 +115,10 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
             .detach(),
         );
     }
+    if shard.core.borrow().config().nat_ping.is_some() {
+        let pinger = Rc::clone(&shard);
+        tasks.push(glommio::spawn_local(async move { pinger.nat_ping_loop().await }).detach());
+    }
     let mut ticks = 0u32;
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(HOUSEKEEPING_TICK).await;
@@ -164,6 +169,7 @@ impl Shard {
         udp: Vec<Option<UdpSocket>>,
     ) -> (Rc<Shard>, mpsc::Receiver<Reload>) {
         let mut core = Core::with_table(setup.cfg, setup.seed);
+        core.start_nat_pings(setup.id);
         if let Some((authn, mode)) = setup.auth {
             core.set_auth(authn, mode, salt_seed());
         }
@@ -373,6 +379,34 @@ impl Shard {
             } => self.send_handed(to, listener, &bytes),
             Handed::Announce(a) => self.stream(a.transport).learn_accepted(a),
             Handed::Withdraw(a) => self.stream(a.transport).forget_accepted(a),
+            Handed::NatPingAnswer(key) => self.core.borrow_mut().nat_ping_answered(key),
+        }
+    }
+
+    /// Every [`nat_ping::SLOT_MS`]: send the NAT pings that came due (each by the listener its
+    /// contact registered on), and hand the answers that came here to other shards' pings
+    /// to their owners. Runs until the task is cancelled.
+    async fn nat_ping_loop(&self) {
+        let mut batch = PingBatch::default();
+        loop {
+            glommio::timer::sleep(Duration::from_millis(nat_ping::SLOT_MS)).await;
+            batch.clear();
+            let (written, foreign) = {
+                let mut core = self.core.borrow_mut();
+                (
+                    core.nat_pings(now(), &mut batch),
+                    core.take_foreign_ping_answers(),
+                )
+            };
+            for p in &batch.pings[..written] {
+                self.send_udp_now(p.listener, p.to, batch.bytes_of(p));
+            }
+            // Pings for other shards' contacts are few (`--steering random` only): a full ring
+            // loses an answer, which the next ping makes up for.
+            for (owner, key) in foreign {
+                let _ = self.tcp.tell(owner, Handed::NatPingAnswer(key));
+            }
+            self.exchange(&mut self.core.borrow_mut());
         }
     }
 

@@ -147,6 +147,7 @@ impl Core {
                 let adv_in = cfg.local.advertised(rq.socket, &inbound);
                 record_route_line(&mut self.edits, at, adv_in, rq.src.transport, fwd.sips);
             }
+            self.alias_contact(msg, rq.src);
         }
         let conn = rq.src.conn;
         self.edits.insert_with(first_via, |w| {

@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 
 use crate::registrar;
-use crate::sip::Method;
+use crate::sip::{Method, Transport};
 
 use super::super::auth::Role;
 use super::super::{Decision, ALLOW};
@@ -59,10 +59,28 @@ impl Core {
                     counters: &mut self.counters,
                     outbox: &mut self.outbox,
                 };
-                registrar::commit(&mut store, plan, &mut self.extra, &mut self.date)
+                let answer = registrar::commit(&mut store, plan, &mut self.extra, &mut self.date);
+                self.ping_nat_contacts(plan, rq.socket);
+                answer
             }
             Err(refusal) => refusal.write(&mut self.extra),
         };
         self.reply_extra(rq.msg, rq.src, rq.socket, status, reason)
+    }
+
+    /// The UDP contacts behind NAT that a REGISTER added or refreshed here are pinged by this
+    /// shard, from the listener it came in on (`--nat-ping-interval`).
+    fn ping_nat_contacts(&mut self, plan: &registrar::Plan<'_>, listener: usize) {
+        let (Some(pinger), registrar::Changes::Listed(changes)) =
+            (&mut self.pinger, plan.changes())
+        else {
+            return;
+        };
+        let natted = changes
+            .iter()
+            .filter(|c| c.nat && c.expires > 0 && c.dest.transport == Transport::Udp);
+        for c in natted {
+            pinger.track(plan.aor(), c.uri, c.dest.addr, listener);
+        }
     }
 }

@@ -39,6 +39,12 @@ impl Core {
             Some(next) => (next, "Not Found - Unresolvable Route"),
             None => (&routing.target, "Not Found"),
         };
+        // An in-dialog request to a UA behind NAT goes where its alias says (see `alias`).
+        if routing.next.is_none() && routing.new_request_uri.is_none() {
+            if let Some(dest) = self.follow_alias(rq.msg, &routing.target) {
+                return ControlFlow::Continue(dest);
+            }
+        }
         let Some(dest) = self.resolve(hop) else {
             return self.refuse(rq, 404, unresolvable);
         };

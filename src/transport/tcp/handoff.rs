@@ -29,6 +29,8 @@ pub enum Handed {
     Announce(Accepted),
     /// That connection closed.
     Withdraw(Accepted),
+    /// The answer to a NAT ping the receiving shard sent came to the sending shard (its key).
+    NatPingAnswer(u64),
 }
 
 /// A connection a peer opened to a shard: its transport, the peer's address, its id (which

@@ -229,7 +229,13 @@ impl Tcp {
 
     /// Another shard announced a connection its peer opened to it.
     pub fn learn_accepted(&self, a: Accepted) {
+        self.counters.borrow_mut().announcements_learned += 1;
         self.elsewhere.borrow_mut().announce(a.peer, a.conn);
+    }
+
+    /// Hand `news` to shard `shard` over the ring; false when the ring is full.
+    pub fn tell(&self, shard: u16, news: Handed) -> bool {
+        self.handoff.send(shard as usize, news)
     }
 
     /// Another shard withdrew a connection it had announced: it closed.
