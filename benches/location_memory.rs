@@ -116,6 +116,7 @@ fn main() {
             )),
             nat: false,
             contact: contact.as_bytes(),
+            extra: Default::default(),
         };
         let outcome = table.merge(aor.as_bytes(), &b);
         debug_assert_eq!(outcome, MergeOutcome::Added);

@@ -59,6 +59,8 @@ fn main() {
         pike: None,
         udp_mtu: 1300,
         nat_ping: None,
+        edge_path: true,
+        flow_key: sipshard::proxy::flow::FlowKey::new([7; 32]),
     }));
     let mut core = Core::new(cfg);
     // The core reads no clock: the runtime passes the time in.

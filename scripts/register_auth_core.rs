@@ -60,6 +60,8 @@ fn main() {
         pike: None,
         udp_mtu: 1300,
         nat_ping: None,
+        edge_path: true,
+        flow_key: sipshard::proxy::flow::FlowKey::new([7; 32]),
     }));
     let users: String = (0..USERS).map(|i| format!("u{i}:{PASSWORD}\n")).collect();
     // As sipshard loads it: HA1s precomputed for the realm.

@@ -13,6 +13,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::auth::AuthMode;
 use crate::identity::LocalIdentity;
+use crate::proxy::flow::FlowKey;
 use crate::proxy::nat_ping::{NatPingConfig, PingMethod};
 use crate::proxy::redirect::RedirectPolicy;
 use crate::proxy::{ProxyConfig, StaticRoute};
@@ -25,6 +26,12 @@ use crate::sip::Transport;
 use crate::transport::socket::Steering;
 use crate::transport::tcp::TcpSettings;
 use crate::transport::tls::{ClientAuth, TlsSettings};
+
+/// 32 random bytes (the flow-token key when no --auth-secret is given). A system without
+/// random numbers cannot sign anything safely: start-up stops there.
+fn random_key() -> [u8; 32] {
+    crate::auth::nonce::random_secret().expect("the system's random numbers")
+}
 
 /// `--steering flow|random`: clap's view of [`Steering`].
 impl ValueEnum for Steering {
@@ -390,6 +397,20 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "auto")]
     pub nat: NatMode,
 
+    /// Do not add our Path (with a flow token naming the connection or address the REGISTER
+    /// came from) to REGISTERs forwarded to another registrar. By default sipshard is an edge
+    /// proxy: requests the registrar sends to such a contact come back through it, down the
+    /// UA's flow (RFC 3327, RFC 5626). Flow tokens are signed with --auth-secret (else a key
+    /// drawn at start-up: tokens issued before a restart are refused until the UA registers
+    /// again).
+    #[arg(long)]
+    pub no_path: bool,
+
+    /// Seconds between the keep-alives a UA should send on an Outbound flow (RFC 5626): the
+    /// `Flow-Timer` of the 200 OK to a REGISTER that registered one.
+    #[arg(long, value_name = "SECS", default_value_t = 29)]
+    pub flow_timer: u32,
+
     /// Ping every UDP contact registered from behind NAT this often (seconds), from the port
     /// it registered with, so its NAT keeps the pinhole open between registrations. The pings
     /// are spread evenly over the interval. Off by default.
@@ -749,9 +770,15 @@ impl Args {
                 max_bindings_per_aor: self.max_bindings_per_aor,
                 max_bindings: self.max_bindings,
                 nat: self.nat,
+                flow_timer: self.flow_timer,
             },
             max_message: self.max_message,
             udp_mtu: self.udp_mtu,
+            edge_path: !self.no_path,
+            flow_key: match &self.auth_secret {
+                Some(s) => FlowKey::from_secret(&s.0),
+                None => FlowKey::new(random_key()),
+            },
             nat_ping: self.nat_ping_interval.map(|secs| NatPingConfig {
                 interval_ms: (secs * 1000.0) as u64,
                 method: self.nat_ping_method,

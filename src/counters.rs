@@ -302,20 +302,31 @@ pub struct NatCounters {
     pub pings_answered: u64,
     /// Bindings removed because their pings went unanswered `--nat-ping-failures` times.
     pub ping_removals: u64,
+    /// REGISTERs forwarded to another registrar with our Path (and its flow token) on top.
+    pub path_added: u64,
+    /// Requests sent down the flow their flow token named; tokens refused (forged, tampered,
+    /// from before a restart: 403); flows found gone (430).
+    pub flow_routed: u64,
+    pub flow_forged: u64,
+    pub flow_failed: u64,
 }
 
 impl NatCounters {
     /// The names of [`Self::values`], in order (the `event` label of the metric).
-    pub const EVENTS: [&'static str; 6] = [
+    pub const EVENTS: [&'static str; 10] = [
         "registered",
         "stun_answered",
         "aliased",
         "ping_sent",
         "ping_answered",
         "ping_removed",
+        "path_added",
+        "flow_routed",
+        "flow_forged",
+        "flow_failed",
     ];
 
-    pub fn values(&self) -> [u64; 6] {
+    pub fn values(&self) -> [u64; 10] {
         [
             self.registered,
             self.stun_answered,
@@ -323,6 +334,10 @@ impl NatCounters {
             self.pings_sent,
             self.pings_answered,
             self.ping_removals,
+            self.path_added,
+            self.flow_routed,
+            self.flow_forged,
+            self.flow_failed,
         ]
     }
 
@@ -333,6 +348,10 @@ impl NatCounters {
         self.pings_sent += o.pings_sent;
         self.pings_answered += o.pings_answered;
         self.ping_removals += o.ping_removals;
+        self.path_added += o.path_added;
+        self.flow_routed += o.flow_routed;
+        self.flow_forged += o.flow_forged;
+        self.flow_failed += o.flow_failed;
     }
 }
 

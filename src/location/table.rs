@@ -37,6 +37,31 @@ pub struct Binding<'a> {
     pub nat: bool,
     /// The Contact URI as registered.
     pub contact: &'a [u8],
+    /// What some bindings carry besides: their Path and their Outbound flow.
+    pub extra: Extra<'a>,
+}
+
+/// What a binding may carry besides its contact (stored only when present).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extra<'a> {
+    /// The REGISTER's Path values (RFC 3327), comma-separated, first hop first: the route set
+    /// towards the contact.
+    pub path: &'a [u8],
+    /// The Contact's `+sip.instance` and `reg-id` (RFC 5626) when the registration is an
+    /// Outbound flow: the binding is that flow, whatever its URI.
+    pub instance: &'a [u8],
+    pub reg_id: u32,
+}
+
+impl Extra<'_> {
+    fn is_empty(&self) -> bool {
+        self.path.is_empty() && self.instance.is_empty() && self.reg_id == 0
+    }
+
+    /// An Outbound flow: one binding per instance and reg-id.
+    pub fn is_flow(&self) -> bool {
+        !self.instance.is_empty() && self.reg_id != 0
+    }
 }
 
 impl Binding<'_> {
@@ -55,7 +80,9 @@ impl Binding<'_> {
 }
 
 // Encoded binding: stamp u64 | callid u64 | cseq u32 | expires u32 | q u16 | port u16 |
-// kind u8 | ip (4 or 16) | [connection u64] | contact_len u16 | contact.
+// kind u8 | ip (4 or 16) | [connection u64] | contact_len u16 | contact | [extra].
+// q is at most 1000: its top bit, EXTRA_FLAG, says that the extra follows: path_len u16 |
+// path | instance_len u16 | instance | reg_id u32.
 // kind: the address family (4 or 6) in bits 0-2, NAT_FLAG for a contact behind NAT, the
 // transport code in bits 4-6 (0 for UDP, so UDP records are byte for byte what they were before
 // transports existed), and CONN_FLAG when a connection id follows the address. Records written
@@ -64,11 +91,24 @@ const FIXED: usize = 8 + 8 + 4 + 4 + 2 + 2 + 1;
 const CONN_FLAG: u8 = 0x80;
 const NAT_FLAG: u8 = 0x08;
 const FAMILY_MASK: u8 = 0x07;
+const EXTRA_FLAG: u16 = 0x8000;
 
 fn encoded_len(b: &Binding<'_>) -> usize {
     let ip = if b.dest.addr.is_ipv4() { 4 } else { 16 };
     let conn = if b.dest.conn.is_some() { 8 } else { 0 };
-    FIXED + ip + conn + 2 + b.contact.len()
+    let extra = if b.extra.is_empty() {
+        0
+    } else {
+        2 + b.extra.path.len() + 2 + b.extra.instance.len() + 4
+    };
+    FIXED + ip + conn + 2 + b.contact.len() + extra
+}
+
+/// `bytes` with a u16 length before it (cut at 65,535 bytes).
+fn push_with_len(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = bytes.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(len as u16).to_le_bytes());
+    out.extend_from_slice(&bytes[..len]);
 }
 
 fn encode_into(b: &Binding<'_>, out: &mut Vec<u8>) {
@@ -76,7 +116,8 @@ fn encode_into(b: &Binding<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&b.version.call_id_hash.to_le_bytes());
     out.extend_from_slice(&b.version.cseq.to_le_bytes());
     out.extend_from_slice(&b.expires_at.to_le_bytes());
-    out.extend_from_slice(&b.q.to_le_bytes());
+    let extra_flag = if b.extra.is_empty() { 0 } else { EXTRA_FLAG };
+    out.extend_from_slice(&(b.q | extra_flag).to_le_bytes());
     out.extend_from_slice(&b.dest.addr.port().to_le_bytes());
     let conn_flag = if b.dest.conn.is_some() { CONN_FLAG } else { 0 };
     let nat_flag = if b.nat { NAT_FLAG } else { 0 };
@@ -94,9 +135,12 @@ fn encode_into(b: &Binding<'_>, out: &mut Vec<u8>) {
     if let Some(c) = b.dest.conn {
         out.extend_from_slice(&c.0.to_le_bytes());
     }
-    let len = b.contact.len().min(u16::MAX as usize);
-    out.extend_from_slice(&(len as u16).to_le_bytes());
-    out.extend_from_slice(&b.contact[..len]);
+    push_with_len(out, b.contact);
+    if !b.extra.is_empty() {
+        push_with_len(out, b.extra.path);
+        push_with_len(out, b.extra.instance);
+        out.extend_from_slice(&b.extra.reg_id.to_le_bytes());
+    }
 }
 
 /// Decode one binding at the start of `blob`; returns it and its encoded length.
@@ -110,7 +154,8 @@ fn decode(blob: &[u8]) -> Option<(Binding<'_>, usize)> {
         cseq: u32_at(16)?,
     };
     let expires_at = u32_at(20)?;
-    let q = u16_at(24)?;
+    let q_and_flag = u16_at(24)?;
+    let q = q_and_flag & !EXTRA_FLAG;
     let port = u16_at(26)?;
     let kind = *blob.get(28)?;
     let transport = Transport::from_code((kind & !CONN_FLAG) >> 4)?;
@@ -134,6 +179,19 @@ fn decode(blob: &[u8]) -> Option<(Binding<'_>, usize)> {
     let clen = u16_at(i)? as usize;
     i += 2;
     let contact = blob.get(i..i + clen)?;
+    i += clen;
+    let mut extra = Extra::default();
+    if q_and_flag & EXTRA_FLAG != 0 {
+        let take = |i: &mut usize| {
+            let len = u16_at(*i)? as usize;
+            *i += 2 + len;
+            blob.get(*i - len..*i)
+        };
+        extra.path = take(&mut i)?;
+        extra.instance = take(&mut i)?;
+        extra.reg_id = u32_at(i)?;
+        i += 4;
+    }
     Some((
         Binding {
             version,
@@ -144,11 +202,13 @@ fn decode(blob: &[u8]) -> Option<(Binding<'_>, usize)> {
                 addr: SocketAddr::new(ip, port),
                 conn,
                 fallback_udp: false,
+                flow: false,
             },
             nat: kind & NAT_FLAG != 0,
             contact,
+            extra,
         },
-        i + clen,
+        i,
     ))
 }
 
@@ -214,6 +274,15 @@ pub fn same_contact(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// Two bindings are one: the same Outbound flow (instance and reg-id, RFC 5626 section 6),
+/// whatever their URIs, else the same contact.
+fn same_binding(a: &Binding<'_>, b: &Binding<'_>) -> bool {
+    if a.extra.is_flow() && b.extra.is_flow() {
+        return a.extra.instance == b.extra.instance && a.extra.reg_id == b.extra.reg_id;
+    }
+    same_contact(a.contact, b.contact)
+}
+
 /// One AOR as stored: `key length (u16 LE) | key | encoded bindings`, in one allocation.
 #[derive(Clone)]
 struct AorEntry(Box<[u8]>);
@@ -263,6 +332,7 @@ impl AorEntry {
 ///     dest: Target::udp(([192, 0, 2, 60], port).into()),
 ///     nat: false,
 ///     contact: contact.as_bytes(),
+///     extra: Default::default(),
 /// };
 /// let desk = bob(1_000, 1000, "sip:bob@192.0.2.60:5062", 5062);
 /// let mobile = bob(1_001, 500, "sip:bob@192.0.2.60:5070", 5070);
@@ -342,7 +412,7 @@ impl LocationTable {
         while let Some((b, len)) = decode(rest) {
             let raw = &rest[..len];
             rest = &rest[len..];
-            if replaced.is_none() && same_contact(b.contact, incoming.contact) {
+            if replaced.is_none() && same_binding(&b, incoming) {
                 if !newer(incoming, &b) {
                     return MergeOutcome::Stale;
                 }
@@ -455,6 +525,7 @@ mod tests {
             dest: Target::udp("192.0.2.4:5060".parse().unwrap()),
             nat: false,
             contact: contact.as_bytes(),
+            extra: Default::default(),
         }
     }
 
@@ -617,6 +688,7 @@ mod tests {
                     addr: "[2001:db8::1]:5070".parse().unwrap(),
                     conn,
                     fallback_udp: false,
+                    flow: false,
                 };
                 let key = format!("a{i}{}", conn.is_some());
                 t.merge(key.as_bytes(), &x);
@@ -637,6 +709,7 @@ mod tests {
                         addr: addr.parse().unwrap(),
                         conn,
                         fallback_udp: false,
+                        flow: false,
                     };
                     for nat in [false, true] {
                         x.nat = nat;

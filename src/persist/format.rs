@@ -95,6 +95,7 @@ mod tests {
                 dest: Target::udp("192.0.2.1:5060".parse().unwrap()),
                 nat: false,
                 contact: contact.as_bytes(),
+                extra: Default::default(),
             },
         )
     }

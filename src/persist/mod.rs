@@ -189,6 +189,7 @@ mod tests {
                 dest: Target::udp("192.0.2.1:5060".parse().unwrap()),
                 nat: false,
                 contact: format!("sip:{user}@192.0.2.1").as_bytes(),
+                extra: Default::default(),
             },
         )
     }

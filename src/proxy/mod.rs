@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod branch;
+pub mod flow;
 pub mod nat_ping;
 pub mod next_hop;
 pub mod pike;
@@ -67,6 +68,11 @@ pub struct ProxyConfig {
     pub udp_mtu: usize,
     /// Pings to UDP contacts behind NAT (`--nat-ping-interval`), when on.
     pub nat_ping: Option<nat_ping::NatPingConfig>,
+    /// Add our Path, with a flow token, to REGISTERs forwarded to another registrar (an edge
+    /// proxy, RFC 3327 and RFC 5626); `--no-path` turns it off.
+    pub edge_path: bool,
+    /// What flow tokens are signed with.
+    pub flow_key: flow::FlowKey,
 }
 
 /// What the runtime does with the datagram after [`Core::handle`].
@@ -132,6 +138,8 @@ enum Decision {
 ///     pike: None,
 ///     udp_mtu: 1300,
 ///     nat_ping: None,
+///     edge_path: true,
+///     flow_key: sipshard::proxy::flow::FlowKey::new([7; 32]),
 /// }));
 /// let mut core = Core::new(cfg);
 /// let now = Now { unix_ms: 1_700_000_000_000 };
@@ -401,5 +409,7 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_path;
 #[cfg(test)]
 mod tests_tcp;

@@ -62,6 +62,7 @@ impl Core {
             addr: SocketAddr::new(ip, port),
             conn,
             fallback_udp: false,
+            flow: false,
         };
         let Some(out_socket) = local.socket_for(socket, &dest) else {
             return Decision::Drop(DropReason::NoSocket);

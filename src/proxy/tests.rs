@@ -36,11 +36,14 @@ pub(super) fn base_config(listen: &str, domains: &[&str], record_route: bool) ->
             max_bindings_per_aor: 10,
             max_bindings: 1_000_000,
             nat: Default::default(),
+            flow_timer: 29,
         },
         max_message: 65_507,
         pike: None,
         udp_mtu: 1300,
         nat_ping: None,
+        edge_path: true,
+        flow_key: super::flow::FlowKey::new([7; 32]),
     }
 }
 

@@ -71,6 +71,7 @@ fn a_ua_registered_over_tcp_is_called_on_its_connection() {
         addr: "203.0.113.7:40001".parse().unwrap(),
         conn: Some(ConnId(77)),
         fallback_udp: false,
+        flow: false,
     };
     assert_eq!(
         a,
@@ -87,6 +88,7 @@ fn a_ua_registered_over_tcp_is_called_on_its_connection() {
         addr: "203.0.113.7:5060".parse().unwrap(),
         conn: Some(ConnId(77)),
         fallback_udp: false,
+        flow: false,
     };
     assert_eq!(a, Action::Forward { to, socket: 1 }, "{out}");
     assert!(
@@ -115,6 +117,7 @@ fn a_ua_behind_nat_over_tcp_is_called_on_its_connection_then_at_its_source() {
         addr: "203.0.113.7:40001".parse().unwrap(),
         conn: Some(ConnId(77)),
         fallback_udp: false,
+        flow: false,
     };
     assert_eq!(a, Action::Forward { to, socket: 1 }, "{out}");
     assert!(
@@ -160,6 +163,7 @@ fn a_response_finds_the_connection_its_request_came_on_through_our_via() {
         addr: "203.0.113.9:40002".parse().unwrap(),
         conn: Some(ConnId(0x0001_0000_0000_0005)),
         fallback_udp: false,
+        flow: false,
     };
     assert_eq!(
         a,
@@ -217,6 +221,7 @@ fn a_request_too_large_for_udp_leaves_over_tcp_and_may_fall_back() {
         addr: bob,
         conn: None,
         fallback_udp: true,
+        flow: false,
     };
     assert_eq!(a, Action::Forward { to, socket: 1 }, "{out}");
     assert!(

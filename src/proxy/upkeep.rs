@@ -2,16 +2,18 @@
 //! the purge, and the counts only the runtime sees (sends, kernel and shedding drops). Going
 //! through these methods, the runtime needs neither the table nor the counters as fields.
 
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 
 use crate::counters::{Counters, DropReason};
 use crate::location::{self, BindingRecord, Now};
 use crate::registrar::{self, Store};
-use crate::sip::{Target, Transport};
+use crate::sip::{Message, PacketBuf, Source, Target, Transport};
 
 use super::nat_ping::{PingBatch, Pinger, VisitOutcome};
 use super::next_hop::HopState;
-use super::Core;
+use super::reply::ReplySource;
+use super::{Action, Core, Decision};
 
 impl Core {
     /// Location changes made since the last call, for the other shards.
@@ -76,6 +78,33 @@ impl Core {
             Some(p) => p.take_foreign().collect(),
             None => Vec::new(),
         }
+    }
+
+    /// A request we forwarded (in `pkt`) down an Outbound flow that is gone (RFC 5626 section
+    /// 5.3): it is answered with 430 Flow Failed, which goes back as the response to it would
+    /// (our Via off, to the Via below). `pkt` holds the answer afterwards.
+    pub fn flow_failed(&mut self, pkt: &mut PacketBuf) -> Action {
+        self.counters.nat.flow_failed += 1;
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        {
+            let mut slot = MaybeUninit::uninit();
+            let Ok(msg) = Message::parse_in(&mut slot, pkt.as_mut_slice()) else {
+                return self.drop_counted(DropReason::Unparseable);
+            };
+            let Some(rs) = ReplySource::from_message(msg).filter(|_| msg.is_request()) else {
+                return self.drop_counted(DropReason::Unanswerable);
+            };
+            rs.compose(&mut self.reply, 430, "Flow Failed", unspecified, &[]);
+        }
+        if !pkt.set_contents(&self.reply) {
+            return self.drop_counted(DropReason::RewriteFailed);
+        }
+        let mut slot = MaybeUninit::uninit();
+        let decision = match Message::parse_in(&mut slot, pkt.as_mut_slice()) {
+            Ok(answer) => self.on_response(answer, Source::udp(unspecified), 0),
+            Err(_) => Decision::Drop(DropReason::Unparseable),
+        };
+        self.finish(decision, pkt)
     }
 
     /// Drop expired bindings (lookups already ignore them; this reclaims memory).

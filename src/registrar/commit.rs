@@ -20,6 +20,7 @@ pub struct Store<'c> {
 pub fn commit(
     store: &mut Store<'_>,
     plan: &Plan<'_>,
+    flow_timer: u32,
     extra: &mut Vec<u8>,
     date: &mut DateLine,
 ) -> (u16, &'static str) {
@@ -32,7 +33,9 @@ pub fn commit(
                 if is_retransmission(store.table, aor, ch.uri, origin) {
                     continue;
                 }
-                store.apply(aor, ch, origin);
+                let mut ch = *ch;
+                ch.extra.path = plan.path();
+                store.apply(aor, &ch, origin);
             }
         }
         Changes::All { contacts, dest } => {
@@ -43,6 +46,7 @@ pub fn commit(
                     q: 1000,
                     dest: *dest,
                     nat: false,
+                    extra: Default::default(),
                 };
                 store.apply(aor, &removal, origin);
             }
@@ -50,8 +54,23 @@ pub fn commit(
     }
     let now_secs = origin.now.secs();
     list_bindings(store.table, aor, now_secs, extra);
+    extensions(plan, flow_timer, extra);
     extra.extend_from_slice(date.line(now_secs));
     (200, "OK")
+}
+
+/// The 200's Path (RFC 3327 section 5.3) and Outbound (RFC 5626 section 6) header lines.
+fn extensions(plan: &Plan<'_>, flow_timer: u32, extra: &mut Vec<u8>) {
+    if plan.echo_path() {
+        extra.extend_from_slice(b"Path: ");
+        extra.extend_from_slice(plan.path());
+        extra.extend_from_slice(b"\r\n");
+    }
+    if plan.outbound() {
+        extra.extend_from_slice(b"Require: outbound\r\nFlow-Timer: ");
+        push_uint(extra, flow_timer);
+        extra.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Remove the binding of `aor` with contact `contact`, known dead (its NAT pings went
@@ -64,6 +83,7 @@ pub fn remove_dead(store: &mut Store<'_>, aor: &[u8], contact: &[u8], version: V
         q: 1000,
         dest: crate::sip::Target::udp(([0, 0, 0, 0], 0).into()),
         nat: false,
+        extra: Default::default(),
     };
     let origin = Origin {
         call_id_hash: version.call_id_hash,
@@ -92,6 +112,7 @@ impl Store<'_> {
             dest: ch.dest,
             nat: ch.nat,
             contact: ch.uri,
+            extra: ch.extra,
         };
         let counters = &mut *self.counters;
         if ch.nat && ch.expires > 0 {
@@ -128,6 +149,12 @@ fn list_bindings(table: &LocationTable, aor: &[u8], now_secs: u64, extra: &mut V
         if b.q != 1000 {
             extra.extend_from_slice(b";q=");
             push_q_value(extra, b.q);
+        }
+        if b.extra.is_flow() {
+            extra.extend_from_slice(b";+sip.instance=");
+            extra.extend_from_slice(b.extra.instance);
+            extra.extend_from_slice(b";reg-id=");
+            push_uint(extra, b.extra.reg_id);
         }
         extra.extend_from_slice(b"\r\n");
     }

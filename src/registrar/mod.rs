@@ -41,6 +41,9 @@ pub struct RegistrarConfig {
     pub max_bindings: usize,
     /// Which contacts are reached where their REGISTER came from (`--nat`).
     pub nat: NatMode,
+    /// Seconds between a UA's keep-alives on an Outbound flow, said in `Flow-Timer`
+    /// (`--flow-timer`).
+    pub flow_timer: u32,
 }
 
 /// The command line's defaults.
@@ -53,6 +56,7 @@ impl Default for RegistrarConfig {
             max_bindings_per_aor: 10,
             max_bindings: 10_000_000,
             nat: NatMode::Auto,
+            flow_timer: 29,
         }
     }
 }

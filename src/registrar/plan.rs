@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::identity::LocalIdentity;
-use crate::location::{self, AorKey, LocationTable, Now};
-use crate::sip::addr::Contact;
+use crate::location::{self, AorKey, Extra, LocationTable, Now};
+use crate::sip::addr::{first_of_list, Contact};
 use crate::sip::parse::parse_delta_seconds;
 use crate::sip::write::push_uint;
 use crate::sip::{
@@ -21,6 +21,12 @@ pub struct Plan<'m> {
     aor: AorKey,
     origin: Origin,
     changes: Changes<'m>,
+    /// The REGISTER's Path values, comma-separated (RFC 3327): stored with every binding.
+    path: Vec<u8>,
+    /// Echo the Path in the 200 (the UA listed `path` in Supported, RFC 3327 section 5.3).
+    echo_path: bool,
+    /// Some contact registered an Outbound flow (RFC 5626): the 200 says `Require: outbound`.
+    outbound: bool,
 }
 
 impl<'m> Plan<'m> {
@@ -35,6 +41,18 @@ impl<'m> Plan<'m> {
 
     pub fn changes(&self) -> &Changes<'m> {
         &self.changes
+    }
+
+    pub fn path(&self) -> &[u8] {
+        &self.path
+    }
+
+    pub fn echo_path(&self) -> bool {
+        self.echo_path && !self.path.is_empty()
+    }
+
+    pub fn outbound(&self) -> bool {
+        self.outbound
     }
 }
 
@@ -73,6 +91,8 @@ pub struct Change<'m> {
     pub dest: Target,
     /// The contact is behind NAT: `dest` is the REGISTER's source.
     pub nat: bool,
+    /// Its Path and Outbound flow, when it has them.
+    pub extra: Extra<'m>,
 }
 
 /// Why a REGISTER is refused: the reply's status and reason, and a header line it needs.
@@ -182,7 +202,10 @@ pub fn plan<'m>(
     };
     let header_expires = msg.expires()?;
     let via = msg.top_via().ok();
-    let (listed, wildcard) = contacts(cfg, msg, via.as_ref(), src, header_expires)?;
+    let path = path_of(msg);
+    let first_hop = FirstHop::of(msg, &path);
+    let (listed, wildcard) = contacts(cfg, msg, via.as_ref(), src, header_expires, first_hop)?;
+    let outbound = listed.iter().any(|c| c.extra.is_flow());
     let changes = if wildcard {
         // `Contact: *` must stand alone, with Expires: 0 (section 10.2.2).
         if !listed.is_empty() || msg.count_of(HeaderName::Contact) != 1 || header_expires != Some(0)
@@ -201,7 +224,59 @@ pub fn plan<'m>(
         aor,
         origin,
         changes,
+        echo_path: msg
+            .option_tags(HeaderName::Supported)
+            .any(|t| t.eq_ignore_ascii_case(b"path")),
+        path,
+        outbound,
     })
+}
+
+/// The REGISTER's Path header values, comma-separated, topmost (the first hop) first.
+fn path_of(msg: &Message<'_>) -> Vec<u8> {
+    let mut path = Vec::new();
+    let named_path = |f: &&crate::sip::HeaderField| {
+        f.name == HeaderName::Other && msg.bytes(f.name_span).eq_ignore_ascii_case(b"path")
+    };
+    for f in msg.fields().iter().filter(named_path) {
+        if !path.is_empty() {
+            path.extend_from_slice(b", ");
+        }
+        path.extend_from_slice(msg.bytes(f.value));
+    }
+    path
+}
+
+/// Whether the hop the REGISTER came through can keep an Outbound flow (RFC 5626 section 6):
+/// we are that hop (no Path), or its Path URI says `ob`; and whether the UA insists.
+#[derive(Clone, Copy)]
+struct FirstHop {
+    supports_outbound: bool,
+    outbound_required: bool,
+    /// No Path: the UA is connected to us.
+    direct: bool,
+}
+
+impl FirstHop {
+    fn of(msg: &Message<'_>, path: &[u8]) -> FirstHop {
+        let supports_outbound =
+            path.is_empty() || first_of_list(path).is_some_and(|a| has_flag(a.uri.params, b"ob"));
+        let outbound_required = msg
+            .option_tags(HeaderName::Require)
+            .any(|t| t.eq_ignore_ascii_case(b"outbound"));
+        FirstHop {
+            supports_outbound,
+            outbound_required,
+            direct: path.is_empty(),
+        }
+    }
+}
+
+/// Whether a URI's parameters hold the bare flag `name` (`;ob`, no value).
+fn has_flag(params: &[u8], name: &[u8]) -> bool {
+    params
+        .split(|&b| b == b';')
+        .any(|p| p.eq_ignore_ascii_case(name))
 }
 
 /// The key of the address of record in To, which must be a user of one of our domains.
@@ -237,6 +312,7 @@ fn contacts<'m>(
     via: Option<&Via<'_>>,
     src: Source,
     header_expires: Option<u32>,
+    first_hop: FirstHop,
 ) -> Result<(Vec<Change<'m>>, bool), Refusal> {
     let mut changes: Vec<Change<'m>> = Vec::new();
     let mut wildcard = false;
@@ -247,7 +323,14 @@ fn contacts<'m>(
                 if changes.len() == MAX_CONTACTS_PER_REGISTER {
                     return Err(Refusal::new(400, "Bad Request - Too Many Contacts"));
                 }
-                changes.push(change_of(cfg, &a, header_expires, via, src)?);
+                let mut change = change_of(cfg, &a, header_expires, via, src)?;
+                if !first_hop.direct {
+                    // Registered through an edge proxy (a Path): reaching the contact is the
+                    // edge's business, requests go to it (see `target`), never pinged.
+                    change.nat = false;
+                }
+                outbound_flow(&a, first_hop, src, &mut change)?;
+                changes.push(change);
             }
         }
     }
@@ -290,7 +373,40 @@ fn change_of<'m>(
             destination_of(&a.uri, src)
         },
         nat,
+        extra: Extra::default(),
     })
+}
+
+/// RFC 5626 section 6: a contact with `+sip.instance` and `reg-id` registered through a hop
+/// that keeps flows is an Outbound flow, one binding per instance and reg-id; registered with
+/// us directly, it is reached on the flow its REGISTER came on. A hop that cannot keep flows
+/// makes it a plain binding, unless the UA requires outbound (439).
+fn outbound_flow<'m>(
+    a: &NameAddr<'m>,
+    first_hop: FirstHop,
+    src: Source,
+    change: &mut Change<'m>,
+) -> Result<(), Refusal> {
+    let (Some(Some(instance)), Some(reg_id)) = (a.param(b"+sip.instance"), a.param(b"reg-id"))
+    else {
+        return Ok(());
+    };
+    let reg_id = reg_id
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u32>().ok())
+        .filter(|&r| (1..=0x7fff_ffff).contains(&r))
+        .ok_or(Refusal::new(400, "Bad Request - Malformed reg-id"))?;
+    if !first_hop.supports_outbound {
+        if first_hop.outbound_required {
+            return Err(Refusal::new(439, "First Hop Lacks Outbound Support"));
+        }
+        return Ok(());
+    }
+    change.extra.instance = instance;
+    change.extra.reg_id = reg_id;
+    if first_hop.direct {
+        change.dest = src.back_to(src.addr);
+    }
+    Ok(())
 }
 
 /// `Contact: *`: the removal of every live binding of `aor`, none of them out of order.
@@ -390,5 +506,6 @@ fn destination_of(uri: &Uri<'_>, src: Source) -> Target {
         addr,
         conn: src.conn.filter(|_| transport == src.transport),
         fallback_udp: false,
+        flow: false,
     }
 }

@@ -125,6 +125,7 @@ mod tests {
                 dest: crate::sip::Target::udp("192.0.2.1:5060".parse().unwrap()),
                 nat: false,
                 contact: b"sip:a@192.0.2.1",
+                extra: Default::default(),
             },
         )
     }

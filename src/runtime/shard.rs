@@ -26,6 +26,7 @@ use crate::proxy::next_hop::HopState;
 use crate::proxy::{Action, Core, ProxyConfig};
 use crate::sip::rewrite::DEFAULT_HEADROOM;
 use crate::sip::{PacketBuf, ParseError, Source, Target, Transport};
+use crate::transport::batch::BATCH;
 use crate::transport::tcp::handoff::{Handed, Handoff, HandoffEnds};
 use crate::transport::tcp::secure::TlsSide;
 use crate::transport::tcp::{self, StreamHost, Tcp, TcpSettings};
@@ -357,6 +358,10 @@ impl Shard {
         if stream.send_existing(to.conn, to.addr, bytes) {
             return;
         }
+        if to.flow {
+            self.flow_failed(bytes);
+            return;
+        }
         if let Some(conn) = stream.accepted_elsewhere(to.addr) {
             let to = Target {
                 conn: Some(conn),
@@ -383,11 +388,35 @@ impl Shard {
         }
     }
 
+    /// Send a slot's pings, a sendmmsg per listener (nearly always just one) and batch.
+    fn send_pings(
+        &self,
+        pings: &[nat_ping::Ping],
+        batch: &PingBatch,
+        headers: &mut mmsg::SendHeaders,
+    ) {
+        let mut datagrams = Vec::with_capacity(pings.len());
+        let mut listeners: Vec<usize> = pings.iter().map(|p| p.listener).collect();
+        listeners.sort_unstable();
+        listeners.dedup();
+        for l in listeners {
+            datagrams.clear();
+            let mine = pings.iter().filter(|p| p.listener == l);
+            datagrams.extend(mine.map(|p| (batch.bytes_of(p), p.to)));
+            let (sent, failed) = match self.udp_socket(l) {
+                Some(sock) => udp::send_many(sock, headers, &datagrams),
+                None => (0, datagrams.len() as u64),
+            };
+            self.count_sent(sent, failed);
+        }
+    }
+
     /// Every [`nat_ping::SLOT_MS`]: send the NAT pings that came due (each by the listener its
     /// contact registered on), and hand the answers that came here to other shards' pings
     /// to their owners. Runs until the task is cancelled.
     async fn nat_ping_loop(&self) {
         let mut batch = PingBatch::default();
+        let mut headers = mmsg::SendHeaders::new(BATCH);
         loop {
             glommio::timer::sleep(Duration::from_millis(nat_ping::SLOT_MS)).await;
             batch.clear();
@@ -398,9 +427,7 @@ impl Shard {
                     core.take_foreign_ping_answers(),
                 )
             };
-            for p in &batch.pings[..written] {
-                self.send_udp_now(p.listener, p.to, batch.bytes_of(p));
-            }
+            self.send_pings(&batch.pings[..written], &batch, &mut headers);
             // Pings for other shards' contacts are few (`--steering random` only): a full ring
             // loses an answer, which the next ping makes up for.
             for (owner, key) in foreign {
@@ -415,11 +442,26 @@ impl Shard {
     /// shards whose copies of the other's connections are stale (a lost withdrawal) would
     /// pass it back and forth.
     fn send_handed(&self, to: Target, listener: usize, bytes: &[u8]) {
-        if !self
+        if self
             .stream(to.transport)
             .send_existing(to.conn, to.addr, bytes)
         {
+            return;
+        }
+        if to.flow {
+            self.flow_failed(bytes);
+        } else {
             self.connect_and_send(to, listener, bytes);
+        }
+    }
+
+    /// A request for an Outbound flow whose connection is gone: answered with 430 (a peer
+    /// behind NAT accepts no new connection, so none is opened).
+    fn flow_failed(&self, request: &[u8]) {
+        let mut pkt = PacketBuf::from_message(request, DEFAULT_HEADROOM);
+        let action = self.core.borrow_mut().flow_failed(&mut pkt);
+        if let Action::Forward { to, socket } | Action::Reply { to, socket } = action {
+            self.send(to, socket, pkt.as_slice());
         }
     }
 

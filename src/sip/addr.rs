@@ -407,6 +407,13 @@ pub fn param_pairs(raw: &[u8]) -> HeaderParams<'_> {
     HeaderParams::new(raw)
 }
 
+/// The first name-addr of a comma-separated list held alone in `list` (a stored Path or Route
+/// set): `None` when it does not parse.
+pub fn first_of_list(list: &[u8]) -> Option<NameAddr<'_>> {
+    let first = super::header::CommaSplit::new(list, Span::new(0, list.len())).next()?;
+    NameAddr::parse(list, first, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

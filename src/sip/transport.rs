@@ -115,6 +115,7 @@ impl Source {
             addr,
             conn: self.conn.filter(|_| addr == self.addr),
             fallback_udp: false,
+            flow: false,
         }
     }
 }
@@ -129,6 +130,9 @@ pub struct Target {
     /// Sent over TCP only because it is too large for UDP (RFC 3261 section 18.1.1): when the
     /// connection is refused, it goes over UDP after all.
     pub fallback_udp: bool,
+    /// An Outbound flow (RFC 5626): only `conn` may carry it, never a new connection (the
+    /// peer, behind NAT, accepts none); when it is gone the request fails with 430.
+    pub flow: bool,
 }
 
 impl Target {
@@ -139,6 +143,7 @@ impl Target {
             addr,
             conn: None,
             fallback_udp: false,
+            flow: false,
         }
     }
 
@@ -149,6 +154,7 @@ impl Target {
             addr,
             conn: None,
             fallback_udp: false,
+            flow: false,
         }
     }
 }

@@ -213,6 +213,17 @@ async fn send_all(
     (sent, failed)
 }
 
+/// Send `datagrams` now, without waiting, with as few sendmmsg calls as `headers` allows
+/// (the NAT pings of a slot). A datagram the kernel refuses is skipped, and one a full socket
+/// buffer would make wait is dropped: both counted as failed. Returns (sent, failed).
+pub fn send_many(
+    sock: &UdpSocket,
+    headers: &mut mmsg::SendHeaders,
+    datagrams: &[(&[u8], std::net::SocketAddr)],
+) -> (u64, u64) {
+    headers.send_all(sock.as_raw_fd(), datagrams.len(), |i| datagrams[i])
+}
+
 /// Send one datagram now, without waiting: a message that came over a stream and goes on over
 /// UDP. A full socket buffer is an error (the caller counts it), not a wait.
 pub fn send_now(sock: &UdpSocket, bytes: &[u8], to: std::net::SocketAddr) -> std::io::Result<()> {

@@ -81,4 +81,30 @@ impl SendHeaders {
         }
         Ok(sent as usize)
     }
+
+    /// Send datagrams `0..n` (`datagram(i)` is the `i`th), as many per call as fit, without
+    /// waiting: one the kernel refuses (an unreachable destination, a full socket buffer) is
+    /// skipped and the rest still go. Returns (sent, failed).
+    pub fn send_all<'a>(
+        &mut self,
+        fd: RawFd,
+        n: usize,
+        datagram: impl Fn(usize) -> (&'a [u8], SocketAddr),
+    ) -> (u64, u64) {
+        let (mut sent, mut failed) = (0u64, 0u64);
+        let mut off = 0;
+        while off < n {
+            match self.send(fd, (off..n).map(&datagram)) {
+                Ok(k) if k > 0 => {
+                    off += k;
+                    sent += k as u64;
+                }
+                _ => {
+                    failed += 1;
+                    off += 1;
+                }
+            }
+        }
+        (sent, failed)
+    }
 }

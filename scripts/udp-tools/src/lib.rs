@@ -166,6 +166,17 @@ impl SendBatch {
         let to = self.to;
         self.headers.send(fd, datagrams.map(|d| (d, to)))
     }
+
+    /// Send datagrams `0..n`, skipping any the kernel refuses; returns (sent, failed).
+    pub fn send_all<'a>(
+        &mut self,
+        fd: RawFd,
+        n: usize,
+        datagram: impl Fn(usize) -> &'a [u8],
+    ) -> (u64, u64) {
+        let to = self.to;
+        self.headers.send_all(fd, n, |i| (datagram(i), to))
+    }
 }
 
 /// Set SO_RCVTIMEO so a blocking receive returns now and then (to notice a stop request).

@@ -57,12 +57,16 @@ impl Core {
                 transport: Transport::Tcp,
                 conn: None,
                 fallback_udp: true,
+                flow: false,
                 ..dest
             };
             out_socket = tcp_socket;
             self.counters.udp_mtu_switches += 1;
         }
         self.add_via(rq, fwd, &dest, out_socket);
+        if rq.method == Method::Register && self.cfg.edge_path {
+            self.add_path(rq, &dest, out_socket);
+        }
         self.counters.forwarded_request(rq.method);
         ControlFlow::Break(Decision::Forward {
             to: dest,
@@ -164,6 +168,39 @@ impl Core {
             }
             w.bytes(b"\r\n");
         });
+    }
+
+    /// A REGISTER we forward to another registrar: our Path on top (RFC 3327 section 5.2), its
+    /// URI carrying the flow the REGISTER came on (RFC 5626 section 5.2) and `ob`, so that the
+    /// registrar's requests for this contact come back here and go down that flow.
+    fn add_path(&mut self, rq: &Incoming<'_, '_>, dest: &Target, out_socket: usize) {
+        let msg = rq.msg;
+        let is_path = |f: &&crate::sip::HeaderField| {
+            f.name == HeaderName::Other && msg.bytes(f.name_span).eq_ignore_ascii_case(b"path")
+        };
+        let first_via = msg
+            .field(HeaderName::Via)
+            .map_or(0, |f| f.line.start as usize);
+        let at = msg
+            .fields()
+            .iter()
+            .find(is_path)
+            .map_or(first_via, |f| f.line.start as usize);
+        let mut token = Vec::with_capacity(80);
+        self.cfg.flow_key.token(rq.src, &mut token);
+        let adv = self.cfg.local.advertised(out_socket, dest);
+        self.edits.insert_with(at, |w| {
+            w.bytes(b"Path: <sip:")
+                .bytes(&token)
+                .bytes(b"@")
+                .bytes(adv.as_bytes());
+            if dest.transport != Transport::Udp {
+                w.bytes(b";transport=")
+                    .bytes(dest.transport.name().as_bytes());
+            }
+            w.bytes(b";lr;ob>\r\n");
+        });
+        self.counters.nat.path_added += 1;
     }
 
     /// The previous hop's Via learns where its request really came from: `rport` gets the

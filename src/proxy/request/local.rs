@@ -59,7 +59,14 @@ impl Core {
                     counters: &mut self.counters,
                     outbox: &mut self.outbox,
                 };
-                let answer = registrar::commit(&mut store, plan, &mut self.extra, &mut self.date);
+                let flow_timer = cfg.registrar.flow_timer;
+                let answer = registrar::commit(
+                    &mut store,
+                    plan,
+                    flow_timer,
+                    &mut self.extra,
+                    &mut self.date,
+                );
                 self.ping_nat_contacts(plan, rq.socket);
                 answer
             }

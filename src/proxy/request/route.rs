@@ -3,7 +3,9 @@
 
 use std::ops::ControlFlow;
 
-use crate::sip::{NameAddr, Span, Uri};
+use crate::sip::{NameAddr, Span, Target, Uri};
+
+use super::super::flow::{Refused, TOKEN_PREFIX};
 
 use super::{Core, Incoming, Stage};
 
@@ -20,6 +22,9 @@ pub(super) struct Routing<'m> {
     /// Route values to remove, as (field index, value span): the strict router's last one and
     /// ours at the top (two when we Record-Routed twice, for a change of transport).
     pub removed: [Option<(usize, Span)>; 3],
+    /// The flow our consumed Route's flow token names (our Path, RFC 5626 section 5.3), or why
+    /// the token was refused.
+    pub flow: Option<Result<Target, Refused>>,
 }
 
 impl Routing<'_> {
@@ -50,6 +55,7 @@ impl Core {
             ours: false,
             new_request_uri: None,
             removed: [None, None, None],
+            flow: None,
         };
         // A strict router upstream put our Record-Route URI in the Request-URI and the real
         // target last in Route: restore it.
@@ -77,6 +83,11 @@ impl Core {
                 break;
             }
             routing.removed[slot] = Some((first.field, first.span));
+            if let Some(token) = first.uri.user.filter(|u| u.starts_with(TOKEN_PREFIX)) {
+                routing
+                    .flow
+                    .get_or_insert_with(|| self.cfg.flow_key.flow(token));
+            }
             routes.drop_first();
         }
         routing.next = routes.first.map(|r| r.uri);

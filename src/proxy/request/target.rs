@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
 use crate::location::AorKey;
-use crate::sip::{Method, Scheme, Target, Transport, Uri};
+use crate::sip::addr::first_of_list;
+use crate::sip::{HeaderName, Method, Scheme, Target, Transport, Uri};
 
 use super::route::Routing;
 use super::{Core, Incoming, Stage};
@@ -32,6 +33,17 @@ impl Core {
     /// contact borrows the table, so carrying it on to the edit stage would cost a copy or a
     /// second lookup.
     fn destination(&mut self, rq: &Incoming<'_, '_>, routing: &Routing<'_>) -> Stage<Target> {
+        match routing.flow {
+            Some(Ok(flow)) => {
+                self.counters.nat.flow_routed += 1;
+                return ControlFlow::Continue(flow);
+            }
+            Some(Err(_)) => {
+                self.counters.nat.flow_forged += 1;
+                return self.refuse(rq, 403, "Forbidden - Invalid Flow Token");
+            }
+            None => {}
+        }
         if routing.ours {
             return self.registered(rq, &routing.target);
         }
@@ -73,13 +85,29 @@ impl Core {
         {
             return ControlFlow::Break(self.redirect(rq, key.as_bytes()));
         }
-        match self.table.lookup(key.as_bytes(), rq.now.secs()) {
-            Some(b) => {
-                self.edits
-                    .replace(rq.msg.request_uri_span().unwrap_or_default(), b.contact);
-                ControlFlow::Continue(b.dest)
-            }
-            None => self.refuse(rq, 480, "Temporarily Unavailable"),
+        let Some(b) = self.table.lookup(key.as_bytes(), rq.now.secs()) else {
+            return self.refuse(rq, 480, "Temporarily Unavailable");
+        };
+        self.edits
+            .replace(rq.msg.request_uri_span().unwrap_or_default(), b.contact);
+        let flow = b.extra.is_flow();
+        if b.extra.path.is_empty() {
+            return ControlFlow::Continue(Target { flow, ..b.dest });
+        }
+        // Registered through an edge proxy (RFC 3327 section 5.3): its Path is the route set
+        // towards the contact, and the first hop is where the request goes.
+        let first_via = rq
+            .msg
+            .field(HeaderName::Via)
+            .map_or(0, |f| f.line.start as usize);
+        let path = b.extra.path;
+        self.edits.insert_with(first_via, |w| {
+            w.bytes(b"Route: ").bytes(path).bytes(b"\r\n");
+        });
+        let hop = first_of_list(path).and_then(|a| self.resolve(&a.uri));
+        match hop {
+            Some(dest) => ControlFlow::Continue(dest),
+            None => self.refuse(rq, 404, "Not Found - Unresolvable Path"),
         }
     }
 

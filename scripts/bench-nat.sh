@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# What NAT handling costs (docs/nat.md), sipshard against itself in one run:
+#
+#   1. CPU per REGISTER with --nat off, auto and always: `sipshard-load register` at a fixed
+#      RATE for DURATION s, ROUNDS rounds with the three modes interleaved (the machine's noise
+#      falls on all three alike); the median of each. sipshard-load writes its own address in
+#      Via, so `auto` runs the NAT test and finds no NAT; `always` stores every binding as
+#      behind NAT (its source kept as destination). Also the instructions sipshard ran per
+#      REGISTER (perf stat), which the machine's noise does not move.
+#   2. NAT pings: PING_USERS bindings registered behind NAT (scripts/nat-ping-peer.py, one UDP
+#      socket for all, as phones behind one NAT address, which answers every ping), pinged every
+#      PING_INTERVAL s; sipshard's CPU over WINDOW s with pings on, minus the same with pings
+#      off (same bindings, idle otherwise): the CPU of one ping sent and its answer taken, and
+#      from it the share of a core 1,000,000 bindings at a 30 s interval need; the same with
+#      --nat-ping-method crlf (4 bytes, never answered).
+#
+# sipshard runs on SUT_CPU (one shard), the generators on GEN_CPU. Writes $OUT (JSON) and
+# prints it. About 3 minutes. Usage: scripts/bench-nat.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+
+SUT_CPU=${SUT_CPU:-0}
+GEN_CPU=${GEN_CPU:-1}
+OUT=${OUT:-bench-results/nat.json}
+RATE=${RATE:-20000}
+DURATION=${DURATION:-6}
+USERS=${USERS:-20000}
+ROUNDS=${ROUNDS:-3}
+PING_USERS=${PING_USERS:-100000}
+PING_INTERVAL=${PING_INTERVAL:-10}
+WINDOW=${WINDOW:-20}
+HZ=$(getconf CLK_TCK)
+SIPSHARD=target/release/sipshard
+LOAD=target/release/sipshard-load
+WORK=$(mktemp -d)
+SUT_PID=
+trap '[ -n "$SUT_PID" ] && bench_stop_pid "$SUT_PID"; rm -rf "$WORK"' EXIT
+mkdir -p "$(dirname "$OUT")"
+
+cargo build --release --quiet --bin sipshard
+cargo build --release --quiet -p sipshard-loadtest --bin sipshard-load
+
+start_sut() { # port, extra flags...
+    local port=$1
+    shift
+    taskset -c "$SUT_CPU" "$SIPSHARD" --listen "udp:127.0.0.1:$port" --shards 1 --cpus "$SUT_CPU" \
+        --domain example.com --rcvbuf 8388608 --sndbuf 8388608 "$@" >"$WORK/sut.log" 2>&1 &
+    SUT_PID=$!
+    bench_wait_sip "$port" || { cat "$WORK/sut.log" >&2; exit 1; }
+}
+
+stop_sut() {
+    bench_stop_pid "$SUT_PID"
+    SUT_PID=
+}
+
+# 1. CPU per REGISTER, by mode.
+: >"$WORK/register.txt"
+for ((r = 1; r <= ROUNDS; r++)); do
+    for mode in off auto always; do
+        port=$(bench_free_port)
+        start_sut "$port" --nat "$mode"
+        before=$(bench_cpu_ticks "$SUT_PID")
+        perf stat -x, -e instructions -p "$SUT_PID" -o "$WORK/perf.txt" 2>/dev/null &
+        perf_pid=$!
+        taskset -c "$GEN_CPU" "$LOAD" register --target "127.0.0.1:$port" --cpus "$GEN_CPU" \
+            --rate "$RATE" --duration "$DURATION" --users "$USERS" --domain example.com \
+            --drain 2 -q --json "$WORK/reg.json" >/dev/null
+        after=$(bench_cpu_ticks "$SUT_PID")
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        instructions=$(awk -F, '/instructions/ {print $1; exit}' "$WORK/perf.txt" 2>/dev/null)
+        stop_sut
+        echo "$mode $((after - before)) ${instructions:-0} $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["succeeded"])' "$WORK/reg.json")" >>"$WORK/register.txt"
+        echo "round $r, --nat $mode: $(tail -1 "$WORK/register.txt")" >&2
+    done
+done
+
+# 2. NAT pings: the same bindings with pings on and off.
+ping_cpu() { # interval flags... -> "ticks answered registered"
+    local port
+    port=$(bench_free_port)
+    start_sut "$port" --nat always --nat-ping-failures 0 "$@"
+    taskset -c "$GEN_CPU" python3 scripts/nat-ping-peer.py "$port" "$PING_USERS" 20000 \
+        $((WINDOW + 4)) >"$WORK/peer.txt" &
+    local peer=$!
+    # Registered, then one interval for the pings to settle, then the window.
+    while ! grep -q registered "$WORK/peer.txt" 2>/dev/null; do sleep 0.2; done
+    sleep 2
+    local before after
+    before=$(bench_cpu_ticks "$SUT_PID")
+    sleep "$WINDOW"
+    after=$(bench_cpu_ticks "$SUT_PID")
+    wait "$peer"
+    stop_sut
+    echo "$((after - before)) $(python3 -c 'import json,sys; d=[json.loads(l) for l in open(sys.argv[1])]; print(d[-1]["answered"], d[-1]["registered"])' "$WORK/peer.txt")"
+}
+read -r on_ticks on_answered on_registered < <(ping_cpu --nat-ping-interval "$PING_INTERVAL")
+echo "pings on: $on_ticks ticks, $on_answered answered, $on_registered registered" >&2
+read -r crlf_ticks _ _ < <(ping_cpu --nat-ping-interval "$PING_INTERVAL" --nat-ping-method crlf)
+echo "crlf pings: $crlf_ticks ticks" >&2
+read -r off_ticks _ off_registered < <(ping_cpu)
+echo "pings off: $off_ticks ticks, $off_registered registered" >&2
+
+python3 - "$WORK/register.txt" "$OUT" <<PYEOF
+import json, statistics, sys
+hz, rate, users = $HZ, $RATE, $USERS
+rows = [l.split() for l in open(sys.argv[1])]
+per = {}
+instr = {}
+for mode, ticks, instructions, ok in rows:
+    per.setdefault(mode, []).append(int(ticks) / hz * 1e6 / max(int(ok), 1))
+    instr.setdefault(mode, []).append(int(instructions) / max(int(ok), 1))
+reg = {m: statistics.median(v) for m, v in per.items()}
+ins = {m: statistics.median(v) for m, v in instr.items()}
+window, interval, n = $WINDOW, $PING_INTERVAL, $PING_USERS
+pings = n / interval * window
+extra_s = ($on_ticks - $off_ticks) / hz
+us_per_ping = extra_s * 1e6 / pings
+us_per_crlf = ($crlf_ticks - $off_ticks) / hz * 1e6 / pings
+out = {
+    "register_rate": rate, "register_users": users, "rounds": $ROUNDS,
+    "cpu_us_per_register": reg,
+    "cpu_us_per_register_runs": per,
+    "instructions_per_register": ins,
+    "instructions_per_register_runs": instr,
+    "auto_over_off_instructions": ins["auto"] / max(ins["off"], 1),
+    "always_over_off_instructions": ins["always"] / max(ins["off"], 1),
+    "auto_over_off": reg["auto"] / reg["off"],
+    "always_over_off": reg["always"] / reg["off"],
+    "ping_bindings": n, "ping_registered": $on_registered, "ping_interval_s": interval,
+    "ping_window_s": window, "pings_expected": pings, "pings_answered": $on_answered,
+    "cpu_s_pings_on": $on_ticks / hz, "cpu_s_pings_off": $off_ticks / hz,
+    "cpu_us_per_ping": us_per_ping,
+    "core_share_per_100k_at_30s": us_per_ping * 100000 / 30 / 1e6,
+    "core_share_1m_at_30s": us_per_ping * 1000000 / 30 / 1e6,
+    "cpu_s_crlf_pings": $crlf_ticks / hz,
+    "cpu_us_per_crlf_ping": us_per_crlf,
+    "crlf_core_share_1m_at_30s": us_per_crlf * 1000000 / 30 / 1e6,
+}
+json.dump(out, open(sys.argv[2], "w"), indent=1)
+print(json.dumps(out, indent=1))
+PYEOF

@@ -1,0 +1,155 @@
+//! Two sipshard instances, an edge proxy in front of a registrar (docs/nat.md, "Edge proxy"):
+//! a UA registers through the edge, which adds its Path with a flow token (RFC 3327, RFC 5626);
+//! the registrar stores it, and a call for the UA goes registrar -> edge -> down the UA's flow,
+//! over UDP and over TCP. A tampered token is refused (403); a flow whose connection is gone
+//! fails with 430.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sipshard_testkit::scrape::assert_shows;
+use sipshard_testkit::sip::{header, headers, start_line};
+use sipshard_testkit::{Got, Proxy, TcpUa, Ua};
+
+const DOMAIN: &str = "example.com";
+
+fn register(via: &str, transport: &str, contact: &str) -> String {
+    format!(
+        "REGISTER sip:{DOMAIN} SIP/2.0\nVia: SIP/2.0/{transport} {via};branch=z9hG4bKpr1;rport\nMax-Forwards: 70\nTo: <sip:bob@{DOMAIN}>\nFrom: <sip:bob@{DOMAIN}>;tag=p1\nCall-ID: path-reg\nCSeq: 1 REGISTER\nSupported: path, outbound\nContact: <{contact}>\nExpires: 600\n\n"
+    )
+}
+
+fn invite(caller: &Ua, call_id: &str, route: &str) -> String {
+    format!(
+        "INVITE sip:bob@{DOMAIN} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id};rport\n{route}Max-Forwards: 70\nTo: <sip:bob@{DOMAIN}>\nFrom: <sip:alice@example.net>;tag=a1\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:alice@{me}>\n\n",
+        me = caller.addr
+    )
+}
+
+/// A 200 OK for `request`: its Vias, From, To (tagged), Call-ID and CSeq.
+fn ok_for(request: &str) -> String {
+    let mut out = String::from("SIP/2.0 200 OK\n");
+    for line in request.lines() {
+        match line.split(':').next().unwrap_or("") {
+            "Via" | "From" | "Call-ID" | "CSeq" => out.push_str(&format!("{line}\n")),
+            "To" => out.push_str(&format!("{line};tag=b1\n")),
+            _ => {}
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// A registrar for example.com and an edge (with /metrics) routing example.com to it.
+fn edge_and_registrar() -> (Proxy, Proxy) {
+    let registrar = Proxy::start(&["--domain", DOMAIN]);
+    let route = format!("{DOMAIN}={}", registrar.addr);
+    let edge = Proxy::builder()
+        .metrics()
+        .args(&["--route", &route])
+        .start();
+    (edge, registrar)
+}
+
+fn check_registered(ok: &str, edge: SocketAddr) {
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let path = header(ok, "Path");
+    assert!(
+        path.starts_with("<sip:ft") && path.ends_with(&format!("@{edge};lr;ob>")),
+        "{ok}"
+    );
+}
+
+#[test]
+fn a_ua_behind_the_edge_over_udp_gets_its_calls_through_the_edge() {
+    let (edge, registrar) = edge_and_registrar();
+    let bob = Ua::new();
+    bob.send(
+        edge.addr,
+        &register("10.0.0.2:5060", "UDP", "sip:bob@10.0.0.2:5060"),
+    );
+    check_registered(&bob.recv_final(), edge.addr);
+
+    let alice = Ua::new();
+    alice.send(registrar.addr, &invite(&alice, "path-udp-1", ""));
+    let (inv, from) = bob
+        .recv_from_within(Duration::from_secs(3))
+        .expect("the call reaches bob");
+    assert_eq!(from, edge.addr, "through the edge");
+    assert_eq!(start_line(&inv), "INVITE sip:bob@10.0.0.2:5060 SIP/2.0");
+    assert!(
+        headers(&inv, "Route").is_empty(),
+        "every Route consumed: {inv}"
+    );
+    assert_eq!(
+        headers(&inv, "Via").len(),
+        3,
+        "edge, registrar, alice: {inv}"
+    );
+    bob.sock
+        .send_to(sipshard_testkit::sip::wire(&ok_for(&inv)).as_bytes(), from)
+        .unwrap();
+    let answer = alice.recv_final();
+    assert!(answer.starts_with("SIP/2.0 200 OK"), "{answer}");
+}
+
+#[test]
+fn a_ua_behind_the_edge_over_tcp_gets_its_calls_on_its_connection_and_430_once_it_closed() {
+    let (edge, registrar) = edge_and_registrar();
+    let mut bob = TcpUa::connect(edge.addr);
+    // Its Via and Contact name a port nothing listens on: only its connection reaches it.
+    bob.send(&register(
+        "127.0.0.1:9",
+        "TCP",
+        "sip:bob@127.0.0.1:9;transport=tcp",
+    ));
+    check_registered(&bob.recv(), edge.addr);
+
+    let alice = Ua::new();
+    alice.send(registrar.addr, &invite(&alice, "path-tcp-1", ""));
+    let Some(Got::Message(inv)) = bob.recv_within(Duration::from_secs(3)) else {
+        panic!("the call did not come down bob's connection");
+    };
+    assert_eq!(
+        start_line(&inv),
+        "INVITE sip:bob@127.0.0.1:9;transport=tcp SIP/2.0"
+    );
+    bob.send(&ok_for(&inv));
+    assert!(alice.recv_final().starts_with("SIP/2.0 200 OK"));
+
+    // bob's connection goes: the edge opens none to him (he accepts none), it answers 430.
+    drop(bob);
+    let closed = "sipshard_tcp_connection_events_total{shard=\"total\",event=\"closed\"} 1";
+    assert_shows(edge.metrics.unwrap(), &[closed]);
+    alice.send(registrar.addr, &invite(&alice, "path-tcp-2", ""));
+    let r = alice.recv_final();
+    assert!(r.starts_with("SIP/2.0 430 Flow Failed"), "{r}");
+}
+
+#[test]
+fn a_tampered_flow_token_is_refused() {
+    let (edge, _registrar) = edge_and_registrar();
+    let bob = Ua::new();
+    bob.send(
+        edge.addr,
+        &register("10.0.0.2:5060", "UDP", "sip:bob@10.0.0.2:5060"),
+    );
+    let ok = bob.recv_final();
+    let path = header(&ok, "Path").to_string();
+    // One hex digit of the token changed: it names another port, and its MAC no longer fits.
+    let at = path.find("<sip:ft").unwrap() + 7 + 11;
+    let mut forged = path.into_bytes();
+    forged[at] = if forged[at] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).unwrap();
+    let mallory = Ua::new();
+    mallory.send(
+        edge.addr,
+        &invite(&mallory, "forged", &format!("Route: {forged}\n")),
+    );
+    let r = mallory.recv_final();
+    assert!(
+        r.starts_with("SIP/2.0 403 Forbidden - Invalid Flow Token"),
+        "{r}"
+    );
+    bob.expect_silence(Duration::from_millis(300));
+}
