@@ -337,5 +337,58 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(message, benches);
+/// The registrar's first step on one REGISTER from behind NAT (a private Via and Contact from
+/// a public source), by `--nat` mode: what the NAT decision adds to the work of a REGISTER
+/// (parse and plan; the commit is the same in every mode). scripts/bench-nat.sh measures the
+/// whole registrar over sockets.
+fn register_plan(c: &mut Criterion) {
+    use sipshard::identity::LocalIdentity;
+    use sipshard::location::{LocationTable, Now};
+    use sipshard::registrar::{plan, NatMode, RegistrarConfig};
+    use sipshard::sip::{Source, Transport};
+
+    let register = b"REGISTER sip:example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKnatbench;rport\r\n\
+Max-Forwards: 70\r\nTo: <sip:bob@example.com>\r\nFrom: <sip:bob@example.com>;tag=nb\r\n\
+Call-ID: nat-bench@10.0.0.2\r\nCSeq: 7 REGISTER\r\n\
+Contact: <sip:bob@10.0.0.2:5060>;expires=600\r\nContent-Length: 0\r\n\r\n"
+        .to_vec();
+    let listen = "192.0.2.10:5060".parse().unwrap();
+    let local = LocalIdentity::new(
+        &[(Transport::Udp, listen)],
+        &[],
+        None,
+        &["example.com".into()],
+        None,
+    );
+    let table = LocationTable::new();
+    let src = Source::udp("198.51.100.7:40312".parse().unwrap());
+    let now = Now {
+        unix_ms: 1_700_000_000_000,
+    };
+    let mut g = c.benchmark_group("register_plan");
+    for (name, nat) in [
+        ("off", NatMode::Off),
+        ("auto", NatMode::Auto),
+        ("always", NatMode::Always),
+    ] {
+        let cfg = RegistrarConfig {
+            nat,
+            ..RegistrarConfig::default()
+        };
+        let mut buf = register.clone();
+        g.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                buf.copy_from_slice(black_box(&register));
+                let mut slot = MaybeUninit::uninit();
+                let m = Message::parse_in(&mut slot, &mut buf).expect("parse");
+                let p = plan(&cfg, &local, &table, m, src, now).expect("a plan");
+                black_box(p.changes());
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(message, benches, register_plan);
 criterion_main!(message);

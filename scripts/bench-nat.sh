@@ -5,8 +5,8 @@
 #      RATE for DURATION s, ROUNDS rounds with the three modes interleaved (the machine's noise
 #      falls on all three alike); the median of each. sipshard-load writes its own address in
 #      Via, so `auto` runs the NAT test and finds no NAT; `always` stores every binding as
-#      behind NAT (its source kept as destination). Also the instructions sipshard ran per
-#      REGISTER (perf stat), which the machine's noise does not move.
+#      behind NAT (its source kept as destination). CPU time is the kernel's per-thread
+#      accounting in nanoseconds (/proc/PID/task/*/schedstat), not clock ticks.
 #   2. NAT pings: PING_USERS bindings registered behind NAT (scripts/nat-ping-peer.py, one UDP
 #      socket for all, as phones behind one NAT address, which answers every ping), pinged every
 #      PING_INTERVAL s; sipshard's CPU over WINDOW s with pings on, minus the same with pings
@@ -51,6 +51,11 @@ start_sut() { # port, extra flags...
     bench_wait_sip "$port" || { cat "$WORK/sut.log" >&2; exit 1; }
 }
 
+# Nanoseconds of CPU every thread of process $1 has run so far.
+cpu_ns() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{t += $1} END {printf "%d\n", t}'
+}
+
 stop_sut() {
     bench_stop_pid "$SUT_PID"
     SUT_PID=
@@ -62,18 +67,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for mode in off auto always; do
         port=$(bench_free_port)
         start_sut "$port" --nat "$mode"
-        before=$(bench_cpu_ticks "$SUT_PID")
-        perf stat -x, -e instructions -p "$SUT_PID" -o "$WORK/perf.txt" 2>/dev/null &
-        perf_pid=$!
+        before=$(cpu_ns "$SUT_PID")
         taskset -c "$GEN_CPU" "$LOAD" register --target "127.0.0.1:$port" --cpus "$GEN_CPU" \
             --rate "$RATE" --duration "$DURATION" --users "$USERS" --domain example.com \
             --drain 2 -q --json "$WORK/reg.json" >/dev/null
-        after=$(bench_cpu_ticks "$SUT_PID")
-        kill -INT "$perf_pid" 2>/dev/null || true
-        wait "$perf_pid" 2>/dev/null || true
-        instructions=$(awk -F, '/instructions/ {print $1; exit}' "$WORK/perf.txt" 2>/dev/null)
+        after=$(cpu_ns "$SUT_PID")
         stop_sut
-        echo "$mode $((after - before)) ${instructions:-0} $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["succeeded"])' "$WORK/reg.json")" >>"$WORK/register.txt"
+        echo "$mode $((after - before)) $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["succeeded"])' "$WORK/reg.json")" >>"$WORK/register.txt"
         echo "round $r, --nat $mode: $(tail -1 "$WORK/register.txt")" >&2
     done
 done
@@ -109,12 +109,9 @@ import json, statistics, sys
 hz, rate, users = $HZ, $RATE, $USERS
 rows = [l.split() for l in open(sys.argv[1])]
 per = {}
-instr = {}
-for mode, ticks, instructions, ok in rows:
-    per.setdefault(mode, []).append(int(ticks) / hz * 1e6 / max(int(ok), 1))
-    instr.setdefault(mode, []).append(int(instructions) / max(int(ok), 1))
+for mode, ns, ok in rows:
+    per.setdefault(mode, []).append(int(ns) / 1e3 / max(int(ok), 1))
 reg = {m: statistics.median(v) for m, v in per.items()}
-ins = {m: statistics.median(v) for m, v in instr.items()}
 window, interval, n = $WINDOW, $PING_INTERVAL, $PING_USERS
 pings = n / interval * window
 extra_s = ($on_ticks - $off_ticks) / hz
@@ -124,10 +121,6 @@ out = {
     "register_rate": rate, "register_users": users, "rounds": $ROUNDS,
     "cpu_us_per_register": reg,
     "cpu_us_per_register_runs": per,
-    "instructions_per_register": ins,
-    "instructions_per_register_runs": instr,
-    "auto_over_off_instructions": ins["auto"] / max(ins["off"], 1),
-    "always_over_off_instructions": ins["always"] / max(ins["off"], 1),
     "auto_over_off": reg["auto"] / reg["off"],
     "always_over_off": reg["always"] / reg["off"],
     "ping_bindings": n, "ping_registered": $on_registered, "ping_interval_s": interval,

@@ -7,13 +7,17 @@
 //! network namespaces the test builds (`testkit::netns`: root, iproute2, nftables), a UA in a
 //! private LAN registers through a masquerading router whose UDP flows expire after 2 s, and a
 //! caller on the other side calls it after the flow would have expired: the call arrives when
-//! NAT pings or STUN keep-alives are on, and does not when they are off.
+//! NAT pings or STUN keep-alives are on, and does not when they are off; and baresip, a real
+//! softphone, registers through that NAT and answers such a call.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sipshard_testkit::netns::{in_netns, Nat};
-use sipshard_testkit::sip::{header, respond, start_line};
+use sipshard_testkit::peers::baresip::{Network, Phone};
+use sipshard_testkit::peers::{self, require};
+use sipshard_testkit::pki::Pki;
+use sipshard_testkit::sip::{header, respond, start_line, SDP};
 use sipshard_testkit::{bin, eventually, scrape, Proc, Proxy, Scratch, Ua};
 
 const DOMAIN: &str = "example.com";
@@ -215,11 +219,7 @@ fn sipshard_in_wan(nat: &Nat, dir: &Scratch, args: &[&str], caller: &Ua) -> (Pro
 fn call_after_the_flow_expired(args: &[&str], stun_keepalive: bool, answer_pings: bool) -> bool {
     let nat = Nat::new(2);
     let dir = Scratch::new("nat");
-    let caller_sock = nat.udp_socket(&nat.wan, SocketAddr::from((nat.wan_ip(), 0)));
-    let caller = Ua {
-        addr: caller_sock.local_addr().unwrap(),
-        sock: caller_sock,
-    };
+    let caller = wan_ua(&nat);
     let (_proc, proxy) = sipshard_in_wan(&nat, &dir, args, &caller);
     let lan_addr = SocketAddr::from((nat.lan_ip(), 5060));
     let bob = Ua {
@@ -282,4 +282,75 @@ fn through_a_real_nat_stun_keepalives_keep_the_pinhole_open() {
         call_after_the_flow_expired(&[], true, false),
         "STUN Binding requests every 1.5 s keep a 2 s flow open"
     );
+}
+
+/// baresip, a real softphone, in the LAN behind the NAT: it registers through it with its private
+/// address in Via and Contact, and answers a call placed after its flow would have expired,
+/// NAT pings (OPTIONS, which it answers) keeping the pinhole open.
+#[test]
+fn baresip_behind_a_real_nat_answers_a_call_placed_after_its_flow_would_have_expired() {
+    require("baresip");
+    let _serial = peers::serial();
+    let nat = Nat::new(2);
+    let dir = Scratch::new("nat-baresip");
+    let caller = wan_ua(&nat);
+    let (_sipshard, proxy) = sipshard_in_wan(&nat, &dir, &["--nat-ping-interval", "0.5"], &caller);
+    let pki = Pki::new(dir.path(), "nat");
+    let account = format!("<sip:bob@{proxy};transport=udp>;regint=600;answermode=auto");
+    let net = Network {
+        ip: nat.lan_ip().into(),
+        netns: Some(nat.lan.clone()),
+    };
+    let bob = Phone::start_on(dir.path(), "bob", &pki.ca_file, &account, &net);
+    // Its registration is done before its control socket could report it: ask the registrar.
+    let registered = eventually(Duration::from_secs(10), || {
+        let query = register_query(&caller, proxy, "bob");
+        query.contains("\r\nContact: <sip:bob")
+    });
+    assert!(registered, "bob did not register:\n{}", bob.log());
+    std::thread::sleep(Duration::from_millis(4_500));
+    caller.send(
+        proxy,
+        &format!(
+            "INVITE sip:bob@{proxy} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbs1;rport\nMax-Forwards: 70\nTo: <sip:bob@{proxy}>\nFrom: <sip:alice@example.net>;tag=a1\nCall-ID: baresip-nat\nCSeq: 1 INVITE\nContact: <sip:alice@{me}>\nContent-Type: application/sdp\n\n{SDP}",
+            me = caller.addr
+        ),
+    );
+    // 100 and 180 first; baresip answers on its own after ringing a moment.
+    let answer = (0..5)
+        .filter_map(|_| caller.recv_within(Duration::from_secs(3)))
+        .find(|m| !m.starts_with("SIP/2.0 1"))
+        .unwrap_or_else(|| panic!("no final answer:\n{}", bob.log()));
+    assert!(
+        answer.starts_with("SIP/2.0 200 "),
+        "{answer}\n{}",
+        bob.log()
+    );
+    assert!(
+        header(&answer, "Contact").contains(&nat.lan_ip().to_string()),
+        "{answer}"
+    );
+}
+
+fn wan_ua(nat: &Nat) -> Ua {
+    let sock = nat.udp_socket(&nat.wan, SocketAddr::from((nat.wan_ip(), 0)));
+    Ua {
+        addr: sock.local_addr().unwrap(),
+        sock,
+    }
+}
+
+static QUERIES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A REGISTER without Contact for `user@proxy` from `ua`: the registrar's list of its bindings.
+fn register_query(ua: &Ua, proxy: SocketAddr, user: &str) -> String {
+    ua.send(
+        proxy,
+        &format!(
+            "REGISTER sip:{proxy} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKq{n};rport\nMax-Forwards: 70\nTo: <sip:{user}@{proxy}>\nFrom: <sip:{user}@{proxy}>;tag=q\nCall-ID: query-{n}\nCSeq: 1 REGISTER\n\n",
+            me = ua.addr,
+            n = QUERIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
+    );
+    ua.recv_final()
 }

@@ -119,19 +119,27 @@ impl Nat {
 
     /// A UDP socket bound to `addr` inside namespace `ns`.
     pub fn udp_socket(&self, ns: &str, addr: SocketAddr) -> UdpSocket {
-        let path = format!("/run/netns/{ns}");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let f = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-                // SAFETY: a valid namespace descriptor; only this thread changes namespace.
-                let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-                UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr} in {ns}: {e}"))
-            })
-            .join()
-            .expect("socket thread")
+        within(ns, || {
+            UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr} in {ns}: {e}"))
         })
     }
+}
+
+/// Run `f` on a thread inside network namespace `ns` (what it opens stays there) and return
+/// its result.
+pub fn within<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // SAFETY: a valid namespace descriptor; only this thread changes namespace.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("a thread in the namespace")
+    })
 }
 
 impl Drop for Nat {

@@ -59,23 +59,43 @@ impl Phone {
     /// Returns once its control socket accepts a connection; registering is up to the caller
     /// to wait for.
     pub fn start(dir: &Path, name: &str, ca_file: &Path, account: &str) -> Phone {
+        Self::start_on(dir, name, ca_file, account, &Network::default())
+    }
+
+    /// [`start`](Self::start) on another network: SIP on `net.ip` (its ports chosen there),
+    /// inside namespace `net.netns` when given (see [`crate::netns`]).
+    pub fn start_on(dir: &Path, name: &str, ca_file: &Path, account: &str, net: &Network) -> Phone {
         let program = require("baresip");
-        let (sip_port, ctrl_port) = (free_ports(2), free_port());
+        let (sip_port, ctrl_port) = match net.netns {
+            None => (free_ports(2), free_port()),
+            // A namespace of the test's own has every port free.
+            Some(_) => (5060, 5070),
+        };
         let config_dir = dir.join(name);
         std::fs::create_dir_all(&config_dir).expect("create baresip config directory");
         let files = [
-            ("config", config(sip_port, ctrl_port, ca_file, name)),
+            ("config", config(net.ip, sip_port, ctrl_port, ca_file, name)),
             ("accounts", format!("{account}\n")),
         ];
         for (file, text) in files {
             std::fs::write(config_dir.join(file), text).expect("write baresip configuration");
         }
-        let mut cmd = Command::new(program);
+        let mut cmd = match &net.netns {
+            None => Command::new(program),
+            Some(ns) => {
+                let mut c = crate::netns::in_netns(ns);
+                c.arg(program);
+                c
+            }
+        };
         // -v: debug output, -s: every SIP message it sends and receives, both for the logs
         // a failing run leaves behind.
         cmd.arg("-f").arg(&config_dir).args(["-v", "-s"]);
         let mut proc = Proc::spawn(dir, name, &mut cmd);
-        let ctrl = connect_ctrl(&mut proc, ctrl_port);
+        let ctrl = match &net.netns {
+            None => connect_ctrl(&mut proc, ctrl_port),
+            Some(ns) => crate::netns::within(ns, || connect_ctrl(&mut proc, ctrl_port)),
+        };
         Phone {
             name: name.to_string(),
             sip_port,
@@ -199,7 +219,29 @@ impl Phone {
 }
 
 /// A phone's `config`.
-fn config(sip_port: u16, ctrl_port: u16, ca_file: &Path, name: &str) -> String {
+/// Where a phone's SIP lives: an address, and the network namespace it is in (`None`: this
+/// one). The default is loopback here.
+pub struct Network {
+    pub ip: std::net::IpAddr,
+    pub netns: Option<String>,
+}
+
+impl Default for Network {
+    fn default() -> Network {
+        Network {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            netns: None,
+        }
+    }
+}
+
+fn config(
+    ip: std::net::IpAddr,
+    sip_port: u16,
+    ctrl_port: u16,
+    ca_file: &Path,
+    name: &str,
+) -> String {
     assert!(
         MODULES
             .iter()
@@ -210,9 +252,10 @@ fn config(sip_port: u16, ctrl_port: u16, ca_file: &Path, name: &str) -> String {
     format!(
         "\
 poll_method epoll
-# Every socket on loopback: SIP (TLS on the next port), media, the control socket.
-net_interface 127.0.0.1
-sip_listen 127.0.0.1:{sip_port}
+# SIP (TLS on the next port) and media on {ip} (loopback unless the test says), the control
+# socket on loopback.
+net_interface {ip}
+sip_listen {ip}:{sip_port}
 # Were a name ever looked up, the query would stay on this machine.
 dns_server 127.0.0.1:53
 # The test's CA, the one that signed sipshard's certificate. (baresip 1.0.0 loads it but does
