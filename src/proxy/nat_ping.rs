@@ -275,7 +275,8 @@ fn parse_branch(branch: &[u8]) -> Option<(u16, u64)> {
     let rest = branch
         .strip_prefix(BRANCH_PREFIX)?
         .strip_prefix(PING_MARK)?;
-    if rest.len() != 20 {
+    // Hex digits only, so that the text splits where its bytes do (an answer can say anything).
+    if rest.len() != 20 || !rest.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let text = std::str::from_utf8(rest).ok()?;

@@ -146,6 +146,11 @@ fn a_ping_is_an_options_request_whose_answer_finds_its_owner() {
     // A forwarded request's branch is not a ping's.
     assert_eq!(p.on_answer(b"z9hG4bKsS0123456789abcdef.01234567"), None);
     assert_eq!(p.on_answer(b"z9hG4bKsSnpzz"), None);
+    // 20 bytes, one character straddling the owner's end, or not hex: refused, no panic.
+    let straddling = "z9hG4bKsSnp000\u{e9}000000000000000";
+    assert_eq!(straddling.len(), "z9hG4bKsSnp".len() + 20);
+    assert_eq!(p.on_answer(straddling.as_bytes()), None);
+    assert_eq!(p.on_answer(b"z9hG4bKsSnp0001zzzzzzzzzzzzzzzz"), None);
 }
 
 #[test]
