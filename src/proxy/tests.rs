@@ -262,6 +262,60 @@ fn a_callee_behind_nat_gets_an_alias_in_its_answer() {
 }
 
 #[test]
+fn nat_contacts_loaded_at_start_up_are_shared_out_for_pinging() {
+    use crate::location::{Binding, LocationTable, Version};
+    use crate::proxy::nat_ping::{NatPingConfig, PingBatch, PingMethod};
+    let mut cfg = base_config("192.0.2.10:5060", &["example.com"], false);
+    cfg.nat_ping = Some(NatPingConfig {
+        interval_ms: 1_000,
+        method: PingMethod::Options,
+        failures: 3,
+    });
+    let cfg: &'static ProxyConfig = Box::leak(Box::new(cfg));
+    let mut table = LocationTable::new();
+    for i in 0..50u16 {
+        let (aor, contact) = (format!("u{i}@example.com"), format!("sip:u{i}@10.0.0.2"));
+        let binding = Binding {
+            version: Version {
+                stamp_ms: NOW.unix_ms,
+                call_id_hash: 1,
+                cseq: 1,
+            },
+            expires_at: (NOW.secs() + 600) as u32,
+            q: 1000,
+            dest: Target::udp(SocketAddr::from(([198, 51, 100, 7], 40_000 + i))),
+            // Every other one is behind NAT.
+            nat: i % 2 == 0,
+            contact: contact.as_bytes(),
+            extra: Default::default(),
+        };
+        table.merge(aor.as_bytes(), &binding);
+    }
+    let mut pinged = Vec::new();
+    for shard in 0..2 {
+        let mut core = Core::with_table(cfg, table.clone());
+        core.start_nat_pings(shard, 2);
+        let mut batch = PingBatch::default();
+        // One interval (50 slots of 20 ms): each contact once.
+        for step in 0..50 {
+            core.nat_pings(
+                Now {
+                    unix_ms: NOW.unix_ms + step * 20,
+                },
+                &mut batch,
+            );
+        }
+        pinged.extend(batch.pings.iter().map(|p| p.to.port()));
+    }
+    pinged.sort_unstable();
+    let natted: Vec<u16> = (0..50).filter(|i| i % 2 == 0).map(|i| 40_000 + i).collect();
+    assert_eq!(
+        pinged, natted,
+        "each NAT contact pinged once, by one of the two shards"
+    );
+}
+
+#[test]
 fn a_stun_binding_request_on_the_sip_port_is_answered_with_its_source() {
     let mut core = Core::new(config("192.0.2.10:5060", &["example.com"], false));
     let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];

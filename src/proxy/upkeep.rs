@@ -5,6 +5,8 @@
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 
+use xxhash_rust::xxh3::xxh3_64;
+
 use crate::counters::{Counters, DropReason};
 use crate::location::{self, BindingRecord, Now};
 use crate::registrar::{self, Store};
@@ -35,10 +37,28 @@ impl Core {
     }
 
     /// Ping the contacts behind NAT that register through this shard from now on, when
-    /// `--nat-ping-interval` is on; `shard` (this shard's number) is written into each ping so
-    /// that an answer reaching another shard can be handed back.
-    pub fn start_nat_pings(&mut self, shard: u16) {
-        self.pinger = self.cfg.nat_ping.map(|c| Pinger::new(c, shard));
+    /// `--nat-ping-interval` is on; `shard` (this shard's number, of `shards`) is written into
+    /// each ping so that an answer reaching another shard can be handed back. The UDP contacts
+    /// behind NAT already in the table (loaded from `--state-dir`) are shared out: each shard
+    /// adopts those whose AOR hashes to it (whichever shard their answers reach, the branch
+    /// finds the owner), pinged from the first UDP listener of their address family.
+    pub fn start_nat_pings(&mut self, shard: u16, shards: usize) {
+        let Some(cfg) = self.cfg.nat_ping else {
+            return;
+        };
+        let mut pinger = Pinger::new(cfg, shard);
+        let local = &self.cfg.local;
+        let mine = |aor: &[u8]| xxh3_64(aor) % shards.max(1) as u64 == u64::from(shard);
+        for (aor, bindings) in self.table.iter().filter(|(aor, _)| mine(aor)) {
+            let natted = bindings
+                .filter(|b| b.nat && !b.is_tombstone() && b.dest.transport == Transport::Udp);
+            for b in natted {
+                if let Some(listener) = local.socket_for(0, &b.dest) {
+                    pinger.track(aor, b.contact, b.dest.addr, listener);
+                }
+            }
+        }
+        self.pinger = Some(pinger);
     }
 
     /// Write into `batch` the NAT pings due by `now`, and remove the bindings whose pings went

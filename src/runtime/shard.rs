@@ -170,7 +170,7 @@ impl Shard {
         udp: Vec<Option<UdpSocket>>,
     ) -> (Rc<Shard>, mpsc::Receiver<Reload>) {
         let mut core = Core::with_table(setup.cfg, setup.seed);
-        core.start_nat_pings(setup.id);
+        core.start_nat_pings(setup.id, handoff.shards());
         if let Some((authn, mode)) = setup.auth {
             core.set_auth(authn, mode, salt_seed());
         }

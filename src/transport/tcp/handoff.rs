@@ -104,6 +104,11 @@ impl Handoff {
         (Handoff { to: senders }, receivers)
     }
 
+    /// How many shards there are (this one included).
+    pub fn shards(&self) -> usize {
+        self.to.len().max(1)
+    }
+
     /// Hand `msg` to shard `shard`; false when its ring is full (or there is no such shard).
     pub fn send(&self, shard: usize, msg: Handed) -> bool {
         match self.to.get(shard) {
