@@ -18,6 +18,7 @@ use sipshard_testkit::peers::baresip::{Network, Phone};
 use sipshard_testkit::peers::{self, require};
 use sipshard_testkit::pki::Pki;
 use sipshard_testkit::sip::{header, respond, start_line, SDP};
+use sipshard_testkit::ua::register;
 use sipshard_testkit::{bin, eventually, scrape, Proc, Proxy, Scratch, Ua};
 
 const DOMAIN: &str = "example.com";
@@ -303,8 +304,10 @@ fn baresip_behind_a_real_nat_answers_a_call_placed_after_its_flow_would_have_exp
     };
     let bob = Phone::start_on(dir.path(), "bob", &pki.ca_file, &account, &net);
     // Its registration is done before its control socket could report it: ask the registrar.
+    let mut cseq = 0;
     let registered = eventually(Duration::from_secs(10), || {
-        let query = register_query(&caller, proxy, "bob");
+        cseq += 1;
+        let query = register(&caller, proxy, "bob", &proxy.to_string(), "", cseq, "");
         query.contains("\r\nContact: <sip:bob")
     });
     assert!(registered, "bob did not register:\n{}", bob.log());
@@ -338,19 +341,4 @@ fn wan_ua(nat: &Nat) -> Ua {
         addr: sock.local_addr().unwrap(),
         sock,
     }
-}
-
-static QUERIES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// A REGISTER without Contact for `user@proxy` from `ua`: the registrar's list of its bindings.
-fn register_query(ua: &Ua, proxy: SocketAddr, user: &str) -> String {
-    ua.send(
-        proxy,
-        &format!(
-            "REGISTER sip:{proxy} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bKq{n};rport\nMax-Forwards: 70\nTo: <sip:{user}@{proxy}>\nFrom: <sip:{user}@{proxy}>;tag=q\nCall-ID: query-{n}\nCSeq: 1 REGISTER\n\n",
-            me = ua.addr,
-            n = QUERIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ),
-    );
-    ua.recv_final()
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sipshard_testkit::scrape::assert_shows;
-use sipshard_testkit::sip::{header, headers, start_line};
+use sipshard_testkit::sip::{header, headers, respond, start_line, wire};
 use sipshard_testkit::{Got, Proxy, TcpUa, Ua};
 
 const DOMAIN: &str = "example.com";
@@ -24,20 +24,6 @@ fn invite(caller: &Ua, call_id: &str, route: &str) -> String {
         "INVITE sip:bob@{DOMAIN} SIP/2.0\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{call_id};rport\n{route}Max-Forwards: 70\nTo: <sip:bob@{DOMAIN}>\nFrom: <sip:alice@example.net>;tag=a1\nCall-ID: {call_id}\nCSeq: 1 INVITE\nContact: <sip:alice@{me}>\n\n",
         me = caller.addr
     )
-}
-
-/// A 200 OK for `request`: its Vias, From, To (tagged), Call-ID and CSeq.
-fn ok_for(request: &str) -> String {
-    let mut out = String::from("SIP/2.0 200 OK\n");
-    for line in request.lines() {
-        match line.split(':').next().unwrap_or("") {
-            "Via" | "From" | "Call-ID" | "CSeq" => out.push_str(&format!("{line}\n")),
-            "To" => out.push_str(&format!("{line};tag=b1\n")),
-            _ => {}
-        }
-    }
-    out.push('\n');
-    out
 }
 
 /// A registrar for example.com and an edge (with /metrics) routing example.com to it.
@@ -87,7 +73,10 @@ fn a_ua_behind_the_edge_over_udp_gets_its_calls_through_the_edge() {
         "edge, registrar, alice: {inv}"
     );
     bob.sock
-        .send_to(sipshard_testkit::sip::wire(&ok_for(&inv)).as_bytes(), from)
+        .send_to(
+            wire(&respond(&inv, "200 OK", "b1", "", "")).as_bytes(),
+            from,
+        )
         .unwrap();
     let answer = alice.recv_final();
     assert!(answer.starts_with("SIP/2.0 200 OK"), "{answer}");
@@ -114,7 +103,7 @@ fn a_ua_behind_the_edge_over_tcp_gets_its_calls_on_its_connection_and_430_once_i
         start_line(&inv),
         "INVITE sip:bob@127.0.0.1:9;transport=tcp SIP/2.0"
     );
-    bob.send(&ok_for(&inv));
+    bob.send(&respond(&inv, "200 OK", "b1", "", ""));
     assert!(alice.recv_final().starts_with("SIP/2.0 200 OK"));
 
     // bob's connection goes: the edge opens none to him (he accepts none), it answers 430.

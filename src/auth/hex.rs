@@ -2,7 +2,8 @@
 //!
 //! Digest carries every hash as 32 lowercase hex digits (`LHEX`, RFC 2617 section 3.1.3), the
 //! users file stores HA1 the same way, and nonces are hex so they are valid tokens inside a
-//! quoted-string. One encoder and one decoder serve all three.
+//! quoted-string. One encoder and one decoder serve all three; flow tokens (`proxy::flow`),
+//! whose length varies, use the variable-length pair.
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
@@ -25,6 +26,24 @@ fn nibble(c: u8, allow_upper: bool) -> Option<u8> {
         b'A'..=b'F' if allow_upper => Some(c - b'A' + 10),
         _ => None,
     }
+}
+
+/// Append the lowercase hex of `bytes` (any length) to `out`.
+pub fn encode_into(bytes: &[u8], out: &mut Vec<u8>) {
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize]);
+        out.push(DIGITS[(b & 0xf) as usize]);
+    }
+}
+
+/// Decode hex of any even length (`allow_upper` as for [`decode`]).
+pub fn decode_vec(hex: &[u8], allow_upper: bool) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    hex.chunks_exact(2)
+        .map(|pair| Some(nibble(pair[0], allow_upper)? << 4 | nibble(pair[1], allow_upper)?))
+        .collect()
 }
 
 /// Decode exactly `2 * M` hex digits. `allow_upper` accepts `A`-`F` too (HA1 in the users file,

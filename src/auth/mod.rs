@@ -23,7 +23,7 @@
 
 pub mod credentials;
 pub mod digest;
-mod hex;
+pub mod hex;
 pub mod nonce;
 pub mod replay;
 

@@ -104,7 +104,7 @@ fn field(h: &mut Xxh3, bytes: &[u8]) {
 }
 
 /// Lower-case hex of the low `out.len() / 2` bytes of `v`.
-fn hex_into(v: u64, out: &mut [u8]) {
+pub(super) fn hex_into(v: u64, out: &mut [u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = out.len();
     for (i, o) in out.iter_mut().enumerate() {

@@ -14,6 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ring::hmac;
 use subtle::ConstantTimeEq;
 
+use crate::auth::hex;
 use crate::sip::{ConnId, Source, Target, Transport};
 
 /// What starts the user part of a Path URI that carries a flow token.
@@ -59,14 +60,18 @@ impl FlowKey {
     pub fn token(&self, src: Source, out: &mut Vec<u8>) {
         let payload = payload_of(src);
         out.extend_from_slice(TOKEN_PREFIX);
-        push_hex(out, &payload);
-        push_hex(out, &self.mac(&payload)[..MAC_LEN]);
+        hex::encode_into(&payload, out);
+        hex::encode_into(&self.mac(&payload)[..MAC_LEN], out);
     }
 
     /// The flow a token names, when it is ours and intact.
     pub fn flow(&self, token: &[u8]) -> Result<Target, Refused> {
         let hex = token.strip_prefix(TOKEN_PREFIX).ok_or(Refused::Malformed)?;
-        let bytes = unhex(hex).ok_or(Refused::Malformed)?;
+        // At most an IPv6 flow with a connection and its MAC: nothing longer is decoded.
+        if hex.len() > 2 * (27 + MAC_LEN) {
+            return Err(Refused::Malformed);
+        }
+        let bytes = hex::decode_vec(hex, true).ok_or(Refused::Malformed)?;
         let split = bytes.len().checked_sub(MAC_LEN).ok_or(Refused::Malformed)?;
         let (payload, mac) = bytes.split_at(split);
         let target = target_of(payload).ok_or(Refused::Malformed)?;
@@ -132,24 +137,6 @@ fn target_of(p: &[u8]) -> Option<Target> {
         fallback_udp: false,
         flow: true,
     })
-}
-
-fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0xf)]);
-    }
-}
-
-fn unhex(hex: &[u8]) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 || hex.len() > 128 {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    hex.chunks(2)
-        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
-        .collect()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use ahash::AHashMap as HashMap;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::branch::BRANCH_PREFIX;
+use super::branch::{hex_into, BRANCH_PREFIX};
 use crate::sip::write::push_uint;
 
 /// The width of one slot of the wheel: how often a shard sends the pings that came due.
@@ -312,14 +312,6 @@ fn write_options(out: &mut Vec<u8>, contact: &[u8], host: &str, shard: u16, key:
     out.extend_from_slice(b"\r\nCSeq: ");
     push_uint(out, seq);
     out.extend_from_slice(b" OPTIONS\r\nContent-Length: 0\r\n\r\n");
-}
-
-fn hex_into(v: u64, out: &mut [u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let n = out.len();
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = HEX[(v >> (4 * (n - 1 - i)) & 0xf) as usize];
-    }
 }
 
 #[cfg(test)]

@@ -85,12 +85,11 @@ impl Core {
     /// A provisional (but 100) or 2xx answer to a request we Record-Route: its Contact is where
     /// the caller's in-dialog requests go.
     fn sets_up_a_recorded_dialog(&self, msg: &Message<'_>) -> bool {
-        let dialog_method = msg
-            .cseq()
-            .is_ok_and(|c| matches!(c.method, b"INVITE" | b"SUBSCRIBE" | b"REFER"));
         self.cfg.record_route
-            && dialog_method
             && msg.status().is_some_and(|s| (101..300).contains(&s))
+            && msg
+                .cseq()
+                .is_ok_and(|c| matches!(c.method, b"INVITE" | b"SUBSCRIBE" | b"REFER"))
     }
 
     /// Whether `branch` is one of our NAT pings'; its answer is taken (or kept for the shard

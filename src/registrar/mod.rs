@@ -22,7 +22,7 @@ mod plan;
 
 pub use commit::{commit, remove_dead, Store};
 pub use date::DateLine;
-pub use nat::{behind_nat, is_private, NatMode};
+pub use nat::{behind_nat, NatMode};
 pub use outbox::Outbox;
 pub use plan::{plan, Change, Changes, Origin, Plan, Refusal, RefusalHeader};
 

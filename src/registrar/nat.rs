@@ -70,7 +70,7 @@ fn sent_from(via: &Via<'_>, src: Source) -> bool {
 
 /// Addresses no packet from the internet carries: RFC 1918, the carrier-grade NAT range of
 /// RFC 6598, link-local (RFC 3927, RFC 4291) and IPv6 unique-local (RFC 4193).
-pub fn is_private(ip: IpAddr) -> bool {
+fn is_private(ip: IpAddr) -> bool {
     match ip.to_canonical() {
         IpAddr::V4(a) => {
             let [o0, o1, ..] = a.octets();

@@ -235,10 +235,7 @@ pub fn plan<'m>(
 /// The REGISTER's Path header values, comma-separated, topmost (the first hop) first.
 fn path_of(msg: &Message<'_>) -> Vec<u8> {
     let mut path = Vec::new();
-    let named_path = |f: &&crate::sip::HeaderField| {
-        f.name == HeaderName::Other && msg.bytes(f.name_span).eq_ignore_ascii_case(b"path")
-    };
-    for f in msg.fields().iter().filter(named_path) {
+    for f in msg.fields_by_name(b"Path") {
         if !path.is_empty() {
             path.extend_from_slice(b", ");
         }
@@ -260,7 +257,7 @@ struct FirstHop {
 impl FirstHop {
     fn of(msg: &Message<'_>, path: &[u8]) -> FirstHop {
         let supports_outbound =
-            path.is_empty() || first_of_list(path).is_some_and(|a| has_flag(a.uri.params, b"ob"));
+            path.is_empty() || first_of_list(path).is_some_and(|a| a.uri.param(b"ob").is_some());
         let outbound_required = msg
             .option_tags(HeaderName::Require)
             .any(|t| t.eq_ignore_ascii_case(b"outbound"));
@@ -270,13 +267,6 @@ impl FirstHop {
             direct: path.is_empty(),
         }
     }
-}
-
-/// Whether a URI's parameters hold the bare flag `name` (`;ob`, no value).
-fn has_flag(params: &[u8], name: &[u8]) -> bool {
-    params
-        .split(|&b| b == b';')
-        .any(|p| p.eq_ignore_ascii_case(name))
 }
 
 /// The key of the address of record in To, which must be a user of one of our domains.

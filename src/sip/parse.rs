@@ -387,15 +387,24 @@ impl<'a> Message<'a> {
 
     /// The first line of a header with this exact name (for headers sipshard does not know).
     pub fn header_by_name(&self, name: &[u8]) -> Option<&'a [u8]> {
-        let known = HeaderName::from_bytes(name);
-        self.fields()
-            .iter()
-            .find(|f| {
-                f.name == known
-                    && (known != HeaderName::Other
-                        || self.bytes(f.name_span).eq_ignore_ascii_case(name))
-            })
+        self.fields_by_name(name)
+            .next()
             .map(|f| self.bytes(f.value))
+    }
+
+    /// The lines of a header with this name, in order (for headers sipshard does not know,
+    /// such as Path).
+    pub fn fields_by_name<'s>(
+        &'s self,
+        name: &'s [u8],
+    ) -> impl Iterator<Item = &'s HeaderField> + 's {
+        let known = HeaderName::from_bytes(name);
+        // Shortened to `'s` so that the iterator borrows nothing longer than `self`.
+        let buf: &'s [u8] = self.buf;
+        self.fields().iter().filter(move |f| {
+            f.name == known
+                && (known != HeaderName::Other || f.name_span.of(buf).eq_ignore_ascii_case(name))
+        })
     }
 
     /// Every comma-separated element of every line named `name` (RFC 3261 section 7.3.1), with

@@ -175,16 +175,12 @@ impl Core {
     /// registrar's requests for this contact come back here and go down that flow.
     fn add_path(&mut self, rq: &Incoming<'_, '_>, dest: &Target, out_socket: usize) {
         let msg = rq.msg;
-        let is_path = |f: &&crate::sip::HeaderField| {
-            f.name == HeaderName::Other && msg.bytes(f.name_span).eq_ignore_ascii_case(b"path")
-        };
         let first_via = msg
             .field(HeaderName::Via)
             .map_or(0, |f| f.line.start as usize);
         let at = msg
-            .fields()
-            .iter()
-            .find(is_path)
+            .fields_by_name(b"Path")
+            .next()
             .map_or(first_via, |f| f.line.start as usize);
         let mut token = Vec::with_capacity(80);
         self.cfg.flow_key.token(rq.src, &mut token);
