@@ -20,9 +20,10 @@ cd "$(dirname "$0")/.."
 CARGO_MODULES_VERSION=0.27.0
 PACKAGE=sipshard
 
-# What the sans-I/O core never imports: configuration, the runtime and its I/O, persistence and
-# the metrics endpoint (the core counts into `counters`, below it).
-OUTER="config runtime transport persist metrics"
+# What the sans-I/O core never imports: configuration, the runtime and its I/O, persistence,
+# the metrics endpoint (the core counts into `counters`, below it), the admin API, its client
+# and the rings between peers.
+OUTER="config runtime transport persist metrics admin ctl replication"
 
 # One rule a line: a module of src/, then `only` and the modules it may import (none when the
 # list is empty), or `never` and the modules it must not import. A name with `::` stands for
@@ -37,6 +38,9 @@ identity   never  $OUTER
 registrar  never  $OUTER
 auth       never  $OUTER
 proxy      never  $OUTER
+replication only  location
+admin      never  config runtime transport ctl
+ctl        only
 "
 
 cfg_test=(--cfg-test)

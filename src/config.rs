@@ -11,6 +11,9 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Parser, ValueEnum};
 
+mod startup;
+
+use crate::admin::AdminSettings;
 use crate::auth::AuthMode;
 use crate::identity::LocalIdentity;
 use crate::proxy::flow::FlowKey;
@@ -277,6 +280,14 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// What `sipshard COMMAND` does instead of serving.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum Command {
+    /// Talk to a running sipshard through its admin API (`--admin`): list and remove
+    /// registrations, read counters, reload, check health.
+    Ctl(crate::ctl::CtlArgs),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
     Error,
@@ -288,8 +299,17 @@ pub enum LogLevel {
 
 /// sipshard: a carrier-edge stateless SIP proxy and registrar (one shard per CPU core).
 #[derive(Clone, Debug, Parser)]
-#[command(name = "sipshard", version, about)]
+#[command(
+    name = "sipshard",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    /// Without a command, sipshard serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Where to listen (repeatable; IPv4 and IPv6): `udp:ADDR`, `tcp:ADDR`, `tls:ADDR` (needs
     /// --tls-cert), or a bare `ADDR` for UDP and TCP on the same port. Every shard binds each
     /// one with SO_REUSEPORT.
@@ -575,6 +595,23 @@ pub struct Args {
     /// Raise the log level by one step per use (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Serve the admin API at http://ADDR (bindings, their removal, stats, reload, health;
+    /// `sipshard ctl` is its client), e.g. 127.0.0.1:8060. Off by default. Anyone who reaches
+    /// it can remove registrations: without --admin-token-file only a loopback address is
+    /// accepted.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+
+    /// A file holding the token the admin API requires as `Authorization: Bearer TOKEN` on
+    /// /v1/... (/health and /ready stay open for load balancers).
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Start even when another process already listens on one of the --listen addresses, and
+    /// share its traffic (SO_REUSEPORT). Without it a second instance refuses to start.
+    #[arg(long)]
+    pub allow_shared_port: bool,
 }
 
 impl Args {
@@ -595,6 +632,9 @@ impl Args {
             return Err("--tcp-max-queued must hold at least one --max-message".into());
         }
         self.validate_tls()?;
+        if let Some(a) = &self.advertise {
+            startup::check_advertise(a)?;
+        }
         if self.shards == Some(0) {
             return Err("--shards must be at least 1".into());
         }
@@ -696,12 +736,8 @@ impl Args {
     /// The typed settings the runtime starts from: every flag interpreted here, in one place.
     pub fn settings(&self) -> Result<Settings, String> {
         self.validate()?;
-        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let shards = self.shards.unwrap_or(available);
-        let cpus = match &self.cpus {
-            Some(list) => list.0[..shards].to_vec(),
-            None => (0..shards).map(|i| i % available).collect(),
-        };
+        let cpus = startup::shard_cpus(self.shards, self.cpus.as_ref())?;
+        let shards = cpus.len();
         // A redirect domain is one of ours: its REGISTERs are served and its users looked up.
         let mut domains = self.domains.clone();
         for d in &self.redirect_domains {
@@ -711,6 +747,8 @@ impl Args {
         }
         Ok(Settings {
             cpus,
+            admin: self.admin_settings()?,
+            allow_shared_port: self.allow_shared_port,
             listen: self.listen.clone(),
             tls: self.tls_settings(),
             tcp: TcpSettings {
@@ -811,6 +849,29 @@ impl Args {
         self.realm
             .as_deref()
             .or(self.domains.first().map(String::as_str))
+    }
+
+    /// `--admin` with its token, checked: a token file must hold a token, and without one
+    /// only a loopback address may be served.
+    fn admin_settings(&self) -> Result<Option<AdminSettings>, String> {
+        let Some(addr) = self.admin else {
+            if self.admin_token_file.is_some() {
+                return Err("--admin-token-file needs --admin".into());
+            }
+            return Ok(None);
+        };
+        let token = self
+            .admin_token_file
+            .as_deref()
+            .map(startup::read_token)
+            .transpose()?;
+        if token.is_none() && !addr.ip().is_loopback() {
+            return Err(format!(
+                "--admin {addr} is not a loopback address: anyone who reaches it could remove \
+                 registrations; give --admin-token-file, or serve it on 127.0.0.1 or [::1]"
+            ));
+        }
+        Ok(Some(AdminSettings { addr, token }))
     }
 
     pub fn effective_log_level(&self) -> log::LevelFilter {

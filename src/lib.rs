@@ -11,9 +11,10 @@
 //! # Layers (imports point down only)
 //!
 //! ```text
-//!   main ─ config (clap: flags -> the core's settings types)
-//!     runtime (executors, shards, replication mesh, persister, prober, reload)
-//!       transport (UDP sockets, batched I/O, shedding, coalescing)   metrics   persist
+//!   main ─ config (clap: flags -> the core's settings types) ─ ctl (the admin API's client)
+//!     runtime (executors, shards, persister, prober, reload)
+//!       transport (UDP, TCP, TLS)   admin (the operators' API)   metrics   persist
+//!         replication (the rings between shards and the peers beside them)
 //!         proxy (the stateless proxy's decisions: Core)
 //!           registrar        auth
 //!             identity (our addresses and domains)   counters
@@ -23,15 +24,18 @@
 //!
 //! See `docs/architecture.md` for the whole picture and `scripts/check-layers.sh` for the check.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod counters;
+pub mod ctl;
 pub mod identity;
 pub mod location;
 pub mod metrics;
 pub mod persist;
 pub mod proxy;
 pub mod registrar;
+pub mod replication;
 pub mod runtime;
 pub mod sip;
 pub mod stun;

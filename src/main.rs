@@ -1,8 +1,8 @@
-//! `sipshard`: flags -> configuration -> shards.
+//! `sipshard`: flags -> configuration -> shards; `sipshard ctl ...`: the admin API's client.
 
 use clap::Parser;
 
-use sipshard::config::Args;
+use sipshard::config::{Args, Command};
 
 /// RFC 3339 UTC time with milliseconds.
 fn humantime_now() -> String {
@@ -36,6 +36,9 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 fn main() {
     let args = Args::parse();
+    if let Some(Command::Ctl(ctl)) = &args.command {
+        std::process::exit(sipshard::ctl::run(ctl));
+    }
     let settings = match args.settings() {
         Ok(s) => s,
         Err(e) => {

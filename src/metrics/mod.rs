@@ -1,6 +1,6 @@
 //! Metrics: every family declared once ([`families`]), published by the shards without touching
 //! the packet path ([`publish`]), rendered as Prometheus text ([`text`]) and served over HTTP
-//! ([`http`]); the shards' exit log lines come from the same declaration ([`summary`]).
+//! ([`http`]), or as JSON for the admin API ([`json`]); the shards' exit log lines come from the same declaration ([`summary`]).
 //!
 //! How it stays off the packet path: each shard counts in plain integers it alone owns
 //! ([`crate::counters`]); its housekeeping tick (every 200 ms) copies them into its
@@ -12,6 +12,7 @@
 
 pub mod families;
 pub mod http;
+pub mod json;
 pub mod publish;
 pub mod summary;
 pub mod text;

@@ -45,7 +45,7 @@ pub fn render_snapshots(snaps: &[Vec<u64>]) -> String {
 }
 
 /// The node's value of every slot, as each family's [`Node`] says.
-fn node_row(snaps: &[Vec<u64>]) -> Vec<u64> {
+pub(super) fn node_row(snaps: &[Vec<u64>]) -> Vec<u64> {
     let mut node = Vec::with_capacity(super::families::slots());
     let mut offset = 0;
     for f in FAMILIES {

@@ -19,12 +19,14 @@ mod date;
 mod nat;
 mod outbox;
 mod plan;
+mod unregister;
 
 pub use commit::{commit, remove_dead, Store};
 pub use date::DateLine;
 pub use nat::{behind_nat, NatMode};
 pub use outbox::Outbox;
 pub use plan::{plan, Change, Changes, Origin, Plan, Refusal, RefusalHeader};
+pub use unregister::unregister;
 
 /// The most contacts one REGISTER may carry.
 pub const MAX_CONTACTS_PER_REGISTER: usize = 32;

@@ -13,7 +13,6 @@ pub mod persister;
 pub mod probe_stream;
 pub mod prober;
 pub mod reload;
-pub mod replication;
 pub mod settings;
 pub mod shard;
 
@@ -24,6 +23,7 @@ use std::sync::Arc;
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
+use crate::admin::{self, NodeState};
 use crate::counters::{Counters, DropReason};
 use crate::identity::LocalIdentity;
 use crate::location::LocationTable;
@@ -31,6 +31,7 @@ use crate::metrics::{self, Published};
 use crate::persist::Store;
 use crate::proxy::next_hop::HopState;
 use crate::proxy::ProxyConfig;
+use crate::replication::{self, Links};
 use crate::sip::Transport;
 use crate::transport::shed::Shedder;
 use crate::transport::socket;
@@ -38,8 +39,7 @@ use crate::transport::tcp::handoff;
 use crate::transport::tls::TlsContext;
 use crate::transport::udp::ReceiveTuning;
 use prober::Prober;
-use reload::Reloader;
-use replication::Links;
+use reload::{ReloadJob, Reloader};
 pub use settings::Settings;
 use settings::{ListenSpec, SocketSettings};
 use shard::ShardSetup;
@@ -72,13 +72,16 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
     let tls = TlsContext::new(&settings.tls)?;
     let (reload_txs, reload_rxs): (Vec<_>, Vec<_>) =
         (0..settings.shards()).map(|_| mpsc::channel()).unzip();
-    let reloader = Reloader::start(settings.auth.as_ref(), &settings.tls, reload_txs)?;
+    let reload = ReloadJob::new(settings.auth.as_ref(), &settings.tls, reload_txs);
+    let reloader = Reloader::start(reload.clone())?;
     let (prober, health_rxs) = start_prober(&settings, cfg, &tls, &stop)?;
 
-    // The persister, when there is one, is the last peer: it receives every shard's changes
-    // like the other shards do, and sends nothing.
-    let peers = settings.shards() + usize::from(store.is_some());
-    let mut links = replication::mesh(settings.shards(), peers);
+    // The peers of the mesh: the shards, then the admin API when served (it sends removals
+    // and receives every change), then the persister when there is one (it receives every
+    // change and sends nothing).
+    let admin = usize::from(settings.admin.is_some());
+    let senders = settings.shards() + admin;
+    let mut links = replication::mesh(senders, senders + usize::from(store.is_some()));
     let persister = match store {
         Some(store) => Some(spawn_persister(
             &settings,
@@ -87,6 +90,23 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
         )?),
         None => None,
     };
+    let node = NodeState {
+        shards: settings.shards(),
+        serving: Arc::new(AtomicUsize::new(0)),
+        stop: Arc::clone(&stop),
+    };
+    if let Some(a) = &settings.admin {
+        let ctx = admin::Context {
+            identity: &cfg.local,
+            published: published.clone(),
+            reload: Box::new(move || reload.run("admin API reload")),
+            node: node.clone(),
+            clock: clock::now,
+        };
+        let bound = admin::http::serve(a, ctx, seed.clone(), links.pop().expect("its links"))
+            .map_err(|e| format!("cannot serve the admin API on {}: {e}", a.addr))?;
+        log::info!("admin API on http://{bound}/");
+    }
     let node_connections = Arc::new(AtomicUsize::new(0));
     let handoffs = handoff::mesh(settings.shards());
     let setups = links
@@ -100,6 +120,7 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
             |(id, ((((links, handoff), sockets), (reload, health)), published))| ShardSetup {
                 id: id as u16,
                 cfg,
+                serving: Arc::clone(&node.serving),
                 tcp: settings.tcp,
                 tls: tls.clone(),
                 node_connections: Arc::clone(&node_connections),
@@ -153,7 +174,8 @@ fn bind(settings: &Settings) -> Result<Bound, String> {
     let mut per_shard: Vec<Vec<BoundSocket>> = (0..shards).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for spec in &settings.listen {
-        for (transport, addr, group) in bind_spec(spec, shards, &settings.sockets)? {
+        let exclusive = !settings.allow_shared_port;
+        for (transport, addr, group) in bind_spec(spec, shards, &settings.sockets, exclusive)? {
             bound.push((transport, addr));
             for (i, s) in group.into_iter().enumerate() {
                 per_shard[i].push(match transport {
@@ -172,7 +194,15 @@ type Group = (Transport, SocketAddr, Vec<socket2::Socket>);
 /// The groups of one `--listen`. With port 0 on both transports UDP picks the port and TCP
 /// must get the same one; a port some TCP socket already holds (a client's ephemeral port) is
 /// given back and another one tried.
-fn bind_spec(spec: &ListenSpec, shards: usize, s: &SocketSettings) -> Result<Vec<Group>, String> {
+fn bind_spec(
+    spec: &ListenSpec,
+    shards: usize,
+    s: &SocketSettings,
+    exclusive: bool,
+) -> Result<Vec<Group>, String> {
+    if exclusive && spec.addr.port() != 0 {
+        refuse_if_served(spec)?;
+    }
     let attempts = if spec.addr.port() == 0 && spec.udp && spec.tcp {
         16
     } else {
@@ -209,6 +239,32 @@ fn bind_spec(spec: &ListenSpec, shards: usize, s: &SocketSettings) -> Result<Vec
         return Ok(groups);
     }
     Err(last_error)
+}
+
+/// Stop when another process already serves one of the listener's addresses (see
+/// [`socket::probe_unshared`]).
+fn refuse_if_served(spec: &ListenSpec) -> Result<(), String> {
+    let checks = [
+        (spec.udp, true, "udp"),
+        (
+            spec.tcp || spec.tls,
+            false,
+            if spec.tls { "tls" } else { "tcp" },
+        ),
+    ];
+    for (_, datagram, name) in checks.into_iter().filter(|c| c.0) {
+        if let Err(e) = socket::probe_unshared(spec.addr, datagram) {
+            let kind = if datagram { "-u" } else { "-t" };
+            return Err(format!(
+                "cannot listen on {name} {}: {e}; another process serves it (another sipshard? \
+                 `ss -lnp {kind} 'sport = :{}'` shows which); stop it, or give \
+                 --allow-shared-port to share its traffic deliberately",
+                spec.addr,
+                spec.addr.port()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn local_addr(s: &socket2::Socket) -> Option<SocketAddr> {

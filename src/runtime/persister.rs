@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use super::clock::now;
-use super::replication::Links;
 use super::settings::StateSettings;
 use crate::location::LocationTable;
 use crate::persist::Store;
+use crate::replication::Links;
 
 /// How often the persister collects changes from the rings.
 const PERSISTER_POLL: Duration = Duration::from_millis(20);

@@ -75,36 +75,78 @@ pub fn salt_seed() -> u64 {
     }
 }
 
-/// The SIGHUP handler thread: reloads the users file and hands the result to every shard.
+/// Everything a reload needs: what to read, and every shard's channel. SIGHUP's thread runs
+/// one; the admin API's `POST /v1/reload` runs a clone.
+#[derive(Clone)]
+pub struct ReloadJob {
+    auth: Option<AuthSettings>,
+    tls: TlsSettings,
+    shards: Vec<mpsc::Sender<Reload>>,
+}
+
+impl ReloadJob {
+    pub fn new(
+        auth: Option<&AuthSettings>,
+        tls: &TlsSettings,
+        shards: Vec<mpsc::Sender<Reload>>,
+    ) -> ReloadJob {
+        ReloadJob {
+            auth: auth.cloned(),
+            tls: tls.clone(),
+            shards,
+        }
+    }
+
+    /// Reload the users file and the TLS certificate, whichever are configured, and hand them
+    /// to every shard; `cause` prefixes the log lines. Says what was reloaded, or why one of
+    /// them failed (the shards then keep what they had of that one).
+    pub fn run(&self, cause: &str) -> Result<String, String> {
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        if let Some(a) = &self.auth {
+            match reload(a, &self.shards) {
+                Ok(n) => done.push(format!("{n} user(s)")),
+                Err(e) => failed.push(e),
+            }
+        }
+        if self.tls.cert.is_some() {
+            match reload_tls(&self.tls, &self.shards) {
+                Ok(()) => done.push("the TLS certificate".to_owned()),
+                Err(e) => failed.push(e),
+            }
+        }
+        for e in &failed {
+            log::error!("{cause}: {e}");
+        }
+        if !failed.is_empty() {
+            return Err(failed.join("; "));
+        }
+        if done.is_empty() {
+            log::warn!("{cause}: nothing to reload (no --users, no --tls-cert)");
+            return Ok("nothing (no --users, no --tls-cert)".to_owned());
+        }
+        let what = done.join(" and ");
+        log::info!("{cause}: reloaded {what}");
+        Ok(what)
+    }
+}
+
+/// The SIGHUP handler thread: runs a [`ReloadJob`] per signal.
 pub struct Reloader {
     handle: signal_hook::iterator::Handle,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Reloader {
-    pub fn start(
-        auth: Option<&AuthSettings>,
-        tls: &TlsSettings,
-        shards: Vec<mpsc::Sender<Reload>>,
-    ) -> Result<Reloader, String> {
+    pub fn start(job: ReloadJob) -> Result<Reloader, String> {
         let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
             .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
         let handle = signals.handle();
-        let auth = auth.cloned();
-        let tls = tls.clone();
         let thread = std::thread::Builder::new()
             .name("reload".into())
             .spawn(move || {
                 for _ in signals.forever() {
-                    if let Some(a) = &auth {
-                        reload(a, &shards);
-                    }
-                    if tls.cert.is_some() {
-                        reload_tls(&tls, &shards);
-                    }
-                    if auth.is_none() && tls.cert.is_none() {
-                        log::warn!("SIGHUP: nothing to reload (no --users, no --tls-cert)");
-                    }
+                    let _ = job.run("SIGHUP");
                 }
             })
             .map_err(|e| format!("cannot start the reload thread: {e}"))?;
@@ -117,35 +159,27 @@ impl Reloader {
     }
 }
 
-fn reload(a: &AuthSettings, shards: &[mpsc::Sender<Reload>]) {
-    match load_users(&a.users, a.aliases.as_deref(), &a.realm) {
-        Ok(db) => {
-            let db = Arc::new(db);
-            for tx in shards {
-                let _ = tx.send(Reload::Users(Arc::clone(&db)));
-            }
-            log::info!(
-                "SIGHUP: reloaded {} user(s) from {}",
-                db.len(),
-                a.users.display()
-            );
-        }
-        Err(e) => log::error!("SIGHUP: {e}; keeping the previous users"),
+/// The users file, to every shard; how many users it holds.
+fn reload(a: &AuthSettings, shards: &[mpsc::Sender<Reload>]) -> Result<usize, String> {
+    let db = load_users(&a.users, a.aliases.as_deref(), &a.realm)
+        .map_err(|e| format!("{e}; keeping the previous users"))?;
+    let db = Arc::new(db);
+    for tx in shards {
+        let _ = tx.send(Reload::Users(Arc::clone(&db)));
     }
+    Ok(db.len())
 }
 
-fn reload_tls(tls: &TlsSettings, shards: &[mpsc::Sender<Reload>]) {
+/// The TLS certificate and key, to every shard.
+fn reload_tls(tls: &TlsSettings, shards: &[mpsc::Sender<Reload>]) -> Result<(), String> {
     match load::server_config(tls) {
         Ok(Some(server)) => {
             for tx in shards {
                 let _ = tx.send(Reload::TlsServer(Arc::clone(&server)));
             }
-            log::info!(
-                "SIGHUP: reloaded the TLS certificate from {}",
-                tls.cert.as_deref().unwrap_or(Path::new("")).display()
-            );
+            Ok(())
         }
-        Ok(None) => {}
-        Err(e) => log::error!("SIGHUP: {e}; keeping the previous TLS certificate"),
+        Ok(None) => Ok(()),
+        Err(e) => Err(format!("{e}; keeping the previous TLS certificate")),
     }
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::admin::AdminSettings;
 use crate::auth::AuthMode;
 use crate::proxy::ProxyConfig;
 use crate::transport::socket::Steering;
@@ -33,6 +34,10 @@ pub struct Settings {
     pub proxy: ProxyConfig,
     pub state: Option<StateSettings>,
     pub metrics: Option<SocketAddr>,
+    /// `--admin` and its token.
+    pub admin: Option<AdminSettings>,
+    /// `--allow-shared-port`: join a group of sockets another process already listens with.
+    pub allow_shared_port: bool,
     pub auth: Option<AuthSettings>,
     pub probe: Option<ProbeSettings>,
 }

@@ -15,7 +15,6 @@ use glommio::net::{TcpListener, UdpSocket};
 
 use super::clock::{self, now, wall_clock_ns};
 use super::reload::{salt_seed, Reload};
-use super::replication::Links;
 use super::BoundSocket;
 use crate::auth::{AuthMode, Authenticator};
 use crate::counters::{Counters, DropReason};
@@ -24,6 +23,7 @@ use crate::metrics::{Latency, Published};
 use crate::proxy::nat_ping::{self, PingBatch};
 use crate::proxy::next_hop::HopState;
 use crate::proxy::{Action, Core, ProxyConfig};
+use crate::replication::Links;
 use crate::sip::rewrite::DEFAULT_HEADROOM;
 use crate::sip::{PacketBuf, ParseError, Source, Target, Transport};
 use crate::transport::batch::BATCH;
@@ -42,6 +42,8 @@ const PURGE_EVERY_TICKS: u32 = 5;
 pub struct ShardSetup {
     pub id: u16,
     pub cfg: &'static ProxyConfig,
+    /// Shards serving on this node (readiness, in the admin API).
+    pub serving: Arc<AtomicUsize>,
     pub tcp: TcpSettings,
     pub tls: TlsContext,
     /// The node's open TCP and TLS connections, shared by every shard (one atomic, no lock).
@@ -91,6 +93,7 @@ struct Shard {
 /// Serve until `stop` is set; returns the shard's counters.
 pub async fn run(mut setup: ShardSetup) -> Counters {
     let (stop, tuning) = (Arc::clone(&setup.stop), setup.receive);
+    let serving = Arc::clone(&setup.serving);
     let (handoff, inbound) = Handoff::connect(std::mem::take(&mut setup.handoff)).await;
     let (udp, tcp_listeners) = take_sockets(std::mem::take(&mut setup.sockets));
     let (shard, reload) = Shard::new(setup, handoff, udp);
@@ -120,12 +123,14 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
         let pinger = Rc::clone(&shard);
         tasks.push(glommio::spawn_local(async move { pinger.nat_ping_loop().await }).detach());
     }
+    serving.fetch_add(1, Ordering::Relaxed);
     let mut ticks = 0u32;
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(HOUSEKEEPING_TICK).await;
         ticks += 1;
         shard.housekeeping(&reload, ticks % PURGE_EVERY_TICKS == 0);
     }
+    serving.fetch_sub(1, Ordering::Relaxed);
     for t in &tasks {
         t.cancel();
     }

@@ -146,6 +146,29 @@ pub fn bind_tcp_group(addr: SocketAddr, count: usize) -> io::Result<Vec<Socket>>
     Ok(sockets)
 }
 
+/// Whether some other socket already serves `addr` (UDP when `datagram`, else TCP): bind a
+/// socket that does not ask to share, and let it go at once. The group's own sockets ask to
+/// share (SO_REUSEPORT), so without this check a second sipshard started on the same address
+/// by mistake would silently join the group and take part of the traffic. A TCP probe allows
+/// SO_REUSEADDR, so that the last run's connections in TIME_WAIT do not count: only a bound or
+/// listening socket does. (Two instances started in the same instant can both pass; what this
+/// catches is the one started by mistake next to a running one.)
+pub fn probe_unshared(addr: SocketAddr, datagram: bool) -> io::Result<()> {
+    let (kind, protocol) = if datagram {
+        (Type::DGRAM, Protocol::UDP)
+    } else {
+        (Type::STREAM, Protocol::TCP)
+    };
+    let s = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    if !datagram {
+        s.set_reuse_address(true)?;
+    }
+    s.bind(&addr.into())
+}
+
 /// A socket that may join the SO_REUSEPORT group of `addr` (not bound yet).
 fn group_member(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
     let s = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
