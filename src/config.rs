@@ -677,11 +677,6 @@ impl Args {
         if self.max_queue_delay_ms > 60_000 {
             return Err("--max-queue-delay-ms must be at most 60000".into());
         }
-        if let (Some(n), Some(cpus)) = (self.shards, &self.cpus) {
-            if cpus.0.len() < n {
-                return Err(format!("--cpus lists {} CPUs for {n} shards", cpus.0.len()));
-            }
-        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 //! code that touches sockets, executors, signals and clocks.
 
 pub mod clock;
+pub mod limits;
 pub mod persister;
 pub mod probe_stream;
 pub mod prober;
@@ -51,6 +52,7 @@ const IO_MEMORY: usize = 512 * 1024;
 
 /// Start every shard and serve until SIGINT or SIGTERM. Returns the summed counters.
 pub fn run(settings: Settings) -> Result<Counters, String> {
+    limits::check_memlock()?;
     let (per_shard, bound) = bind(&settings)?;
     let cfg = proxy_config(&settings, &bound);
     log::info!(
