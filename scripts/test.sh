@@ -3,7 +3,8 @@
 #
 # Integration tests talk to real SIP peers that nobody here wrote: SIPp (Debian package
 # sip-tester), Kamailio (and its TLS module, package kamailio-tls-modules), sipsak and the
-# baresip softphone (Debian package baresip-core). This script installs whichever is missing
+# baresip softphone (Debian package baresip-core); fail2ban-regex reads our log as fail2ban
+# would. This script installs whichever is missing
 # when it can (as root with apt-get); otherwise it says which are missing and the tests that
 # need them fail with that message -- they never pass silently. It checks the layering of src/
 # (which installs cargo-modules once when it is missing), then runs every test of the workspace
@@ -32,6 +33,8 @@ command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
 # tests/nat.rs builds a real NAT in network namespaces.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+# tests/logs.rs checks the fail2ban filter of scripts/fail2ban with fail2ban's own reader.
+command -v fail2ban-regex >/dev/null 2>&1 || missing+=(fail2ban)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -12,7 +12,7 @@
 //! ```text
 //! match auth.check_request(now, src_ip, &msg, HeaderName::Authorization, &mut nc_tracker) {
 //!     AuthOutcome::Ok { user } => if !auth.may_register(user, to_user) { 403 },
-//!     AuthOutcome::Challenge { stale } => 401 + WWW-Authenticate: auth.challenge(now, src_ip, salt, stale),
+//!     AuthOutcome::Challenge { stale, .. } => 401 + WWW-Authenticate: auth.challenge(now, src_ip, salt, stale),
 //!     AuthOutcome::BadRequest(reason) => 400 reason,
 //! }
 //! ```
@@ -120,10 +120,24 @@ pub enum AuthOutcome<'a> {
     /// retry without asking its user (RFC 2617 section 3.2.1). A wrong password, an unknown user,
     /// another realm or a nonce that is not ours get a plain new challenge (RFC 3665 section 2.5
     /// shows a wrong password answered by a new 401).
-    Challenge { stale: bool },
+    ///
+    /// `failed` says why credentials for our realm were refused (for the operator's log);
+    /// `None` when the request carried none, or only a stale nonce.
+    Challenge {
+        stale: bool,
+        failed: Option<Failed<'a>>,
+    },
     /// Answer 400 with this reason phrase: the credentials are malformed (RFC 2617 section
     /// 3.2.2.5 for a `uri` that is not the Request-URI).
     BadRequest(&'static str),
+}
+
+/// Credentials for our realm that were refused: who they claimed to be, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failed<'a> {
+    /// The `username` directive, as written.
+    pub user: &'a [u8],
+    pub why: &'static str,
 }
 
 /// A challenge ready to be written as a WWW-Authenticate or Proxy-Authenticate value.
@@ -362,24 +376,34 @@ impl Authenticator {
         creds: &Credentials<'a>,
         nc_tracker: &mut NcTracker,
     ) -> AuthOutcome<'a> {
-        let challenge = AuthOutcome::Challenge { stale: false };
         if !creds.is_digest() {
-            return challenge;
+            return AuthOutcome::Challenge {
+                stale: false,
+                failed: None,
+            };
         }
         let d = match Directives::parse(creds) {
             Ok(d) => d,
             Err(reason) => return AuthOutcome::BadRequest(reason),
         };
+        let refused = |why| AuthOutcome::Challenge {
+            stale: false,
+            failed: Some(Failed {
+                user: d.username,
+                why,
+            }),
+        };
         if d.uri != request_uri {
             return AuthOutcome::BadRequest(URI_MISMATCH);
         }
-        if d.realm != self.realm.as_bytes()
-            || d.opaque.is_some_and(|o| o != self.key.opaque().as_slice())
-        {
-            return challenge;
+        if d.realm != self.realm.as_bytes() {
+            return refused("another realm");
+        }
+        if d.opaque.is_some_and(|o| o != self.key.opaque().as_slice()) {
+            return refused("opaque not ours");
         }
         let fresh = match self.key.verify(d.nonce, now, client_ip) {
-            NonceCheck::Invalid => return challenge,
+            NonceCheck::Invalid => return refused("nonce not ours or tampered with"),
             NonceCheck::Stale => false,
             NonceCheck::Valid => true,
         };
@@ -397,18 +421,34 @@ impl Authenticator {
         let Ok(expected) = input.response(&ha1.unwrap_or_default()) else {
             return AuthOutcome::BadRequest(NO_CNONCE);
         };
-        if !digest::ct_eq(&expected, &d.response) || ha1.is_none() {
-            return challenge;
+        // Compared before the user is looked at, so both failures cost the same.
+        let matches = digest::ct_eq(&expected, &d.response);
+        if ha1.is_none() {
+            return refused("unknown user");
+        }
+        if !matches {
+            return refused("wrong password");
         }
         if !fresh {
-            return AuthOutcome::Challenge { stale: true };
+            return AuthOutcome::Challenge {
+                stale: true,
+                failed: None,
+            };
         }
         if let Some((_, nc)) = d.qop {
             let Ok(nonce) = <&[u8; nonce::NONCE_LEN]>::try_from(d.nonce) else {
-                return challenge;
+                return refused("nonce not ours or tampered with");
             };
             if nc_tracker.check(nonce, nc, &d.response, now) == NcVerdict::Replay {
-                return AuthOutcome::Challenge { stale: true };
+                // Answered as stale (a client that lost count may retry), logged as what it
+                // may be: someone replaying a captured answer.
+                return AuthOutcome::Challenge {
+                    stale: true,
+                    failed: Some(Failed {
+                        user: d.username,
+                        why: "nonce count replayed",
+                    }),
+                };
             }
         }
         AuthOutcome::Ok { user: d.username }
@@ -447,7 +487,10 @@ impl Authenticator {
                 return self.check(now, client_ip, method, msg.bytes(uri), &creds, nc_tracker);
             }
         }
-        AuthOutcome::Challenge { stale: false }
+        AuthOutcome::Challenge {
+            stale: false,
+            failed: None,
+        }
     }
 
     /// The registrar's authorization step after authentication: may `user` register the AOR

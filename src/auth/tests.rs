@@ -166,14 +166,24 @@ fn verdict(
                 user: Vec::leak(user.to_vec()),
             }
         }
-        AuthOutcome::Challenge { stale } => AuthOutcome::Challenge { stale },
+        // Why it was refused is checked by its own test.
+        AuthOutcome::Challenge { stale, .. } => AuthOutcome::Challenge {
+            stale,
+            failed: None,
+        },
         AuthOutcome::BadRequest(r) => AuthOutcome::BadRequest(r),
     }
 }
 
 const OK: AuthOutcome<'static> = AuthOutcome::Ok { user: b"alice" };
-const CHALLENGE: AuthOutcome<'static> = AuthOutcome::Challenge { stale: false };
-const STALE: AuthOutcome<'static> = AuthOutcome::Challenge { stale: true };
+const CHALLENGE: AuthOutcome<'static> = AuthOutcome::Challenge {
+    stale: false,
+    failed: None,
+};
+const STALE: AuthOutcome<'static> = AuthOutcome::Challenge {
+    stale: true,
+    failed: None,
+};
 
 #[test]
 fn challenge_answer_ok_flow() {
@@ -280,6 +290,51 @@ fn wrong_password_unknown_user_realm_and_nonce_get_a_new_challenge() {
     assert_eq!(check(&ans, &mut nc), OK);
     // Nothing was recorded for the failures above: nc 1 was fresh.
     assert_eq!(nc.len(), 1);
+}
+
+/// Why `authorization` was refused (for the operator's log): the user and reason, if any.
+fn why_refused(
+    a: &Authenticator,
+    authorization: &str,
+    nc: &mut NcTracker,
+) -> Option<(String, &'static str)> {
+    let mut buf = register(Some(authorization));
+    let msg = Message::parse(&mut buf).unwrap();
+    match a.check_request(T0, client(), &msg, HeaderName::Authorization, nc) {
+        AuthOutcome::Challenge {
+            failed: Some(f), ..
+        } => Some((String::from_utf8_lossy(f.user).into_owned(), f.why)),
+        _ => None,
+    }
+}
+
+#[test]
+fn refusals_say_who_and_why() {
+    let a = auth();
+    let mut nc = NcTracker::default();
+    let c = a.challenge(T0, client(), 1, false).to_string();
+    let mut ans = Answer::to(&c);
+    ans.password = "guess";
+    let wrong = ("alice".to_owned(), "wrong password");
+    assert_eq!(why_refused(&a, &ans.header(), &mut nc), Some(wrong));
+    let mut ans = Answer::to(&c);
+    ans.user = "mallory";
+    let unknown = ("mallory".to_owned(), "unknown user");
+    assert_eq!(why_refused(&a, &ans.header(), &mut nc), Some(unknown));
+    let mut ans = Answer::to(&c);
+    ans.opaque = Some("5ccc069c403ebaf9f0171e9517f40e41".into());
+    assert_eq!(
+        why_refused(&a, &ans.header(), &mut nc).unwrap().1,
+        "opaque not ours"
+    );
+    // Good credentials are no failure, nor is their retransmission; the same count with
+    // another cnonce is a replay.
+    let mut ans = Answer::to(&c);
+    assert_eq!(why_refused(&a, &ans.header(), &mut nc), None);
+    assert_eq!(why_refused(&a, &ans.header(), &mut nc), None);
+    ans.cnonce = "ffff0000";
+    let replay = why_refused(&a, &ans.header(), &mut nc);
+    assert_eq!(replay.unwrap().1, "nonce count replayed");
 }
 
 #[test]

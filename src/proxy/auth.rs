@@ -27,8 +27,10 @@ use std::sync::Arc;
 
 use crate::auth::AuthMode;
 use crate::auth::{AuthOutcome, Authenticator, NcTracker, UserDb};
+use crate::location::Now;
 use crate::sip::{Credentials, HeaderName, Message, Method};
 
+use super::auth_log::AuthLog;
 use super::request::{Incoming, Stage};
 use super::Core;
 
@@ -40,6 +42,8 @@ pub struct ShardAuth {
     pub nc: NcTracker,
     /// State of the nonce salt sequence.
     salt: u64,
+    /// Failures for the operator's log, rate-limited.
+    log: AuthLog,
 }
 
 impl ShardAuth {
@@ -51,6 +55,7 @@ impl ShardAuth {
             mode,
             nc: NcTracker::default(),
             salt: seed,
+            log: AuthLog::default(),
         }
     }
 
@@ -80,6 +85,14 @@ impl Role {
         match self {
             Role::Registrar => HeaderName::Authorization,
             Role::Proxy => HeaderName::ProxyAuthorization,
+        }
+    }
+
+    /// Why an authenticated user was answered 403 (for the log).
+    fn forbidden_reason(self) -> &'static str {
+        match self {
+            Role::Registrar => "may not register this AOR",
+            Role::Proxy => "may not call as this From user",
         }
     }
 }
@@ -171,14 +184,35 @@ impl Core {
                     ControlFlow::Continue(())
                 } else {
                     self.counters.auth_forbidden += 1;
+                    self.log_failure(rq, user, role.forbidden_reason());
                     self.refuse(rq, 403, "Forbidden")
                 }
             }
-            AuthOutcome::Challenge { stale } => self.challenge(rq, role, stale),
+            AuthOutcome::Challenge { stale, failed } => {
+                if let Some(f) = failed {
+                    self.log_failure(rq, f.user, f.why);
+                }
+                self.challenge(rq, role, stale)
+            }
             AuthOutcome::BadRequest(reason) => {
                 self.counters.auth_malformed += 1;
+                self.log_failure(rq, b"", reason);
                 self.refuse(rq, 400, reason)
             }
+        }
+    }
+
+    /// Say how many failures the last second held back, once it is over (called about once a
+    /// second, so that a flood that stopped is reported too).
+    pub(super) fn report_held_back_auth_failures(&mut self, now: Now) {
+        if let Some(a) = &mut self.auth {
+            a.log.report(now);
+        }
+    }
+
+    fn log_failure(&mut self, rq: &Incoming<'_, '_>, user: &[u8], why: &str) {
+        if let Some(a) = &mut self.auth {
+            a.log.failed(rq.now, &rq.src, rq.method, user, why);
         }
     }
 

@@ -12,6 +12,7 @@
 //! [`Core::handle`] turns into the buffer's new contents and the [`Action`].
 
 pub mod auth;
+pub mod auth_log;
 pub mod branch;
 pub mod flow;
 pub mod nat_ping;

@@ -134,6 +134,7 @@ impl Core {
         if let Some(p) = &mut self.pike {
             p.prune(now.unix_ms);
         }
+        self.report_held_back_auth_failures(now);
     }
 
     /// This shard's counters, for publishing and for the totals at exit.

@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod limits;
+pub mod message_log;
 pub mod persister;
 pub mod probe_stream;
 pub mod prober;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use glommio::net::{TcpListener, UdpSocket};
 
 use super::clock::{self, now, wall_clock_ns};
+use super::message_log::Seen;
 use super::reload::{salt_seed, Reload};
 use super::BoundSocket;
 use crate::auth::{AuthMode, Authenticator};
@@ -316,7 +317,12 @@ impl Datapath for Shard {
     }
 
     fn handle(&self, now: Now, src: Source, listener: usize, pkt: &mut PacketBuf) -> Action {
-        self.core.borrow_mut().handle(now, src, listener, pkt)
+        let seen = Seen::before(pkt.as_slice());
+        let action = self.core.borrow_mut().handle(now, src, listener, pkt);
+        if let Some(seen) = seen {
+            seen.after(&src, &action, pkt.as_slice());
+        }
+        action
     }
 
     fn end_batch(&self) {
@@ -513,7 +519,11 @@ impl StreamHost for Shard {
             // What other shards changed first, as before a datagram batch: a call sent after
             // another shard's 200 OK to a REGISTER must find the binding.
             self.take_in(&mut core);
+            let seen = Seen::before(pkt.as_slice());
             let action = core.handle(clock::now(), src, listener, &mut pkt);
+            if let Some(seen) = seen {
+                seen.after(&src, &action, pkt.as_slice());
+            }
             self.exchange(&mut core);
             action
         };
