@@ -31,6 +31,7 @@ OUTER="config runtime transport persist metrics"
 RULES="
 sip        only
 stun       only
+hep        only
 location   only   sip
 counters   only   sip
 identity   never  $OUTER

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use glommio::net::{TcpListener, UdpSocket};
 
+use super::capture::{self as hep_capture, Capture};
 use super::clock::{self, now, wall_clock_ns};
 use super::reload::{salt_seed, Reload};
 use super::replication::Links;
+use super::settings::HepSettings;
 use super::BoundSocket;
 use crate::auth::{AuthMode, Authenticator};
 use crate::counters::{Counters, DropReason};
@@ -63,6 +65,8 @@ pub struct ShardSetup {
     pub receive: ReceiveTuning,
     /// Next-hop health changes from the prober (with `--probe-interval`).
     pub health: Option<rtrb::Consumer<HopState>>,
+    /// SIP capture (`--hep`): this shard's socket to the collector, and the settings.
+    pub capture: Option<(std::net::UdpSocket, HepSettings)>,
 }
 
 /// Everything one shard's tasks share.
@@ -86,6 +90,8 @@ struct Shard {
     published: Arc<Published>,
     /// Next-hop state changes from the prober, when probing is on.
     health: Option<RefCell<rtrb::Consumer<HopState>>>,
+    /// SIP capture, with `--hep`: what is captured waits here for the next flush.
+    capture: Option<RefCell<Capture>>,
 }
 
 /// Serve until `stop` is set; returns the shard's counters.
@@ -116,6 +122,10 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
             .detach(),
         );
     }
+    if shard.capture.is_some() {
+        let flusher = Rc::clone(&shard);
+        tasks.push(glommio::spawn_local(async move { flusher.capture_loop().await }).detach());
+    }
     if shard.core.borrow().config().nat_ping.is_some() {
         let pinger = Rc::clone(&shard);
         tasks.push(glommio::spawn_local(async move { pinger.nat_ping_loop().await }).detach());
@@ -135,6 +145,7 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
     shard.tcp.close_all();
     shard.tls.close_all();
     shard.drain_before_exit().await;
+    shard.flush_capture();
     let counters = shard.counters(&shard.core.borrow());
     counters
 }
@@ -175,6 +186,10 @@ impl Shard {
             core.set_auth(authn, mode, salt_seed());
         }
         let max_message = setup.cfg.max_message;
+        let local = setup.cfg.local.listen.iter().map(|l| l.bound).collect();
+        let capture = setup
+            .capture
+            .map(|(sock, hep)| RefCell::new(Capture::new(sock, hep, local)));
         let handoff = Rc::new(handoff);
         let shard = Rc::new_cyclic(|me| Shard {
             id: setup.id,
@@ -199,6 +214,7 @@ impl Shard {
             latency: RefCell::new(Latency::default()),
             published: setup.published,
             health: setup.health.map(RefCell::new),
+            capture,
         });
         (shard, setup.reload)
     }
@@ -245,7 +261,19 @@ impl Shard {
         if let Some(side) = &self.tls.tls {
             c.tls_handshakes = side.counters.borrow().clone();
         }
+        if let Some(capture) = &self.capture {
+            c.hep = capture.borrow().counters.clone();
+        }
         c
+    }
+
+    /// Every [`hep_capture::FLUSH_INTERVAL`]: send what stream traffic captured (a UDP batch
+    /// flushes its own at its end). Runs until the task is cancelled.
+    async fn capture_loop(&self) {
+        loop {
+            glommio::timer::sleep(hep_capture::FLUSH_INTERVAL).await;
+            self.flush_capture();
+        }
     }
 
     /// Last changes out before the rings are dropped (which tells the persister we are done).
@@ -325,12 +353,36 @@ impl Datapath for Shard {
     fn count_sent(&self, sent: u64, failed: u64) {
         self.core.borrow_mut().count_sent(sent, failed);
     }
+
+    #[inline]
+    fn capture_received(&self, src: Source, listener: usize, bytes: &[u8], unix_ns: u64) {
+        if let Some(c) = &self.capture {
+            c.borrow_mut().received(src, listener, bytes, unix_ns);
+        }
+    }
+
+    #[inline]
+    fn capture_sent(&self, to: Target, listener: usize, bytes: &[u8]) {
+        if let Some(c) = &self.capture {
+            c.borrow_mut().sent(to, listener, bytes);
+        }
+    }
+
+    #[inline]
+    fn flush_capture(&self) {
+        if let Some(c) = &self.capture {
+            c.borrow_mut().flush();
+        }
+    }
 }
 
 /// Sending what the core decided, whatever the transport, from any task of the shard.
 impl Shard {
     /// Send `bytes` to `to` by listener `listener`, now or by queueing: nothing here waits.
+    /// Captured here (`--hep`), once, by the shard that decided it, whichever shard's
+    /// connection then carries it.
     fn send(&self, to: Target, listener: usize, bytes: &[u8]) {
+        self.capture_sent(to, listener, bytes);
         match to.transport {
             Transport::Udp => self.send_udp_now(listener, to.addr, bytes),
             Transport::Tcp | Transport::Tls => self.send_on_stream(to, listener, bytes),
@@ -499,6 +551,7 @@ impl StreamHost for Shard {
     }
 
     fn on_stream_message(&self, src: Source, listener: usize, msg: &[u8]) {
+        self.capture_received(src, listener, msg, wall_clock_ns());
         let mut pkt = self.stream_pkt.borrow_mut();
         if !pkt.set_contents(msg) {
             return;
@@ -520,6 +573,7 @@ impl StreamHost for Shard {
     fn on_stream_broken(&self, src: Source, listener: usize, bytes: &[u8], err: ParseError) {
         let mut pkt = self.stream_pkt.borrow_mut();
         let bytes = &bytes[..bytes.len().min(self.core.borrow().config().max_message)];
+        self.capture_received(src, listener, bytes, wall_clock_ns());
         if !pkt.set_contents(bytes) {
             return;
         }
