@@ -379,12 +379,14 @@ impl Datapath for Shard {
 /// Sending what the core decided, whatever the transport, from any task of the shard.
 impl Shard {
     /// Send `bytes` to `to` by listener `listener`, now or by queueing: nothing here waits.
-    /// Captured here (`--hep`), once, by the shard that decided it, whichever shard's
-    /// connection then carries it.
+    /// Captured (`--hep`) where it leaves: here over UDP, on the connection that takes it
+    /// over a stream (by the shard that owns the connection, with its peer's address).
     fn send(&self, to: Target, listener: usize, bytes: &[u8]) {
-        self.capture_sent(to, listener, bytes);
         match to.transport {
-            Transport::Udp => self.send_udp_now(listener, to.addr, bytes),
+            Transport::Udp => {
+                self.capture_sent(to, listener, bytes);
+                self.send_udp_now(listener, to.addr, bytes);
+            }
             Transport::Tcp | Transport::Tls => self.send_on_stream(to, listener, bytes),
         }
     }
@@ -407,7 +409,7 @@ impl Shard {
             stream.hand_over(owner, to, listener, bytes);
             return;
         }
-        if stream.send_existing(to.conn, to.addr, bytes) {
+        if self.send_existing(to, listener, bytes) {
             return;
         }
         if to.flow {
@@ -494,10 +496,7 @@ impl Shard {
     /// shards whose copies of the other's connections are stale (a lost withdrawal) would
     /// pass it back and forth.
     fn send_handed(&self, to: Target, listener: usize, bytes: &[u8]) {
-        if self
-            .stream(to.transport)
-            .send_existing(to.conn, to.addr, bytes)
-        {
+        if self.send_existing(to, listener, bytes) {
             return;
         }
         if to.flow {
@@ -517,8 +516,20 @@ impl Shard {
         }
     }
 
+    /// On the connection `to` names, else the newest to its address, if this shard has it;
+    /// captured with the connection's peer address.
+    fn send_existing(&self, to: Target, listener: usize, bytes: &[u8]) -> bool {
+        let stream = self.stream(to.transport);
+        let Some(peer) = stream.send_existing(to.conn, to.addr, bytes) else {
+            return false;
+        };
+        self.capture_sent(Target { addr: peer, ..to }, listener, bytes);
+        true
+    }
+
     /// On a new connection this shard opens to `to` (and then reuses).
     fn connect_and_send(&self, to: Target, listener: usize, bytes: &[u8]) {
+        self.capture_sent(to, listener, bytes);
         if let Some(me) = self.me.upgrade() {
             let fallback = to.fallback_udp;
             tcp::connect_and_send(&me, to.transport, to.addr, listener, bytes, fallback);
