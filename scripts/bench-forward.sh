@@ -19,6 +19,11 @@
 # so on a 2-CPU machine it shows contention, not scaling; not in the default list), Kamailio 5.6 with one UDP
 # worker (scripts/kamailio-bench.cfg: save/lookup("location"), stateless forward()) and
 # udp-floor (recvmmsg/sendmmsg, no parsing). All get the same socket receive buffer ($RCVBUF).
+# sipshard-hep is sipshard with full SIP capture (`--hep udp:$HEP_SINK`, every message received
+# and sent mirrored) to a sink that receives and discards (udp-floor without --to, on the
+# flooder's CPU): the cost of capture is the ratio sipshard-hep/sipshard of one run, e.g.
+# SYSTEMS="sipshard sipshard-hep" MEMORY=0 RAMP=0 scripts/bench-forward.sh (not in the default
+# list).
 #
 # Over TCP (scripts/bench.sh tcp): sipshard-tcp and kamailio-tcp are the same two proxies
 # reached over $TCP_SOURCES persistent connections, the sink registered with `;transport=tcp`
@@ -46,7 +51,7 @@
 #
 # Environment (defaults): SYSTEMS="sipshard sipshard-nocoalesce kamailio floor" SUT_CPU=0
 # FLOOD_CPU=1 FIXED_RATE=20000 FIXED_WINDOW=5 RAMP_WINDOW=2 WARMUP=1 RAMP_START=10000
-# RAMP_FACTOR=1.25 RAMP_MAX=600000 RCVBUF=4194304 MEMORY=1 PRIORITY=1 OUT_DIR=bench-results
+# RAMP_FACTOR=1.25 RAMP_MAX=600000 RAMP=1 (0: the fixed rate only) RCVBUF=4194304 MEMORY=1 PRIORITY=1 OUT_DIR=bench-results
 # OUT_JSON=$OUT_DIR/forward.json RAW=$OUT_DIR/raw TCP_SOURCES=4 IDLE_CONNECTIONS=10000
 # (TCP_SOURCES is also the number of TLS connections)
 
@@ -63,6 +68,7 @@ WARMUP=${WARMUP:-1}
 RAMP_START=${RAMP_START:-10000}
 RAMP_FACTOR=${RAMP_FACTOR:-1.25}
 RAMP_MAX=${RAMP_MAX:-600000}
+RAMP=${RAMP:-1}
 RCVBUF=${RCVBUF:-4194304}
 MEMORY=${MEMORY:-1}
 PRIORITY=${PRIORITY:-1}
@@ -76,12 +82,14 @@ KAMAILIO_PORT=5070 # must match `listen` in scripts/kamailio-bench.cfg
 KAMAILIO_TLS_PORT=5071
 FLOOR_PORT=5080
 SINK=127.0.0.1:5090
+HEP_SINK=127.0.0.1:9060
 
 RAW=${RAW:-$OUT_DIR/raw}
 OUT_JSON=${OUT_JSON:-$OUT_DIR/forward.json}
 RUN_DIR=$(mktemp -d /tmp/bench-forward.XXXXXX)
 UDP_TOOLS="$ROOT/target/release" # udp-flood, udp-floor: workspace members, built below
 SUT_PID=""
+HEP_SINK_PID=""
 OLD_AUTOGROUP_NICE=""
 
 log() { printf '[bench-forward] %s\n' "$*" >&2; }
@@ -94,6 +102,10 @@ stop_sut() {
     if [[ -n "$SUT_PID" ]]; then
         bench_stop_pid "$SUT_PID"
         SUT_PID=""
+    fi
+    if [[ -n "$HEP_SINK_PID" ]]; then
+        bench_stop_pid "$HEP_SINK_PID"
+        HEP_SINK_PID=""
     fi
 }
 
@@ -124,7 +136,8 @@ if [[ " $SYSTEMS " == *" kamailio"* ]] && ! command -v kamailio >/dev/null; then
 fi
 ncpu=$(nproc --all)
 ((SUT_CPU < ncpu && FLOOD_CPU < ncpu)) || die "CPUs $SUT_CPU and $FLOOD_CPU needed, $ncpu present"
-for p in $SIPSHARD_PORT $SIPSHARD_TLS_PORT $KAMAILIO_PORT $KAMAILIO_TLS_PORT $FLOOR_PORT ${SINK##*:}; do
+for p in $SIPSHARD_PORT $SIPSHARD_TLS_PORT $KAMAILIO_PORT $KAMAILIO_TLS_PORT $FLOOR_PORT ${SINK##*:} \
+    ${HEP_SINK##*:}; do
     port_free "$p" || die "UDP port $p on this machine is in use"
 done
 
@@ -163,10 +176,16 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 start_sut() {
     local name=$1
     case "$name" in
-    sipshard | sipshard-nocoalesce | sipshard-2shards | sipshard-tcp | sipshard-tls)
+    sipshard | sipshard-nocoalesce | sipshard-2shards | sipshard-tcp | sipshard-tls | sipshard-hep)
         local extra=() cpus=$SUT_CPU shards=1
         FLOOD_PORT=$SIPSHARD_PORT
         [[ "$name" == sipshard-nocoalesce ]] && extra=(--rx-coalesce-us 0)
+        if [[ "$name" == sipshard-hep ]]; then
+            taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-floor" --listen "$HEP_SINK" \
+                --rcvbuf "$RCVBUF" --max-seconds 900 >"$RAW/$name.sink.log" 2>&1 &
+            HEP_SINK_PID=$!
+            extra=(--hep "udp:$HEP_SINK")
+        fi
         # The idle-connection measurement opens more connections from 127.0.0.1 than the
         # default per-address limit allows.
         is_stream "$name" && extra=(--tcp-max-connections-per-ip 50000)
@@ -255,8 +274,12 @@ for name in $SYSTEMS; do
     log "== $name"
     start_sut "$name"
     flood "$name" --rate "$FIXED_RATE" --window "$FIXED_WINDOW" >"$RAW/$name.fixed.jsonl"
-    flood "$name" --ramp --start "$RAMP_START" --factor "$RAMP_FACTOR" \
-        --max-rate "$RAMP_MAX" --window "$RAMP_WINDOW" >"$RAW/$name.ramp.jsonl"
+    if [[ "$RAMP" == 1 ]]; then
+        flood "$name" --ramp --start "$RAMP_START" --factor "$RAMP_FACTOR" \
+            --max-rate "$RAMP_MAX" --window "$RAMP_WINDOW" >"$RAW/$name.ramp.jsonl"
+    else
+        rm -f "$RAW/$name.ramp.jsonl" # an earlier run's, which the report would read
+    fi
     if is_stream "$name"; then
         tls_flags "$name"
         taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-flood" idle --proxy "127.0.0.1:$FLOOD_PORT" \
@@ -319,7 +342,7 @@ for name in systems:
         "cpu_us_per_msg_flat_out": summary.get("cpu_us_per_msg_flat_out"),
         "flat_out_fwd_rate": summary.get("flat_out_fwd_rate"),
         "flooder_limited": summary.get("flooder_limited"),
-        "valid": bool(f.get("valid")) and bool(summary.get("all_steps_valid")),
+        "valid": bool(f.get("valid")) and (not ramp or bool(summary.get("all_steps_valid"))),
         "idle_connections": next(iter(lines(f"{raw}/{name}.idle.jsonl")), None),
         "steps": steps,
     }
@@ -331,7 +354,8 @@ def ratio(a, b, key):
 ratios = {}
 for sut, ref in (("sipshard", "kamailio"), ("sipshard", "floor"),
                  ("sipshard-tcp", "kamailio-tcp"), ("sipshard-tcp", "sipshard"),
-                 ("sipshard-tls", "kamailio-tls"), ("sipshard-tls", "sipshard")):
+                 ("sipshard-tls", "kamailio-tls"), ("sipshard-tls", "sipshard"),
+                 ("sipshard-hep", "sipshard")):
     if sut in results and ref in results:
         ratios[f"{sut}/{ref}"] = {
             "cpu_us_per_msg": ratio(sut, ref, "cpu_us_per_msg"),
@@ -373,6 +397,12 @@ if t:
     targets["tcp_saturation_at_least_0.7x_own_udp"] = {
         "ratio": t["saturation_msgs_per_s"],
         "met": t["saturation_msgs_per_s"] is not None and t["saturation_msgs_per_s"] >= 0.7,
+    }
+t = ratios.get("sipshard-hep/sipshard")
+if t:
+    targets["hep_capture_cpu_at_most_1.3x"] = {
+        "ratio": t["cpu_us_per_msg"],
+        "met": t["cpu_us_per_msg"] is not None and t["cpu_us_per_msg"] <= 1.3,
     }
 t = ratios.get("sipshard-tls/kamailio-tls")
 if t:
@@ -460,7 +490,7 @@ for name, r in results.items():
     if i:
         print(f"{name}: {i['connections']} idle connections ({i['held']} held): "
               f"{i['pss_bytes_per_connection']} bytes each (PSS), {i['rss_bytes_per_connection']} (RSS)")
-for key in ("tcp_saturation_at_least_5x_kamailio_tcp", "tcp_saturation_at_least_0.7x_own_udp",
+for key in ("hep_capture_cpu_at_most_1.3x", "tcp_saturation_at_least_5x_kamailio_tcp", "tcp_saturation_at_least_0.7x_own_udp",
             "idle_connection_at_most_8_KiB", "tls_forwarding_at_least_3x_kamailio_tls",
             "idle_tls_connection_at_most_32_KiB"):
     if key in t:

@@ -32,6 +32,7 @@ OUTER="config runtime transport persist metrics admin ctl replication"
 RULES="
 sip        only
 stun       only
+hep        only
 location   only   sip
 counters   only   sip
 identity   never  $OUTER

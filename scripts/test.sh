@@ -2,9 +2,9 @@
 # The single test command for sipshard.
 #
 # Integration tests talk to real SIP peers that nobody here wrote: SIPp (Debian package
-# sip-tester), Kamailio (and its TLS module, package kamailio-tls-modules), sipsak and the
-# baresip softphone (Debian package baresip-core); fail2ban-regex reads our log as fail2ban
-# would. This script installs whichever is missing
+# sip-tester), Kamailio (and its TLS module, package kamailio-tls-modules), sipsak, the
+# baresip softphone (Debian package baresip-core) and sngrep (the HEP receiver of tests/hep.rs);
+# fail2ban-regex reads our log as fail2ban would. This script installs whichever is missing
 # when it can (as root with apt-get); otherwise it says which are missing and the tests that
 # need them fail with that message -- they never pass silently. It checks the layering of src/
 # (which installs cargo-modules once when it is missing), then runs every test of the workspace
@@ -30,6 +30,8 @@ kamailio_module tls || missing+=(kamailio-tls-modules)
 command -v sipsak >/dev/null 2>&1 || missing+=(sipsak)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
+# tests/hep.rs receives SIP capture (HEP) with sngrep.
+command -v sngrep >/dev/null 2>&1 || missing+=(sngrep)
 # tests/nat.rs builds a real NAT in network namespaces.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)

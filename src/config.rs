@@ -22,8 +22,8 @@ use crate::proxy::redirect::RedirectPolicy;
 use crate::proxy::{ProxyConfig, StaticRoute};
 use crate::registrar::{NatMode, RegistrarConfig};
 use crate::runtime::settings::{
-    AuthSettings, ListenSpec, ProbeSettings, ReceiveSettings, Settings, SocketSettings,
-    StateSettings,
+    AuthSettings, HepSettings, ListenSpec, ProbeSettings, ReceiveSettings, Settings,
+    SocketSettings, StateSettings,
 };
 use crate::sip::Transport;
 use crate::transport::socket::Steering;
@@ -126,6 +126,18 @@ fn parse_listen(s: &str) -> Result<ListenSpec, String> {
         tcp,
         tls,
     })
+}
+
+/// `--hep udp:HOST:PORT`: the collector, resolved once, here (a name is looked up at start-up,
+/// never again). Only UDP: HEP over TCP is not implemented yet.
+fn parse_hep(s: &str) -> Result<SocketAddr, String> {
+    match s.split_once(':') {
+        Some(("udp", hostport)) if !hostport.is_empty() => resolve(hostport),
+        Some(("tcp", _)) => Err(format!(
+            "{s:?}: HEP over TCP is not supported yet, use udp:"
+        )),
+        _ => Err(format!("expected udp:HOST:PORT, got {s:?}")),
+    }
 }
 
 /// One `--route` as given: the route, and each next hop's host as written (a TLS next hop
@@ -542,6 +554,23 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
 
+    /// Mirror every SIP message received and sent, with its time, addresses and transport, to
+    /// a HEP version 3 collector (Homer's heplify-server, `sngrep -L udp:0.0.0.0:9060`): e.g.
+    /// udp:127.0.0.1:9060. HOST may be a name, resolved at start-up. Off by default.
+    #[arg(long, value_name = "udp:HOST:PORT", value_parser = parse_hep)]
+    pub hep: Option<SocketAddr>,
+
+    /// Capture this share of the calls (by a hash of the Call-ID, so a call is captured
+    /// whole, on every shard and node, or not at all).
+    #[arg(long, value_name = "PERCENT", default_value_t = 100,
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub hep_sample: u8,
+
+    /// The capture agent id in every HEP packet (chunk 0x000c), which tells a collector's
+    /// agents apart; 1 is Kamailio's and OpenSIPS's default too.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub hep_id: u32,
+
     /// Keep registrations across restarts in this directory (append-only log + snapshot).
     /// Without it the location table lives in memory only and a restart forgets it.
     #[arg(long, value_name = "DIR")]
@@ -774,6 +803,11 @@ impl Args {
                 fsync_interval: Duration::from_millis(self.fsync_interval_ms),
             }),
             metrics: self.metrics,
+            hep: self.hep.map(|collector| HepSettings {
+                collector,
+                percent: self.hep_sample,
+                capture_id: self.hep_id,
+            }),
             auth: self.auth_settings(),
             probe: self.probe_interval.map(|secs| ProbeSettings {
                 interval: Duration::from_secs_f64(secs),
@@ -904,6 +938,39 @@ mod tests {
         assert_eq!((tls.udp, tls.tcp, tls.tls), (false, false, true));
         assert!(parse_listen("sctp:127.0.0.1:5060").is_err());
         assert!(parse_listen("127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn hep_collectors() {
+        assert_eq!(
+            parse_hep("udp:127.0.0.1:9060").unwrap(),
+            "127.0.0.1:9060".parse().unwrap()
+        );
+        assert_eq!(parse_hep("udp:localhost:9060").unwrap().port(), 9060);
+        for bad in [
+            "127.0.0.1:9060",
+            "udp:",
+            "udp:127.0.0.1",
+            "sctp:1.2.3.4:5",
+            "tcp:1.2.3.4:5",
+        ] {
+            assert!(parse_hep(bad).is_err(), "{bad}");
+        }
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["sipshard", "--listen", "127.0.0.1:5060"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).map_err(|e| e.to_string())
+        };
+        let hep = parse(&["--hep", "udp:127.0.0.1:9060", "--hep-sample", "25"])
+            .unwrap()
+            .settings()
+            .unwrap()
+            .hep
+            .unwrap();
+        assert_eq!((hep.percent, hep.capture_id), (25, 1));
+        assert!(parse(&["--hep-sample", "101"]).is_err());
+        assert!(parse(&["--hep", "udp:127.0.0.1:9060", "--hep-id", "-1"]).is_err());
+        assert!(parse(&[]).unwrap().settings().unwrap().hep.is_none());
     }
 
     #[test]

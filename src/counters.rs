@@ -152,6 +152,8 @@ pub struct Counters {
     /// The TLS transport's connections (the same events as TCP's) and its handshakes.
     pub tls: TcpCounters,
     pub tls_handshakes: TlsCounters,
+    /// SIP capture (`--hep`; copied in by the runtime, the core never writes them).
+    pub hep: HepCounters,
 }
 
 impl Default for Counters {
@@ -185,6 +187,7 @@ impl Default for Counters {
             tcp: TcpCounters::default(),
             tls: TcpCounters::default(),
             tls_handshakes: TlsCounters::default(),
+            hep: HepCounters::default(),
         }
     }
 }
@@ -230,6 +233,7 @@ impl Counters {
         self.tcp.add(&o.tcp);
         self.tls.add(&o.tls);
         self.tls_handshakes.add(&o.tls_handshakes);
+        self.hep.add(&o.hep);
         self.datagrams_received += o.datagrams_received;
         self.datagrams_sent += o.datagrams_sent;
         for (a, b) in self.requests_forwarded.iter_mut().zip(o.requests_forwarded) {
@@ -450,5 +454,36 @@ impl TlsCounters {
         self.timed_out += o.timed_out;
         self.failed += o.failed;
         self.shed += o.shed;
+    }
+}
+
+/// SIP capture (`--hep`): packets for the collector, from the capture point to the socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HepCounters {
+    /// Messages put in the shard's capture buffer.
+    pub captured: u64,
+    /// Packets the kernel took for the collector.
+    pub sent: u64,
+    /// Messages not captured: too large for one HEP packet (64 KiB, a stream's message).
+    pub too_large: u64,
+    /// Packets the kernel refused (socket buffer full, collector unreachable), never retried:
+    /// the capture buffer is emptied by every flush, so it is never full and a message is
+    /// never refused for want of room.
+    pub send_failed: u64,
+}
+
+impl HepCounters {
+    /// The names of [`Self::values`], in order (the `result` label of the metric).
+    pub const RESULTS: [&'static str; 4] = ["captured", "sent", "too_large", "send_failed"];
+
+    pub fn values(&self) -> [u64; 4] {
+        [self.captured, self.sent, self.too_large, self.send_failed]
+    }
+
+    fn add(&mut self, o: &HepCounters) {
+        self.captured += o.captured;
+        self.sent += o.sent;
+        self.too_large += o.too_large;
+        self.send_failed += o.send_failed;
     }
 }

@@ -20,6 +20,7 @@
 //!             identity (our addresses and domains)   counters
 //!               location (the replicated location table)
 //!                 sip (messages: parse in place, rewrite in place, stream framing)
+//!   hep (SIP capture packets, HEP version 3: encoded here, sent by the runtime)
 //! ```
 //!
 //! See `docs/architecture.md` for the whole picture and `scripts/check-layers.sh` for the check.
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod config;
 pub mod counters;
 pub mod ctl;
+pub mod hep;
 pub mod identity;
 pub mod location;
 pub mod metrics;

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use super::publish::{Latency, LATENCY_BUCKETS_NS};
-use crate::counters::{Counters, DropReason, NatCounters, TcpCounters, METHODS};
+use crate::counters::{Counters, DropReason, HepCounters, NatCounters, TcpCounters, METHODS};
 use crate::sip::ParseError;
 
 /// `sipshard_tcp_connection_events_total{event}`.
@@ -512,6 +512,21 @@ pub static FAMILIES: &[Family] = &[
         sparse: false,
         node: Node::Sum,
         read: |s, i| s.counters.nat.values()[i],
+        log: Log::No,
+    },
+    Family {
+        name: "sipshard_hep_total",
+        help: "SIP capture (--hep): messages captured, packets sent to the collector, messages \
+               too large for a HEP packet, and packets the kernel refused (never retried).",
+        kind: Kind::Counter,
+        label: Some(Label {
+            name: "result",
+            count: HepCounters::RESULTS.len(),
+            value: |i| Cow::Borrowed(HepCounters::RESULTS[i]),
+        }),
+        sparse: false,
+        node: Node::Sum,
+        read: |s, i| s.counters.hep.values()[i],
         log: Log::No,
     },
     Family {

@@ -153,6 +153,10 @@ fn label_values_are_todays() {
         crate::counters::NatCounters::EVENTS
     );
     assert_eq!(
+        values("sipshard_hep_total"),
+        ["captured", "sent", "too_large", "send_failed"]
+    );
+    assert_eq!(
         values("sipshard_auth_total"),
         [
             "ok",

@@ -8,6 +8,7 @@
 //! shards, wait for SIGINT/SIGTERM and join them. This module and the transports are the only
 //! code that touches sockets, executors, signals and clocks.
 
+pub mod capture;
 pub mod clock;
 pub mod limits;
 pub mod message_log;
@@ -78,6 +79,7 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
     let reload = ReloadJob::new(settings.auth.as_ref(), &settings.tls, reload_txs);
     let reloader = Reloader::start(reload.clone())?;
     let (prober, health_rxs) = start_prober(&settings, cfg, &tls, &stop)?;
+    let hep_sockets = open_capture_sockets(&settings)?;
 
     // The peers of the mesh: the shards, then the admin API when served (it sends removals
     // and receives every change), then the persister when there is one (it receives every
@@ -117,29 +119,32 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
         .zip(handoffs)
         .zip(per_shard)
         .zip(reload_rxs.into_iter().zip(health_rxs))
-        .zip(published)
+        .zip(published.into_iter().zip(hep_sockets))
         .enumerate()
         .map(
-            |(id, ((((links, handoff), sockets), (reload, health)), published))| ShardSetup {
-                id: id as u16,
-                cfg,
-                serving: Arc::clone(&node.serving),
-                tcp: settings.tcp,
-                tls: tls.clone(),
-                node_connections: Arc::clone(&node_connections),
-                handoff,
-                seed: seed.clone(),
-                sockets,
-                links,
-                stop: Arc::clone(&stop),
-                published,
-                auth: auth.clone(),
-                reload,
-                receive: ReceiveTuning {
-                    coalesce: settings.receive.coalesce,
-                    shedder: Shedder::new(settings.receive.max_queue_delay_ms),
-                },
-                health,
+            |(id, ((((links, handoff), sockets), (reload, health)), (published, hep)))| {
+                ShardSetup {
+                    id: id as u16,
+                    cfg,
+                    serving: Arc::clone(&node.serving),
+                    tcp: settings.tcp,
+                    tls: tls.clone(),
+                    node_connections: Arc::clone(&node_connections),
+                    handoff,
+                    seed: seed.clone(),
+                    sockets,
+                    links,
+                    stop: Arc::clone(&stop),
+                    published,
+                    auth: auth.clone(),
+                    reload,
+                    receive: ReceiveTuning {
+                        coalesce: settings.receive.coalesce,
+                        shedder: Shedder::new(settings.receive.max_queue_delay_ms),
+                    },
+                    health,
+                    capture: hep.zip(settings.hep),
+                }
             },
         );
     let handles = spawn_shards(&settings, setups)?;
@@ -307,6 +312,28 @@ fn serve_metrics(settings: &Settings) -> Result<Vec<Arc<Published>>, String> {
         log::info!("metrics on http://{bound}/metrics");
     }
     Ok(published)
+}
+
+/// Each shard's socket to the HEP collector (`--hep`), all opened before any shard starts.
+fn open_capture_sockets(settings: &Settings) -> Result<Vec<Option<std::net::UdpSocket>>, String> {
+    let Some(hep) = settings.hep else {
+        return Ok((0..settings.shards()).map(|_| None).collect());
+    };
+    log::info!(
+        "SIP capture to udp:{} ({} % of calls, capture id {})",
+        hep.collector,
+        hep.percent,
+        hep.capture_id
+    );
+    (0..settings.shards())
+        .map(|_| capture::open_socket(hep.collector).map(Some))
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            format!(
+                "cannot open a socket to the HEP collector {}: {e}",
+                hep.collector
+            )
+        })
 }
 
 /// A shard's end of the prober's ring of next-hop changes.

@@ -40,6 +40,8 @@ pub struct Settings {
     pub allow_shared_port: bool,
     pub auth: Option<AuthSettings>,
     pub probe: Option<ProbeSettings>,
+    /// SIP capture to a HEP collector (`--hep`).
+    pub hep: Option<HepSettings>,
 }
 
 impl Settings {
@@ -101,4 +103,15 @@ pub struct AuthSettings {
 pub struct ProbeSettings {
     pub interval: Duration,
     pub failures: u32,
+}
+
+/// SIP capture (`--hep`, `--hep-sample`, `--hep-id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HepSettings {
+    /// The collector (Homer's heplify-server, sngrep -L), resolved at start-up.
+    pub collector: SocketAddr,
+    /// Calls captured, in percent (0-100): a call is captured whole or not at all.
+    pub percent: u8,
+    /// HEP's capture agent id.
+    pub capture_id: u32,
 }

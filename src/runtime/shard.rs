@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use glommio::net::{TcpListener, UdpSocket};
 
+use super::capture::{self as hep_capture, Capture};
 use super::clock::{self, now, wall_clock_ns};
 use super::message_log::Seen;
 use super::reload::{salt_seed, Reload};
+use super::settings::HepSettings;
 use super::BoundSocket;
 use crate::auth::{AuthMode, Authenticator};
 use crate::counters::{Counters, DropReason};
@@ -66,6 +68,8 @@ pub struct ShardSetup {
     pub receive: ReceiveTuning,
     /// Next-hop health changes from the prober (with `--probe-interval`).
     pub health: Option<rtrb::Consumer<HopState>>,
+    /// SIP capture (`--hep`): this shard's socket to the collector, and the settings.
+    pub capture: Option<(std::net::UdpSocket, HepSettings)>,
 }
 
 /// Everything one shard's tasks share.
@@ -89,6 +93,8 @@ struct Shard {
     published: Arc<Published>,
     /// Next-hop state changes from the prober, when probing is on.
     health: Option<RefCell<rtrb::Consumer<HopState>>>,
+    /// SIP capture, with `--hep`: what is captured waits here for the next flush.
+    capture: Option<RefCell<Capture>>,
 }
 
 /// Serve until `stop` is set; returns the shard's counters.
@@ -120,6 +126,10 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
             .detach(),
         );
     }
+    if shard.capture.is_some() {
+        let flusher = Rc::clone(&shard);
+        tasks.push(glommio::spawn_local(async move { flusher.capture_loop().await }).detach());
+    }
     if shard.core.borrow().config().nat_ping.is_some() {
         let pinger = Rc::clone(&shard);
         tasks.push(glommio::spawn_local(async move { pinger.nat_ping_loop().await }).detach());
@@ -141,6 +151,7 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
     shard.tcp.close_all();
     shard.tls.close_all();
     shard.drain_before_exit().await;
+    shard.flush_capture();
     let counters = shard.counters(&shard.core.borrow());
     counters
 }
@@ -181,6 +192,10 @@ impl Shard {
             core.set_auth(authn, mode, salt_seed());
         }
         let max_message = setup.cfg.max_message;
+        let local = setup.cfg.local.listen.iter().map(|l| l.bound).collect();
+        let capture = setup
+            .capture
+            .map(|(sock, hep)| RefCell::new(Capture::new(sock, hep, local)));
         let handoff = Rc::new(handoff);
         let shard = Rc::new_cyclic(|me| Shard {
             id: setup.id,
@@ -205,6 +220,7 @@ impl Shard {
             latency: RefCell::new(Latency::default()),
             published: setup.published,
             health: setup.health.map(RefCell::new),
+            capture,
         });
         (shard, setup.reload)
     }
@@ -251,7 +267,19 @@ impl Shard {
         if let Some(side) = &self.tls.tls {
             c.tls_handshakes = side.counters.borrow().clone();
         }
+        if let Some(capture) = &self.capture {
+            c.hep = capture.borrow().counters.clone();
+        }
         c
+    }
+
+    /// Every [`hep_capture::FLUSH_INTERVAL`]: send what stream traffic captured (a UDP batch
+    /// flushes its own at its end). Runs until the task is cancelled.
+    async fn capture_loop(&self) {
+        loop {
+            glommio::timer::sleep(hep_capture::FLUSH_INTERVAL).await;
+            self.flush_capture();
+        }
     }
 
     /// Last changes out before the rings are dropped (which tells the persister we are done).
@@ -336,14 +364,40 @@ impl Datapath for Shard {
     fn count_sent(&self, sent: u64, failed: u64) {
         self.core.borrow_mut().count_sent(sent, failed);
     }
+
+    #[inline]
+    fn capture_received(&self, src: Source, listener: usize, bytes: &[u8], unix_ns: u64) {
+        if let Some(c) = &self.capture {
+            c.borrow_mut().received(src, listener, bytes, unix_ns);
+        }
+    }
+
+    #[inline]
+    fn capture_sent(&self, to: Target, listener: usize, bytes: &[u8]) {
+        if let Some(c) = &self.capture {
+            c.borrow_mut().sent(to, listener, bytes);
+        }
+    }
+
+    #[inline]
+    fn flush_capture(&self) {
+        if let Some(c) = &self.capture {
+            c.borrow_mut().flush();
+        }
+    }
 }
 
 /// Sending what the core decided, whatever the transport, from any task of the shard.
 impl Shard {
     /// Send `bytes` to `to` by listener `listener`, now or by queueing: nothing here waits.
+    /// Captured (`--hep`) where it leaves: here over UDP, on the connection that takes it
+    /// over a stream (by the shard that owns the connection, with its peer's address).
     fn send(&self, to: Target, listener: usize, bytes: &[u8]) {
         match to.transport {
-            Transport::Udp => self.send_udp_now(listener, to.addr, bytes),
+            Transport::Udp => {
+                self.capture_sent(to, listener, bytes);
+                self.send_udp_now(listener, to.addr, bytes);
+            }
             Transport::Tcp | Transport::Tls => self.send_on_stream(to, listener, bytes),
         }
     }
@@ -366,7 +420,7 @@ impl Shard {
             stream.hand_over(owner, to, listener, bytes);
             return;
         }
-        if stream.send_existing(to.conn, to.addr, bytes) {
+        if self.send_existing(to, listener, bytes) {
             return;
         }
         if to.flow {
@@ -453,10 +507,7 @@ impl Shard {
     /// shards whose copies of the other's connections are stale (a lost withdrawal) would
     /// pass it back and forth.
     fn send_handed(&self, to: Target, listener: usize, bytes: &[u8]) {
-        if self
-            .stream(to.transport)
-            .send_existing(to.conn, to.addr, bytes)
-        {
+        if self.send_existing(to, listener, bytes) {
             return;
         }
         if to.flow {
@@ -476,8 +527,20 @@ impl Shard {
         }
     }
 
+    /// On the connection `to` names, else the newest to its address, if this shard has it;
+    /// captured with the connection's peer address.
+    fn send_existing(&self, to: Target, listener: usize, bytes: &[u8]) -> bool {
+        let stream = self.stream(to.transport);
+        let Some(peer) = stream.send_existing(to.conn, to.addr, bytes) else {
+            return false;
+        };
+        self.capture_sent(Target { addr: peer, ..to }, listener, bytes);
+        true
+    }
+
     /// On a new connection this shard opens to `to` (and then reuses).
     fn connect_and_send(&self, to: Target, listener: usize, bytes: &[u8]) {
+        self.capture_sent(to, listener, bytes);
         if let Some(me) = self.me.upgrade() {
             let fallback = to.fallback_udp;
             tcp::connect_and_send(&me, to.transport, to.addr, listener, bytes, fallback);
@@ -510,6 +573,7 @@ impl StreamHost for Shard {
     }
 
     fn on_stream_message(&self, src: Source, listener: usize, msg: &[u8]) {
+        self.capture_received(src, listener, msg, wall_clock_ns());
         let mut pkt = self.stream_pkt.borrow_mut();
         if !pkt.set_contents(msg) {
             return;
@@ -535,6 +599,7 @@ impl StreamHost for Shard {
     fn on_stream_broken(&self, src: Source, listener: usize, bytes: &[u8], err: ParseError) {
         let mut pkt = self.stream_pkt.borrow_mut();
         let bytes = &bytes[..bytes.len().min(self.core.borrow().config().max_message)];
+        self.capture_received(src, listener, bytes, wall_clock_ns());
         if !pkt.set_contents(bytes) {
             return;
         }

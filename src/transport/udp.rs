@@ -40,6 +40,12 @@ pub trait Datapath {
     fn end_batch(&self);
     fn record_latency(&self, ns: u64);
     fn count_sent(&self, sent: u64, failed: u64);
+    /// SIP capture (`--hep`), each a single branch when capture is off: a datagram as
+    /// received at `unix_ns` (before the core rewrites it), a message as sent (a UDP one here;
+    /// `send_stream` captures its own), and the end of a batch (send what was captured).
+    fn capture_received(&self, src: Source, listener: usize, bytes: &[u8], unix_ns: u64);
+    fn capture_sent(&self, to: Target, listener: usize, bytes: &[u8]);
+    fn flush_capture(&self);
 }
 
 /// How a receive loop paces and sheds its intake.
@@ -101,14 +107,17 @@ pub async fn receive_loop<D: Datapath>(dp: Rc<D>, idx: usize, tuning: ReceiveTun
                 continue;
             }
             seq += 1;
+            let src = Source::udp(src);
+            dp.capture_received(src, idx, pkt.as_slice(), now_ns);
             let sample = (seq & (LATENCY_SAMPLE - 1) == 0).then(Instant::now);
-            let action = dp.handle(Now::from_unix_ns(now_ns), Source::udp(src), idx, pkt);
+            let action = dp.handle(Now::from_unix_ns(now_ns), src, idx, pkt);
             if let Some(t0) = sample {
                 dp.record_latency(t0.elapsed().as_nanos() as u64);
             }
             match action {
                 Action::Forward { to, socket } | Action::Reply { to, socket } => {
                     if to.transport == Transport::Udp {
+                        dp.capture_sent(to, socket, pkt.as_slice());
                         out.push((
                             socket,
                             Outgoing {
@@ -125,6 +134,7 @@ pub async fn receive_loop<D: Datapath>(dp: Rc<D>, idx: usize, tuning: ReceiveTun
         }
         dp.end_batch();
         send_grouped(&*dp, &mut send, &batch.bufs, &mut out, &mut group).await;
+        dp.flush_capture();
         // Under sustained load every receive above finds data and completes at once, so this
         // loop would never give the executor back: replication, housekeeping and shutdown
         // would wait for the load to stop. Let them run when glommio's preemption timer says

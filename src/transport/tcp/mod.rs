@@ -265,19 +265,23 @@ impl Tcp {
     }
 
     /// Queue `bytes` on an open connection of this shard: the one named, else the newest to
-    /// `to`. `false` when there is none.
-    pub fn send_existing(&self, conn: Option<ConnId>, to: SocketAddr, bytes: &[u8]) -> bool {
+    /// `to`. Returns the connection's peer address (where the message goes, which a target
+    /// naming a connection need not say), `None` when there is no such connection.
+    pub fn send_existing(
+        &self,
+        conn: Option<ConnId>,
+        to: SocketAddr,
+        bytes: &[u8],
+    ) -> Option<SocketAddr> {
         let found = {
             let table = self.table.borrow();
             conn.and_then(|id| table.get(id).cloned())
                 .or_else(|| table.to_peer(to).cloned())
         };
-        let Some(c) = found else {
-            return false;
-        };
+        let c = found?;
         match c.send(bytes) {
-            Queued::Yes => true,
-            Queued::Closed => false,
+            Queued::Yes => Some(c.peer),
+            Queued::Closed => None,
             // A peer that reads, only slower than we send for a moment (or a connection still
             // opening), loses this message; one that has stopped reading is disconnected.
             Queued::Overflow => {
@@ -286,7 +290,7 @@ impl Tcp {
                 } else {
                     self.counters.borrow_mut().queue_full += 1;
                 }
-                true
+                Some(c.peer)
             }
         }
     }

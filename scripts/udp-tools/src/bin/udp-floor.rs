@@ -1,6 +1,7 @@
 //! udp-floor: the cheapest UDP forwarder there is, as the floor a SIP proxy is compared with.
 //! It receives batches with recvmmsg and sends every datagram unchanged to one fixed address
-//! with sendmmsg: no parsing, no lookup, no rewrite.
+//! with sendmmsg: no parsing, no lookup, no rewrite. Without `--to` it only receives and
+//! discards (a sink: the HEP collector of bench-forward.sh's sipshard-hep).
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -17,9 +18,9 @@ struct Args {
     /// Address to receive on.
     #[arg(long, default_value = "127.0.0.1:5080")]
     listen: SocketAddr,
-    /// Where every datagram is sent.
+    /// Where every datagram is sent; without it, every datagram is discarded.
     #[arg(long)]
-    to: SocketAddr,
+    to: Option<SocketAddr>,
     /// Datagrams per recvmmsg/sendmmsg call at most.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -54,10 +55,13 @@ fn main() {
     set_receive_timeout(&sock, Duration::from_millis(200)).expect("SO_RCVTIMEO");
     let fd = sock.as_raw_fd();
     let mut recv = RecvBatch::new(args.batch, MAX_DATAGRAM);
-    let mut send = SendBatch::new(args.batch, args.to);
+    let mut send = args.to.map(|to| SendBatch::new(args.batch, to));
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let (mut received, mut sent, mut failed) = (0u64, 0u64, 0u64);
-    eprintln!("udp-floor: {} -> {}", args.listen, args.to);
+    match args.to {
+        Some(to) => eprintln!("udp-floor: {} -> {to}", args.listen),
+        None => eprintln!("udp-floor: {} -> discarded", args.listen),
+    }
     while !STOP.load(Ordering::Relaxed) && Instant::now() < deadline {
         let n = match recv.recv(fd, Wait::ForOne) {
             Ok(n) => n,
@@ -67,6 +71,9 @@ fn main() {
             }
         };
         received += n as u64;
+        let Some(send) = send.as_mut() else {
+            continue;
+        };
         // A datagram the kernel refuses is skipped; the rest of the batch still goes.
         let (s, f) = send.send_all(fd, n, |i| recv.datagram(i));
         sent += s;

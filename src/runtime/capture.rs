@@ -1,0 +1,282 @@
+//! SIP capture (`--hep`): each shard mirrors the SIP messages it receives and sends to a HEP
+//! collector (Homer's heplify-server, sngrep), encoded by [`crate::hep`].
+//!
+//! The packet path only appends: a captured message is encoded into the shard's buffer (one
+//! copy, taken before the core rewrites a datagram in place). The buffer goes out with one
+//! non-blocking sendmmsg on the shard's own socket, connected to the collector: at the end of
+//! every UDP batch, every [`FLUSH_INTERVAL`] from the shard's capture task (stream traffic,
+//! quiet periods), and at once when it is full (at stream rates above some 25,000 messages a
+//! second per shard the timer alone would fall behind). Nothing waits: a packet the kernel
+//! refuses (socket buffer full, collector unreachable: ECONNREFUSED after its ICMP answer) is
+//! counted and dropped, never retried, and a full socket buffer drops the rest of that flush.
+//!
+//! Not captured: NAT keep-alive pings (`--nat-ping-interval`), which are the proxy's own and
+//! many; CRLF keep-alives and STUN, which are not SIP.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use super::clock::wall_clock_ns;
+use super::settings::HepSettings;
+use crate::counters::HepCounters;
+use crate::hep::{self, IpProto, Packet};
+use crate::sip::{Source, Target, Transport};
+
+/// How often the capture task flushes what stream traffic captured (UDP batches flush
+/// themselves): what a collector's view lags by at most on a quiet shard.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// Packets held before a flush at the latest (one sendmmsg).
+const MAX_PACKETS: usize = 256;
+/// Bytes held before a flush at the latest (a full buffer of average SIP messages).
+const MAX_BYTES: usize = 256 * 1024;
+/// The capture socket's send buffer (the kernel caps it at net.core.wmem_max): room for a
+/// whole flush of large messages.
+const SNDBUF: usize = 1 << 20;
+
+/// One shard's capture: its socket to the collector and what waits to be sent.
+pub struct Capture {
+    sock: UdpSocket,
+    collector: SocketAddr,
+    percent: u8,
+    capture_id: u32,
+    /// Each listener's bound address, by listener index: the proxy's end of every message.
+    local: Vec<SocketAddr>,
+    /// Encoded packets, back to back, since the last flush.
+    buf: Vec<u8>,
+    /// Where each packet of `buf` ends.
+    ends: Vec<usize>,
+    headers: mmsg::SendHeaders,
+    pub counters: HepCounters,
+}
+
+/// A shard's socket to the collector: non-blocking, connected (so that an unreachable
+/// collector shows as ECONNREFUSED), opened before any shard starts so that a failure stops
+/// start-up.
+pub fn open_socket(collector: SocketAddr) -> io::Result<UdpSocket> {
+    let any: SocketAddr = match collector {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sock = UdpSocket::bind(any)?;
+    sock.connect(collector)?;
+    sock.set_nonblocking(true)?;
+    // Best effort: a smaller buffer only means more refused packets under bursts (counted).
+    let _ = socket2::SockRef::from(&sock).set_send_buffer_size(SNDBUF);
+    Ok(sock)
+}
+
+impl Capture {
+    /// `local`: each listener's bound address, in listener order.
+    pub fn new(sock: UdpSocket, settings: HepSettings, local: Vec<SocketAddr>) -> Capture {
+        Capture {
+            sock,
+            collector: settings.collector,
+            percent: settings.percent,
+            capture_id: settings.capture_id,
+            local,
+            buf: Vec::with_capacity(MAX_BYTES),
+            ends: Vec::with_capacity(MAX_PACKETS),
+            headers: mmsg::SendHeaders::new(MAX_PACKETS),
+            counters: HepCounters::default(),
+        }
+    }
+
+    /// A message received from `src` on listener `listener` at `unix_ns`.
+    pub fn received(&mut self, src: Source, listener: usize, bytes: &[u8], unix_ns: u64) {
+        if !self.wanted(bytes) {
+            return;
+        }
+        let ours = self.local_addr(listener);
+        self.push(proto(src.transport), src.addr, ours, unix_ns, bytes);
+    }
+
+    /// A message sent to `to` by listener `listener`, now.
+    pub fn sent(&mut self, to: Target, listener: usize, bytes: &[u8]) {
+        if !self.wanted(bytes) {
+            return;
+        }
+        let ours = self.local_addr(listener);
+        self.push(proto(to.transport), ours, to.addr, wall_clock_ns(), bytes);
+    }
+
+    /// Whether `bytes` is SIP of a sampled call.
+    fn wanted(&self, bytes: &[u8]) -> bool {
+        hep::looks_like_sip(bytes) && hep::sampled(bytes, self.percent)
+    }
+
+    /// Listener `i`'s address (unspecified when there is no such listener: never, the core
+    /// names only its listeners).
+    fn local_addr(&self, i: usize) -> SocketAddr {
+        let unspecified = || SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        self.local.get(i).copied().unwrap_or_else(unspecified)
+    }
+
+    /// Encode one packet into the buffer, after flushing it when the packet would not fit.
+    fn push(
+        &mut self,
+        proto: IpProto,
+        src: SocketAddr,
+        dst: SocketAddr,
+        unix_ns: u64,
+        bytes: &[u8],
+    ) {
+        let packet = Packet {
+            proto,
+            src,
+            dst,
+            unix_us: unix_ns / 1000,
+            capture_id: self.capture_id,
+            payload: bytes,
+        };
+        if packet.len() > hep::MAX_PACKET {
+            self.counters.too_large += 1;
+            return;
+        }
+        if self.ends.len() == MAX_PACKETS || self.buf.len() + packet.len() > MAX_BYTES {
+            self.flush();
+        }
+        if packet.encode(&mut self.buf).is_some() {
+            self.ends.push(self.buf.len());
+            self.counters.captured += 1;
+        }
+    }
+
+    /// Send everything captured since the last flush, without waiting, and empty the buffer.
+    pub fn flush(&mut self) {
+        let n = self.ends.len();
+        let (buf, ends, to) = (&self.buf, &self.ends, self.collector);
+        let packet = |i: usize| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            (&buf[start..ends[i]], to)
+        };
+        let mut off = 0;
+        while off < n {
+            match self
+                .headers
+                .send(self.sock.as_raw_fd(), (off..n).map(packet))
+            {
+                Ok(k) if k > 0 => {
+                    off += k;
+                    self.counters.sent += k as u64;
+                }
+                Err(e) if is_full(&e) => break,
+                // Refused (the collector's port unreachable, reported once) or empty: this
+                // packet is lost, the next ones may go.
+                _ => {
+                    self.counters.send_failed += 1;
+                    off += 1;
+                }
+            }
+        }
+        self.counters.send_failed += (n - off) as u64;
+        self.buf.clear();
+        self.ends.clear();
+    }
+}
+
+/// The socket buffer is full: the rest of this flush would be refused too.
+fn is_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
+}
+
+/// HEP's IP protocol of a transport: TLS is TCP (its messages are captured in clear).
+fn proto(t: Transport) -> IpProto {
+    match t {
+        Transport::Udp => IpProto::Udp,
+        Transport::Tcp | Transport::Tls => IpProto::Tcp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &[u8] = b"INVITE sip:b@h SIP/2.0\r\nCall-ID: c1\r\n\r\n";
+
+    fn capture(collector: SocketAddr, percent: u8) -> Capture {
+        let settings = HepSettings {
+            collector,
+            percent,
+            capture_id: 7,
+        };
+        let local = vec!["127.0.0.1:5060".parse().unwrap()];
+        Capture::new(open_socket(collector).unwrap(), settings, local)
+    }
+
+    fn recv_all(sink: &UdpSocket) -> Vec<Vec<u8>> {
+        sink.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65_536];
+        while let Ok(n) = sink.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+
+    #[test]
+    fn received_and_sent_reach_the_collector() {
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut c = capture(sink.local_addr().unwrap(), 100);
+        let peer: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+        c.received(Source::udp(peer), 0, INVITE, 1_000_000_000);
+        c.sent(
+            Target::udp(peer),
+            0,
+            b"SIP/2.0 100 Trying\r\nCall-ID: c1\r\n\r\n",
+        );
+        c.received(Source::udp(peer), 0, b"\r\n\r\n", 0); // a keep-alive: not SIP
+        c.flush();
+        assert_eq!((c.counters.captured, c.counters.sent), (2, 2));
+        let got = recv_all(&sink);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].starts_with(b"HEP3") && got[0].ends_with(INVITE));
+        // The first is from the peer to us, the second from us to the peer.
+        assert_eq!(&got[0][46..48], &6000u16.to_be_bytes());
+        assert_eq!(&got[1][46..48], &5060u16.to_be_bytes());
+    }
+
+    #[test]
+    fn a_full_buffer_is_flushed_not_dropped() {
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut c = capture(sink.local_addr().unwrap(), 100);
+        let peer = Source::udp("127.0.0.1:6000".parse().unwrap());
+        for _ in 0..MAX_PACKETS + 10 {
+            c.received(peer, 0, INVITE, 0);
+        }
+        assert_eq!(c.counters.sent, MAX_PACKETS as u64);
+        c.flush();
+        assert_eq!(c.counters.sent, MAX_PACKETS as u64 + 10);
+        assert_eq!(c.counters.send_failed, 0);
+    }
+
+    #[test]
+    fn a_dead_collector_is_counted_never_waited_for() {
+        // A port nobody listens on: the kernel answers with ICMP port unreachable, which the
+        // connected socket reports as ECONNREFUSED on a later send.
+        let dead = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = dead.local_addr().unwrap();
+        drop(dead);
+        let mut c = capture(addr, 100);
+        let peer = Source::udp("127.0.0.1:6000".parse().unwrap());
+        for _ in 0..20 {
+            c.received(peer, 0, INVITE, 0);
+            c.flush();
+        }
+        assert_eq!(c.counters.captured, 20);
+        assert_eq!(c.counters.sent + c.counters.send_failed, 20);
+        assert!(c.counters.send_failed > 0, "{:?}", c.counters);
+    }
+
+    #[test]
+    fn zero_percent_captures_nothing() {
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut c = capture(sink.local_addr().unwrap(), 0);
+        c.received(Source::udp("127.0.0.1:6000".parse().unwrap()), 0, INVITE, 0);
+        c.flush();
+        assert_eq!(c.counters, HepCounters::default());
+        assert!(recv_all(&sink).is_empty());
+    }
+}
