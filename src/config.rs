@@ -128,15 +128,15 @@ fn parse_listen(s: &str) -> Result<ListenSpec, String> {
     })
 }
 
-/// `--hep udp:HOST:PORT`: the collector, resolved once, here (a name is looked up at start-up,
-/// never again). Only UDP: HEP over TCP is not implemented yet.
-fn parse_hep(s: &str) -> Result<SocketAddr, String> {
+/// `--hep udp:HOST:PORT` or `tcp:HOST:PORT`: the collector, resolved once, here (a name is
+/// looked up at start-up, never again).
+fn parse_hep(s: &str) -> Result<(Transport, SocketAddr), String> {
     match s.split_once(':') {
-        Some(("udp", hostport)) if !hostport.is_empty() => resolve(hostport),
-        Some(("tcp", _)) => Err(format!(
-            "{s:?}: HEP over TCP is not supported yet, use udp:"
+        Some(("udp", hostport)) if !hostport.is_empty() => Ok((Transport::Udp, resolve(hostport)?)),
+        Some(("tcp", hostport)) if !hostport.is_empty() => Ok((Transport::Tcp, resolve(hostport)?)),
+        _ => Err(format!(
+            "expected udp:HOST:PORT or tcp:HOST:PORT, got {s:?}"
         )),
-        _ => Err(format!("expected udp:HOST:PORT, got {s:?}")),
     }
 }
 
@@ -556,9 +556,10 @@ pub struct Args {
 
     /// Mirror every SIP message received and sent, with its time, addresses and transport, to
     /// a HEP version 3 collector (Homer's heplify-server, `sngrep -L udp:0.0.0.0:9060`): e.g.
-    /// udp:127.0.0.1:9060. HOST may be a name, resolved at start-up. Off by default.
-    #[arg(long, value_name = "udp:HOST:PORT", value_parser = parse_hep)]
-    pub hep: Option<SocketAddr>,
+    /// udp:127.0.0.1:9060, or tcp:HOST:PORT (heplify-server): a stream, far cheaper per
+    /// message at high rates. HOST may be a name, resolved at start-up. Off by default.
+    #[arg(long, value_name = "udp:|tcp:HOST:PORT", value_parser = parse_hep)]
+    pub hep: Option<(Transport, SocketAddr)>,
 
     /// Capture this share of the calls (by a hash of the Call-ID, so a call is captured
     /// whole, on every shard and node, or not at all).
@@ -803,7 +804,8 @@ impl Args {
                 fsync_interval: Duration::from_millis(self.fsync_interval_ms),
             }),
             metrics: self.metrics,
-            hep: self.hep.map(|collector| HepSettings {
+            hep: self.hep.map(|(transport, collector)| HepSettings {
+                transport,
                 collector,
                 percent: self.hep_sample,
                 capture_id: self.hep_id,
@@ -944,15 +946,17 @@ mod tests {
     fn hep_collectors() {
         assert_eq!(
             parse_hep("udp:127.0.0.1:9060").unwrap(),
-            "127.0.0.1:9060".parse().unwrap()
+            (Transport::Udp, "127.0.0.1:9060".parse().unwrap())
         );
-        assert_eq!(parse_hep("udp:localhost:9060").unwrap().port(), 9060);
+        assert_eq!(parse_hep("udp:localhost:9060").unwrap().1.port(), 9060);
+        assert_eq!(parse_hep("tcp:127.0.0.1:9061").unwrap().0, Transport::Tcp);
         for bad in [
             "127.0.0.1:9060",
             "udp:",
             "udp:127.0.0.1",
             "sctp:1.2.3.4:5",
-            "tcp:1.2.3.4:5",
+            "tls:1.2.3.4:5",
+            "tcp:",
         ] {
             assert!(parse_hep(bad).is_err(), "{bad}");
         }

@@ -428,3 +428,97 @@ fn a_dead_collector_never_holds_up_forwarding() {
     });
     assert!(counted, "{}", scrape(p.metrics.unwrap()));
 }
+
+/// A HEP collector over TCP: accepts the shards' connections and splits each stream into HEP
+/// packets by their length field (bytes 4-5), until every connection is closed.
+struct TcpCollector {
+    addr: SocketAddr,
+    thread: std::thread::JoinHandle<Vec<Vec<u8>>>,
+}
+
+impl TcpCollector {
+    fn start() -> TcpCollector {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let thread = std::thread::spawn(move || {
+            let mut readers = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            // Accept for as long as the test runs (bounded); each connection read to its end.
+            while std::time::Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((s, _)) => readers.push(std::thread::spawn(move || read_stream(s))),
+                    Err(_) if readers.is_empty() || !readers.iter().all(|r| r.is_finished()) => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(_) => break,
+                }
+            }
+            readers
+                .into_iter()
+                .flat_map(|r| r.join().unwrap())
+                .collect()
+        });
+        TcpCollector { addr, thread }
+    }
+}
+
+/// HEP packets back to back on `s`, until it closes (or 20 s pass).
+fn read_stream(mut s: std::net::TcpStream) -> Vec<Vec<u8>> {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut bytes = Vec::new();
+    let _ = s.read_to_end(&mut bytes);
+    let mut packets = Vec::new();
+    let mut at = 0;
+    while at + 6 <= bytes.len() {
+        let len = usize::from(u16::from_be_bytes([bytes[at + 4], bytes[at + 5]]));
+        assert!(
+            len >= 6 && at + len <= bytes.len(),
+            "a torn HEP stream at {at}"
+        );
+        packets.push(bytes[at..at + len].to_vec());
+        at += len;
+    }
+    assert_eq!(at, bytes.len(), "bytes after the last whole packet");
+    packets
+}
+
+/// `--hep tcp:`: a call through two shards arrives whole on the collector's connections, each
+/// message as received and as sent, the stream framed packet by packet.
+#[test]
+fn a_call_is_captured_whole_over_a_tcp_collector() {
+    let collector = TcpCollector::start();
+    let hep = format!("tcp:{}", collector.addr);
+    let mut p = Proxy::start(&["--shards", "2", "--domain", "example.com", "--hep", &hep]);
+    let (alice, bob) = (Ua::new(), Ua::new());
+    let contact = format!("<sip:bob@{}>", bob.addr);
+    let r = register(&bob, p.addr, "bob", "example.com", &contact, 1, "");
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    alice.send(
+        p.addr,
+        &invite(&alice, "sip:bob@example.com", "hep-over-tcp"),
+    );
+    let inv = bob.recv();
+    assert!(inv.starts_with("INVITE "), "{inv}");
+    bob.send(p.addr, &respond(&inv, "200 OK", "t1", "", ""));
+    assert!(alice.recv().starts_with("SIP/2.0 200"));
+    // What the shards hold goes out within a flush interval; stopping closes the connections.
+    std::thread::sleep(Duration::from_millis(300));
+    p.stop();
+    let got: Vec<Captured> = collector
+        .thread
+        .join()
+        .unwrap()
+        .iter()
+        .filter_map(|p| decode_hep(p))
+        .collect();
+    let (a, b, px) = (alice.addr, bob.addr, p.addr);
+    let reg = "reg-bob-843817637684230@998sdasdh09";
+    assert_captured(&got, reg, "REGISTER ", UDP, b, px);
+    assert_captured(&got, reg, "SIP/2.0 200", UDP, px, b);
+    assert_captured(&got, "hep-over-tcp", "INVITE ", UDP, a, px);
+    assert_captured(&got, "hep-over-tcp", "INVITE ", UDP, px, b);
+    assert_captured(&got, "hep-over-tcp", "SIP/2.0 200", UDP, b, px);
+    assert_captured(&got, "hep-over-tcp", "SIP/2.0 200", UDP, px, a);
+}

@@ -2,9 +2,10 @@
 //! collector (Homer's heplify-server, sngrep), encoded by [`crate::hep`].
 //!
 //! The packet path only appends: a captured message is encoded into the shard's buffer (one
-//! copy, taken before the core rewrites a datagram in place). The buffer goes out with one
-//! non-blocking sendmmsg on the shard's own socket, connected to the collector: at the end of
-//! every UDP batch, every [`FLUSH_INTERVAL`] from the shard's capture task (stream traffic,
+//! copy, taken before the core rewrites a datagram in place). Over UDP the buffer goes out
+//! with one non-blocking sendmmsg on the shard's own socket, connected to the collector; over
+//! TCP as one stream write on the shard's own connection ([`super::capture_stream`]): at the
+//! end of every UDP batch, every [`FLUSH_INTERVAL`] from the shard's capture task (stream traffic,
 //! quiet periods), and at once when it is full (at stream rates above some 25,000 messages a
 //! second per shard the timer alone would fall behind). Nothing waits: a packet the kernel
 //! refuses (socket buffer full, collector unreachable: ECONNREFUSED after its ICMP answer) is
@@ -18,6 +19,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use super::capture_stream::StreamSink;
 use super::clock::wall_clock_ns;
 use super::settings::HepSettings;
 use crate::counters::HepCounters;
@@ -35,10 +37,36 @@ const MAX_BYTES: usize = 256 * 1024;
 /// whole flush of large messages.
 const SNDBUF: usize = 1 << 20;
 
-/// One shard's capture: its socket to the collector and what waits to be sent.
+/// Where a shard's packets go, as opened before the shard starts.
+pub enum Endpoint {
+    /// A UDP socket connected to the collector: a datagram per packet.
+    Udp(UdpSocket, SocketAddr),
+    /// A collector reached over TCP (connected by the shard, without waiting).
+    Tcp(SocketAddr),
+}
+
+/// The endpoint of `hep`'s collector for one shard. A UDP socket is opened here, so that a
+/// failure stops start-up; a TCP collector that is down only delays capture.
+pub fn open(hep: &HepSettings) -> io::Result<Endpoint> {
+    match hep.transport {
+        Transport::Tcp => Ok(Endpoint::Tcp(hep.collector)),
+        _ => open_socket(hep.collector).map(|s| Endpoint::Udp(s, hep.collector)),
+    }
+}
+
+/// The shard's side of an endpoint.
+enum Sink {
+    Datagrams {
+        sock: UdpSocket,
+        to: SocketAddr,
+        headers: mmsg::SendHeaders,
+    },
+    Stream(StreamSink),
+}
+
+/// One shard's capture: its way to the collector and what waits to be sent.
 pub struct Capture {
-    sock: UdpSocket,
-    collector: SocketAddr,
+    sink: Sink,
     percent: u8,
     capture_id: u32,
     /// Each listener's bound address, by listener index: the proxy's end of every message.
@@ -47,7 +75,6 @@ pub struct Capture {
     buf: Vec<u8>,
     /// Where each packet of `buf` ends.
     ends: Vec<usize>,
-    headers: mmsg::SendHeaders,
     pub counters: HepCounters,
 }
 
@@ -69,16 +96,22 @@ pub fn open_socket(collector: SocketAddr) -> io::Result<UdpSocket> {
 
 impl Capture {
     /// `local`: each listener's bound address, in listener order.
-    pub fn new(sock: UdpSocket, settings: HepSettings, local: Vec<SocketAddr>) -> Capture {
+    pub fn new(endpoint: Endpoint, settings: HepSettings, local: Vec<SocketAddr>) -> Capture {
+        let sink = match endpoint {
+            Endpoint::Udp(sock, to) => Sink::Datagrams {
+                sock,
+                to,
+                headers: mmsg::SendHeaders::new(MAX_PACKETS),
+            },
+            Endpoint::Tcp(collector) => Sink::Stream(StreamSink::new(collector)),
+        };
         Capture {
-            sock,
-            collector: settings.collector,
+            sink,
             percent: settings.percent,
             capture_id: settings.capture_id,
             local,
             buf: Vec::with_capacity(MAX_BYTES),
             ends: Vec::with_capacity(MAX_PACKETS),
-            headers: mmsg::SendHeaders::new(MAX_PACKETS),
             counters: HepCounters::default(),
         }
     }
@@ -145,35 +178,49 @@ impl Capture {
 
     /// Send everything captured since the last flush, without waiting, and empty the buffer.
     pub fn flush(&mut self) {
-        let n = self.ends.len();
-        let (buf, ends, to) = (&self.buf, &self.ends, self.collector);
-        let packet = |i: usize| {
-            let start = if i == 0 { 0 } else { ends[i - 1] };
-            (&buf[start..ends[i]], to)
-        };
-        let mut off = 0;
-        while off < n {
-            match self
-                .headers
-                .send(self.sock.as_raw_fd(), (off..n).map(packet))
-            {
-                Ok(k) if k > 0 => {
-                    off += k;
-                    self.counters.sent += k as u64;
-                }
-                Err(e) if is_full(&e) => break,
-                // Refused (the collector's port unreachable, reported once) or empty: this
-                // packet is lost, the next ones may go.
-                _ => {
-                    self.counters.send_failed += 1;
-                    off += 1;
-                }
+        let (buf, ends, counters) = (&self.buf, &self.ends, &mut self.counters);
+        match &mut self.sink {
+            Sink::Datagrams { sock, to, headers } => {
+                send_datagrams(sock, *to, headers, buf, ends, counters)
             }
+            Sink::Stream(stream) => stream.flush(buf, ends, counters),
         }
-        self.counters.send_failed += (n - off) as u64;
         self.buf.clear();
         self.ends.clear();
     }
+}
+
+/// Each packet of `buf` (ending at `ends`) as a datagram, with as few sendmmsg as it takes.
+fn send_datagrams(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    headers: &mut mmsg::SendHeaders,
+    buf: &[u8],
+    ends: &[usize],
+    counters: &mut HepCounters,
+) {
+    let n = ends.len();
+    let packet = |i: usize| {
+        let start = if i == 0 { 0 } else { ends[i - 1] };
+        (&buf[start..ends[i]], to)
+    };
+    let mut off = 0;
+    while off < n {
+        match headers.send(sock.as_raw_fd(), (off..n).map(packet)) {
+            Ok(k) if k > 0 => {
+                off += k;
+                counters.sent += k as u64;
+            }
+            Err(e) if is_full(&e) => break,
+            // Refused (the collector's port unreachable, reported once) or empty: this packet
+            // is lost, the next ones may go.
+            _ => {
+                counters.send_failed += 1;
+                off += 1;
+            }
+        }
+    }
+    counters.send_failed += (n - off) as u64;
 }
 
 /// The socket buffer is full: the rest of this flush would be refused too.
@@ -197,12 +244,17 @@ mod tests {
 
     fn capture(collector: SocketAddr, percent: u8) -> Capture {
         let settings = HepSettings {
+            transport: Transport::Udp,
             collector,
             percent,
             capture_id: 7,
         };
         let local = vec!["127.0.0.1:5060".parse().unwrap()];
-        Capture::new(open_socket(collector).unwrap(), settings, local)
+        Capture::new(
+            Endpoint::Udp(open_socket(collector).unwrap(), collector),
+            settings,
+            local,
+        )
     }
 
     fn recv_all(sink: &UdpSocket) -> Vec<Vec<u8>> {

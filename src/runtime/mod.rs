@@ -9,6 +9,7 @@
 //! code that touches sockets, executors, signals and clocks.
 
 pub mod capture;
+pub mod capture_stream;
 pub mod clock;
 pub mod limits;
 pub mod message_log;
@@ -315,18 +316,19 @@ fn serve_metrics(settings: &Settings) -> Result<Vec<Arc<Published>>, String> {
 }
 
 /// Each shard's socket to the HEP collector (`--hep`), all opened before any shard starts.
-fn open_capture_sockets(settings: &Settings) -> Result<Vec<Option<std::net::UdpSocket>>, String> {
+fn open_capture_sockets(settings: &Settings) -> Result<Vec<Option<capture::Endpoint>>, String> {
     let Some(hep) = settings.hep else {
         return Ok((0..settings.shards()).map(|_| None).collect());
     };
     log::info!(
-        "SIP capture to udp:{} ({} % of calls, capture id {})",
+        "SIP capture to {}:{} ({} % of calls, capture id {})",
+        hep.transport.name(),
         hep.collector,
         hep.percent,
         hep.capture_id
     );
     (0..settings.shards())
-        .map(|_| capture::open_socket(hep.collector).map(Some))
+        .map(|_| capture::open(&hep).map(Some))
         .collect::<Result<_, _>>()
         .map_err(|e| {
             format!(

@@ -108,6 +108,8 @@ pub struct ProbeSettings {
 /// SIP capture (`--hep`, `--hep-sample`, `--hep-id`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HepSettings {
+    /// UDP (a datagram per packet) or TCP (a stream of packets).
+    pub transport: crate::sip::Transport,
     /// The collector (Homer's heplify-server, sngrep -L), resolved at start-up.
     pub collector: SocketAddr,
     /// Calls captured, in percent (0-100): a call is captured whole or not at all.

@@ -69,7 +69,7 @@ pub struct ShardSetup {
     /// Next-hop health changes from the prober (with `--probe-interval`).
     pub health: Option<rtrb::Consumer<HopState>>,
     /// SIP capture (`--hep`): this shard's socket to the collector, and the settings.
-    pub capture: Option<(std::net::UdpSocket, HepSettings)>,
+    pub capture: Option<(hep_capture::Endpoint, HepSettings)>,
 }
 
 /// Everything one shard's tasks share.
@@ -195,7 +195,7 @@ impl Shard {
         let local = setup.cfg.local.listen.iter().map(|l| l.bound).collect();
         let capture = setup
             .capture
-            .map(|(sock, hep)| RefCell::new(Capture::new(sock, hep, local)));
+            .map(|(endpoint, hep)| RefCell::new(Capture::new(endpoint, hep, local)));
         let handoff = Rc::new(handoff);
         let shard = Rc::new_cyclic(|me| Shard {
             id: setup.id,
