@@ -943,6 +943,26 @@ mod tests {
     }
 
     #[test]
+    fn the_command_line_is_consistent_and_ctl_parses() {
+        use clap::CommandFactory;
+        // Catches two arguments under one id (the server's --admin and ctl's), among others.
+        Args::command().debug_assert();
+        let argv = [
+            "sipshard",
+            "ctl",
+            "bindings",
+            "--json",
+            "--admin",
+            "127.0.0.1:9",
+        ];
+        let args = Args::try_parse_from(argv).unwrap();
+        match args.command {
+            Some(Command::Ctl(ctl)) => assert!(ctl.json && ctl.admin == "127.0.0.1:9"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn hep_collectors() {
         assert_eq!(
             parse_hep("udp:127.0.0.1:9060").unwrap(),

@@ -119,9 +119,11 @@ fn list_show_remove_everywhere_and_after_a_restart() {
         "{table}"
     );
 
-    // One AOR, however the operator writes it.
+    // One AOR, however the operator writes it (and --json wherever it is put).
     for written in ["user3@example.com", "sip:user3@EXAMPLE.com"] {
-        let v = ctl_json(&dir, admin, &["bindings", written]);
+        let o = ctl(&dir, admin, &["bindings", written, "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
         let b = &v["bindings"][0];
         assert_eq!(b["contact"], format!("sip:user3@{}", phones[3].addr));
         assert_eq!(b["destination"]["transport"], "udp");
@@ -284,6 +286,13 @@ fn bad_requests_and_an_unreachable_api_are_explained() {
     let (status, body) = http(admin, "GET /v1/bindings/nodomain", "");
     assert_eq!(status, 400);
     assert!(body.contains("an AOR is written user@domain"), "{body}");
+    // A domain it does not serve is no AOR of its own, whatever a typo would match.
+    let (status, body) = http(admin, "GET /v1/bindings/eve@typo.example.org", "");
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("not a domain this registrar serves"),
+        "{body}"
+    );
     assert_eq!(http(admin, "PUT /v1/bindings/a@b", "").0, 405);
     assert_eq!(http(admin, "GET /v1/nothing", "").0, 404);
     let (status, body) = http(admin, "DELETE /v1/bindings/a@example.com?expires=0", "");

@@ -77,7 +77,7 @@ fn describe(cpus: &[usize]) -> String {
 pub fn check_advertise(value: &str) -> Result<(), String> {
     let bad = || {
         format!(
-            "--advertise {value:?}: expected HOST[:PORT] (a host name, an IPv4 address or a \\
+            "--advertise {value:?}: expected HOST[:PORT] (a host name, an IPv4 address or a \
              bracketed IPv6 address, and a port from 1 to 65535)"
         )
     };

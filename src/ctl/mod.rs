@@ -29,15 +29,23 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:8060";
 #[derive(Args, Debug, Clone)]
 pub struct CtlArgs {
     /// The admin API's address: what sipshard was started with as `--admin`.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADMIN)]
+    // Its own id: the server's `--admin` (a socket address) is another argument of the same
+    // command line, and clap keys values by id.
+    #[arg(
+        long = "admin",
+        id = "ctl_admin",
+        value_name = "HOST:PORT",
+        default_value = DEFAULT_ADMIN,
+        global = true
+    )]
     pub admin: String,
 
     /// The bearer token, when sipshard was started with `--admin-token-file`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub token_file: Option<PathBuf>,
 
     /// Print the API's JSON instead of tables (JSON lines for a listing).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 
     #[command(subcommand)]

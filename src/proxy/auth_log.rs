@@ -12,7 +12,7 @@
 use crate::location::Now;
 use crate::sip::{Method, Source};
 
-/// The log target (fail2ban's filter in docs/operations.md matches it).
+/// The log target (the fail2ban filter scripts/fail2ban/sipshard.conf matches it).
 pub const TARGET: &str = "sipshard::auth";
 
 /// Lines written per second and shard at most.

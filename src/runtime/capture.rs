@@ -167,12 +167,25 @@ impl Capture {
             self.counters.too_large += 1;
             return;
         }
-        if self.ends.len() == MAX_PACKETS || self.buf.len() + packet.len() > MAX_BYTES {
+        // A sendmmsg takes MAX_PACKETS datagrams; a stream write only minds the bytes.
+        let datagrams = matches!(self.sink, Sink::Datagrams { .. });
+        let full = datagrams && self.ends.len() == MAX_PACKETS;
+        if full || self.buf.len() + packet.len() > MAX_BYTES {
             self.flush();
         }
         if packet.encode(&mut self.buf).is_some() {
             self.ends.push(self.buf.len());
             self.counters.captured += 1;
+        }
+    }
+
+    /// The end of a UDP batch. A UDP collector is sent the batch's packets now (the socket
+    /// buffer holds a batch, not the 10 ms of traffic the timer lets gather). A TCP collector
+    /// waits for the timer or a full buffer: one write per [`FLUSH_INTERVAL`] instead of one
+    /// per batch, which is most of what capture over TCP costs.
+    pub fn batch_done(&mut self) {
+        if matches!(self.sink, Sink::Datagrams { .. }) {
+            self.flush();
         }
     }
 

@@ -10,7 +10,7 @@
 use crate::proxy::Action;
 use crate::sip::{Message, Source, Target};
 
-/// The log target: `RUST_LOG`-style filters and log shippers can pick these lines out.
+/// The log target: log shippers and `grep target=sipshard::message` pick these lines out.
 pub const TARGET: &str = "sipshard::message";
 
 /// Longest start line or Call-ID written (hostile input can make them 64 KB long).
@@ -35,10 +35,13 @@ impl Seen {
             .ok()
             .and_then(|m| m.call_id().ok())
             .map_or_else(|| "-".to_owned(), clip);
-        Some(Seen {
-            what: clip(first_line(bytes)),
-            call_id,
-        })
+        let line = first_line(bytes);
+        let what = if line.is_empty() {
+            "(keep-alive)".to_owned()
+        } else {
+            clip(line)
+        };
+        Some(Seen { what, call_id })
     }
 
     /// Write the line: `src` sent it, the core decided `action`, and `out` is what the

@@ -151,7 +151,7 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
     shard.tcp.close_all();
     shard.tls.close_all();
     shard.drain_before_exit().await;
-    shard.flush_capture();
+    shard.send_capture();
     let counters = shard.counters(&shard.core.borrow());
     counters
 }
@@ -278,7 +278,7 @@ impl Shard {
     async fn capture_loop(&self) {
         loop {
             glommio::timer::sleep(hep_capture::FLUSH_INTERVAL).await;
-            self.flush_capture();
+            self.send_capture();
         }
     }
 
@@ -381,6 +381,15 @@ impl Datapath for Shard {
 
     #[inline]
     fn flush_capture(&self) {
+        if let Some(c) = &self.capture {
+            c.borrow_mut().batch_done();
+        }
+    }
+}
+
+impl Shard {
+    /// Send everything captured so far (the capture task's timer, and the exit).
+    fn send_capture(&self) {
         if let Some(c) = &self.capture {
             c.borrow_mut().flush();
         }

@@ -42,7 +42,8 @@ pub trait Datapath {
     fn count_sent(&self, sent: u64, failed: u64);
     /// SIP capture (`--hep`), each a single branch when capture is off: a datagram as
     /// received at `unix_ns` (before the core rewrites it), a message as sent (a UDP one here;
-    /// `send_stream` captures its own), and the end of a batch (send what was captured).
+    /// `send_stream` captures its own), and the end of a batch (a UDP collector is sent what
+    /// was captured; a TCP one waits for the capture's own timer or a full buffer).
     fn capture_received(&self, src: Source, listener: usize, bytes: &[u8], unix_ns: u64);
     fn capture_sent(&self, to: Target, listener: usize, bytes: &[u8]);
     fn flush_capture(&self);
