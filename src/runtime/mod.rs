@@ -262,7 +262,7 @@ fn refuse_if_served(spec: &ListenSpec) -> Result<(), String> {
         ),
     ];
     for (_, datagram, name) in checks.into_iter().filter(|c| c.0) {
-        if let Err(e) = socket::probe_unshared(spec.addr, datagram) {
+        if let Err(e) = probe_patiently(spec.addr, datagram) {
             let kind = if datagram { "-u" } else { "-t" };
             return Err(format!(
                 "cannot listen on {name} {}: {e}; another process serves it (another sipshard? \
@@ -274,6 +274,28 @@ fn refuse_if_served(spec: &ListenSpec) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// How long a served address is probed again before start-up gives up: the sockets of an
+/// instance that was just killed (a restart after a crash) outlive it briefly, held by its
+/// io_uring rings until the kernel tears them down after the exit. A running instance holds
+/// them for good.
+const PROBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// [`socket::probe_unshared`], again every 50 ms for up to [`PROBE_PATIENCE`].
+fn probe_patiently(addr: SocketAddr, datagram: bool) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + PROBE_PATIENCE;
+    loop {
+        match socket::probe_unshared(addr, datagram) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
 }
 
 fn local_addr(s: &socket2::Socket) -> Option<SocketAddr> {
