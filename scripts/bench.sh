@@ -32,6 +32,10 @@
 #   memory      resident bytes per registered AOR per shard: 1,000,000 AORs registered with
 #               `sipshard-load register` into sipshard with 1 and with 2 shards (VmRSS before
 #               and after); and the location table alone (cargo bench --bench location_memory).
+#   hep         (only when named: `scripts/bench.sh hep`) forwarding at the fixed rate with full
+#               SIP capture over TCP and over UDP next to plain sipshard, two rounds
+#               ($HEP_SYSTEMS): the ratios sipshard-hep-stream/sipshard and sipshard-hep/sipshard
+#               against the 1.3x target (docs/operations.md, SIP capture).
 #
 # The system under test runs on CPU $SUT_CPU (0), the generator on CPU $GEN_CPU (1). The
 # 2-shard rows put the second shard on the generator's CPU: on a 2-CPU machine they show what
@@ -45,7 +49,7 @@
 #
 # Environment: SUT_CPU=0 GEN_CPU=1 OUT_DIR=bench-results DOCS=1 (0: do not regenerate
 # docs/benchmarks-results.md, README's table and docs/img),
-# FORWARD_SYSTEMS="sipshard sipshard-2shards kamailio floor",
+# FORWARD_SYSTEMS="sipshard sipshard-2shards kamailio floor", HEP_SYSTEMS (see hep above),
 # CALL_SYSTEMS="sipshard sipshard-2shards kamailio", TCP_SYSTEMS="sipshard-tcp kamailio-tcp
 # sipshard", MEMORY_AORS (1000000, --quick 50000),
 # MAX_LATENCY_MS=250 (find-max: a trial is clean with zero failures and the main latency's p99
@@ -67,7 +71,7 @@ while [ $# -gt 0 ]; do
         sed -n '2,/^set -euo/p' "$0" | sed '$d'
         exit 0
         ;;
-    forward | calls | register | generators | tcp | tls | memory) SECTIONS+=("$1") ;;
+    forward | calls | register | generators | tcp | tls | memory | hep) SECTIONS+=("$1") ;;
     *)
         echo "bench.sh: unknown argument $1 (sections: $ALL_SECTIONS)" >&2
         exit 2
@@ -82,6 +86,7 @@ GEN_CPU=${GEN_CPU:-1}
 OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
 DOCS=${DOCS:-1}
 FORWARD_SYSTEMS=${FORWARD_SYSTEMS:-"sipshard sipshard-2shards kamailio floor"}
+HEP_SYSTEMS=${HEP_SYSTEMS:-"sipshard sipshard-hep-stream sipshard-hep sipshard sipshard-hep-stream sipshard-hep"}
 CALL_SYSTEMS=${CALL_SYSTEMS:-"sipshard sipshard-2shards kamailio"}
 TCP_SYSTEMS=${TCP_SYSTEMS:-"sipshard-tcp kamailio-tcp sipshard"}
 TLS_SYSTEMS=${TLS_SYSTEMS:-"sipshard-tls kamailio-tls sipshard"}
@@ -298,6 +303,13 @@ run_forward() {
 section_forward() {
     log "== forward: CPU per message and saturation ($FORWARD_SYSTEMS)"
     run_forward forward "$FORWARD_SYSTEMS"
+}
+
+# Not among the default sections: what SIP capture costs, at the fixed rate only.
+section_hep() {
+    log "== hep: forwarding with full SIP capture ($HEP_SYSTEMS)"
+    FWD_ENV+=(RAMP=0)
+    run_forward hep "$HEP_SYSTEMS"
 }
 
 section_tcp() {
