@@ -212,33 +212,13 @@ fn send_datagrams(
     ends: &[usize],
     counters: &mut HepCounters,
 ) {
-    let n = ends.len();
     let packet = |i: usize| {
         let start = if i == 0 { 0 } else { ends[i - 1] };
         (&buf[start..ends[i]], to)
     };
-    let mut off = 0;
-    while off < n {
-        match headers.send(sock.as_raw_fd(), (off..n).map(packet)) {
-            Ok(k) if k > 0 => {
-                off += k;
-                counters.sent += k as u64;
-            }
-            Err(e) if is_full(&e) => break,
-            // Refused (the collector's port unreachable, reported once) or empty: this packet
-            // is lost, the next ones may go.
-            _ => {
-                counters.send_failed += 1;
-                off += 1;
-            }
-        }
-    }
-    counters.send_failed += (n - off) as u64;
-}
-
-/// The socket buffer is full: the rest of this flush would be refused too.
-fn is_full(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
+    let (sent, failed) = headers.send_all(sock.as_raw_fd(), ends.len(), packet);
+    counters.sent += sent;
+    counters.send_failed += failed;
 }
 
 /// HEP's IP protocol of a transport: TLS is TCP (its messages are captured in clear).

@@ -225,8 +225,9 @@ async fn send_all(
 }
 
 /// Send `datagrams` now, without waiting, with as few sendmmsg calls as `headers` allows
-/// (the NAT pings of a slot). A datagram the kernel refuses is skipped, and one a full socket
-/// buffer would make wait is dropped: both counted as failed. Returns (sent, failed).
+/// (the NAT pings of a slot). A datagram the kernel refuses is skipped; a full socket buffer
+/// drops the rest of the slot (see `SendHeaders::send_all`): both counted as failed. Returns
+/// (sent, failed).
 pub fn send_many(
     sock: &UdpSocket,
     headers: &mut mmsg::SendHeaders,

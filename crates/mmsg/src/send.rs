@@ -83,8 +83,9 @@ impl SendHeaders {
     }
 
     /// Send datagrams `0..n` (`datagram(i)` is the `i`th), as many per call as fit, without
-    /// waiting: one the kernel refuses (an unreachable destination, a full socket buffer) is
-    /// skipped and the rest still go. Returns (sent, failed).
+    /// waiting: one the kernel refuses (an unreachable destination) is skipped and the rest
+    /// still go; a full socket buffer (EAGAIN, ENOBUFS) fails the rest at once, which would be
+    /// refused too, instead of trying each. Returns (sent, failed).
     pub fn send_all<'a>(
         &mut self,
         fd: RawFd,
@@ -99,12 +100,18 @@ impl SendHeaders {
                     off += k;
                     sent += k as u64;
                 }
+                Err(e) if is_full(&e) => break,
                 _ => {
                     failed += 1;
                     off += 1;
                 }
             }
         }
-        (sent, failed)
+        (sent, failed + (n - off) as u64)
     }
+}
+
+/// The socket buffer is full: every datagram after this one would be refused too.
+fn is_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
 }
