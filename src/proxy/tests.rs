@@ -427,3 +427,6 @@ fn no_input_panics_the_core() {
 
 #[path = "tests_flows.rs"]
 mod flows;
+
+#[path = "tests_strict.rs"]
+mod strict;

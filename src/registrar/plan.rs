@@ -200,6 +200,10 @@ pub fn plan<'m>(
         cseq: cseq.number,
         now,
     };
+    // Two Expires headers: which lifetime did the UA mean?
+    if msg.count_of(HeaderName::Expires) > 1 {
+        return Err(Refusal::new(400, "Bad Request - Repeated Expires"));
+    }
     let header_expires = msg.expires()?;
     let via = msg.top_via().ok();
     let path = path_of(msg);

@@ -70,11 +70,7 @@ impl<'a> NameAddr<'a> {
             Some(b';') => &rest_t[1..],
             Some(_) => return None,
         };
-        let tag = match params::scan_simple(params, b"tag") {
-            Some(tag) => tag,
-            None if params::validate(params) => params::find(params, b"tag").flatten(),
-            None => return None,
-        };
+        let tag = tag_param(params)?;
         Some(NameAddr {
             display,
             uri,
@@ -109,6 +105,30 @@ impl<'a> NameAddr<'a> {
             Some(None) => Err(()),
             Some(Some(v)) => parse_qvalue(v).ok_or(()),
         }
+    }
+}
+
+/// The `tag` parameter among `params`: `Some(None)` without one, `None` when the parameters
+/// are malformed or the tag is not `"tag" EQUAL token` (RFC 3261 section 20.20): dialogs are
+/// matched on it by every element on the path.
+fn tag_param(params: &[u8]) -> Option<Option<&[u8]>> {
+    let mut tag = None;
+    let common = params::scan_simple_each(params, |name, value| {
+        if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
+            tag = Some(value);
+        }
+        true
+    });
+    if common.is_none() {
+        if !params::validate(params) {
+            return None;
+        }
+        tag = params::find(params, b"tag");
+    }
+    match tag {
+        None => Some(None),
+        Some(Some(t)) if t.iter().all(|&b| is_token(b)) => Some(Some(t)),
+        Some(_) => None,
     }
 }
 
@@ -440,6 +460,27 @@ mod tests {
         assert_eq!(a.uri.param(b"transport"), Some(&b"udp"[..]));
         assert_eq!(a.expires(), Some(3600));
         assert_eq!(a.q(), Ok(700));
+    }
+
+    #[test]
+    fn tags_are_tokens_and_brackets_balance() {
+        for bad in [
+            "<sip:a@example.com>;tag",
+            "<sip:a@example.com>;tag=",
+            "<sip:a@example.com>;tag=a:b",
+            "<sip:a@example.com>;tag=\"quoted\"",
+            "<sip:a@example.com>; tag = [x]",
+            "<sip:a@example.com",
+            "<<sip:a@example.com>>",
+            "<sip:a@example.com>>",
+            "sip:a@example.com>",
+        ] {
+            assert!(na(bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            na("<sip:a@example.com> ; TAG = x.y-z").unwrap().tag(),
+            Some(&b"x.y-z"[..])
+        );
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub enum ParseError {
     TooManyHeaders,
     /// Content-Length is non-numeric, negative or overflowing.
     BadContentLength,
-    /// Content-Length given twice with different values.
+    /// Content-Length given more than once (even with equal values: one framing, read one way
+    /// by every element on the path).
     ConflictingContentLength,
     /// Content-Length larger than the bytes that arrived (RFC 3261 section 18.3).
     TruncatedBody,
@@ -97,7 +98,7 @@ impl ParseError {
             ParseError::BadHeaderLine => "Bad Request - Malformed Header Line",
             ParseError::TooManyHeaders => "Bad Request - Too Many Headers",
             ParseError::BadContentLength => "Bad Request - Malformed Content-Length",
-            ParseError::ConflictingContentLength => "Bad Request - Conflicting Content-Length",
+            ParseError::ConflictingContentLength => "Bad Request - Repeated Content-Length",
             ParseError::TruncatedBody => "Bad Request - Content-Length Exceeds Message",
             ParseError::TooLarge => "Message Too Large",
             ParseError::Missing(Required::Via) => "Bad Request - Missing Via",

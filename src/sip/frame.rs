@@ -259,8 +259,8 @@ fn find_head_end(buf: &[u8], from: usize) -> HeadEnd {
 }
 
 /// The body length a header section declares: its Content-Length headers (compact `l`
-/// included), which must be there, be numbers, and agree when repeated (as the datagram parser
-/// requires of a datagram that has any).
+/// included), which must be there once and be a number (as the datagram parser requires of a
+/// datagram that has any).
 fn content_length(head: &[u8]) -> Result<u64, ParseError> {
     let mut length = None;
     for line in HeaderLines::after_start_line(head) {
@@ -268,9 +268,8 @@ fn content_length(head: &[u8]) -> Result<u64, ParseError> {
             continue;
         };
         let n = parse_u64(trim_lws(value)).ok_or(ParseError::BadContentLength)?;
-        match length {
-            Some(prev) if prev != n => return Err(ParseError::ConflictingContentLength),
-            _ => length = Some(n),
+        if length.replace(n).is_some() {
+            return Err(ParseError::ConflictingContentLength);
         }
     }
     length.ok_or(ParseError::Missing(Required::ContentLength))

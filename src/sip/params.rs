@@ -117,10 +117,27 @@ static VALUE_CHARS: [bool; 256] = {
 #[inline]
 pub fn scan_simple<'a>(raw: &'a [u8], wanted: &[u8]) -> Option<Option<&'a [u8]>> {
     debug_assert!(wanted.iter().all(u8::is_ascii_lowercase));
-    if raw.is_empty() {
-        return Some(None);
-    }
     let mut found: Option<Option<&[u8]>> = None;
+    scan_simple_each(raw, |name, value| {
+        if found.is_none() && eq_lowercase_letters(name, wanted) {
+            found = Some(value);
+        }
+        true
+    })?;
+    Some(found.flatten())
+}
+
+/// [`scan_simple`]'s pass, handing each parameter to `visit`: `None` when `raw` is not of the
+/// common form, `Some(false)` when it is and `visit` refused a parameter (the pass stops there),
+/// `Some(true)` when every parameter was accepted.
+#[inline]
+pub fn scan_simple_each<'a>(
+    raw: &'a [u8],
+    mut visit: impl FnMut(&'a [u8], Option<&'a [u8]>) -> bool,
+) -> Option<bool> {
+    if raw.is_empty() {
+        return Some(true);
+    }
     let mut i = 0;
     loop {
         let name_len = token_len(&raw[i..]);
@@ -139,11 +156,11 @@ pub fn scan_simple<'a>(raw: &'a [u8], wanted: &[u8]) -> Option<Option<&'a [u8]>>
             value = Some(&raw[i..i + value_len]);
             i += value_len;
         }
-        if found.is_none() && name.len() == wanted.len() && eq_lowercase_letters(name, wanted) {
-            found = Some(value);
+        if !visit(name, value) {
+            return Some(false);
         }
         match raw.get(i) {
-            None => return Some(found.flatten()),
+            None => return Some(true),
             Some(b';') => i += 1,
             Some(_) => return None,
         }

@@ -459,7 +459,7 @@ fn rfc2373_three_colons(inner: &str) -> Option<Ipv6Addr> {
     std::str::from_utf8(&buf[..len]).ok()?.parse().ok()
 }
 
-/// A decimal port in 0..=65535 (1-5 digits).
+/// A decimal port in 1..=65535 (1-5 digits).
 #[inline]
 pub fn parse_port(raw: &[u8]) -> Option<u16> {
     if raw.is_empty() || raw.len() > 5 {
@@ -472,7 +472,8 @@ pub fn parse_port(raw: &[u8]) -> Option<u16> {
         }
         v = v * 10 + u32::from(d - b'0');
     }
-    u16::try_from(v).ok()
+    // Port 0 addresses nothing (and `port = 1*DIGIT` was never meant to name it).
+    u16::try_from(v).ok().filter(|&p| p != 0)
 }
 
 const fn is_unreserved(b: u8) -> bool {

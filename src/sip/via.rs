@@ -7,9 +7,9 @@
 //! ```
 
 use super::error::{ParseError, Required};
-use super::header::{token_len, CommaSplit, HeaderName};
+use super::header::{is_token, token_len, CommaSplit, HeaderName};
 use super::params;
-use super::parse::Message;
+use super::parse::{parse_u64, Message};
 use super::scan::find_byte;
 use super::span::Span;
 use super::uri::{parse_host, parse_host_prefix, parse_port, Host};
@@ -71,7 +71,13 @@ impl<'a> Via<'a> {
             None => (&[][..], None),
             Some(b';') => {
                 let params = &s[i + 1..];
-                (params, params::scan_simple(params, b"branch")?)
+                let mut checked = CheckedParams::default();
+                // Not of the common form, or a parameter refused: the general parser decides
+                // (and refuses it the same way).
+                if params::scan_simple_each(params, |n, v| checked.accept(n, v)) != Some(true) {
+                    return None;
+                }
+                (params, checked.branch)
             }
             Some(_) => return None,
         };
@@ -116,6 +122,11 @@ impl<'a> Via<'a> {
                 i += 1;
             }
         }
+        // Only SIP 2.0: a response to anything else cannot be routed back reliably by anyone
+        // on the path (the ABNF's literals are case-insensitive, RFC 5234 section 2.3).
+        if !parts[0].eq_ignore_ascii_case(b"SIP") || parts[1] != b"2.0" {
+            return None;
+        }
         // LWS before sent-by is mandatory, but skip_ws above already consumed it; require that
         // something separated transport and host.
         if i == 0 || !matches!(s.get(i - 1), Some(b' ' | b'\t' | b'\r' | b'\n')) {
@@ -149,7 +160,9 @@ impl<'a> Via<'a> {
             Some(b';') => &s[i + 1..],
             Some(_) => return None,
         };
-        if !params::validate(params) {
+        let mut checked = CheckedParams::default();
+        let mut all = params::HeaderParams::new(params);
+        if !all.by_ref().all(|(n, v)| checked.accept(n, v)) || all.failed() {
             return None;
         }
         let base = span.start as usize;
@@ -164,7 +177,7 @@ impl<'a> Via<'a> {
             span,
             sent_by_end: Span::new(base + sent_by_end, base + sent_by_end),
             field,
-            branch: params::find(params, b"branch").flatten(),
+            branch: checked.branch,
         })
     }
 
@@ -210,6 +223,49 @@ impl<'a> Via<'a> {
             } else {
                 5060
             })
+    }
+}
+
+/// The Via parameters an element on the path relies on, checked against their syntax (RFC 3261
+/// section 20.42, RFC 3581 for `rport`); any other parameter is only carried. Keeps the branch,
+/// and refuses a second one: which of two would a response match?
+#[derive(Default)]
+struct CheckedParams<'a> {
+    branch: Option<&'a [u8]>,
+}
+
+impl<'a> CheckedParams<'a> {
+    /// Whether this parameter is acceptable (dispatching on the name's length first: most
+    /// parameters are the branch, and the rest are seldom any of these).
+    #[inline]
+    fn accept(&mut self, name: &'a [u8], value: Option<&'a [u8]>) -> bool {
+        match name.len() {
+            6 if name.eq_ignore_ascii_case(b"branch") => match value {
+                Some(v) if v.iter().all(|&b| is_token(b)) => self.branch.replace(v).is_none(),
+                _ => false,
+            },
+            8 if name.eq_ignore_ascii_case(b"received") => value.is_some_and(is_ip_address),
+            5 if name.eq_ignore_ascii_case(b"rport") => {
+                value.map_or(true, |v| parse_port(v).is_some())
+            }
+            5 if name.eq_ignore_ascii_case(b"maddr") => {
+                value.is_some_and(|v| parse_host(v).is_some())
+            }
+            3 if name.eq_ignore_ascii_case(b"ttl") => {
+                value.is_some_and(|v| v.len() <= 3 && parse_u64(v).is_some_and(|t| t <= 255))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// `received`: an IPv4 or IPv6 address, the latter bracketed or not (RFC 3261 writes it bare,
+/// RFC 5118 section 4.5 shows both in use).
+fn is_ip_address(v: &[u8]) -> bool {
+    match parse_host(v) {
+        Some(Host::V4(_) | Host::V6(_)) => true,
+        Some(Host::Name(_)) => false,
+        None => std::str::from_utf8(v).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok()),
     }
 }
 
@@ -374,5 +430,61 @@ mod tests {
         assert!(via(";").is_none());
         assert!(via("SIP/2.0/UDP host:99999").is_none());
         assert!(via("SIP/2.0/UDPhost").is_none());
+    }
+
+    /// What a response needs to find its way back, refused when broken in either parser.
+    #[test]
+    fn refuses_other_versions_and_protocols() {
+        for v in [
+            "SIP/2.99999999999/UDP 192.0.2.1;branch=z9hG4bK1",
+            "SIP/aaaa/UDP 192.0.2.1;branch=z9hG4bK1",
+            "SIP/2.0.1/UDP 192.0.2.1",
+            "SIP /3.0/ UDP 192.0.2.1",
+            "SIPX/2.0/UDP 192.0.2.1",
+            "HTTP/2.0/UDP 192.0.2.1",
+            "SIP/20/UDP 192.0.2.1",
+        ] {
+            assert!(via(v).is_none(), "{v}");
+        }
+        assert!(via("sip / 2.0 / udp 192.0.2.1").is_some());
+    }
+
+    #[test]
+    fn checks_the_parameters_the_path_relies_on() {
+        for bad in [
+            "branch",
+            "branch=",
+            "branch=z9hG4bK1;branch=z9hG4bK2",
+            "branch=\"z9hG4bK1\"",
+            "branch=a:b",
+            "received=example.com",
+            "received=300.1.1.1",
+            "received",
+            "rport=0",
+            "rport=65536",
+            "rport=-1",
+            "rport=abc",
+            "maddr=",
+            "maddr",
+            "maddr=a..b",
+            "ttl=256",
+            "ttl=-1",
+            "ttl=0001",
+            "ttl",
+        ] {
+            for sep in [";", " ; "] {
+                let v = format!("SIP/2.0/UDP 192.0.2.1{sep}{bad}");
+                assert!(via(&v).is_none(), "{v}");
+            }
+        }
+        for good in [
+            "branch=z9hG4bK1;received=192.0.2.9;rport=5060;maddr=224.2.0.1;ttl=16",
+            "branch=z9hG4bK1;received=2001:db8::9;rport",
+            "branch=z9hG4bK1;received=[2001:db8::9];ttl=0",
+            "branch=z9hG4bK1;maddr=proxy.example.com;x=\"quoted;odd\"",
+        ] {
+            let v = format!("SIP/2.0/UDP 192.0.2.1;{good}");
+            assert_eq!(via(&v).unwrap().branch(), Some(&b"z9hG4bK1"[..]), "{v}");
+        }
     }
 }

@@ -172,7 +172,6 @@ fn content_length_forms() {
         "l\t:\t2\r\n",
         "Content-Length:\r\n 2\r\n",
         "Content-Length: 2\r\n\t\r\n",
-        "Content-Length: 2\r\nl: 2\r\n",
     ] {
         let m = request(header, b"hi");
         assert_eq!(
@@ -216,9 +215,12 @@ fn bad_content_length() {
     let two = request("Content-Length: 2\r\nl: 3\r\n", b"hi!");
     let e = frame(&two, MAX).unwrap_err();
     assert_eq!(e, ParseError::ConflictingContentLength);
+    // Equal values too: one framing, read one way by every element on the path.
+    let same = request("Content-Length: 2\r\nl: 2\r\n", b"hi");
+    assert_eq!(frame(&same, MAX), Err(ParseError::ConflictingContentLength));
     assert_eq!(
         (e.status(), e.reason()),
-        (400, "Bad Request - Conflicting Content-Length")
+        (400, "Bad Request - Repeated Content-Length")
     );
 }
 
@@ -344,7 +346,7 @@ enum Before {
 }
 
 /// A random valid message: a request or response line, some headers in random case with
-/// Content-Length (full or compact, maybe twice) among them, bare LF or CRLF line ends, and a
+/// Content-Length (full or compact) among them, bare LF or CRLF line ends, and a
 /// body of any bytes, often holding the header terminator.
 fn message() -> impl Strategy<Value = Vec<u8>> {
     let start = prop::sample::select(vec![
@@ -380,17 +382,13 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(other, 0..6),
         name,
         any::<prop::sample::Index>(),
-        any::<bool>(),
         prop::collection::vec(body_byte, 0..80),
         any::<bool>(),
     )
-        .prop_map(|(start, lines, name, at, twice, body, bare_lf)| {
+        .prop_map(|(start, lines, name, at, body, bare_lf)| {
             let mut lines: Vec<String> = lines.into_iter().map(String::from).collect();
             let at = at.index(lines.len() + 1);
             lines.insert(at, format!("{name}{}", body.len()));
-            if twice {
-                lines.push(format!("l: {}", body.len()));
-            }
             let eol = if bare_lf { "\n" } else { "\r\n" };
             let mut text = String::from(start) + eol;
             for line in lines {
