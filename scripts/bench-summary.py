@@ -5,8 +5,9 @@
 
 Reads what the sections left in the results directory (forward.json, calls/, register/,
 register-auth.json, generators/loadgen.json, memory/, run.json), writes
-bench-results/summary.json and, with --markdown, the generated results page. Sections that did
-not run are left out. Standard library only.
+bench-results/summary.json and, with --markdown, the generated results page (the soak section
+that scripts/soak.sh put between its markers is carried over). Sections that did not run are
+left out. Standard library only.
 """
 
 import argparse
@@ -513,6 +514,23 @@ def tls_readme(t, h):
     return "\n".join(L)
 
 
+SOAK_BEGIN = "<!-- soak:begin"
+SOAK_END = "<!-- soak:end -->"
+
+
+def kept_soak_block(page):
+    """The soak section scripts/soak.sh put into the results page, to be carried over when
+    the page is regenerated (a soak is an hour of its own, not part of bench.sh's run)."""
+    try:
+        text = open(page).read()
+    except OSError:
+        return ""
+    if SOAK_BEGIN not in text or SOAK_END not in text:
+        return ""
+    block = SOAK_BEGIN + text.split(SOAK_BEGIN, 1)[1].split(SOAK_END, 1)[0] + SOAK_END
+    return "\n" + block + "\n"
+
+
 def splice_readme(path, block, begin=README_BEGIN, end=README_END):
     """Replace the generated block of the README (between the markers) with `block`."""
     text = open(path).read()
@@ -556,7 +574,7 @@ def main():
         f.write("\n")
     print(f"summary: {path}")
     if a.markdown:
-        text = markdown(s)
+        text = markdown(s) + kept_soak_block(a.markdown)
         with open(a.markdown, "w") as f:
             f.write(text)
         print(text)
