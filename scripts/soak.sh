@@ -41,7 +41,8 @@
 #      short run gets at least 3 windows); a window's p99 is the median of its per-second p99s
 #      (sipshard-load's --csv gives one p99 per second, each second the same number of calls;
 #      the median second ignores a neighbour's one-second stall but moves with any drift);
-#      every window's must be at most 2x ($P99_FACTOR) the first window's.
+#      every window's must be at most 2x ($P99_FACTOR) the first window's, and the first at
+#      most 250 ms (the ceiling of the rate search: equally bad windows are not "stable").
 # Exit status: 0 pass, 1 fail (or a process that could not start), 2 bad arguments.
 #
 # Options (environment, or flags of the same name: --duration 3600 --rate 20000 ...):
