@@ -32,8 +32,9 @@ impl Core {
         }
         let next = match msg.second_via() {
             None => return Decision::Drop(DropReason::NoNextVia),
-            Some(Err(_)) => return Decision::Drop(DropReason::Unparseable),
-            Some(Ok(v)) => v,
+            // Where it goes must be exact: its received, rport and maddr as the RFCs write them.
+            Some(Ok(v)) if v.params_checked() => v,
+            Some(_) => return Decision::Drop(DropReason::Unparseable),
         };
         let ip = next
             .received()

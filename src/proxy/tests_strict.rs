@@ -49,7 +49,8 @@ const REFUSED: &[(&str, &str, &str, &str)] = &[
         "INV\"ITE sip",
         "SIP/2.0 400 Bad Request - Malformed Method",
     ),
-    // The top Via broken: no answer can be routed.
+    // The top Via unparseable: no answer can be routed. Parsed but with a parameter broken: the
+    // answer goes where the request came from.
     (
         INVITE,
         "SIP/2.0/UDP 192.0.2.1",
@@ -73,12 +74,27 @@ const REFUSED: &[(&str, &str, &str, &str)] = &[
         INVITE,
         "branch=z9hG4bKs1",
         "branch=z9hG4bKs1;received=host.example",
-        "",
+        "SIP/2.0 400 Bad Request - Malformed Via",
     ),
-    (INVITE, ";rport\n", ";rport=0\n", ""),
-    (INVITE, ";rport\n", ";ttl=300\n", ""),
+    (
+        INVITE,
+        ";rport\n",
+        ";rport=0\n",
+        "SIP/2.0 400 Bad Request - Malformed Via",
+    ),
+    (
+        INVITE,
+        ";rport\n",
+        ";ttl=300\n",
+        "SIP/2.0 400 Bad Request - Malformed Via",
+    ),
     (INVITE, ";rport\n", ";maddr=\n", ""),
-    (INVITE, ";rport\n", ";branch=z9hG4bKtwice\n", ""),
+    (
+        INVITE,
+        ";rport\n",
+        ";branch=z9hG4bKtwice\n",
+        "SIP/2.0 400 Bad Request - Malformed Via",
+    ),
     // A lower Via broken: the response could not go back past it.
     (
         INVITE,
@@ -237,5 +253,37 @@ fn what_is_only_carried_goes_through_unchanged() {
         );
         assert!(out.contains(&to.replace('\n', "\r\n")), "{to:?}: {out}");
         assert!(out.ends_with("\r\n\r\nv=0\r\n"), "{to:?}: {out}");
+    }
+}
+
+/// A response goes back by the Via below ours: a broken parameter there drops it, since where
+/// it would go is not what the RFCs say.
+#[test]
+fn a_response_is_sent_back_only_by_a_well_formed_via() {
+    let mut core = Core::new(config("192.0.2.10:5060", &["example.com"], false));
+    register(&mut core, "bob", "example.com", "sip:bob@192.0.2.60");
+    let (_, forwarded) = run(&mut core, "192.0.2.1:5060", INVITE);
+    let ours = forwarded.lines().find(|l| l.starts_with("Via: ")).unwrap();
+    let answer = |second: &str| {
+        format!("SIP/2.0 200 OK\n{ours}\nVia: {second}\nFrom: <sip:alice@example.org>;tag=a1\nTo: <sip:bob@example.com>;tag=b1\nCall-ID: strict-1@192.0.2.1\nCSeq: 1 INVITE\nContent-Length: 0\n\n")
+    };
+    let good = "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKs1;received=192.0.2.7;rport=5070";
+    let (action, _) = run(&mut core, "192.0.2.60:5060", &answer(good));
+    assert_eq!(
+        action,
+        Action::Forward {
+            to: Target::udp("192.0.2.7:5070".parse().unwrap()),
+            socket: 0
+        }
+    );
+    for bad in [
+        "received=host.example",
+        "rport=0",
+        "ttl=999",
+        "branch=a;branch=b",
+    ] {
+        let second = format!("SIP/2.0/UDP 192.0.2.1:5060;{bad}");
+        let (action, _) = run(&mut core, "192.0.2.60:5060", &answer(&second));
+        assert_eq!(action, Action::Drop(DropReason::Unparseable), "{bad}");
     }
 }

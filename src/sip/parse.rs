@@ -449,8 +449,10 @@ impl<'a> Message<'a> {
             }
         }
         // Every Via, not only the top one: each is where a response goes on its way back.
-        if let Some(Err(e)) = self.vias().find(Result::is_err) {
-            return Err(e);
+        for via in self.vias() {
+            if !via?.params_checked() {
+                return Err(ParseError::Malformed(Required::Via));
+            }
         }
         self.from()?;
         self.to()?;

@@ -71,13 +71,7 @@ impl<'a> Via<'a> {
             None => (&[][..], None),
             Some(b';') => {
                 let params = &s[i + 1..];
-                let mut checked = CheckedParams::default();
-                // Not of the common form, or a parameter refused: the general parser decides
-                // (and refuses it the same way).
-                if params::scan_simple_each(params, |n, v| checked.accept(n, v)) != Some(true) {
-                    return None;
-                }
-                (params, checked.branch)
+                (params, params::scan_simple(params, b"branch")?)
             }
             Some(_) => return None,
         };
@@ -160,9 +154,7 @@ impl<'a> Via<'a> {
             Some(b';') => &s[i + 1..],
             Some(_) => return None,
         };
-        let mut checked = CheckedParams::default();
-        let mut all = params::HeaderParams::new(params);
-        if !all.by_ref().all(|(n, v)| checked.accept(n, v)) || all.failed() {
+        if !params::validate(params) {
             return None;
         }
         let base = span.start as usize;
@@ -177,8 +169,17 @@ impl<'a> Via<'a> {
             span,
             sent_by_end: Span::new(base + sent_by_end, base + sent_by_end),
             field,
-            branch: checked.branch,
+            branch: params::find(params, b"branch").flatten(),
         })
+    }
+
+    /// Whether the parameters an element on the path relies on have their syntax: checked
+    /// where this Via is relied on (a request's Vias, the Via a response is sent back by),
+    /// not by every parse: a response's lower Vias are the next hops' business.
+    pub fn params_checked(&self) -> bool {
+        let mut checked = CheckedParams::default();
+        let mut all = params::HeaderParams::new(self.params);
+        all.by_ref().all(|(n, v)| checked.accept(n, v)) && !all.failed()
     }
 
     pub fn param(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
@@ -227,8 +228,8 @@ impl<'a> Via<'a> {
 }
 
 /// The Via parameters an element on the path relies on, checked against their syntax (RFC 3261
-/// section 20.42, RFC 3581 for `rport`); any other parameter is only carried. Keeps the branch,
-/// and refuses a second one: which of two would a response match?
+/// section 20.42, RFC 3581 for `rport`); any other parameter is only carried. A second branch is
+/// refused: which of two would a response match?
 #[derive(Default)]
 struct CheckedParams<'a> {
     branch: Option<&'a [u8]>,
@@ -474,7 +475,7 @@ mod tests {
         ] {
             for sep in [";", " ; "] {
                 let v = format!("SIP/2.0/UDP 192.0.2.1{sep}{bad}");
-                assert!(via(&v).is_none(), "{v}");
+                assert!(via(&v).is_none_or(|v| !v.params_checked()), "{v}");
             }
         }
         for good in [
@@ -484,7 +485,9 @@ mod tests {
             "branch=z9hG4bK1;maddr=proxy.example.com;x=\"quoted;odd\"",
         ] {
             let v = format!("SIP/2.0/UDP 192.0.2.1;{good}");
-            assert_eq!(via(&v).unwrap().branch(), Some(&b"z9hG4bK1"[..]), "{v}");
+            let parsed = via(&v).unwrap();
+            assert!(parsed.params_checked(), "{v}");
+            assert_eq!(parsed.branch(), Some(&b"z9hG4bK1"[..]), "{v}");
         }
     }
 }
