@@ -10,7 +10,7 @@
 //! and the body unchanged.
 
 use libfuzzer_sys::fuzz_target;
-use sipshard::sip::header::CommaSplit;
+use sipshard::sip::header::{is_token, CommaSplit};
 use sipshard::sip::parse::MAX_HEADERS;
 use sipshard::sip::rewrite::DEFAULT_HEADROOM;
 use sipshard::sip::{
@@ -215,6 +215,19 @@ fn exercise(m: &Message<'_>) {
         let _ = (v.branch(), v.received(), v.rport(), v.maddr(), v.ttl());
         let _ = (v.has_rfc3261_branch(), v.port_or_default());
         assert!(!v.host_raw.is_empty());
+        // Every Via parsed is SIP/2.0; one whose parameters pass the strict checks has them
+        // in a form every reader of them agrees with.
+        assert!(v.protocol.eq_ignore_ascii_case(b"SIP") && v.version == b"2.0");
+        if v.params_checked() {
+            assert!(v.received().is_none_or(|r| {
+                let r = std::str::from_utf8(r).unwrap().trim_matches(['[', ']']);
+                r.parse::<std::net::IpAddr>().is_ok()
+            }));
+            assert!(!matches!(v.rport(), Some(Some(0))));
+            assert_eq!(v.param(b"rport").flatten().is_some(), matches!(v.rport(), Some(Some(_))));
+            assert_eq!(v.param(b"ttl").is_some(), v.ttl().is_some());
+            assert!(v.branch().is_some_and(|b| !b.is_empty()) || v.param(b"branch").is_none());
+        }
         assert!(v.span.start <= v.sent_by_end.start && v.sent_by_end.end <= v.span.end);
     }
     assert!(vias <= m.values(HeaderName::Via).count());
@@ -267,6 +280,10 @@ fn exercise(m: &Message<'_>) {
         assert!(m.top_via().is_ok() && m.from().is_ok() && m.to().is_ok());
         assert!(cid.is_ok() && mf.is_ok());
         assert_eq!(cseq.unwrap().method, m.method_bytes());
+        assert!(m.vias().all(|v| v.is_ok_and(|v| v.params_checked())));
+        assert!(cseq.unwrap().number < 1 << 31);
+        assert!(m.from().unwrap().tag().is_none_or(|t| t.iter().all(|&b| is_token(b))));
+        assert!(m.count_of(HeaderName::ContentLength) <= 1);
     }
     let _ = exp;
 }
