@@ -15,6 +15,7 @@
 //! - [`loadgen`]: runs of the `sipshard-load` generator and its JSON report.
 //! - [`Proc`], [`Scratch`], [`ports`]: child processes killed with their process group,
 //!   scratch directories kept only when a test fails, and the one free-port picker.
+//! - [`mutate`]: the mutation suite's cases (issue 19), from a valid INVITE and REGISTER.
 //! - [`netns`]: a real NAT in network namespaces the test creates (root, iproute2, nftables).
 //! - [`exit_log`], [`scrape`], [`digest`]: reading sipshard's exit counters and `/metrics`,
 //!   and a UAC's side of Digest authentication written independently of `src/auth`.
@@ -26,6 +27,7 @@ pub mod client;
 pub mod digest;
 pub mod exit_log;
 pub mod loadgen;
+pub mod mutate;
 pub mod netns;
 pub mod peers;
 pub mod pki;

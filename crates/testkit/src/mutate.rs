@@ -1,0 +1,316 @@
+//! The mutation suite's case generator (issue 19): from a valid INVITE and a valid REGISTER,
+//! one message per (field, operator, value), each with what the proxy owes it.
+//!
+//! Deterministic: the same seed gives the same cases in the same order, so a failing case is
+//! named by its id and found again. No I/O: a case is bytes with placeholders for the sender's
+//! address ([`Case::bytes_for`]); the tests and `examples/robustness.rs` send them.
+//!
+//! Layout: [`base`] holds the two messages as templates with named slots; [`fields`] says which
+//! slots are mutated, their grammar and policy, and what doubled or missing headers must do;
+//! [`ops`] turns a field's valid value into the values to try; [`grammar`] judges each value,
+//! and [`expect`](Case::expect) follows from the judgement and the policy.
+
+pub mod base;
+pub mod fields;
+pub mod grammar;
+pub mod ops;
+mod rng;
+
+use std::net::SocketAddr;
+
+pub use base::Base;
+use fields::{Field, HeaderRule, Policy, FIELDS, HEADERS};
+use grammar::{judge, Class};
+use rng::Rng;
+
+/// The seed the tests and the benchmark use unless told otherwise.
+pub const DEFAULT_SEED: u64 = 19;
+
+/// sipshard's largest datagram by default (`--max-message`): a larger message gets 513.
+pub const MAX_MESSAGE: usize = 65_507;
+
+/// What the proxy must do with a case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Expect {
+    /// Never forwarded: answered 4xx/5xx, or dropped when no answer can be routed.
+    Refuse,
+    /// Forwarded with the mutated bytes unchanged.
+    Carry,
+    /// Valid but odd, or breaks the framing of a carried header: either is acceptable.
+    Either,
+}
+
+/// One mutated message.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Its position in the generated list: stable for a seed.
+    pub id: usize,
+    pub base: Base,
+    /// The mutated field (a slot name, or a header name for doubled/missing lines).
+    pub field: &'static str,
+    pub operator: &'static str,
+    /// What it must lead to over a datagram ...
+    pub expect: Expect,
+    /// ... and over a stream, where the framing rules differ (Content-Length).
+    pub expect_stream: Expect,
+    /// The mutated value (for doubled and missing headers: the line concerned).
+    pub value: Vec<u8>,
+    /// The whole message, with the sender placeholders of [`base`].
+    pub bytes: Vec<u8>,
+    /// The body a forwarded copy must carry, when the case does not move the body's start.
+    pub body: Option<Vec<u8>>,
+    /// Bytes a forwarded copy must hold unchanged (a carried header's line).
+    pub carried: Option<Vec<u8>>,
+}
+
+impl Case {
+    /// The message as sent from `sender` over `transport` (`UDP` or `TCP`).
+    pub fn bytes_for(&self, sender: SocketAddr, transport: &str) -> Vec<u8> {
+        base::fill_sender(&self.bytes, sender, transport)
+    }
+
+    /// The expectation over `stream` or datagram transport.
+    pub fn expect_on(&self, stream: bool) -> Expect {
+        if stream {
+            self.expect_stream
+        } else {
+            self.expect
+        }
+    }
+
+    /// One line for failure messages: id, base, field, operator, expectation, the value.
+    pub fn describe(&self) -> String {
+        format!(
+            "#{} {} {} {} expect {:?}/{:?}: {} ({} bytes)",
+            self.id,
+            self.base.name(),
+            self.field,
+            self.operator,
+            self.expect,
+            self.expect_stream,
+            escape(&self.value, 80),
+            self.bytes.len()
+        )
+    }
+}
+
+/// `bytes` printable: controls and non-ASCII as `\xNN`, cut at `max` bytes.
+pub fn escape(bytes: &[u8], max: usize) -> String {
+    let mut out: String = bytes[..bytes.len().min(max)]
+        .iter()
+        .map(|&b| match b {
+            b'\r' => "\\r".to_string(),
+            b'\n' => "\\n".to_string(),
+            0x20..=0x7e => (b as char).to_string(),
+            _ => format!("\\x{b:02x}"),
+        })
+        .collect();
+    if bytes.len() > max {
+        out.push_str(&format!("...(+{})", bytes.len() - max));
+    }
+    out
+}
+
+/// Every case for `seed`: INVITE first, then REGISTER (a REGISTER case can change bob's
+/// bindings, so a run that needs them sends the INVITE cases first).
+pub fn cases(seed: u64) -> Vec<Case> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    for base in [Base::Invite, Base::Register] {
+        for field in FIELDS.iter().filter(|f| f.bases.contains(&base)) {
+            let seed_value = seed_of(base, field);
+            for (op, value) in ops::values(field, &seed_value, &mut rng) {
+                if let Some(case) = field_case(out.len(), base, field, op, value) {
+                    out.push(case);
+                }
+            }
+        }
+        for rule in HEADERS.iter().filter(|r| r.bases.contains(&base)) {
+            for case in header_cases(out.len(), base, rule) {
+                out.push(Case {
+                    id: out.len(),
+                    ..case
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The valid value a field's mutations start from.
+fn seed_of(base: Base, field: &Field) -> Vec<u8> {
+    match field.seed {
+        Some(s) => s.as_bytes().to_vec(),
+        None => base::slot_value(base, field.name, &[], 0),
+    }
+}
+
+fn field_case(
+    id: usize,
+    base: Base,
+    field: &'static Field,
+    op: &'static str,
+    value: Vec<u8>,
+) -> Option<Case> {
+    let written = [field.prefix.as_bytes(), &value].concat();
+    let overrides = [(field.name, written.clone())];
+    let bytes = base::render(base, &overrides, id)?;
+    let body = base::slot_value(base, "body", &overrides, id);
+    let class = match field.whole {
+        Some((slot, kind)) => {
+            let whole = base::slot_value(base, slot, &overrides, id);
+            let whole = base::fill_sender(&whole, ([127, 0, 0, 1], 5060).into(), "UDP");
+            judge(kind, &whole, base.name())
+        }
+        None => judge(field.kind, &value, base.name()),
+    };
+    let mut expect = by_policy(field.policy, class);
+    let mut expect_stream = expect;
+    let mut expected_body = (class != Class::EndsHeaders).then(|| body.clone());
+    if field.name == "content-length" && class == Class::Valid {
+        let n: usize = std::str::from_utf8(&value).ok()?.parse().ok()?;
+        // A datagram's bytes beyond Content-Length are discarded; fewer bytes than it says
+        // are a 400 (RFC 3261 section 18.3). A stream frames by it: either may go any way.
+        expect = if n > body.len() {
+            Expect::Refuse
+        } else {
+            Expect::Either
+        };
+        expect_stream = Expect::Either;
+        expected_body = (n <= body.len()).then(|| body[..n].to_vec());
+    }
+    if bytes.len() > MAX_MESSAGE {
+        (expect, expect_stream) = (Expect::Refuse, Expect::Refuse);
+    }
+    let carried = match (expect, field.line) {
+        (Expect::Carry, Some(line)) => Some([line.as_bytes(), b": ", &written, b"\r\n"].concat()),
+        _ => None,
+    };
+    Some(Case {
+        id,
+        base,
+        field: field.name,
+        operator: op,
+        expect,
+        expect_stream,
+        value,
+        bytes,
+        body: expected_body,
+        carried,
+    })
+}
+
+/// What a value of `class` in a field with `policy` must lead to.
+fn by_policy(policy: Policy, class: Class) -> Expect {
+    use Class::*;
+    match (policy, class) {
+        (Policy::Body, _) => Expect::Carry,
+        (Policy::StartLine, Valid) => Expect::Either,
+        (Policy::StartLine, _) => Expect::Refuse,
+        (Policy::Strict, Valid | Fold | Injects | EndsHeaders) => Expect::Either,
+        (Policy::Strict, Malformed | Control | LineBreak) => Expect::Refuse,
+        (Policy::Carried, Valid | Malformed) => Expect::Carry,
+        (Policy::Carried, _) => Expect::Either,
+    }
+}
+
+/// The doubled, differing and missing versions of a header's lines.
+fn header_cases(id: usize, base: Base, rule: &'static HeaderRule) -> Vec<Case> {
+    let valid = base::render(base, &[], id).expect("the base renders");
+    let body = base::slot_value(base, "body", &[], id);
+    let prefix = format!("\r\n{}:", rule.name);
+    let Some(at) = find(&valid, prefix.as_bytes()) else {
+        return Vec::new();
+    };
+    let start = at + 2;
+    let end = start + find(&valid[start..], b"\r\n").expect("a line end") + 2;
+    let line = valid[start..end].to_vec();
+    let doubled = [&valid[..end], &line[..], &valid[end..]].concat();
+    let carried = (rule.doubled == Expect::Carry).then(|| [&line[..], &line[..]].concat());
+    let mut out = vec![header_case(
+        base,
+        rule.name,
+        "header-doubled",
+        rule.doubled,
+        rule.doubled,
+        &line,
+        doubled,
+        &body,
+        carried,
+    )];
+    if let Some((other, expect)) = rule.differing {
+        let other = format!("{other}\r\n").into_bytes();
+        let bytes = [&valid[..end], &other[..], &valid[end..]].concat();
+        out.push(header_case(
+            base,
+            rule.name,
+            "header-differing",
+            expect,
+            expect,
+            &other,
+            bytes,
+            &body,
+            None,
+        ));
+    }
+    let missing = remove_lines(&valid, rule.name);
+    out.push(header_case(
+        base,
+        rule.name,
+        "header-missing",
+        rule.missing,
+        rule.missing_on_stream,
+        &line,
+        missing,
+        &body,
+        None,
+    ));
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn header_case(
+    base: Base,
+    name: &'static str,
+    operator: &'static str,
+    expect: Expect,
+    expect_stream: Expect,
+    line: &[u8],
+    bytes: Vec<u8>,
+    body: &[u8],
+    carried: Option<Vec<u8>>,
+) -> Case {
+    Case {
+        id: 0,
+        base,
+        field: name,
+        operator,
+        expect,
+        expect_stream,
+        value: line.to_vec(),
+        bytes,
+        body: Some(body.to_vec()),
+        carried,
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `msg` without the header lines named `name`.
+fn remove_lines(msg: &[u8], name: &str) -> Vec<u8> {
+    let head_end = find(msg, b"\r\n\r\n").map_or(msg.len(), |i| i + 2);
+    let mut out = Vec::with_capacity(msg.len());
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    for line in msg[..head_end].split_inclusive(|&b| b == b'\n') {
+        if !line.to_ascii_lowercase().starts_with(prefix.as_bytes()) {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(&msg[head_end..]);
+    out
+}
+
+#[cfg(test)]
+mod tests;
