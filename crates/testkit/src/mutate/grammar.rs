@@ -68,6 +68,15 @@ pub enum Kind {
     Body,
 }
 
+/// The class of `value` as a value of `kind` in a request whose method is `method`. A header's
+/// value is judged without the whitespace around it (RFC 3261 `HCOLON` and trailing `LWS`).
+pub fn judge_header(kind: Kind, value: &[u8], method: &str) -> Class {
+    match breaks(value) {
+        Some(c) if kind != Kind::Body => c,
+        _ => judge(kind, trim(value), method),
+    }
+}
+
 /// The class of `value` as a value of `kind` in a request whose method is `method`.
 pub fn judge(kind: Kind, value: &[u8], method: &str) -> Class {
     if kind == Kind::Body {
@@ -148,7 +157,10 @@ fn valid(kind: Kind, v: &[u8], method: &[u8]) -> bool {
         Kind::CallId => is_call_id(v),
         Kind::Via => is_via(v),
         Kind::Contact => is_contact(v),
-        Kind::FromTo => split_list(v).len() == 1 && is_contact_param_list(trim(v)),
+        Kind::FromTo => {
+            let v = without_sws(v);
+            split_list(&v).len() == 1 && is_contact_param_list(&v)
+        }
         Kind::Text | Kind::Body => true,
     }
 }
@@ -373,8 +385,42 @@ fn is_call_id(v: &[u8]) -> bool {
     }
 }
 
+/// `v` with the whitespace RFC 3261 allows around its separators removed (`SLASH`, `SEMI`,
+/// `EQUAL`, `COLON`, `COMMA` are `SWS x SWS`) and any other run of it cut to one space, so
+/// that the checks below need not know about it. Quoted strings are kept as they are.
+fn without_sws(v: &[u8]) -> Vec<u8> {
+    let is_ws = |b: u8| b == b' ' || b == b'\t';
+    let is_sep = |b: u8| b"/;=:,".contains(&b);
+    let mut out: Vec<u8> = Vec::with_capacity(v.len());
+    let mut quoted = false;
+    let mut i = 0;
+    while i < v.len() {
+        let b = v[i];
+        if b == b'"' {
+            quoted = !quoted;
+        }
+        if quoted || !is_ws(b) {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let end = v[i..]
+            .iter()
+            .position(|&c| !is_ws(c))
+            .map_or(v.len(), |n| i + n);
+        let before = out.last().is_some_and(|&c| is_sep(c));
+        let after = v.get(end).is_some_and(|&c| is_sep(c));
+        if !before && !after && !out.is_empty() && end < v.len() {
+            out.push(b' ');
+        }
+        i = end;
+    }
+    out
+}
+
 /// `SIP/2.0/transport SP host[:port] *(;param)` with the parameters of the strict rules.
 fn is_via(v: &[u8]) -> bool {
+    let v = &without_sws(v)[..];
     let Some(sp) = v.iter().position(|&b| b == b' ') else {
         return false;
     };
@@ -408,7 +454,8 @@ fn is_contact(v: &[u8]) -> bool {
     if v == b"*" {
         return true;
     }
-    split_list(v).iter().all(|c| is_contact_param_list(trim(c)))
+    let v = without_sws(v);
+    split_list(&v).iter().all(|c| is_contact_param_list(c))
 }
 
 fn split_list(v: &[u8]) -> Vec<&[u8]> {
@@ -520,5 +567,19 @@ mod tests {
             Class::EndsHeaders
         );
         assert_eq!(judge(Kind::Body, b"a\r\n\r\n\0", "INVITE"), Class::Valid);
+        let via = b"SIP / 2.0 / UDP  h : 5060 ; branch = z9 ;rport";
+        assert_eq!(judge(Kind::Via, via, "INVITE"), Class::Valid);
+        assert_eq!(
+            judge(Kind::Via, b"SIP/2.0/UDP 127. 0.0.1", "INVITE"),
+            Class::Malformed
+        );
+        assert_eq!(
+            judge_header(Kind::CSeq, b" 1 INVITE\t", "INVITE"),
+            Class::Valid
+        );
+        assert_eq!(
+            judge(Kind::FromTo, b"\"A B\" <sip:a@b.c> ;tag=x", "INVITE"),
+            Class::Valid
+        );
     }
 }
