@@ -174,7 +174,14 @@ pub fn is_token(v: &[u8]) -> bool {
 }
 
 fn number_in(v: &[u8], min: u128, max: u128) -> bool {
-    if v.is_empty() || v.len() > 30 || !v.iter().all(u8::is_ascii_digit) {
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    // No upper bound: any run of digits (Expires, where more than 2^32-1 means 2^32-1).
+    if max == u128::MAX {
+        return true;
+    }
+    if v.len() > 30 {
         return false;
     }
     let n: u128 = std::str::from_utf8(v).unwrap().parse().unwrap();
