@@ -239,81 +239,52 @@ fn by_policy(policy: Policy, class: Class) -> Expect {
 /// The doubled, differing and missing versions of a header's lines.
 fn header_cases(id: usize, base: Base, rule: &'static HeaderRule) -> Vec<Case> {
     let valid = base::render(base, &[], id).expect("the base renders");
-    let body = base::slot_value(base, "body", &[], id);
-    let prefix = format!("\r\n{}:", rule.name);
-    let Some(at) = find(&valid, prefix.as_bytes()) else {
+    let Some((start, end)) = line_span(&valid, rule.name) else {
         return Vec::new();
     };
-    let start = at + 2;
-    let end = start + find(&valid[start..], b"\r\n").expect("a line end") + 2;
     let line = valid[start..end].to_vec();
-    let doubled = [&valid[..end], &line[..], &valid[end..]].concat();
-    let carried = (rule.doubled == Expect::Carry).then(|| [&line[..], &line[..]].concat());
-    let mut out = vec![header_case(
+    let after_it = |extra: &[u8]| [&valid[..end], extra, &valid[end..]].concat();
+    let template = Case {
+        id: 0,
         base,
-        rule.name,
-        "header-doubled",
-        rule.doubled,
-        rule.doubled,
-        &line,
-        doubled,
-        &body,
-        carried,
-    )];
+        field: rule.name,
+        operator: "header-doubled",
+        expect: rule.doubled,
+        expect_stream: rule.doubled,
+        value: line.clone(),
+        bytes: after_it(&line),
+        body: Some(base::slot_value(base, "body", &[], id)),
+        carried: (rule.doubled == Expect::Carry).then(|| [&line[..], &line[..]].concat()),
+    };
+    let mut out = vec![template.clone()];
     if let Some((other, expect)) = rule.differing {
         let other = format!("{other}\r\n").into_bytes();
-        let bytes = [&valid[..end], &other[..], &valid[end..]].concat();
-        out.push(header_case(
-            base,
-            rule.name,
-            "header-differing",
+        out.push(Case {
+            operator: "header-differing",
             expect,
-            expect,
-            &other,
-            bytes,
-            &body,
-            None,
-        ));
+            expect_stream: expect,
+            bytes: after_it(&other),
+            value: other,
+            carried: None,
+            ..template.clone()
+        });
     }
-    let missing = remove_lines(&valid, rule.name);
-    out.push(header_case(
-        base,
-        rule.name,
-        "header-missing",
-        rule.missing,
-        rule.missing_on_stream,
-        &line,
-        missing,
-        &body,
-        None,
-    ));
+    out.push(Case {
+        operator: "header-missing",
+        expect: rule.missing,
+        expect_stream: rule.missing_on_stream,
+        bytes: remove_lines(&valid, rule.name),
+        carried: None,
+        ..template
+    });
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn header_case(
-    base: Base,
-    name: &'static str,
-    operator: &'static str,
-    expect: Expect,
-    expect_stream: Expect,
-    line: &[u8],
-    bytes: Vec<u8>,
-    body: &[u8],
-    carried: Option<Vec<u8>>,
-) -> Case {
-    Case {
-        id: 0,
-        base,
-        field: name,
-        operator,
-        expect,
-        expect_stream,
-        value: line.to_vec(),
-        bytes,
-        body: Some(body.to_vec()),
-        carried,
-    }
+/// Where the first header line named `name` starts and ends (after its CRLF) in `msg`.
+fn line_span(msg: &[u8], name: &str) -> Option<(usize, usize)> {
+    let start = find(msg, format!("\r\n{name}:").as_bytes())? + 2;
+    let end = start + find(&msg[start..], b"\r\n")? + 2;
+    Some((start, end))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

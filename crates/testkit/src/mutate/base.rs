@@ -194,7 +194,7 @@ fn fill(
     let mut out = Vec::with_capacity(text.len() + 256);
     let mut rest = text;
     while let Some(open) = rest.find('{') {
-        out.extend_from_slice(rest[..open].as_bytes());
+        out.extend_from_slice(&rest.as_bytes()[..open]);
         let close = open + rest[open..].find('}').expect("a closed slot");
         let name = &rest[open + 1..close];
         if let Some((_, v)) = overrides.iter().find(|(s, _)| *s == name) {
