@@ -75,3 +75,68 @@ impl Tally {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mutate::{cases, DEFAULT_SEED};
+
+    fn case(field: &str, expect: Expect) -> Case {
+        cases(DEFAULT_SEED)
+            .into_iter()
+            .find(|c| {
+                c.base == Base::Invite
+                    && c.field == field
+                    && c.expect == expect
+                    && c.carried.is_some() == (expect == Expect::Carry)
+            })
+            .expect("such a case")
+    }
+
+    /// What a proxy that forwards `case` unchanged would deliver (a Via more on top).
+    fn forwarded(case: &Case) -> Vec<u8> {
+        let sent = case.bytes_for(([127, 0, 0, 1], 4000).into(), "UDP");
+        let at = sent.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+        [
+            &sent[..at],
+            b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKproxy\r\n",
+            &sent[at..],
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn a_refused_case_must_not_be_forwarded_nor_accepted() {
+        let c = case("cseq.number", Expect::Refuse);
+        assert_eq!(violation(&c, &Outcome::Answered(400), false), None);
+        assert_eq!(violation(&c, &Outcome::Dropped, false), None);
+        assert!(violation(&c, &Outcome::Answered(200), false).is_some());
+        assert!(violation(&c, &Outcome::Forwarded(forwarded(&c)), false).is_some());
+    }
+
+    #[test]
+    fn a_carried_field_and_the_body_must_arrive_unchanged() {
+        let c = case("subject", Expect::Carry);
+        let copy = forwarded(&c);
+        assert_eq!(
+            violation(&c, &Outcome::Forwarded(copy.clone()), false),
+            None
+        );
+        assert!(violation(&c, &Outcome::Answered(400), false).is_some());
+        let line = c.carried.clone().unwrap();
+        let at = copy
+            .windows(line.len())
+            .position(|w| w == line.as_slice())
+            .unwrap();
+        let mut changed = copy.clone();
+        changed[at + line.len() - 3] ^= 0x20;
+        assert!(violation(&c, &Outcome::Forwarded(changed), false)
+            .unwrap()
+            .starts_with("carried"));
+        let mut body_changed = copy;
+        *body_changed.last_mut().unwrap() ^= 0x20;
+        assert!(violation(&c, &Outcome::Forwarded(body_changed), false)
+            .unwrap()
+            .starts_with("body"));
+    }
+}
