@@ -15,7 +15,7 @@ pub mod verdict;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crate::mutate::{Base, Case};
+use crate::mutate::{Base, Case, Expect};
 pub use sender::{Heard, Sender};
 
 /// What became of one case.
@@ -54,8 +54,8 @@ impl Outcome {
 #[derive(Debug)]
 pub struct Hang;
 
-/// How long a marker may take over UDP before the proxy counts as hung, and over TCP before
-/// the case counts as having stalled the stream.
+/// How long a marker may take before the proxy counts as hung (over TCP: before the case
+/// counts as having stalled the stream), and after a case that may break a stream's framing.
 const MARKER_PATIENCE: Duration = Duration::from_secs(2);
 const STREAM_PATIENCE: Duration = Duration::from_millis(500);
 /// After a TCP stream broke: how long the sink is still read for a copy of the case.
@@ -85,51 +85,52 @@ impl Runner {
     pub fn run(&mut self, case: &Case) -> Result<Outcome, Hang> {
         self.markers += 1;
         let n = self.markers;
-        let me = self.sender.addr();
-        let transport = self.sender.transport();
-        if !self
-            .sender
-            .send(self.target, &case.bytes_for(me, transport))
-        {
+        let bytes = case.bytes_for(self.sender.addr(), self.sender.transport());
+        if !self.sender.send(self.target, &bytes) {
             return Ok(self.unsent());
         }
         // A REGISTER is never forwarded, and the cases' own REGISTERs may bind bob elsewhere
         // than the sink: only INVITE cases need the sink's marker.
         let to_sink = case.base == Base::Invite;
-        let a = marker(self.target, me, transport, &format!("marker-a-{n}"), None);
-        let mut sent = self.sender.send(self.target, a.as_bytes());
-        if to_sink {
-            let b = marker(
-                self.target,
-                me,
-                transport,
-                &format!("marker-b-{n}"),
-                Some(&self.domain),
-            );
-            sent = sent && self.sender.send(self.target, b.as_bytes());
-        }
-        let answers = if sent {
-            self.answers(n)
+        // Only a case that may break a stream's framing may stall it: any other gets the full
+        // patience, so that a slow machine never passes for a stalled stream.
+        let stalls = self.sender.is_stream() && case.expect_stream == Expect::Either;
+        let patience = if stalls {
+            STREAM_PATIENCE
         } else {
-            Answers {
+            MARKER_PATIENCE
+        };
+        let answers = match self.send_markers(n, to_sink) {
+            true => self.answers(n, patience),
+            false => Answers {
                 first: None,
                 end: End::Closed,
-            }
+            },
         };
-        let patience = if answers.end == End::Marker {
-            MARKER_PATIENCE
-        } else {
-            SINK_GRACE
-        };
-        let sink = if to_sink {
-            self.sink_until(n, patience)
-        } else {
-            Sink {
+        let sink = match (to_sink, answers.end) {
+            (false, _) => Sink {
                 copy: None,
                 marker: true,
-            }
+            },
+            (true, End::Marker) => self.sink_until(n, MARKER_PATIENCE),
+            (true, _) => self.sink_until(n, SINK_GRACE),
         };
         self.decide(answers, sink)
+    }
+
+    /// Marker A (answered by the proxy) and, when `to_sink`, marker B (forwarded to the sink).
+    fn send_markers(&mut self, n: u64, to_sink: bool) -> bool {
+        let (me, transport) = (self.sender.addr(), self.sender.transport());
+        let a = marker(self.target, me, transport, &format!("marker-a-{n}"), None);
+        let b = marker(
+            self.target,
+            me,
+            transport,
+            &format!("marker-b-{n}"),
+            Some(&self.domain),
+        );
+        self.sender.send(self.target, a.as_bytes())
+            && (!to_sink || self.sender.send(self.target, b.as_bytes()))
     }
 
     fn unsent(&mut self) -> Outcome {
@@ -160,12 +161,7 @@ impl Runner {
     }
 
     /// The first answer to the case, read up to marker A's answer.
-    fn answers(&mut self, n: u64) -> Answers {
-        let patience = if self.sender.is_stream() {
-            STREAM_PATIENCE
-        } else {
-            MARKER_PATIENCE
-        };
+    fn answers(&mut self, n: u64, patience: Duration) -> Answers {
         let deadline = Instant::now() + patience;
         let mine = format!("marker-a-{n}");
         let mut first = None;
