@@ -149,144 +149,152 @@ fn random_edit(seed: &[u8], rng: &mut Rng) -> (&'static str, Vec<u8>) {
     }
 }
 
+/// Signs, overflows and other digits for numbers.
+const NUMBERS: &[&str] = &[
+    "-1",
+    "+1",
+    "0",
+    "00",
+    "01",
+    "2147483647",
+    "2147483648",
+    "4294967295",
+    "4294967296",
+    "18446744073709551616",
+    "99999999999999999999",
+    "1.5",
+    "0x10",
+    "1e3",
+    "١",
+];
+
+/// Addresses: out of range, unbracketed IPv6, zone ids, bad labels; a few valid oddities.
+const HOSTS: &[&str] = &[
+    "256.1.1.1",
+    "1.2.3",
+    "1.2.3.4.5",
+    "[::1]",
+    "[::1",
+    "::1",
+    "[1.2.3.4]",
+    "a..b",
+    "-a.com",
+    "a_b.com",
+    "example.com.",
+    "127.0.0.1",
+    "[fe80::1%eth0]",
+    "localhost",
+];
+
+const CALL_IDS: &[&str] = &[
+    "a@b@c", "@", "a@", "@b", "a b@c", "a;b", "a,b", "a=b", "{a}@[b]",
+];
+const SCHEMES: &[&str] = &["sips", "tel", "http", "SIP", "1sip", "s_ip", "sip+x"];
+const USERS: &[&str] = &["bob%20", "%zz", "b@b", "bob:pw", "bob;x=y", "+1212", "b%"];
+const URI_PARAMS: &[&str] = &[
+    ";",
+    ";;",
+    ";=x",
+    ";x=",
+    ";transport=udp",
+    ";lr",
+    ";x=1;x=2",
+    ";x=%zz",
+    ";a b",
+];
+const TEXTS: &[&str] = &["", " ", "日本語", "\"unbalanced", "<>", "a;b=c,d", "\\"];
+const BODIES: &[&str] = &[
+    "\0\0\0",
+    "\r\n\r\n\r\n",
+    "Content-Length: 0\r\n\r\n",
+    "%s%n%x",
+];
+
+/// Whole Via values, each wrong in one place (and two valid ones).
+const VIAS: &[&str] = &[
+    "SIP/2.0/UDP",
+    "SIP/2.0/UDP :5060;rport",
+    "SIP/2.0 127.0.0.1;rport",
+    "SIP/3.0/UDP 127.0.0.1;rport",
+    "SIP/2.0/UDP 127.0.0.1:0;rport",
+    "SIP/2.0/UDP 127.0.0.1:65536;rport",
+    "SIP/2.0/UDP 127.0.0.1;branch=;rport",
+    "SIP/2.0/UDP 127.0.0.1;received=example.com;rport",
+    "SIP/2.0/UDP 127.0.0.1;rport=0",
+    "SIP/2.0/UDP 127.0.0.1;ttl=256;rport",
+    "SIP/2.0/UDP [::1]:5060;branch=z9hG4bKv6;rport",
+    "SIP/2.0/UDP [::1:5060;rport",
+];
+
 /// Values that probe the field's own grammar: signs and overflows for numbers, broken
 /// addresses for hosts, unbalanced brackets for name-addrs.
 fn specials(kind: Kind, seed: &[u8]) -> Vec<Vec<u8>> {
-    let list: Vec<String> = match kind {
-        Kind::Number { .. } => [
-            "-1",
-            "+1",
-            "0",
-            "00",
-            "01",
-            "2147483647",
-            "2147483648",
-            "4294967295",
-            "4294967296",
-            "18446744073709551616",
-            "99999999999999999999",
-            "1.5",
-            "0x10",
-            "1e3",
-            "١",
-        ]
-        .map(String::from)
-        .to_vec(),
-        Kind::Host | Kind::Ip => [
-            "256.1.1.1",
-            "1.2.3",
-            "1.2.3.4.5",
-            "[::1]",
-            "[::1",
-            "::1",
-            "[1.2.3.4]",
-            "a..b",
-            "-a.com",
-            "a_b.com",
-            "example.com.",
-            "127.0.0.1",
-            "[fe80::1%eth0]",
-            "localhost",
-        ]
-        .map(String::from)
-        .to_vec(),
-        Kind::Token | Kind::Method | Kind::Exact(_) => {
-            let s = String::from_utf8_lossy(seed).into_owned();
-            vec![
-                s.to_lowercase(),
-                format!("{s}{s}"),
-                format!("{s}/"),
-                format!("{s}:"),
-                format!("{s}@"),
-                "!%*_+`'~-.".into(),
-                "SIP/2.1".into(),
-                "SIP/3.0".into(),
-                "SIP/2.00".into(),
-                "HTTP/1.1".into(),
-                "3.0".into(),
-            ]
+    let fixed = |list: &[&str]| list.iter().map(|v| v.as_bytes().to_vec()).collect();
+    let text = String::from_utf8_lossy(seed).into_owned();
+    let built: Vec<String> = match kind {
+        Kind::Number { .. } => return fixed(NUMBERS),
+        Kind::Host | Kind::Ip => return fixed(HOSTS),
+        Kind::CallId => return fixed(CALL_IDS),
+        Kind::Scheme => return fixed(SCHEMES),
+        Kind::User => return fixed(USERS),
+        Kind::UriParams => return fixed(URI_PARAMS),
+        Kind::Via => return fixed(VIAS),
+        Kind::Text => return fixed(TEXTS),
+        Kind::Body => {
+            let mut out: Vec<Vec<u8>> = fixed(BODIES);
+            out.push(b"\xff\xfe\xfd\x00\x80".to_vec());
+            return out;
         }
+        Kind::Token | Kind::Method | Kind::Exact(_) => token_specials(&text),
+        Kind::CSeq => cseq_specials(&text),
         Kind::Uri | Kind::NameAddr | Kind::Contact | Kind::FromTo => uri_specials(kind, seed),
-        Kind::CallId => [
-            "a@b@c", "@", "a@", "@b", "a b@c", "a;b", "a,b", "a=b", "{a}@[b]",
-        ]
-        .map(String::from)
-        .to_vec(),
-        Kind::Scheme => ["sips", "tel", "http", "SIP", "1sip", "s_ip", "sip+x"]
-            .map(String::from)
-            .to_vec(),
-        Kind::User => ["bob%20", "%zz", "b@b", "bob:pw", "bob;x=y", "+1212", "b%"]
-            .map(String::from)
-            .to_vec(),
-        Kind::UriParams => [
-            ";",
-            ";;",
-            ";=x",
-            ";x=",
-            ";transport=udp",
-            ";lr",
-            ";x=1;x=2",
-            ";x=%zz",
-            ";a b",
-        ]
-        .map(String::from)
-        .to_vec(),
-        Kind::Via => [
-            "SIP/2.0/UDP",
-            "SIP/2.0/UDP :5060;rport",
-            "SIP/2.0 127.0.0.1;rport",
-            "SIP/3.0/UDP 127.0.0.1;rport",
-            "SIP/2.0/UDP 127.0.0.1:0;rport",
-            "SIP/2.0/UDP 127.0.0.1:65536;rport",
-            "SIP/2.0/UDP 127.0.0.1;branch=;rport",
-            "SIP/2.0/UDP 127.0.0.1;received=example.com;rport",
-            "SIP/2.0/UDP 127.0.0.1;rport=0",
-            "SIP/2.0/UDP 127.0.0.1;ttl=256;rport",
-            "SIP/2.0/UDP [::1]:5060;branch=z9hG4bKv6;rport",
-            "SIP/2.0/UDP [::1:5060;rport",
-        ]
-        .map(String::from)
-        .to_vec(),
-        Kind::CSeq => {
-            let s = String::from_utf8_lossy(seed).into_owned();
-            let method = s.split(' ').nth(1).unwrap_or("INVITE").to_string();
-            vec![
-                "1".into(),
-                method.clone(),
-                format!("1 {method} extra"),
-                format!("-1 {method}"),
-                format!("2147483648 {method}"),
-                format!("4294967296 {method}"),
-                format!("1\t{method}"),
-                format!("1 {}", method.to_lowercase()),
-                format!("1 {method}{method}"),
-                format!(
-                    "1 {}",
-                    if method == "INVITE" {
-                        "REGISTER"
-                    } else {
-                        "INVITE"
-                    }
-                ),
-            ]
-        }
-        Kind::Text => ["", " ", "日本語", "\"unbalanced", "<>", "a;b=c,d", "\\"]
-            .map(String::from)
-            .to_vec(),
-        Kind::Body => [
-            "\0\0\0",
-            "\r\n\r\n\r\n",
-            "Content-Length: 0\r\n\r\n",
-            "%s%n%x",
-        ]
-        .map(String::from)
-        .to_vec(),
     };
-    let mut out: Vec<Vec<u8>> = list.into_iter().map(String::into_bytes).collect();
-    if kind == Kind::Body {
-        out.push(b"\xff\xfe\xfd\x00\x80".to_vec());
-    }
+    built.into_iter().map(String::into_bytes).collect()
+}
+
+/// A token's neighbours: another case, doubled, a forbidden character after it, versions.
+fn token_specials(s: &str) -> Vec<String> {
+    let mut out = vec![
+        s.to_lowercase(),
+        format!("{s}{s}"),
+        format!("{s}/"),
+        format!("{s}:"),
+        format!("{s}@"),
+    ];
+    out.extend(
+        [
+            "!%*_+`'~-.",
+            "SIP/2.1",
+            "SIP/3.0",
+            "SIP/2.00",
+            "HTTP/1.1",
+            "3.0",
+        ]
+        .map(String::from),
+    );
     out
+}
+
+/// CSeq values around `1 METHOD`: parts missing, extra, signed, overflowing, another method.
+fn cseq_specials(s: &str) -> Vec<String> {
+    let method = s.split(' ').nth(1).unwrap_or("INVITE");
+    let other = if method == "INVITE" {
+        "REGISTER"
+    } else {
+        "INVITE"
+    };
+    vec![
+        "1".into(),
+        method.into(),
+        format!("1 {method} extra"),
+        format!("-1 {method}"),
+        format!("2147483648 {method}"),
+        format!("4294967296 {method}"),
+        format!("1\t{method}"),
+        format!("1 {}", method.to_lowercase()),
+        format!("1 {method}{method}"),
+        format!("1 {other}"),
+    ]
 }
 
 /// Broken and odd URIs, name-addrs and Contact values built around the seed's URI.
