@@ -36,6 +36,9 @@
 #               SIP capture over TCP and over UDP next to plain sipshard, two rounds
 #               ($HEP_SYSTEMS): the ratios sipshard-hep-stream/sipshard and sipshard-hep/sipshard
 #               against the 1.3x target (docs/operations.md, SIP capture).
+#   robustness  (only when named: `scripts/bench.sh robustness`, runs alone) the mutation
+#               suite's cases through sipshard and Kamailio with sanity_check(), per mutated
+#               field forwarded/refused/dropped for both: scripts/bench-robustness.sh.
 #
 # The system under test runs on CPU $SUT_CPU (0), the generator on CPU $GEN_CPU (1). The
 # 2-shard rows put the second shard on the generator's CPU: on a 2-CPU machine they show what
@@ -72,6 +75,7 @@ while [ $# -gt 0 ]; do
         exit 0
         ;;
     forward | calls | register | generators | tcp | tls | memory | hep) SECTIONS+=("$1") ;;
+    robustness) exec "$ROOT/scripts/bench-robustness.sh" ;;
     *)
         echo "bench.sh: unknown argument $1 (sections: $ALL_SECTIONS)" >&2
         exit 2

@@ -15,6 +15,8 @@
 //! - [`loadgen`]: runs of the `sipshard-load` generator and its JSON report.
 //! - [`Proc`], [`Scratch`], [`ports`]: child processes killed with their process group,
 //!   scratch directories kept only when a test fails, and the one free-port picker.
+//! - [`mutate`]: the mutation suite's cases (issue 19), from a valid INVITE and REGISTER.
+//! - [`robustness`]: sends those cases to a proxy and classifies what became of each.
 //! - [`netns`]: a real NAT in network namespaces the test creates (root, iproute2, nftables).
 //! - [`exit_log`], [`scrape`], [`digest`]: reading sipshard's exit counters and `/metrics`,
 //!   and a UAC's side of Digest authentication written independently of `src/auth`.
@@ -26,6 +28,7 @@ pub mod client;
 pub mod digest;
 pub mod exit_log;
 pub mod loadgen;
+pub mod mutate;
 pub mod netns;
 pub mod peers;
 pub mod pki;
@@ -33,6 +36,7 @@ pub mod poll;
 pub mod ports;
 pub mod proc;
 pub mod proxy;
+pub mod robustness;
 pub mod scrape;
 pub mod scratch;
 pub mod sip;
