@@ -200,6 +200,36 @@ const REFUSED: &[(&str, &str, &str, &str)] = &[
     ),
     (
         REGISTER,
+        "Contact: <sip:carol@192.0.2.1>",
+        "Contact: <sip:carol@192.0.2.1>,",
+        "SIP/2.0 400 Bad Request - Malformed Contact",
+    ),
+    (
+        REGISTER,
+        "Contact: <sip:carol@192.0.2.1>",
+        "Contact: sip:carol@192.0.2.1;",
+        "SIP/2.0 400 Bad Request - Malformed Contact",
+    ),
+    (
+        INVITE,
+        "To: <sip:bob@example.com>",
+        "To: sip:bob@example.com;",
+        "SIP/2.0 400 Bad Request - Malformed To",
+    ),
+    (
+        INVITE,
+        "sip:bob@example.com SIP",
+        "sip:bob@example.com;;lr SIP",
+        "SIP/2.0 400 Bad Request - Malformed Request-URI",
+    ),
+    (
+        INVITE,
+        "Max-Forwards",
+        "Via: SIP/2.0/UDP 192.0.2.2;branch=z9hG4bKx,\nMax-Forwards",
+        "SIP/2.0 400 Bad Request - Malformed Via",
+    ),
+    (
+        REGISTER,
         "Expires: 600",
         "Expires: -1",
         "SIP/2.0 400 Bad Request - Malformed Expires",

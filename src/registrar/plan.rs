@@ -7,6 +7,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::identity::LocalIdentity;
 use crate::location::{self, AorKey, Extra, LocationTable, Now};
 use crate::sip::addr::{first_of_list, Contact};
+use crate::sip::header::has_empty_element;
 use crate::sip::parse::parse_delta_seconds;
 use crate::sip::write::push_uint;
 use crate::sip::{
@@ -310,6 +311,16 @@ fn contacts<'m>(
 ) -> Result<(Vec<Change<'m>>, bool), Refusal> {
     let mut changes: Vec<Change<'m>> = Vec::new();
     let mut wildcard = false;
+    // An empty Contact line or list element is a binding that was meant and lost: refusing
+    // it beats answering as if the REGISTER were a query, or registering the rest.
+    let buf = msg.buf();
+    if msg
+        .fields()
+        .iter()
+        .any(|f| f.name == HeaderName::Contact && has_empty_element(f.value.of(buf)))
+    {
+        return Err(Refusal::new(400, "Bad Request - Malformed Contact"));
+    }
     for c in msg.contacts() {
         match c? {
             Contact::Wildcard => wildcard = true,

@@ -67,7 +67,8 @@ impl<'a> NameAddr<'a> {
         let rest_t = trim(rest, Span::new(0, rest.len())).of(rest);
         let params = match rest_t.first() {
             None => &[][..],
-            Some(b';') => &rest_t[1..],
+            // A `;` with no parameter after it is an empty one: malformed.
+            Some(b';') if rest_t.len() > 1 => &rest_t[1..],
             Some(_) => return None,
         };
         let tag = tag_param(params)?;
@@ -474,6 +475,8 @@ mod tests {
             "<<sip:a@example.com>>",
             "<sip:a@example.com>>",
             "sip:a@example.com>",
+            "sip:a@example.com;",
+            "<sip:a@example.com> ; ",
         ] {
             assert!(na(bad).is_none(), "{bad}");
         }

@@ -422,6 +422,35 @@ fn eq_lowercase_name(name: &[u8], lit: &[u8]) -> bool {
     }
 }
 
+/// Whether a comma-separated header value has an empty element: nothing at all, or only
+/// whitespace before, between or after its commas (commas inside quoted strings do not count).
+/// [`CommaSplit`] skips such elements; a header that elements rely on refuses them.
+pub fn has_empty_element(value: &[u8]) -> bool {
+    // Nearly every value is one element: no comma, no quote, one search (values are trimmed).
+    if find_byte2(b',', b'"', value).is_none() {
+        return value.iter().all(|&b| b == b' ' || b == b'\t');
+    }
+    let mut element_empty = true;
+    let mut i = 0;
+    while i < value.len() {
+        match value[i] {
+            b',' if element_empty => return true,
+            b',' => element_empty = true,
+            b' ' | b'\t' => {}
+            b'"' => {
+                element_empty = false;
+                i += 1;
+                while i < value.len() && value[i] != b'"' {
+                    i += 1 + usize::from(value[i] == b'\\');
+                }
+            }
+            _ => element_empty = false,
+        }
+        i += 1;
+    }
+    element_empty
+}
+
 /// Iterator over the comma-separated elements of one header value, skipping commas inside
 /// double quotes (with backslash escapes) and angle brackets. Each element is trimmed of
 /// surrounding whitespace; empty elements (`a,,b`) are skipped.
@@ -557,6 +586,24 @@ pub(super) const TOKEN_CHARS: [bool; 256] = {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_list_elements_are_found_outside_quotes() {
+        for (value, empty) in [
+            ("", true),
+            ("a", false),
+            ("a, b", false),
+            ("a,", true),
+            (", a", true),
+            ("a, ,b", true),
+            ("a,,b", true),
+            ("x=\"p,,q\", b", false),
+            ("x=\"p\\\",\", b", false),
+            ("a , b", false),
+        ] {
+            assert_eq!(has_empty_element(value.as_bytes()), empty, "{value:?}");
+        }
+    }
 
     #[test]
     fn compact_and_case_insensitive_names() {

@@ -18,7 +18,7 @@ use std::mem::MaybeUninit;
 use memchr::memchr;
 
 use super::error::{ParseError, Required};
-use super::header::{is_lws, is_token, run_len, CommaSplit, HeaderName};
+use super::header::{has_empty_element, is_lws, is_token, run_len, CommaSplit, HeaderName};
 use super::scan::{find_byte, LineEnds};
 use super::span::Span;
 use super::uri::{Scheme, Uri};
@@ -448,7 +448,14 @@ impl<'a> Message<'a> {
                 _ => return Err(ParseError::Malformed(req)),
             }
         }
-        // Every Via, not only the top one: each is where a response goes on its way back.
+        // Every Via, not only the top one: each is where a response goes on its way back. A
+        // Via line with an empty element (`Via: `, `a,`, `a,,b`) hides one that was lost.
+        self.top_via()?;
+        for f in self.fields_named(HeaderName::Via) {
+            if has_empty_element(self.bytes(f.value)) {
+                return Err(ParseError::Malformed(Required::Via));
+            }
+        }
         for via in self.vias() {
             if !via?.params_checked() {
                 return Err(ParseError::Malformed(Required::Via));

@@ -286,7 +286,12 @@ fn parse_sip<'a>(mut uri: Uri<'a>, rest: &'a [u8]) -> Result<Uri<'a>, UriError> 
     }
     if tail.first() == Some(&b'?') {
         uri.headers = &tail[1..];
-        if !valid_escaped(uri.headers, HEADER) {
+        // `header *( "&" header )`, each `hname "=" hvalue` with a name: never empty.
+        let headers_ok = uri
+            .headers
+            .split(|&b| b == b'&')
+            .all(|h| find_byte(b'=', h).is_some_and(|eq| eq > 0));
+        if !headers_ok || !valid_escaped(uri.headers, HEADER) {
             return Err(UriError::BadHeaders);
         }
         tail = &[];
@@ -579,15 +584,18 @@ fn valid_escaped(s: &[u8], class_bit: u8) -> bool {
     true
 }
 
+/// `*( ";" pname [ "=" pvalue ] )`, both `1*paramchar` (RFC 3261 section 25.1): an empty
+/// parameter (`;;`, a trailing `;`) or value (`;x=`) is malformed. (`params` starts after the
+/// first `;`.)
 fn check_params(params: &[u8]) -> Result<(), UriError> {
-    for (name, value) in Params::new(params, b';') {
-        if name.is_empty() || !valid_escaped(name, PARAM) {
+    for item in params.split(|&b| b == b';') {
+        let (name, value) = match find_byte(b'=', item) {
+            Some(eq) => (&item[..eq], Some(&item[eq + 1..])),
+            None => (item, None),
+        };
+        let value_ok = value.map_or(true, |v| !v.is_empty() && valid_escaped(v, PARAM));
+        if name.is_empty() || !valid_escaped(name, PARAM) || !value_ok {
             return Err(UriError::BadParams);
-        }
-        if let Some(v) = value {
-            if !valid_escaped(v, PARAM) {
-                return Err(UriError::BadParams);
-            }
         }
     }
     Ok(())
