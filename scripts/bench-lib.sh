@@ -1,5 +1,6 @@
 # Shared helpers of the benchmark scripts (sourced, not run): scripts/bench.sh,
-# scripts/bench-forward.sh, scripts/bench-register-auth.sh.
+# scripts/bench-forward.sh, scripts/bench-register-auth.sh, scripts/soak.sh,
+# scripts/bench-robustness.sh.
 # shellcheck shell=bash
 
 # Stop one process by PID: SIGTERM, up to 5 s for it to exit, then SIGKILL; reaps it.
@@ -102,4 +103,16 @@ method = TLSv1.2+
 verify_certificate = yes
 ca_list = $2/ca.pem
 EOF
+}
+
+# The Python with matplotlib (a pyenv python3 may lack the distribution's packages).
+plot_python() {
+    local py
+    for py in python3 /usr/bin/python3; do
+        if "$py" -c 'import matplotlib' 2>/dev/null; then
+            echo "$py"
+            return 0
+        fi
+    done
+    return 1
 }

@@ -164,17 +164,6 @@ command -v sipp >/dev/null 2>&1 || need_pkgs+=(sip-tester)
 command -v taskset >/dev/null 2>&1 || need_pkgs+=(util-linux)
 [ -x /usr/bin/time ] || need_pkgs+=(time)
 command -v ss >/dev/null 2>&1 || need_pkgs+=(iproute2)
-# The Python with matplotlib (a pyenv python3 may lack the distribution's packages).
-plot_python() {
-    local py
-    for py in python3 /usr/bin/python3; do
-        if "$py" -c 'import matplotlib' 2>/dev/null; then
-            echo "$py"
-            return 0
-        fi
-    done
-    return 1
-}
 if [ "$DOCS" = 1 ] && ! plot_python >/dev/null; then
     need_pkgs+=(python3-matplotlib)
 fi

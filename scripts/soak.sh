@@ -151,17 +151,9 @@ if python3 -c "import sys; sys.exit(0 if $WARMUP < $fill else 1)"; then
     log "warning: WARMUP=$WARMUP s is shorter than the location table's fill (~$fill s): the memory criterion will see the table grow"
 fi
 
-# The Python with matplotlib (a pyenv python3 may lack the distribution's packages).
-plot_python() {
-    local py
-    for py in python3 /usr/bin/python3; do
-        if "$py" -c 'import matplotlib' 2>/dev/null; then
-            echo "$py"
-            return 0
-        fi
-    done
-    return 1
-}
+
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
 
 # Verdict, summary.md, soak.json and soak.png of the run in $1; exit status 0 pass, 1 fail.
 report() {
@@ -189,8 +181,6 @@ fi
 # Processes: every one started here is tracked by PID and stopped on exit.
 
 PIDS=()
-# shellcheck source=scripts/bench-lib.sh
-. "$ROOT/scripts/bench-lib.sh"
 cleanup() {
     local p
     for p in "${PIDS[@]:-}"; do
