@@ -177,6 +177,11 @@ impl<'a> Via<'a> {
     /// where this Via is relied on (a request's Vias, the Via a response is sent back by),
     /// not by every parse: a response's lower Vias are the next hops' business.
     pub fn params_checked(&self) -> bool {
+        // Nearly always of the common form (`;name=value;flag`): one tight pass.
+        let mut checked = CheckedParams::default();
+        if let Some(ok) = params::scan_simple_each(self.params, |n, v| checked.accept(n, v)) {
+            return ok;
+        }
         let mut checked = CheckedParams::default();
         let mut all = params::HeaderParams::new(self.params);
         all.by_ref().all(|(n, v)| checked.accept(n, v)) && !all.failed()
