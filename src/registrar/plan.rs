@@ -313,11 +313,9 @@ fn contacts<'m>(
     let mut wildcard = false;
     // An empty Contact line or list element is a binding that was meant and lost: refusing
     // it beats answering as if the REGISTER were a query, or registering the rest.
-    let buf = msg.buf();
     if msg
-        .fields()
-        .iter()
-        .any(|f| f.name == HeaderName::Contact && has_empty_element(f.value.of(buf)))
+        .fields_named(HeaderName::Contact)
+        .any(|f| has_empty_element(msg.bytes(f.value)))
     {
         return Err(Refusal::new(400, "Bad Request - Malformed Contact"));
     }
