@@ -23,7 +23,7 @@ PACKAGE=sipshard
 # What the sans-I/O core never imports: configuration, the runtime and its I/O, persistence,
 # the metrics endpoint (the core counts into `counters`, below it), the admin API, its client
 # and the rings between peers.
-OUTER="config runtime transport persist metrics admin ctl replication"
+OUTER="config runtime transport persist metrics admin cluster ctl replication"
 
 # One rule a line: a module of src/, then `only` and the modules it may import (none when the
 # list is empty), or `never` and the modules it must not import. A name with `::` stands for
@@ -40,7 +40,8 @@ registrar  never  $OUTER
 auth       never  $OUTER
 proxy      never  $OUTER
 replication only  location
-admin      never  config runtime transport ctl
+admin      never  config runtime transport ctl cluster
+cluster    never  config runtime transport ctl admin persist
 ctl        only
 "
 

@@ -15,6 +15,8 @@ mod startup;
 
 use crate::admin::AdminSettings;
 use crate::auth::AuthMode;
+use crate::cluster::settings::{check_node_id, parse_endpoint};
+use crate::cluster::ClusterSettings;
 use crate::identity::LocalIdentity;
 use crate::proxy::flow::FlowKey;
 use crate::proxy::nat_ping::{NatPingConfig, PingMethod};
@@ -642,6 +644,43 @@ pub struct Args {
     /// share its traffic (SO_REUSEPORT). Without it a second instance refuses to start.
     #[arg(long)]
     pub allow_shared_port: bool,
+
+    /// Share the location table with other nodes through Redis: redis://[USER:PASSWORD@]HOST:PORT[/DB],
+    /// or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] to follow the primary Redis Sentinel
+    /// names. Off by default (the node is on its own). See docs/cluster.md.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// A file holding Redis's password (instead of one in the --redis URL).
+    #[arg(long, value_name = "FILE")]
+    pub redis_password_file: Option<PathBuf>,
+
+    /// This node's name in the cluster: letters, digits, '.', '-', '_'. Default: the host name.
+    #[arg(long, value_name = "NAME")]
+    pub node_id: Option<String>,
+
+    /// Prefix of every Redis key of this cluster (several clusters can share one Redis).
+    #[arg(long, default_value = "sipshard", value_name = "NS")]
+    pub redis_prefix: String,
+
+    /// Changes kept while Redis is unreachable; beyond, they are dropped and counted, and the
+    /// node republishes all its bindings once Redis is back.
+    #[arg(long, default_value_t = 1_000_000, value_name = "N")]
+    pub redis_queue: usize,
+
+    /// How often this node's changes are written to Redis: a crash loses at most the changes of
+    /// this interval plus one Redis round trip.
+    #[arg(long, default_value_t = 1, value_name = "MS")]
+    pub redis_publish_interval_ms: u64,
+
+    /// Entries the change stream keeps; a node cut off for longer loads the whole state again.
+    #[arg(long, default_value_t = 200_000, value_name = "N")]
+    pub redis_stream_length: usize,
+
+    /// How far apart the nodes' clocks may be; another node's change stamped further ahead is
+    /// clamped (and counted).
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub max_clock_skew_ms: u64,
 }
 
 impl Args {
@@ -811,6 +850,7 @@ impl Args {
                 capture_id: self.hep_id,
             }),
             auth: self.auth_settings(),
+            cluster: self.cluster_settings()?,
             probe: self.probe_interval.map(|secs| ProbeSettings {
                 interval: Duration::from_secs_f64(secs),
                 failures: self.probe_failures,
@@ -903,6 +943,46 @@ impl Args {
             ));
         }
         Ok(Some(AdminSettings { addr, token }))
+    }
+
+    /// `--redis` and its companions, checked.
+    fn cluster_settings(&self) -> Result<Option<ClusterSettings>, String> {
+        let Some(url) = &self.redis else {
+            if self.node_id.is_some() || self.redis_password_file.is_some() {
+                return Err("--node-id and --redis-password-file need --redis".into());
+            }
+            return Ok(None);
+        };
+        let node_id = match &self.node_id {
+            Some(id) => id.clone(),
+            None => crate::transport::socket::host_name()
+                .ok_or("--redis: no host name to name this node by; give --node-id")?,
+        };
+        check_node_id(&node_id)?;
+        let password = self
+            .redis_password_file
+            .as_deref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .map(|t| t.trim().to_owned())
+                    .map_err(|e| format!("cannot read --redis-password-file {}: {e}", p.display()))
+            })
+            .transpose()?;
+        if self.redis_queue == 0 || self.redis_stream_length == 0 {
+            return Err("--redis-queue and --redis-stream-length must be at least 1".into());
+        }
+        Ok(Some(ClusterSettings {
+            redis: parse_endpoint(url)?,
+            password,
+            node_id,
+            prefix: self.redis_prefix.clone(),
+            queue_limit: self.redis_queue,
+            publish_interval: Duration::from_millis(self.redis_publish_interval_ms.max(1)),
+            stream_length: self.redis_stream_length,
+            max_skew_ms: self.max_clock_skew_ms,
+            tombstone_ttl: Duration::from_secs(u64::from(self.max_expires))
+                + Duration::from_millis(2 * self.max_clock_skew_ms),
+        }))
     }
 
     pub fn effective_log_level(&self) -> log::LevelFilter {

@@ -8,8 +8,10 @@
 //! receive loop drains its inbox at the start of every batch (one acquire load per ring when it
 //! is empty), and the housekeeping tick drains it when the shard is idle.
 //!
-//! Nothing is ever dropped: when a ring is full, the change waits in a local backlog and is
-//! pushed again at the next batch or tick.
+//! Nothing is ever dropped: when a ring is full, the change waits in that ring's backlog and is
+//! pushed again at the next batch or tick. (A cluster peer loading a million bindings from Redis
+//! backs up far past a ring's capacity, so each ring keeps a queue of its own: queuing and
+//! retrying stay O(1) per change.)
 
 use std::collections::VecDeque;
 
@@ -26,8 +28,8 @@ pub struct Links {
     outs: Vec<Producer<BindingRecord>>,
     /// From every other peer.
     inbox: Vec<Consumer<BindingRecord>>,
-    /// Changes that found their ring full: (index into `outs`, record).
-    backlog: VecDeque<(usize, BindingRecord)>,
+    /// Per ring of `outs`, the changes that found it full, oldest first.
+    backlog: Vec<VecDeque<BindingRecord>>,
 }
 
 /// Build the rings for `senders` peers that produce (the shards) and `peers` peers in all
@@ -37,13 +39,14 @@ pub fn mesh(senders: usize, peers: usize) -> Vec<Links> {
         .map(|_| Links {
             outs: Vec::new(),
             inbox: Vec::new(),
-            backlog: VecDeque::new(),
+            backlog: Vec::new(),
         })
         .collect();
     for from in 0..senders {
         for to in (0..peers).filter(|&t| t != from) {
             let (p, c) = RingBuffer::new(RING_CAPACITY);
             links[from].outs.push(p);
+            links[from].backlog.push(VecDeque::new());
             links[to].inbox.push(c);
         }
     }
@@ -60,32 +63,29 @@ impl Links {
     }
 
     fn push(&mut self, i: usize, rec: BindingRecord) {
-        if self.backlog.iter().any(|(j, _)| *j == i) {
-            self.backlog.push_back((i, rec));
+        if !self.backlog[i].is_empty() {
+            self.backlog[i].push_back(rec);
             return;
         }
         if let Err(rtrb::PushError::Full(rec)) = self.outs[i].push(rec) {
-            self.backlog.push_back((i, rec));
+            self.backlog[i].push_back(rec);
         }
     }
 
     /// Retry what the backlog holds, in order.
     pub fn flush_backlog(&mut self) {
-        let mut still = VecDeque::new();
-        while let Some((i, rec)) = self.backlog.pop_front() {
-            if still.iter().any(|(j, _): &(usize, BindingRecord)| *j == i) {
-                still.push_back((i, rec));
-                continue;
-            }
-            if let Err(rtrb::PushError::Full(rec)) = self.outs[i].push(rec) {
-                still.push_back((i, rec));
+        for (out, waiting) in self.outs.iter_mut().zip(&mut self.backlog) {
+            while let Some(rec) = waiting.pop_front() {
+                if let Err(rtrb::PushError::Full(rec)) = out.push(rec) {
+                    waiting.push_front(rec);
+                    break;
+                }
             }
         }
-        self.backlog = still;
     }
 
     pub fn backlog_len(&self) -> usize {
-        self.backlog.len()
+        self.backlog.iter().map(VecDeque::len).sum()
     }
 
     /// Apply every change waiting in the inbox; returns how many.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use crate::identity::LocalIdentity;
 use crate::location::Now;
-use crate::metrics::Published;
+use crate::metrics::{ClusterStats, Published};
 
 /// `--admin` and `--admin-token-file`, read and checked.
 #[derive(Clone, Debug)]
@@ -56,6 +56,9 @@ pub struct NodeState {
     pub serving: Arc<AtomicUsize>,
     /// Set by SIGINT/SIGTERM.
     pub stop: Arc<AtomicBool>,
+    /// The cluster peer's figures (`--redis`): the node is ready only once it has loaded the
+    /// cluster's state.
+    pub cluster: Option<Arc<ClusterStats>>,
 }
 
 impl NodeState {
@@ -67,8 +70,14 @@ impl NodeState {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Every shard serves and the node is not stopping: send traffic here.
+    /// Every shard serves, the cluster's state is loaded (with `--redis`) and the node is not
+    /// stopping: send traffic here.
     pub fn ready(&self) -> bool {
-        !self.stopping() && self.serving() == self.shards
+        !self.stopping() && self.serving() == self.shards && self.cluster_loaded()
+    }
+
+    /// Without `--redis`, always.
+    pub fn cluster_loaded(&self) -> bool {
+        self.cluster.as_ref().map_or(true, |c| c.is_ready())
     }
 }

@@ -78,6 +78,8 @@ fn ready(state: &State) -> Response<Body> {
     }
     let why = if node.stopping() {
         "stopping"
+    } else if node.serving() == node.shards {
+        "loading the cluster's state from Redis"
     } else {
         "starting"
     };

@@ -18,6 +18,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
+use super::cluster::ClusterStats;
 use super::publish::Published;
 use super::text::render;
 
@@ -30,8 +31,13 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve `GET /metrics` on `addr` from a thread of its own. Binds before returning, so a bad
-/// address fails start-up; returns the bound address (port 0 picks one).
-pub fn serve(addr: SocketAddr, shards: Vec<Arc<Published>>) -> std::io::Result<SocketAddr> {
+/// address fails start-up; returns the bound address (port 0 picks one). The cluster peer's
+/// figures follow the shards' when the node has one.
+pub fn serve(
+    addr: SocketAddr,
+    shards: Vec<Arc<Published>>,
+    cluster: Option<Arc<ClusterStats>>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     listener.set_nonblocking(true)?;
@@ -43,14 +49,23 @@ pub fn serve(addr: SocketAddr, shards: Vec<Arc<Published>>) -> std::io::Result<S
         let _in_runtime = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    let shards: Arc<[Arc<Published>]> = shards.into();
+    let sources = Arc::new(Sources {
+        shards: shards.into(),
+        cluster,
+    });
     std::thread::Builder::new()
         .name("metrics".into())
-        .spawn(move || runtime.block_on(accept(listener, shards)))?;
+        .spawn(move || runtime.block_on(accept(listener, sources)))?;
     Ok(bound)
 }
 
-async fn accept(listener: tokio::net::TcpListener, shards: Arc<[Arc<Published>]>) {
+/// What a scrape reads.
+struct Sources {
+    shards: Box<[Arc<Published>]>,
+    cluster: Option<Arc<ClusterStats>>,
+}
+
+async fn accept(listener: tokio::net::TcpListener, sources: Arc<Sources>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -61,9 +76,9 @@ async fn accept(listener: tokio::net::TcpListener, shards: Arc<[Arc<Published>]>
                 continue;
             }
         };
-        let shards = Arc::clone(&shards);
+        let sources = Arc::clone(&sources);
         tokio::spawn(async move {
-            let service = service_fn(move |req| answer(req, Arc::clone(&shards)));
+            let service = service_fn(move |req| answer(req, Arc::clone(&sources)));
             let conn = http1::Builder::new()
                 .keep_alive(false)
                 .title_case_headers(true)
@@ -81,11 +96,15 @@ async fn accept(listener: tokio::net::TcpListener, shards: Arc<[Arc<Published>]>
 
 async fn answer(
     req: Request<Incoming>,
-    shards: Arc<[Arc<Published>]>,
+    sources: Arc<Sources>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut resp = Response::new(Full::default());
     if req.method() == Method::GET && req.uri().path() == "/metrics" {
-        *resp.body_mut() = Full::new(Bytes::from(render(&shards)));
+        let mut text = render(&sources.shards);
+        if let Some(c) = &sources.cluster {
+            c.render(&mut text);
+        }
+        *resp.body_mut() = Full::new(Bytes::from(text));
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT));
     } else {

@@ -10,6 +10,7 @@
 //!
 //! Layering: this module reads the core's counters; the core never imports it.
 
+pub mod cluster;
 pub mod families;
 pub mod http;
 pub mod json;
@@ -20,6 +21,7 @@ pub mod text;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::ClusterStats;
 pub use families::{Family, Line, FAMILIES};
 pub use http::serve;
 pub use publish::{Latency, Published, LATENCY_BUCKETS_NS};

@@ -28,10 +28,11 @@ use std::sync::Arc;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::admin::{self, NodeState};
+use crate::cluster::{self, ClusterSettings, Origin};
 use crate::counters::{Counters, DropReason};
 use crate::identity::LocalIdentity;
 use crate::location::LocationTable;
-use crate::metrics::{self, Published};
+use crate::metrics::{self, ClusterStats, Published};
 use crate::persist::Store;
 use crate::proxy::next_hop::HopState;
 use crate::proxy::ProxyConfig;
@@ -68,7 +69,11 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
         Some(state) => persister::open(state).map(|(s, t)| (Some(s), t))?,
         None => (None, LocationTable::new()),
     };
-    let published = serve_metrics(&settings)?;
+    let cluster_stats = settings
+        .cluster
+        .as_ref()
+        .map(|_| Arc::new(ClusterStats::default()));
+    let published = serve_metrics(&settings, cluster_stats.clone())?;
     let auth = reload::build_authenticator(settings.auth.as_ref())?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -83,10 +88,11 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
     let hep_sockets = open_capture_sockets(&settings)?;
 
     // The peers of the mesh: the shards, then the admin API when served (it sends removals
-    // and receives every change), then the persister when there is one (it receives every
-    // change and sends nothing).
+    // and receives every change), then the cluster peer when there is one (it sends other
+    // nodes' changes and receives every local one), then the persister when there is one (it
+    // receives every change and sends nothing).
     let admin = usize::from(settings.admin.is_some());
-    let senders = settings.shards() + admin;
+    let senders = settings.shards() + admin + usize::from(settings.cluster.is_some());
     let mut links = replication::mesh(senders, senders + usize::from(store.is_some()));
     let persister = match store {
         Some(store) => Some(spawn_persister(
@@ -96,10 +102,21 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
         )?),
         None => None,
     };
+    let cluster = match (&settings.cluster, &cluster_stats) {
+        (Some(c), Some(stats)) => Some(spawn_cluster(
+            c,
+            cfg,
+            links.pop().expect("its links"),
+            Arc::clone(stats),
+            &stop,
+        )?),
+        _ => None,
+    };
     let node = NodeState {
         shards: settings.shards(),
         serving: Arc::new(AtomicUsize::new(0)),
         stop: Arc::clone(&stop),
+        cluster: cluster_stats,
     };
     if let Some(a) = &settings.admin {
         let ctx = admin::Context {
@@ -150,6 +167,10 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
         );
     let handles = spawn_shards(&settings, setups)?;
     let total = join_shards(&settings, handles, prober.is_some())?;
+    if let Some(c) = cluster {
+        c.join()
+            .map_err(|_| "the cluster peer failed".to_string())?;
+    }
     if let Some(p) = persister {
         match p.join() {
             Ok(Ok(n)) => log::info!("state: {n} bindings saved"),
@@ -324,13 +345,17 @@ fn proxy_config(settings: &Settings, bound: &[(Transport, SocketAddr)]) -> &'sta
     Box::leak(Box::new(cfg))
 }
 
-/// One publication block per shard, served on `--metrics` when asked for.
-fn serve_metrics(settings: &Settings) -> Result<Vec<Arc<Published>>, String> {
+/// One publication block per shard, served on `--metrics` when asked for (with the cluster
+/// peer's figures when there is one).
+fn serve_metrics(
+    settings: &Settings,
+    cluster: Option<Arc<ClusterStats>>,
+) -> Result<Vec<Arc<Published>>, String> {
     let published: Vec<Arc<Published>> = (0..settings.shards())
         .map(|_| Arc::new(Published::default()))
         .collect();
     if let Some(addr) = settings.metrics {
-        let bound = metrics::serve(addr, published.clone())
+        let bound = metrics::serve(addr, published.clone(), cluster)
             .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
         log::info!("metrics on http://{bound}/metrics");
     }
@@ -408,6 +433,41 @@ fn spawn_persister(
         .io_memory(IO_MEMORY)
         .spawn(move || persister::run(store, links, interval))
         .map_err(|e| format!("cannot start the persister: {e}"))
+}
+
+/// The cluster peer (`--redis`): a thread of its own; other nodes reach bindings only this node
+/// can reach through its first UDP listener (else its first listener), as advertised.
+fn spawn_cluster(
+    settings: &ClusterSettings,
+    cfg: &ProxyConfig,
+    links: Links,
+    stats: Arc<ClusterStats>,
+    stop: &Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let listen = &cfg.local.listen;
+    let via = listen
+        .iter()
+        .find(|l| l.transport == Transport::Udp)
+        .or(listen.first())
+        .ok_or("--redis: no listener for other nodes to reach this one by")?;
+    log::info!(
+        "cluster: node {} on {}, sharing its table through Redis",
+        settings.node_id,
+        via.advertised
+    );
+    cluster::peer::spawn(cluster::peer::Setup {
+        settings: settings.clone(),
+        links,
+        origin: Origin {
+            addr: via.advertised.clone(),
+            transport: via.transport,
+            flow_key: cfg.flow_key.clone(),
+        },
+        stats,
+        stop: Arc::clone(stop),
+        clock: clock::now,
+    })
+    .map_err(|e| format!("cannot start the cluster peer: {e}"))
 }
 
 fn spawn_shards(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::admin::AdminSettings;
 use crate::auth::AuthMode;
+use crate::cluster::ClusterSettings;
 use crate::proxy::ProxyConfig;
 use crate::transport::socket::Steering;
 use crate::transport::tcp::TcpSettings;
@@ -39,6 +40,8 @@ pub struct Settings {
     /// `--allow-shared-port`: join a group of sockets another process already listens with.
     pub allow_shared_port: bool,
     pub auth: Option<AuthSettings>,
+    /// `--redis` and its companions: the location table shared with other nodes.
+    pub cluster: Option<ClusterSettings>,
     pub probe: Option<ProbeSettings>,
     /// SIP capture to a HEP collector (`--hep`).
     pub hep: Option<HepSettings>,

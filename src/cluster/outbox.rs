@@ -1,0 +1,180 @@
+//! This node's changes on their way to Redis: a bounded queue, and what each change becomes
+//! (key, value, time to live). Also the node's own bindings, kept to publish again whenever
+//! Redis may have lost some of them (a reconnection, a dropped change). No I/O.
+
+use std::collections::VecDeque;
+
+use crate::location::{BindingRecord, LocationTable, Now};
+use crate::proxy::flow::FlowKey;
+use crate::sip::{Source, Transport};
+
+use super::record;
+use super::settings::ClusterSettings;
+
+/// One write: (key, value, time to live in ms).
+pub type Write = (Vec<u8>, Vec<u8>, u64);
+
+/// How this node is reached by the others, for the routes of bindings only it can reach.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// `host:port`, as advertised.
+    pub addr: String,
+    pub transport: Transport,
+    pub flow_key: FlowKey,
+}
+
+pub struct Outbox {
+    queue: VecDeque<BindingRecord>,
+    limit: usize,
+    /// Every change this node made, merged: what it republishes.
+    mine: LocationTable,
+    /// Changes were dropped or Redis may have lost some: publish `mine` again.
+    republish: bool,
+    dropped: u64,
+}
+
+impl Outbox {
+    pub fn new(limit: usize) -> Outbox {
+        Outbox {
+            queue: VecDeque::new(),
+            limit,
+            mine: LocationTable::new(),
+            republish: false,
+            dropped: 0,
+        }
+    }
+
+    /// A change this node made: queued (or dropped and counted when the queue is full: it is
+    /// in `mine`, so the next republication carries it).
+    pub fn push(&mut self, rec: &BindingRecord) {
+        self.mine.merge_record(rec);
+        if self.queue.len() >= self.limit {
+            self.dropped += 1;
+            self.republish = true;
+            return;
+        }
+        self.queue.push_back(rec.clone());
+    }
+
+    /// A binding of this node's read back from Redis (after a restart): it is this node's to
+    /// republish, not to send again now.
+    pub fn remember(&mut self, rec: &BindingRecord) {
+        self.mine.merge_record(rec);
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Changes dropped since the last call.
+    pub fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Whether changes were lost towards Redis and not yet republished.
+    pub fn degraded(&self) -> bool {
+        self.republish
+    }
+
+    /// Ask for every binding of this node to be written again.
+    pub fn republish_all(&mut self) {
+        self.republish = true;
+    }
+
+    /// The next writes: all of `mine` first when a republication is due (the queue then only
+    /// repeats what it holds, so it is emptied), else up to `max` queued changes. Changes
+    /// already expired are not written.
+    pub fn next_batch(
+        &mut self,
+        max: usize,
+        cfg: &ClusterSettings,
+        origin: &Origin,
+        now: Now,
+    ) -> Batch {
+        if self.republish {
+            self.republish = false;
+            self.queue.clear();
+            let writes = self
+                .mine
+                .iter()
+                .flat_map(|(aor, bindings)| bindings.map(move |b| BindingRecord::new(aor, &b)))
+                .filter_map(|rec| write_of(&rec, cfg, origin, now))
+                .collect();
+            return Batch {
+                writes,
+                taken: 0,
+                republished: true,
+            };
+        }
+        let taken = self.queue.len().min(max);
+        let writes = self
+            .queue
+            .iter()
+            .take(taken)
+            .filter_map(|rec| write_of(rec, cfg, origin, now))
+            .collect();
+        Batch {
+            writes,
+            taken,
+            republished: false,
+        }
+    }
+
+    /// The batch was written: its changes leave the queue.
+    pub fn written(&mut self, batch: &Batch) {
+        self.queue.drain(..batch.taken);
+    }
+
+    /// The batch failed: a republication must be tried again whole.
+    pub fn failed(&mut self, batch: &Batch) {
+        if batch.republished {
+            self.republish = true;
+        }
+    }
+
+    /// Expired bindings and old tombstones out of `mine`.
+    pub fn purge(&mut self, now: Now) {
+        self.mine.purge(now.secs());
+    }
+}
+
+/// Writes for Redis and what they came from.
+pub struct Batch {
+    pub writes: Vec<Write>,
+    taken: usize,
+    republished: bool,
+}
+
+/// What one change becomes in Redis; `None` for a binding already expired (a delayed write
+/// must never outlive the removal that came after it).
+fn write_of(
+    rec: &BindingRecord,
+    cfg: &ClusterSettings,
+    origin: &Origin,
+    now: Now,
+) -> Option<Write> {
+    let b = rec.decode()?;
+    let ttl_ms = if b.is_tombstone() {
+        cfg.tombstone_ttl.as_millis() as u64
+    } else {
+        (u64::from(b.expires_at) * 1000).checked_sub(now.unix_ms)? + cfg.max_skew_ms
+    };
+    let route = if record::needs_origin(&b) {
+        let mut token = Vec::with_capacity(80);
+        origin.flow_key.token(
+            Source {
+                transport: b.dest.transport,
+                addr: b.dest.addr,
+                conn: b.dest.conn,
+                trusted: false,
+            },
+            &mut token,
+        );
+        record::route_via(&token, &origin.addr, origin.transport)
+    } else {
+        Vec::new()
+    };
+    let key = record::key(&cfg.prefix, &rec.aor, &b);
+    let value = record::encode(rec, &b.version, &cfg.node_id, &route);
+    Some((key, value, ttl_ms))
+}

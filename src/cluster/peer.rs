@@ -1,0 +1,442 @@
+//! The cluster peer: a thread next to the shards (never on one) with a current-thread tokio
+//! runtime and two tasks sharing its state through `Rc<RefCell<..>>` (one thread, no lock).
+//!
+//! - The **publisher**, every `--redis-publish-interval-ms`: takes in this node's changes from
+//!   the replication rings (the shards' and the admin API's), queues them, and writes them to
+//!   Redis in one pipelined round trip. It connects (and reconnects, with backoff) to the
+//!   primary; after a lost connection it republishes every binding of this node, which is how
+//!   a Redis restarted empty, a failover that lost acknowledged writes, or a dropped change
+//!   are all repaired by the same path.
+//! - The **follower**, on a connection of its own: loads the whole state (stream position
+//!   first, then the keys, then the stream from that position: nothing between is missed),
+//!   then blocks on the stream and hands other nodes' changes to every local peer through the
+//!   rings. It loads again whenever the stream has a gap (trimmed past it, or Redis lost it).
+//!
+//! The packet path never waits for any of this: shards apply what the rings bring at their
+//! next batch.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+
+use super::outbox::{Origin, Outbox};
+use super::record::{self, Stored};
+use super::settings::ClusterSettings;
+use super::store::{self, Primary};
+use crate::location::{Binding, BindingRecord, Now};
+use crate::metrics::ClusterStats;
+use crate::replication::Links;
+
+/// Writes per pipelined round trip.
+const WRITE_BATCH: usize = 1024;
+/// Waits between connection attempts: from the first to the last, doubling.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_LAST: Duration = Duration::from_secs(2);
+/// How often `mine` loses expired bindings.
+const PURGE_EVERY: Duration = Duration::from_secs(5);
+/// An idle publisher checks its connection this often (a write would find it broken only when
+/// the next change comes, and the republication after a loss should not wait for that).
+const IDLE_PING: Duration = Duration::from_secs(1);
+/// How long the last changes may take to reach Redis when the node stops.
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
+
+/// What the peer needs from the node.
+pub struct Setup {
+    pub settings: ClusterSettings,
+    pub links: Links,
+    pub origin: Origin,
+    pub stats: Arc<ClusterStats>,
+    pub stop: Arc<AtomicBool>,
+    pub clock: fn() -> Now,
+}
+
+/// The state both tasks share.
+struct Peer {
+    settings: ClusterSettings,
+    origin: Origin,
+    stats: Arc<ClusterStats>,
+    stop: Arc<AtomicBool>,
+    clock: fn() -> Now,
+    /// `None` once the node stops: the rings are let go so that the persister can finish.
+    links: Option<Links>,
+    outbox: Outbox,
+    /// The follower lost its connection: the publisher's is likely gone too (Redis restarted,
+    /// a failover), so it connects again, and republishes.
+    primary_suspect: bool,
+}
+
+/// Start the peer in a thread of its own; it stops (after writing what it can) once the node
+/// stops and every shard has let its rings go.
+pub fn spawn(setup: Setup) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("cluster".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => return log::error!("cluster: cannot start its runtime: {e}"),
+            };
+            let peer = Rc::new(RefCell::new(Peer {
+                outbox: Outbox::new(setup.settings.queue_limit),
+                settings: setup.settings,
+                origin: setup.origin,
+                stats: setup.stats,
+                stop: setup.stop,
+                clock: setup.clock,
+                links: Some(setup.links),
+                primary_suspect: false,
+            }));
+            let local = tokio::task::LocalSet::new();
+            local.spawn_local(follow(Rc::clone(&peer)));
+            local.block_on(&runtime, publish(peer));
+        })
+}
+
+/// The publisher task (see the module comment). Returns when the node has stopped.
+async fn publish(peer: Rc<RefCell<Peer>>) {
+    let settings = peer.borrow().settings.clone();
+    let mut primary: Option<Primary> = None;
+    let mut connected_once = false;
+    let mut backoff = Backoff::default();
+    let mut last_purge = std::time::Instant::now();
+    let mut last_check = std::time::Instant::now();
+    loop {
+        let stopping = peer.borrow_mut().take_in();
+        if std::mem::take(&mut peer.borrow_mut().primary_suspect) && primary.is_some() {
+            primary = None;
+            peer.borrow().lost_connection();
+        }
+        if let Some(p) = &mut primary {
+            if last_check.elapsed() >= IDLE_PING {
+                last_check = std::time::Instant::now();
+                if p.ping().await.is_err() {
+                    primary = None;
+                    peer.borrow().lost_connection();
+                }
+            }
+        }
+        if primary.is_none() && backoff.due() {
+            primary = connect_primary(&peer, &settings, &mut connected_once, &mut backoff).await;
+        }
+        if let Some(p) = &mut primary {
+            if write_queued(&peer, p, &settings).await.is_err() {
+                primary = None;
+                peer.borrow().lost_connection();
+            }
+        }
+        if stopping {
+            final_flush(&peer, primary.as_mut(), &settings).await;
+            peer.borrow_mut().links = None;
+            return;
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            let now = (peer.borrow().clock)();
+            peer.borrow_mut().outbox.purge(now);
+            last_purge = std::time::Instant::now();
+        }
+        tokio::time::sleep(settings.publish_interval).await;
+    }
+}
+
+/// Connect to the primary. Every connection after the first republishes this node's
+/// bindings: Redis may have lost some of them (restarted empty, a failover ahead of
+/// replication), and the store keeps the newest version of each whatever it already holds.
+async fn connect_primary(
+    peer: &Rc<RefCell<Peer>>,
+    settings: &ClusterSettings,
+    connected_once: &mut bool,
+    backoff: &mut Backoff,
+) -> Option<Primary> {
+    match Primary::open(settings).await {
+        Ok(p) => {
+            backoff.reset();
+            let mut peer = peer.borrow_mut();
+            ClusterStats::set(&peer.stats.connected, true);
+            if *connected_once {
+                ClusterStats::add(&peer.stats.reconnects, 1);
+                peer.outbox.republish_all();
+                log::info!("cluster: reconnected to Redis; republishing this node's bindings");
+            } else {
+                log::info!("cluster: connected to Redis");
+            }
+            *connected_once = true;
+            Some(p)
+        }
+        Err(e) => {
+            backoff.failed();
+            log::warn!("cluster: cannot reach Redis: {e}; serving from memory, retrying");
+            None
+        }
+    }
+}
+
+/// Write everything queued (and a republication when one is due), a batch per round trip.
+async fn write_queued(
+    peer: &Rc<RefCell<Peer>>,
+    primary: &mut Primary,
+    settings: &ClusterSettings,
+) -> redis::RedisResult<()> {
+    let stream = record::stream_key(&settings.prefix);
+    loop {
+        let batch = {
+            let mut p = peer.borrow_mut();
+            let now = (p.clock)();
+            let origin = p.origin.clone();
+            p.outbox.next_batch(WRITE_BATCH, settings, &origin, now)
+        };
+        if batch.writes.is_empty() && peer.borrow().outbox.queued() == 0 {
+            peer.borrow_mut().outbox.written(&batch);
+            return Ok(());
+        }
+        let mut written = 0;
+        for chunk in batch.writes.chunks(WRITE_BATCH) {
+            match primary.write(&stream, settings.stream_length, chunk).await {
+                Ok(_) => written += chunk.len(),
+                Err(e) => {
+                    peer.borrow_mut().outbox.failed(&batch);
+                    log::warn!("cluster: write to Redis failed: {e}");
+                    return Err(e);
+                }
+            }
+        }
+        let mut p = peer.borrow_mut();
+        p.outbox.written(&batch);
+        ClusterStats::add(&p.stats.published, written as u64);
+        p.publish_gauges();
+        if batch.writes.len() < WRITE_BATCH && p.outbox.queued() == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// The node stops: write what is queued, for a bounded time.
+async fn final_flush(
+    peer: &Rc<RefCell<Peer>>,
+    primary: Option<&mut Primary>,
+    settings: &ClusterSettings,
+) {
+    let Some(primary) = primary else {
+        let left = peer.borrow().outbox.queued();
+        if left > 0 {
+            log::warn!("cluster: stopping with {left} changes not written to Redis (unreachable)");
+        }
+        return;
+    };
+    if tokio::time::timeout(FINAL_FLUSH, write_queued(peer, primary, settings))
+        .await
+        .is_err()
+    {
+        log::warn!("cluster: stopping before every change was written to Redis");
+    }
+}
+
+/// The follower task (see the module comment). Runs until the node stops.
+async fn follow(peer: Rc<RefCell<Peer>>) {
+    let settings = peer.borrow().settings.clone();
+    let stream = record::stream_key(&settings.prefix);
+    let mut position: Option<String> = None;
+    let mut backoff = Backoff::default();
+    while !peer.borrow().is_stopping() {
+        if !backoff.due() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let mut conn = match store::connect(&settings).await {
+            Ok(c) => c,
+            Err(_) => {
+                backoff.failed();
+                continue;
+            }
+        };
+        backoff.reset();
+        match follow_on(&peer, &mut conn, &stream, &mut position).await {
+            Ok(()) => return,
+            Err(e) => {
+                log::warn!("cluster: following Redis failed: {e}; reconnecting");
+                peer.borrow_mut().primary_suspect = true;
+                backoff.failed();
+            }
+        }
+    }
+}
+
+/// Load the state when there is no position to follow from (or it has a gap), then follow.
+/// Returns when the node stops.
+async fn follow_on(
+    peer: &Rc<RefCell<Peer>>,
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    position: &mut Option<String>,
+) -> redis::RedisResult<()> {
+    let gap = match position.as_deref() {
+        Some(id) => store::stream_has_gap(conn, stream, id).await?,
+        None => true,
+    };
+    if gap {
+        if position.is_some() {
+            ClusterStats::add(&peer.borrow().stats.resyncs, 1);
+            log::info!("cluster: the change stream has a gap here; loading the whole state again");
+        }
+        *position = Some(load(peer, conn, stream).await?);
+    }
+    let mut id = position.clone().unwrap_or_else(|| "0-0".into());
+    while !peer.borrow().is_stopping() {
+        let entries = store::follow(conn, stream, &id).await?;
+        let mut p = peer.borrow_mut();
+        for (entry_id, value) in entries {
+            if let Some(stored) = record::decode(&value) {
+                p.apply(&stored, false);
+            }
+            id = entry_id;
+        }
+        *position = Some(id.clone());
+    }
+    Ok(())
+}
+
+/// Load every binding in Redis into the local peers; returns the stream position to follow
+/// from (read first, so that what changes during the load is followed after it).
+async fn load(
+    peer: &Rc<RefCell<Peer>>,
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+) -> redis::RedisResult<String> {
+    let started = std::time::Instant::now();
+    let position = store::stream_end(conn, stream).await?;
+    let prefix = peer.borrow().settings.prefix.clone();
+    let mut loaded = 0usize;
+    store::scan_all(conn, &prefix, |values| {
+        let mut p = peer.borrow_mut();
+        for value in &values {
+            if let Some(stored) = record::decode(value) {
+                p.apply(&stored, true);
+                loaded += 1;
+            }
+        }
+    })
+    .await?;
+    // Ready once every loaded change is in the rings: a shard applies its rings before it
+    // decides anything, so from then on no request misses a binding Redis held.
+    while peer.borrow().backlog() > 0 && !peer.borrow().is_stopping() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let p = peer.borrow();
+    if !p.stats.is_ready() {
+        ClusterStats::set(&p.stats.ready, true);
+        log::info!(
+            "cluster: ready: loaded {loaded} bindings from Redis in {} ms, following its changes",
+            started.elapsed().as_millis()
+        );
+    }
+    Ok(position)
+}
+
+impl Peer {
+    /// Take in this node's changes from the rings and retry full rings. Returns whether the
+    /// node is stopping and every local producer has let go (nothing more will come).
+    fn take_in(&mut self) -> bool {
+        let Some(links) = &mut self.links else {
+            return true;
+        };
+        links.flush_backlog();
+        let finished = self.stop.load(Ordering::Relaxed) && links.finished();
+        let outbox = &mut self.outbox;
+        links.drain(|rec| outbox.push(rec));
+        let dropped = self.outbox.take_dropped();
+        if dropped > 0 {
+            ClusterStats::add(&self.stats.dropped, dropped);
+        }
+        self.publish_gauges();
+        finished
+    }
+
+    /// A change read from Redis. Another node's goes to every local peer (as this node applies
+    /// it: [`record::for_this_node`]); this node's own is only remembered, and only when
+    /// loading (after a restart: its connections are gone, so not its connection ids).
+    fn apply(&mut self, stored: &Stored<'_>, loading: bool) {
+        let Some(links) = &mut self.links else {
+            return;
+        };
+        if stored.node == self.settings.node_id.as_bytes() {
+            if loading {
+                if let Some(rec) = without_connection(&stored.record) {
+                    self.outbox.remember(&rec);
+                    links.send(rec);
+                }
+            }
+            return;
+        }
+        let latest = (self.clock)().unix_ms + self.settings.max_skew_ms;
+        let Some((rec, clamped)) = record::for_this_node(stored, latest) else {
+            return;
+        };
+        if clamped {
+            ClusterStats::add(&self.stats.clamped, 1);
+        }
+        links.send(rec);
+        ClusterStats::add(&self.stats.applied, 1);
+    }
+
+    fn lost_connection(&self) {
+        ClusterStats::set(&self.stats.connected, false);
+    }
+
+    fn backlog(&self) -> usize {
+        self.links.as_ref().map_or(0, Links::backlog_len)
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.links.is_none()
+    }
+
+    fn publish_gauges(&self) {
+        self.stats
+            .queued
+            .store(self.outbox.queued() as u64, Ordering::Relaxed);
+        ClusterStats::set(&self.stats.degraded, self.outbox.degraded());
+    }
+}
+
+/// This node's binding from before a restart, without the connection it came on (gone now;
+/// requests go to its address instead).
+fn without_connection(rec: &BindingRecord) -> Option<BindingRecord> {
+    let b = rec.decode()?;
+    if b.dest.conn.is_none() {
+        return Some(rec.clone());
+    }
+    let mut dest = b.dest;
+    dest.conn = None;
+    Some(BindingRecord::new(&rec.aor, &Binding { dest, ..b }))
+}
+
+/// Waits between connection attempts, doubling from [`BACKOFF_FIRST`] to [`BACKOFF_LAST`].
+#[derive(Default)]
+struct Backoff {
+    wait: Option<Duration>,
+    until: Option<std::time::Instant>,
+}
+
+impl Backoff {
+    fn due(&self) -> bool {
+        self.until.map_or(true, |t| std::time::Instant::now() >= t)
+    }
+
+    fn failed(&mut self) {
+        let wait = self
+            .wait
+            .map_or(BACKOFF_FIRST, |w| (w * 2).min(BACKOFF_LAST));
+        self.wait = Some(wait);
+        self.until = Some(std::time::Instant::now() + wait);
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+}
