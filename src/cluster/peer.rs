@@ -67,6 +67,9 @@ struct Peer {
     /// The follower lost its connection: the publisher's is likely gone too (Redis restarted,
     /// a failover), so it connects again, and republishes.
     primary_suspect: bool,
+    /// The first load is done: this node's own bindings in Redis are from before a restart
+    /// only then; later loads skip them (this node's memory is newer, its connections live).
+    loaded_once: bool,
 }
 
 /// Start the peer in a thread of its own; it stops (after writing what it can) once the node
@@ -92,6 +95,7 @@ pub fn spawn(setup: Setup) -> std::io::Result<std::thread::JoinHandle<()>> {
                 clock: setup.clock,
                 links: Some(setup.links),
                 primary_suspect: false,
+                loaded_once: false,
             }));
             let local = tokio::task::LocalSet::new();
             local.spawn_local(follow(Rc::clone(&peer)));
@@ -327,7 +331,8 @@ async fn load(
     while peer.borrow().backlog() > 0 && !peer.borrow().is_stopping() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let p = peer.borrow();
+    let mut p = peer.borrow_mut();
+    p.loaded_once = true;
     if !p.stats.is_ready() {
         ClusterStats::set(&p.stats.ready, true);
         log::info!(
@@ -358,14 +363,15 @@ impl Peer {
     }
 
     /// A change read from Redis. Another node's goes to every local peer (as this node applies
-    /// it: [`record::for_this_node`]); this node's own is only remembered, and only when
-    /// loading (after a restart: its connections are gone, so not its connection ids).
+    /// it: [`record::for_this_node`]); this node's own only in the first load after start-up
+    /// (without its connection ids: those connections are gone), and it is remembered to be
+    /// republished.
     fn apply(&mut self, stored: &Stored<'_>, loading: bool) {
         let Some(links) = &mut self.links else {
             return;
         };
         if stored.node == self.settings.node_id.as_bytes() {
-            if loading {
+            if loading && !self.loaded_once {
                 if let Some(rec) = without_connection(&stored.record) {
                     self.outbox.remember(&rec);
                     links.send(rec);
