@@ -178,3 +178,116 @@ fn write_of(
     let value = record::encode(rec, &b.version, &cfg.node_id, &route);
     Some((key, value, ttl_ms))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::location::{Binding, Extra, Version};
+    use crate::sip::Target;
+
+    const NOW: Now = Now {
+        unix_ms: 1_700_000_000_000,
+    };
+
+    fn settings() -> ClusterSettings {
+        ClusterSettings {
+            redis: crate::cluster::settings::parse_endpoint("redis://127.0.0.1:6379").unwrap(),
+            password: None,
+            node_id: "a".into(),
+            prefix: "p".into(),
+            queue_limit: 2,
+            publish_interval: Duration::from_millis(1),
+            stream_length: 100,
+            max_skew_ms: 2000,
+            tombstone_ttl: Duration::from_secs(7204),
+        }
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            addr: "192.0.2.1:5060".into(),
+            transport: Transport::Udp,
+            flow_key: FlowKey::new([1; 32]),
+        }
+    }
+
+    fn rec(user: &str, expires_in: u32, nat: bool) -> BindingRecord {
+        let contact = format!("sip:{user}@10.0.0.1");
+        let b = Binding {
+            version: Version {
+                stamp_ms: NOW.unix_ms,
+                call_id_hash: 1,
+                cseq: 1,
+            },
+            expires_at: if expires_in == 0 {
+                0
+            } else {
+                NOW.secs() as u32 + expires_in
+            },
+            q: 1000,
+            dest: Target::udp("203.0.113.5:4000".parse().unwrap()),
+            nat,
+            contact: contact.as_bytes(),
+            extra: Extra::default(),
+        };
+        BindingRecord::new(format!("{user}@x").as_bytes(), &b)
+    }
+
+    #[test]
+    fn writes_live_for_the_binding_and_tombstones_for_longer() {
+        let mut out = Outbox::new(10);
+        out.push(&rec("a", 60, false));
+        out.push(&rec("b", 0, false));
+        let batch = out.next_batch(10, &settings(), &origin(), NOW);
+        let ttls: Vec<u64> = batch.writes.iter().map(|w| w.2).collect();
+        assert_eq!(ttls, vec![62_000, 7_204_000]);
+        out.written(&batch);
+        assert_eq!(out.queued(), 0);
+    }
+
+    #[test]
+    fn a_nat_binding_is_published_with_a_route_through_this_node() {
+        let mut out = Outbox::new(10);
+        out.push(&rec("a", 60, true));
+        let batch = out.next_batch(10, &settings(), &origin(), NOW);
+        let stored = record::decode(&batch.writes[0].1).unwrap();
+        assert!(stored.route.starts_with(b"<sip:ft"));
+        assert!(stored.route.ends_with(b"@192.0.2.1:5060;lr>"));
+        let token = &stored.route[5..stored.route.iter().position(|&c| c == b'@').unwrap()];
+        let flow = origin().flow_key.flow(token).unwrap();
+        assert_eq!(flow.addr, "203.0.113.5:4000".parse().unwrap());
+    }
+
+    #[test]
+    fn an_expired_change_is_never_written() {
+        let mut out = Outbox::new(10);
+        out.push(&rec("a", 60, false));
+        let later = Now {
+            unix_ms: NOW.unix_ms + 61_000,
+        };
+        let batch = out.next_batch(10, &settings(), &origin(), later);
+        assert!(batch.writes.is_empty());
+        out.written(&batch);
+        assert_eq!(out.queued(), 0);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_then_republishes_everything() {
+        let mut out = Outbox::new(2);
+        for u in ["a", "b", "c"] {
+            out.push(&rec(u, 60, false));
+        }
+        assert_eq!(out.take_dropped(), 1);
+        assert!(out.degraded());
+        let batch = out.next_batch(10, &settings(), &origin(), NOW);
+        assert_eq!(batch.writes.len(), 3, "all of this node's bindings");
+        out.failed(&batch);
+        assert!(out.degraded(), "a failed republication is tried again");
+        let batch = out.next_batch(10, &settings(), &origin(), NOW);
+        out.written(&batch);
+        assert!(!out.degraded());
+        assert_eq!(out.queued(), 0);
+    }
+}

@@ -38,8 +38,9 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_LAST: Duration = Duration::from_secs(2);
 /// How often `mine` loses expired bindings.
 const PURGE_EVERY: Duration = Duration::from_secs(5);
-/// An idle publisher checks its connection this often (a write would find it broken only when
-/// the next change comes, and the republication after a loss should not wait for that).
+/// The publisher checks its connection this often, and that it still leads to the primary (a
+/// write would find it broken only when the next change comes, and the republication after a
+/// loss or a failover should not wait for that).
 const IDLE_PING: Duration = Duration::from_secs(1);
 /// How long the last changes may take to reach Redis when the node stops.
 const FINAL_FLUSH: Duration = Duration::from_secs(2);
@@ -67,6 +68,9 @@ struct Peer {
     /// The follower lost its connection: the publisher's is likely gone too (Redis restarted,
     /// a failover), so it connects again, and republishes.
     primary_suspect: bool,
+    /// The publisher lost the primary (or found it demoted): the follower connects again too,
+    /// to whichever server is the primary now.
+    follower_suspect: bool,
     /// The first load is done: this node's own bindings in Redis are from before a restart
     /// only then; later loads skip them (this node's memory is newer, its connections live).
     loaded_once: bool,
@@ -95,6 +99,7 @@ pub fn spawn(setup: Setup) -> std::io::Result<std::thread::JoinHandle<()>> {
                 clock: setup.clock,
                 links: Some(setup.links),
                 primary_suspect: false,
+                follower_suspect: false,
                 loaded_once: false,
             }));
             let local = tokio::task::LocalSet::new();
@@ -114,15 +119,17 @@ async fn publish(peer: Rc<RefCell<Peer>>) {
     loop {
         let stopping = peer.borrow_mut().take_in();
         if std::mem::take(&mut peer.borrow_mut().primary_suspect) && primary.is_some() {
+            // The follower lost its connection: this one is likely gone too. (The follower
+            // reconnects by itself: it is not told again.)
             primary = None;
-            peer.borrow().lost_connection();
+            ClusterStats::set(&peer.borrow().stats.connected, false);
         }
         if let Some(p) = &mut primary {
             if last_check.elapsed() >= IDLE_PING {
                 last_check = std::time::Instant::now();
-                if p.ping().await.is_err() {
+                if p.check().await.is_err() {
                     primary = None;
-                    peer.borrow().lost_connection();
+                    peer.borrow_mut().lost_connection();
                 }
             }
         }
@@ -132,7 +139,7 @@ async fn publish(peer: Rc<RefCell<Peer>>) {
         if let Some(p) = &mut primary {
             if write_queued(&peer, p, &settings).await.is_err() {
                 primary = None;
-                peer.borrow().lost_connection();
+                peer.borrow_mut().lost_connection();
             }
         }
         if stopping {
@@ -292,6 +299,9 @@ async fn follow_on(
     }
     let mut id = position.clone().unwrap_or_else(|| "0-0".into());
     while !peer.borrow().is_stopping() {
+        if std::mem::take(&mut peer.borrow_mut().follower_suspect) {
+            return Err((redis::ErrorKind::IoError, "the primary changed").into());
+        }
         let entries = store::follow(conn, stream, &id).await?;
         let mut p = peer.borrow_mut();
         for (entry_id, value) in entries {
@@ -390,8 +400,9 @@ impl Peer {
         ClusterStats::add(&self.stats.applied, 1);
     }
 
-    fn lost_connection(&self) {
+    fn lost_connection(&mut self) {
         ClusterStats::set(&self.stats.connected, false);
+        self.follower_suspect = true;
     }
 
     fn backlog(&self) -> usize {

@@ -98,12 +98,7 @@ pub async fn connect(settings: &ClusterSettings) -> redis::RedisResult<Multiplex
 impl Primary {
     pub async fn open(settings: &ClusterSettings) -> redis::RedisResult<Primary> {
         let mut conn = connect(settings).await?;
-        // A replica (an old primary after a failover, before it is reconfigured) would take
-        // reads and refuse writes: only a primary will do.
-        let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
-        if !matches!(role.first(), Some(Value::BulkString(r)) if r == b"master") {
-            return Err((redis::ErrorKind::ReadOnly, "not a primary").into());
-        }
+        check_primary(&mut conn).await?;
         let script_sha: String = redis::cmd("SCRIPT")
             .arg("LOAD")
             .arg(WRITE_SCRIPT)
@@ -112,9 +107,9 @@ impl Primary {
         Ok(Primary { conn, script_sha })
     }
 
-    /// Whether the connection still answers.
-    pub async fn ping(&mut self) -> redis::RedisResult<()> {
-        redis::cmd("PING").query_async(&mut self.conn).await
+    /// Whether the connection still answers, and still to a primary.
+    pub async fn check(&mut self) -> redis::RedisResult<()> {
+        check_primary(&mut self.conn).await
     }
 
     /// Write a batch of changes, one round trip: each is `(key, value, ttl_ms)`. Returns how
@@ -138,6 +133,17 @@ impl Primary {
         }
         let written: Vec<i64> = pipe.query_async(&mut self.conn).await?;
         Ok(written.iter().filter(|&&w| w == 1).count())
+    }
+}
+
+/// A replica (an old primary demoted by a failover) takes reads and refuses writes: only a
+/// primary will do.
+async fn check_primary(conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+    let role: Vec<Value> = redis::cmd("ROLE").query_async(conn).await?;
+    if matches!(role.first(), Some(Value::BulkString(r)) if r == b"master") {
+        Ok(())
+    } else {
+        Err((redis::ErrorKind::ReadOnly, "not a primary").into())
     }
 }
 
