@@ -188,8 +188,8 @@ pub fn route_via(token: &[u8], node_addr: &str, transport: Transport) -> Vec<u8>
 /// Another node's change as this node applies it: a binding reached through its origin node
 /// gets the route as its Path and that node as its destination (not behind NAT here: this
 /// node never pings it); a version stamped beyond `latest_ms` (now plus the clock bound) is
-/// brought back to it. Returns the record and whether it was clamped; `None` when the route
-/// does not name an address.
+/// brought back to it. Returns the record and whether it was clamped; `None` when the stored
+/// binding does not decode.
 pub fn for_this_node(stored: &Stored<'_>, latest_ms: u64) -> Option<(BindingRecord, bool)> {
     let b = stored.record.decode()?;
     let clamped = b.version.stamp_ms > latest_ms;
@@ -206,7 +206,8 @@ pub fn for_this_node(stored: &Stored<'_>, latest_ms: u64) -> Option<(BindingReco
             true,
         ));
     }
-    let hop = route_hop(stored.route)?;
+    // A route naming a host instead of an address is resolved when a request is routed.
+    let hop = route_hop(stored.route).unwrap_or(b.dest);
     let routed = Binding {
         version,
         dest: hop,
