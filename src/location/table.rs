@@ -396,6 +396,15 @@ impl LocationTable {
             .max_by_key(|b| (b.q, b.version))
     }
 
+    /// The version of the binding of `aor` that `incoming` would replace (the same Outbound
+    /// flow, else an equivalent contact; live or a tombstone), if the table holds one. A new
+    /// change must be stamped later than it to win.
+    pub fn version_of(&self, aor: &[u8], incoming: &Binding<'_>) -> Option<Version> {
+        self.bindings(aor)
+            .find(|b| same_binding(b, incoming))
+            .map(|b| b.version)
+    }
+
     /// Apply one binding change (local or replicated). Last writer wins per contact.
     pub fn merge(&mut self, aor: &[u8], incoming: &Binding<'_>) -> MergeOutcome {
         if aor.len() > MAX_AOR_LEN {

@@ -4,6 +4,7 @@ use crate::counters::Counters;
 use crate::location::{self, Binding, BindingRecord, LocationTable, MergeOutcome, Now, Version};
 use crate::sip::write::{push_q_value, push_uint};
 
+use super::outbox::stamp;
 use super::{Change, Changes, DateLine, Origin, Outbox, Plan};
 
 /// What committing a plan changes, borrowed from the shard's core.
@@ -101,9 +102,9 @@ impl Store<'_> {
         } else {
             (origin.now.secs() + ch.expires as u64).min(u32::MAX as u64) as u32
         };
-        let binding = Binding {
+        let mut binding = Binding {
             version: Version {
-                stamp_ms: self.outbox.stamp(origin.now),
+                stamp_ms: origin.now.unix_ms,
                 call_id_hash: origin.call_id_hash,
                 cseq: origin.cseq,
             },
@@ -114,6 +115,7 @@ impl Store<'_> {
             contact: ch.uri,
             extra: ch.extra,
         };
+        binding.version.stamp_ms = stamp(origin.now, self.table.version_of(aor, &binding));
         let counters = &mut *self.counters;
         if ch.nat && ch.expires > 0 {
             counters.nat.registered += 1;
