@@ -4,7 +4,7 @@
     scripts/bench-summary.py bench-results [--markdown docs/benchmarks-results.md]
 
 Reads what the sections left in the results directory (forward.json, calls/, register/,
-register-auth.json, generators/loadgen.json, memory/, run.json), writes
+register-auth.json, generators/loadgen.json, memory/, cluster.json, run.json), writes
 bench-results/summary.json and, with --markdown, the generated results page (the soak section
 that scripts/soak.sh put between its markers is carried over). Sections that did not run are
 left out. Standard library only.
@@ -305,6 +305,15 @@ def markdown(s):
                      f"{fmt(lt.get('heap_bytes_per_binding'), '.1f')} heap / {fmt(lt.get('rss_bytes_per_binding'), '.1f')} "
                      f"resident bytes per binding per shard.")
         L.append("")
+    cl = s.get("cluster")
+    if cl and cl.get("summary_rows"):
+        L.append("## Cluster: nodes sharing the location table through Redis")
+        L.append("")
+        L.append(f"`scripts/bench.sh cluster` ({cl.get('mode')} run, Redis {cl.get('redis_version', '').split(' v=')[-1].split(' ')[0]}): "
+                 "one shard per node, the nodes on CPU 0, the generators and redis-server on CPU 1. "
+                 "Every figure of the run is in `bench-results/cluster.json`.")
+        L.append("")
+        table(L, ["figure", "measured:", "target:", "verdict"], cl["summary_rows"])
     L.append("Plots: [latency percentiles](img/latency-percentiles.svg), [rate over time](img/rate-over-time.svg), "
              "[CPU per message](img/cpu-per-message.svg). Method: [benchmarks.md](benchmarks.md).")
     L.append("")
@@ -564,7 +573,8 @@ def main():
     }
     for key, fn in (("forward", forward), ("calls", calls), ("register", register),
                     ("generators", lambda r: load(os.path.join(r, "generators", "loadgen.json"))),
-                    ("memory", memory)):
+                    ("memory", memory),
+                    ("cluster", lambda r: load(os.path.join(r, "cluster.json")))):
         v = fn(a.results)
         if v:
             s[key] = v

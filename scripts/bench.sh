@@ -36,6 +36,12 @@
 #               SIP capture over TCP and over UDP next to plain sipshard, two rounds
 #               ($HEP_SYSTEMS): the ratios sipshard-hep-stream/sipshard and sipshard-hep/sipshard
 #               against the 1.3x target (docs/operations.md, SIP capture).
+#   cluster     (only when named: `scripts/bench.sh cluster`) nodes sharing the location table
+#               through Redis (scripts/bench-cluster.sh): REGISTER/s of one node with --redis
+#               against without (target >= 0.8x) and the CPU of node and redis-server; the lag
+#               from A's 200 OK to B routing the AOR at 10,000 REGISTER/s (p99 <= 20 ms); a new
+#               node's time to ready with $MEMORY_AORS AORs in Redis (<= 10 s); Redis bytes per
+#               binding. Results in bench-results/cluster.json and bench-results/cluster/.
 #   robustness  (only when named: `scripts/bench.sh robustness`, runs alone) the mutation
 #               suite's cases through sipshard and Kamailio with sanity_check(), per mutated
 #               field forwarded/refused/dropped for both: scripts/bench-robustness.sh.
@@ -74,7 +80,7 @@ while [ $# -gt 0 ]; do
         sed -n '2,/^set -euo/p' "$0" | sed '$d'
         exit 0
         ;;
-    forward | calls | register | generators | tcp | tls | memory | hep) SECTIONS+=("$1") ;;
+    forward | calls | register | generators | tcp | tls | memory | hep | cluster) SECTIONS+=("$1") ;;
     robustness) exec "$ROOT/scripts/bench-robustness.sh" ;;
     *)
         echo "bench.sh: unknown argument $1 (sections: $ALL_SECTIONS)" >&2
@@ -454,6 +460,16 @@ EOF
     log "-- location table alone (cargo bench --bench location_memory -- $MEMORY_AORS)"
     cargo bench --quiet --bench location_memory -- "$MEMORY_AORS" >"$dir/location_memory.txt" 2>&1
     grep '"kind":"location_memory"' "$dir/location_memory.txt" | tail -1 >"$dir/location_memory.json" || true
+}
+
+# Not among the default sections: nodes sharing their location table through Redis.
+section_cluster() {
+    log "== cluster: nodes on one Redis (scripts/bench-cluster.sh)"
+    local args=()
+    [ "$QUICK" = 1 ] && args+=(--quick)
+    [ "$INSTALL" = 1 ] || args+=(--no-install)
+    env SUT_CPU="$SUT_CPU" GEN_CPU="$GEN_CPU" OUT_DIR="$OUT_DIR" AORS="$MEMORY_AORS" \
+        MAX_LATENCY_MS="$MAX_LATENCY_MS" scripts/bench-cluster.sh "${args[@]}"
 }
 
 # ---------------------------------------------------------------------------------------

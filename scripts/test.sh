@@ -4,7 +4,8 @@
 # Integration tests talk to real SIP peers that nobody here wrote: SIPp (Debian package
 # sip-tester), Kamailio (and its TLS module, package kamailio-tls-modules), sipsak, the
 # baresip softphone (Debian package baresip-core) and sngrep (the HEP receiver of tests/hep.rs);
-# fail2ban-regex reads our log as fail2ban would. This script installs whichever is missing
+# fail2ban-regex reads our log as fail2ban would; tests/cluster.rs runs nodes sharing Redis
+# (redis-server, with redis-cli, and redis-sentinel). This script installs whichever is missing
 # when it can (as root with apt-get); otherwise it says which are missing and the tests that
 # need them fail with that message -- they never pass silently. It checks the layering of src/
 # (which installs cargo-modules once when it is missing), then runs every test of the workspace
@@ -37,6 +38,10 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 # tests/logs.rs checks the fail2ban filter of scripts/fail2ban with fail2ban's own reader.
 command -v fail2ban-regex >/dev/null 2>&1 || missing+=(fail2ban)
+# tests/cluster.rs shares the location table between nodes through a real Redis, and fails one
+# over with Redis Sentinel.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,11 +1,13 @@
-//! SIP peers that nobody here wrote: SIPp (Debian package sip-tester), Kamailio (with its TLS
-//! module, package kamailio-tls-modules), sipsak and baresip (Debian package baresip-core).
+//! Peers that nobody here wrote: SIPp (Debian package sip-tester), Kamailio (with its TLS
+//! module, package kamailio-tls-modules), sipsak and baresip (Debian package baresip-core), and
+//! Redis with Redis Sentinel (packages redis-server and redis-sentinel), the store of a cluster.
 //! Interoperating with them is what the interop, flow and authentication tests check, so a
 //! missing peer fails the test that needs it with a message saying how to install it
 //! (`scripts/test.sh` does): these tests never pass by skipping.
 
 pub mod baresip;
 pub mod kamailio;
+pub mod redis;
 pub mod sipp;
 pub mod sipsak;
 
@@ -17,8 +19,8 @@ use std::sync::Mutex;
 use crate::proxy::Proxy;
 
 /// What to do when a peer program is missing.
-pub const INSTALL_HINT: &str =
-    "run scripts/test.sh or apt-get install -y sip-tester kamailio kamailio-tls-modules sipsak baresip-core";
+pub const INSTALL_HINT: &str = "run scripts/test.sh or apt-get install -y sip-tester kamailio \
+     kamailio-tls-modules sipsak baresip-core redis-server redis-sentinel";
 
 /// The full path of a peer program. A missing one fails the test with [`INSTALL_HINT`].
 pub fn require(program: &str) -> PathBuf {
