@@ -496,8 +496,9 @@ part_ready() {
         echo "used_memory_after $after"
         echo "binding_keys $keys"
         echo "dbsize $(rcli DBSIZE)"
-        echo "stream_length $(rcli XLEN "$PREFIX:stream")"
-        echo "stream_memory_usage $(rcli MEMORY USAGE "$PREFIX:stream" SAMPLES 0)"
+        # Each node appends to a stream of its own (PREFIX:stream:NODE); A filled this one.
+        echo "stream_length $(rcli XLEN "$PREFIX:stream:a")"
+        echo "stream_memory_usage $(rcli MEMORY USAGE "$PREFIX:stream:a" SAMPLES 0)"
     } >"$DIR/ready-redis.txt"
     rcli INFO memory >"$DIR/ready-redis-info-memory.txt"
     log "4. Redis: used_memory $before -> $after bytes, $keys binding keys"

@@ -7,15 +7,17 @@
 //!
 //! Redis holds the durable state: one key per binding, aged by Redis itself (its time to live
 //! follows the binding's expiry; a removal is a tombstone kept longer than any binding can
-//! live), and a change stream capped by length that nodes follow. The store's write keeps the
-//! newest version (last writer wins, the node id breaking ties) and appends to the stream in
-//! the same step ([`store`]), so a node that reads the stream's position, then the keys, then
-//! follows from that position misses nothing. What a change looks like in Redis, and how a
+//! live), and one change stream per node, capped by length, that the other nodes follow. The store's write keeps the
+//! newest version (last writer wins, the node id breaking ties) and appends to the writing
+//! node's own stream in the same step ([`store`]), so a node that reads the other nodes'
+//! stream positions, then the keys, then follows from those positions misses nothing
+//! ([`follower`]). What a change looks like in Redis, and how a
 //! binding only its own node can reach is routed through that node: [`record`].
 //!
 //! Layering: a peer of the replication mesh like the persister and the admin API; below the
 //! runtime (which starts it), above the core.
 
+mod follower;
 pub mod outbox;
 pub mod peer;
 pub mod record;

@@ -7,10 +7,9 @@
 //!   primary; after a lost connection it republishes every binding of this node, which is how
 //!   a Redis restarted empty, a failover that lost acknowledged writes, or a dropped change
 //!   are all repaired by the same path.
-//! - The **follower**, on a connection of its own: loads the whole state (stream position
-//!   first, then the keys, then the stream from that position: nothing between is missed),
-//!   then blocks on the stream and hands other nodes' changes to every local peer through the
-//!   rings. It loads again whenever the stream has a gap (trimmed past it, or Redis lost it).
+//! - The **follower** ([`super::follower`]), on a connection of its own: loads the whole state,
+//!   then blocks on the other nodes' change streams and hands their changes to every local
+//!   peer through the rings.
 //!
 //! The packet path never waits for any of this: shards apply what the rings bring at their
 //! next batch.
@@ -21,12 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-
+use super::follower;
 use super::outbox::{Origin, Outbox};
 use super::record::{self, Stored};
 use super::settings::ClusterSettings;
-use super::store::{self, Primary};
+use super::store::Primary;
 use crate::location::{Binding, BindingRecord, Now};
 use crate::metrics::ClusterStats;
 use crate::replication::Links;
@@ -56,24 +54,24 @@ pub struct Setup {
 }
 
 /// The state both tasks share.
-struct Peer {
-    settings: ClusterSettings,
-    origin: Origin,
-    stats: Arc<ClusterStats>,
-    stop: Arc<AtomicBool>,
-    clock: fn() -> Now,
+pub(super) struct Peer {
+    pub(super) settings: ClusterSettings,
+    pub(super) origin: Origin,
+    pub(super) stats: Arc<ClusterStats>,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) clock: fn() -> Now,
     /// `None` once the node stops: the rings are let go so that the persister can finish.
-    links: Option<Links>,
-    outbox: Outbox,
+    pub(super) links: Option<Links>,
+    pub(super) outbox: Outbox,
     /// The follower lost its connection: the publisher's is likely gone too (Redis restarted,
     /// a failover), so it connects again, and republishes.
-    primary_suspect: bool,
+    pub(super) primary_suspect: bool,
     /// The publisher lost the primary (or found it demoted): the follower connects again too,
     /// to whichever server is the primary now.
-    follower_suspect: bool,
+    pub(super) follower_suspect: bool,
     /// The first load is done: this node's own bindings in Redis are from before a restart
     /// only then; later loads skip them (this node's memory is newer, its connections live).
-    loaded_once: bool,
+    pub(super) loaded_once: bool,
 }
 
 /// Start the peer in a thread of its own; it stops (after writing what it can) once the node
@@ -103,7 +101,7 @@ pub fn spawn(setup: Setup) -> std::io::Result<std::thread::JoinHandle<()>> {
                 loaded_once: false,
             }));
             let local = tokio::task::LocalSet::new();
-            local.spawn_local(follow(Rc::clone(&peer)));
+            local.spawn_local(follower::follow(Rc::clone(&peer)));
             local.block_on(&runtime, publish(peer));
         })
 }
@@ -194,7 +192,7 @@ async fn write_queued(
     primary: &mut Primary,
     settings: &ClusterSettings,
 ) -> redis::RedisResult<()> {
-    let stream = record::stream_key(&settings.prefix);
+    let stream = record::stream_key(&settings.prefix, &settings.node_id);
     loop {
         let batch = {
             let mut p = peer.borrow_mut();
@@ -248,111 +246,6 @@ async fn final_flush(
     }
 }
 
-/// The follower task (see the module comment). Runs until the node stops.
-async fn follow(peer: Rc<RefCell<Peer>>) {
-    let settings = peer.borrow().settings.clone();
-    let stream = record::stream_key(&settings.prefix);
-    let mut position: Option<String> = None;
-    let mut backoff = Backoff::default();
-    while !peer.borrow().is_stopping() {
-        if !backoff.due() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        }
-        let mut conn = match store::connect(&settings).await {
-            Ok(c) => c,
-            Err(_) => {
-                backoff.failed();
-                continue;
-            }
-        };
-        backoff.reset();
-        match follow_on(&peer, &mut conn, &stream, &mut position).await {
-            Ok(()) => return,
-            Err(e) => {
-                log::warn!("cluster: following Redis failed: {e}; reconnecting");
-                peer.borrow_mut().primary_suspect = true;
-                backoff.failed();
-            }
-        }
-    }
-}
-
-/// Load the state when there is no position to follow from (or it has a gap), then follow.
-/// Returns when the node stops.
-async fn follow_on(
-    peer: &Rc<RefCell<Peer>>,
-    conn: &mut MultiplexedConnection,
-    stream: &str,
-    position: &mut Option<String>,
-) -> redis::RedisResult<()> {
-    let gap = match position.as_deref() {
-        Some(id) => store::stream_has_gap(conn, stream, id).await?,
-        None => true,
-    };
-    if gap {
-        if position.is_some() {
-            ClusterStats::add(&peer.borrow().stats.resyncs, 1);
-            log::info!("cluster: the change stream has a gap here; loading the whole state again");
-        }
-        *position = Some(load(peer, conn, stream).await?);
-    }
-    let mut id = position.clone().unwrap_or_else(|| "0-0".into());
-    while !peer.borrow().is_stopping() {
-        if std::mem::take(&mut peer.borrow_mut().follower_suspect) {
-            return Err((redis::ErrorKind::IoError, "the primary changed").into());
-        }
-        let entries = store::follow(conn, stream, &id).await?;
-        let mut p = peer.borrow_mut();
-        for (entry_id, value) in entries {
-            if let Some(stored) = record::decode(&value) {
-                p.apply(&stored, false);
-            }
-            id = entry_id;
-        }
-        *position = Some(id.clone());
-    }
-    Ok(())
-}
-
-/// Load every binding in Redis into the local peers; returns the stream position to follow
-/// from (read first, so that what changes during the load is followed after it).
-async fn load(
-    peer: &Rc<RefCell<Peer>>,
-    conn: &mut MultiplexedConnection,
-    stream: &str,
-) -> redis::RedisResult<String> {
-    let started = std::time::Instant::now();
-    let position = store::stream_end(conn, stream).await?;
-    let prefix = peer.borrow().settings.prefix.clone();
-    let mut loaded = 0usize;
-    store::scan_all(conn, &prefix, |values| {
-        let mut p = peer.borrow_mut();
-        for value in &values {
-            if let Some(stored) = record::decode(value) {
-                p.apply(&stored, true);
-                loaded += 1;
-            }
-        }
-    })
-    .await?;
-    // Ready once every loaded change is in the rings: a shard applies its rings before it
-    // decides anything, so from then on no request misses a binding Redis held.
-    while peer.borrow().backlog() > 0 && !peer.borrow().is_stopping() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let mut p = peer.borrow_mut();
-    p.loaded_once = true;
-    if !p.stats.is_ready() {
-        ClusterStats::set(&p.stats.ready, true);
-        log::info!(
-            "cluster: ready: loaded {loaded} bindings from Redis in {} ms, following its changes",
-            started.elapsed().as_millis()
-        );
-    }
-    Ok(position)
-}
-
 impl Peer {
     /// Take in this node's changes from the rings and retry full rings. Returns whether the
     /// node is stopping and every local producer has let go (nothing more will come).
@@ -376,7 +269,7 @@ impl Peer {
     /// it: [`record::for_this_node`]); this node's own only in the first load after start-up
     /// (without its connection ids: those connections are gone), and it is remembered to be
     /// republished.
-    fn apply(&mut self, stored: &Stored<'_>, loading: bool) {
+    pub(super) fn apply(&mut self, stored: &Stored<'_>, loading: bool) {
         let Some(links) = &mut self.links else {
             return;
         };
@@ -405,11 +298,11 @@ impl Peer {
         self.follower_suspect = true;
     }
 
-    fn backlog(&self) -> usize {
+    pub(super) fn backlog(&self) -> usize {
         self.links.as_ref().map_or(0, Links::backlog_len)
     }
 
-    fn is_stopping(&self) -> bool {
+    pub(super) fn is_stopping(&self) -> bool {
         self.links.is_none()
     }
 
@@ -435,17 +328,17 @@ fn without_connection(rec: &BindingRecord) -> Option<BindingRecord> {
 
 /// Waits between connection attempts, doubling from [`BACKOFF_FIRST`] to [`BACKOFF_LAST`].
 #[derive(Default)]
-struct Backoff {
+pub(super) struct Backoff {
     wait: Option<Duration>,
     until: Option<std::time::Instant>,
 }
 
 impl Backoff {
-    fn due(&self) -> bool {
+    pub(super) fn due(&self) -> bool {
         self.until.map_or(true, |t| std::time::Instant::now() >= t)
     }
 
-    fn failed(&mut self) {
+    pub(super) fn failed(&mut self) {
         let wait = self
             .wait
             .map_or(BACKOFF_FIRST, |w| (w * 2).min(BACKOFF_LAST));
@@ -453,7 +346,7 @@ impl Backoff {
         self.until = Some(std::time::Instant::now() + wait);
     }
 
-    fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         *self = Backoff::default();
     }
 }

@@ -53,9 +53,15 @@ pub fn key_pattern(prefix: &str) -> String {
     format!("{}:b:*", escape_glob(prefix))
 }
 
-/// The change stream's key.
-pub fn stream_key(prefix: &str) -> String {
-    format!("{prefix}:stream")
+/// The change stream of node `node`: each node appends its own changes to its own stream, so
+/// a node never reads its own changes back.
+pub fn stream_key(prefix: &str, node: &str) -> String {
+    format!("{prefix}:stream:{node}")
+}
+
+/// The set of the cluster's nodes (whose streams there are to follow).
+pub fn nodes_key(prefix: &str) -> String {
+    format!("{prefix}:nodes")
 }
 
 fn escape_glob(s: &str) -> String {

@@ -11,40 +11,51 @@ use redis::{AsyncConnectionConfig, Client, ConnectionInfo, RedisConnectionInfo, 
 use super::record;
 use super::settings::{ClusterSettings, RedisEndpoint};
 
-/// A write keeps the newest version of a binding (last writer wins, the node id breaking ties,
-/// exactly the table's rule in numbers) and, only when it changed the key, appends the change
-/// to the stream: the key and its stream entry change together or not at all, which is what
-/// lets a node read the stream position, then the keys, then follow from that position.
+/// A write keeps the newest version of each binding (last writer wins, the node id breaking
+/// ties, exactly the table's rule in numbers) and, only when it changed the key, appends the
+/// change to this node's stream: a key and its stream entry change together or not at all,
+/// which is what lets a node read the streams' positions, then the keys, then follow from those
+/// positions. One call writes a batch (Redis runs a script whole, and one reply answers it).
 ///
-/// KEYS: binding key, stream. ARGV: value, TTL (ms), stream length bound.
+/// KEYS: the bindings' keys, then this node's stream. ARGV: each key's value and TTL (ms), then
+/// the stream's length bound. Returns how many keys changed.
 const WRITE_SCRIPT: &str = r#"
 local function version(v)
   local s, h, l, c, n = string.match(v, '^(%d+):(%d+):(%d+):(%d+):([^|]*)|')
   if not s then return nil end
   return {tonumber(s), tonumber(h), tonumber(l), tonumber(c)}, n
 end
-local new, node = version(ARGV[1])
-if not new then return redis.error_reply('sipshard: malformed value') end
-local cur = redis.call('GET', KEYS[1])
-if cur then
+local function newer(value, cur)
+  if not cur then return true end
   local old, oldnode = version(cur)
-  if old then
-    local newer = nil
-    for i = 1, 4 do
-      if newer == nil and new[i] ~= old[i] then newer = new[i] > old[i] end
-    end
-    if newer == nil then newer = node > oldnode end
-    if not newer then return 0 end
+  if not old then return true end
+  local new, node = version(value)
+  for i = 1, 4 do
+    if new[i] ~= old[i] then return new[i] > old[i] end
+  end
+  return node > oldnode
+end
+local stream = KEYS[#KEYS]
+local maxlen = ARGV[#ARGV]
+local written = 0
+for i = 1, #KEYS - 1 do
+  local value, ttl = ARGV[2 * i - 1], ARGV[2 * i]
+  if not version(value) then return redis.error_reply('sipshard: malformed value') end
+  if newer(value, redis.call('GET', KEYS[i])) then
+    redis.call('SET', KEYS[i], value, 'PX', ttl)
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'r', value)
+    written = written + 1
   end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', ARGV[1])
-return 1
+return written
 "#;
 
+/// Changes per script call.
+const SCRIPT_BATCH: usize = 256;
 /// Keys read per SCAN step and values per MGET while loading.
-const SCAN_COUNT: usize = 5000;
-/// How long a follower waits on the stream for news before asking again.
+const SCAN_COUNT: usize = 10_000;
+/// How long a follower waits on the streams for news before asking again (and looking for new
+/// nodes).
 const STREAM_BLOCK_MS: usize = 1000;
 /// Entries read from the stream at once.
 const STREAM_COUNT: usize = 2048;
@@ -99,6 +110,12 @@ impl Primary {
     pub async fn open(settings: &ClusterSettings) -> redis::RedisResult<Primary> {
         let mut conn = connect(settings).await?;
         check_primary(&mut conn).await?;
+        // Other nodes learn of this node's stream from the set of nodes.
+        let _: i64 = redis::cmd("SADD")
+            .arg(record::nodes_key(&settings.prefix))
+            .arg(&settings.node_id)
+            .query_async(&mut conn)
+            .await?;
         let script_sha: String = redis::cmd("SCRIPT")
             .arg("LOAD")
             .arg(WRITE_SCRIPT)
@@ -112,8 +129,9 @@ impl Primary {
         check_primary(&mut self.conn).await
     }
 
-    /// Write a batch of changes, one round trip: each is `(key, value, ttl_ms)`. Returns how
-    /// many changed Redis (the rest were older than what it holds).
+    /// Write a batch of changes, one round trip: each is `(key, value, ttl_ms)`, appended to
+    /// `stream` (this node's) when it changed its key. Returns how many did (the rest were
+    /// older than what Redis holds).
     pub async fn write(
         &mut self,
         stream: &str,
@@ -121,18 +139,22 @@ impl Primary {
         batch: &[(Vec<u8>, Vec<u8>, u64)],
     ) -> redis::RedisResult<usize> {
         let mut pipe = redis::pipe();
-        for (key, value, ttl_ms) in batch {
-            pipe.cmd("EVALSHA")
+        for chunk in batch.chunks(SCRIPT_BATCH) {
+            let call = pipe
+                .cmd("EVALSHA")
                 .arg(&self.script_sha)
-                .arg(2)
-                .arg(key)
-                .arg(stream)
-                .arg(value)
-                .arg(ttl_ms.max(&1))
-                .arg(stream_max);
+                .arg(chunk.len() + 1);
+            for (key, _, _) in chunk {
+                call.arg(key);
+            }
+            call.arg(stream);
+            for (_, value, ttl_ms) in chunk {
+                call.arg(value).arg((*ttl_ms).max(1));
+            }
+            call.arg(stream_max);
         }
         let written: Vec<i64> = pipe.query_async(&mut self.conn).await?;
-        Ok(written.iter().filter(|&&w| w == 1).count())
+        Ok(written.iter().sum::<i64>() as usize)
     }
 }
 
@@ -201,14 +223,18 @@ fn later(a: &str, b: &str) -> bool {
     parse(a) > parse(b)
 }
 
-/// Every stored binding value, a piece at a time (SCAN then MGET): `each` gets each piece.
-/// Keys written meanwhile may be seen or not; their stream entries follow the position read
-/// before, so nothing is missed.
-pub async fn scan_all(
+/// Every stored binding value, a piece at a time (SCAN then MGET): `each` gets each piece and
+/// says whether to go on. Keys written meanwhile may be seen or not; their stream entries come
+/// after the positions read before, so nothing is missed.
+pub async fn scan_all<F, Fut>(
     conn: &mut MultiplexedConnection,
     prefix: &str,
-    mut each: impl FnMut(Vec<Vec<u8>>),
-) -> redis::RedisResult<()> {
+    mut each: F,
+) -> redis::RedisResult<()>
+where
+    F: FnMut(Vec<Vec<u8>>) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let pattern = record::key_pattern(prefix);
     let mut cursor: u64 = 0;
     loop {
@@ -223,7 +249,9 @@ pub async fn scan_all(
         if !keys.is_empty() {
             let values: Vec<Option<Vec<u8>>> =
                 redis::cmd("MGET").arg(&keys).query_async(conn).await?;
-            each(values.into_iter().flatten().collect());
+            if !each(values.into_iter().flatten().collect()).await {
+                return Ok(());
+            }
         }
         if next == 0 {
             return Ok(());
@@ -232,38 +260,54 @@ pub async fn scan_all(
     }
 }
 
-/// The stream's entries after `id`, waiting up to [`STREAM_BLOCK_MS`] for some: (id, value)
-/// pairs, in order. Empty when nothing came.
+/// The other nodes (the set every node adds itself to), without `me`.
+pub async fn other_nodes(
+    conn: &mut MultiplexedConnection,
+    prefix: &str,
+    me: &str,
+) -> redis::RedisResult<Vec<String>> {
+    let nodes: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(record::nodes_key(prefix))
+        .query_async(conn)
+        .await?;
+    Ok(nodes.into_iter().filter(|n| n != me).collect())
+}
+
+/// The entries after each stream's position, waiting up to [`STREAM_BLOCK_MS`] for some:
+/// (stream, id, value) triples, in order per stream. Empty when nothing came.
 pub async fn follow(
     conn: &mut MultiplexedConnection,
-    stream: &str,
-    id: &str,
-) -> redis::RedisResult<Vec<(String, Vec<u8>)>> {
-    let reply: Value = redis::cmd("XREAD")
-        .arg("COUNT")
+    positions: &std::collections::BTreeMap<String, String>,
+) -> redis::RedisResult<Vec<(String, String, Vec<u8>)>> {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT")
         .arg(STREAM_COUNT)
         .arg("BLOCK")
         .arg(STREAM_BLOCK_MS)
-        .arg("STREAMS")
-        .arg(stream)
-        .arg(id)
-        .query_async(conn)
-        .await?;
+        .arg("STREAMS");
+    for stream in positions.keys() {
+        cmd.arg(stream);
+    }
+    for id in positions.values() {
+        cmd.arg(id);
+    }
+    let reply: Value = cmd.query_async(conn).await?;
     Ok(entries(reply))
 }
 
-/// XREAD's reply, `[[stream, [[id, [field, value, ...]], ...]]]` (nil when it timed out), as
-/// (id, value of field `r`) pairs.
-fn entries(reply: Value) -> Vec<(String, Vec<u8>)> {
+/// XREAD's reply, `[[stream, [[id, [field, value, ...]], ...]], ...]` (nil when it timed out),
+/// as (stream, id, value of field `r`) triples.
+fn entries(reply: Value) -> Vec<(String, String, Vec<u8>)> {
     let mut out = Vec::new();
     let Value::Array(streams) = reply else {
         return out;
     };
     for s in streams {
         let Value::Array(mut s) = s else { continue };
-        let Some(Value::Array(list)) = s.pop() else {
+        let (Some(Value::Array(list)), Some(Value::BulkString(name))) = (s.pop(), s.pop()) else {
             continue;
         };
+        let name = String::from_utf8_lossy(&name).into_owned();
         for entry in list {
             let Value::Array(mut entry) = entry else {
                 continue;
@@ -278,7 +322,7 @@ fn entries(reply: Value) -> Vec<(String, Vec<u8>)> {
                 [Value::BulkString(k), Value::BulkString(v)] if k == b"r" => Some(v.clone()),
                 _ => None,
             });
-            out.push((id, value.unwrap_or_default()));
+            out.push((name.clone(), id, value.unwrap_or_default()));
         }
     }
     out
@@ -311,7 +355,10 @@ mod tests {
         ])]);
         assert_eq!(
             entries(reply),
-            vec![("1-0".into(), b"one".to_vec()), ("2-0".into(), Vec::new())]
+            vec![
+                ("p:stream".into(), "1-0".into(), b"one".to_vec()),
+                ("p:stream".into(), "2-0".into(), Vec::new())
+            ]
         );
         assert!(entries(Value::Nil).is_empty());
     }
