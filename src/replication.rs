@@ -90,10 +90,16 @@ impl Links {
 
     /// Apply every change waiting in the inbox; returns how many.
     pub fn drain(&mut self, mut apply: impl FnMut(&BindingRecord)) -> usize {
+        self.take_all(|rec| apply(&rec))
+    }
+
+    /// Hand over every change waiting in the inbox (to a peer that keeps them); returns how
+    /// many.
+    pub fn take_all(&mut self, mut take: impl FnMut(BindingRecord)) -> usize {
         let mut n = 0;
         for c in &mut self.inbox {
             while let Ok(rec) = c.pop() {
-                apply(&rec);
+                take(rec);
                 n += 1;
             }
         }

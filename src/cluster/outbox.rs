@@ -46,14 +46,14 @@ impl Outbox {
 
     /// A change this node made: queued (or dropped and counted when the queue is full: it is
     /// in `mine`, so the next republication carries it).
-    pub fn push(&mut self, rec: &BindingRecord) {
-        self.mine.merge_record(rec);
+    pub fn push(&mut self, rec: BindingRecord) {
+        self.mine.merge_record(&rec);
         if self.queue.len() >= self.limit {
             self.dropped += 1;
             self.republish = true;
             return;
         }
-        self.queue.push_back(rec.clone());
+        self.queue.push_back(rec);
     }
 
     /// A binding of this node's read back from Redis (after a restart): it is this node's to
@@ -238,8 +238,8 @@ mod tests {
     #[test]
     fn writes_live_for_the_binding_and_tombstones_for_longer() {
         let mut out = Outbox::new(10);
-        out.push(&rec("a", 60, false));
-        out.push(&rec("b", 0, false));
+        out.push(rec("a", 60, false));
+        out.push(rec("b", 0, false));
         let batch = out.next_batch(10, &settings(), &origin(), NOW);
         let ttls: Vec<u64> = batch.writes.iter().map(|w| w.2).collect();
         assert_eq!(ttls, vec![62_000, 7_204_000]);
@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn a_nat_binding_is_published_with_a_route_through_this_node() {
         let mut out = Outbox::new(10);
-        out.push(&rec("a", 60, true));
+        out.push(rec("a", 60, true));
         let batch = out.next_batch(10, &settings(), &origin(), NOW);
         let stored = record::decode(&batch.writes[0].1).unwrap();
         assert!(stored.route.starts_with(b"<sip:ft"));
@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn an_expired_change_is_never_written() {
         let mut out = Outbox::new(10);
-        out.push(&rec("a", 60, false));
+        out.push(rec("a", 60, false));
         let later = Now {
             unix_ms: NOW.unix_ms + 61_000,
         };
@@ -277,7 +277,7 @@ mod tests {
     fn a_full_queue_drops_and_then_republishes_everything() {
         let mut out = Outbox::new(2);
         for u in ["a", "b", "c"] {
-            out.push(&rec(u, 60, false));
+            out.push(rec(u, 60, false));
         }
         assert_eq!(out.take_dropped(), 1);
         assert!(out.degraded());

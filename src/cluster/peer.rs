@@ -34,8 +34,9 @@ const WRITE_BATCH: usize = 1024;
 /// Waits between connection attempts: from the first to the last, doubling.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_LAST: Duration = Duration::from_secs(2);
-/// How often `mine` loses expired bindings.
-const PURGE_EVERY: Duration = Duration::from_secs(5);
+/// How often `mine` loses expired bindings (it only needs them gone before a republication,
+/// which skips them anyway: this bounds its memory).
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// The publisher checks its connection this often, and that it still leads to the primary (a
 /// write would find it broken only when the next change comes, and the republication after a
 /// loss or a failover should not wait for that).
@@ -256,7 +257,7 @@ impl Peer {
         links.flush_backlog();
         let finished = self.stop.load(Ordering::Relaxed) && links.finished();
         let outbox = &mut self.outbox;
-        links.drain(|rec| outbox.push(rec));
+        links.take_all(|rec| outbox.push(rec));
         let dropped = self.outbox.take_dropped();
         if dropped > 0 {
             ClusterStats::add(&self.stats.dropped, dropped);

@@ -40,7 +40,7 @@ pub fn key(prefix: &str, aor: &[u8], b: &Binding<'_>) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + aor.len() + b.contact.len() + 16);
     k.extend_from_slice(prefix.as_bytes());
     k.extend_from_slice(b":b:");
-    k.extend_from_slice(aor.len().to_string().as_bytes());
+    k.extend_from_slice(itoa::Buffer::new().format(aor.len()).as_bytes());
     k.push(b':');
     k.extend_from_slice(aor);
     k.push(b':');
@@ -122,16 +122,20 @@ fn canonical(uri: &Uri<'_>, out: &mut Vec<u8>) {
 
 /// The value stored for `rec`, published by `node` with `route` (see the module comment).
 pub fn encode(rec: &BindingRecord, version: &Version, node: &str, route: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(64 + route.len() + rec.aor.len() + rec.binding.len());
-    let header = format!(
-        "{}:{}:{}:{}:{}|",
+    let mut v =
+        Vec::with_capacity(64 + node.len() + route.len() + rec.aor.len() + rec.binding.len());
+    let mut num = itoa::Buffer::new();
+    for n in [
         version.stamp_ms,
         version.call_id_hash >> 32,
         version.call_id_hash & 0xffff_ffff,
-        version.cseq,
-        node
-    );
-    v.extend_from_slice(header.as_bytes());
+        u64::from(version.cseq),
+    ] {
+        v.extend_from_slice(num.format(n).as_bytes());
+        v.push(b':');
+    }
+    v.extend_from_slice(node.as_bytes());
+    v.push(b'|');
     push_with_len(&mut v, route);
     push_with_len(&mut v, &rec.aor);
     v.extend_from_slice(&rec.binding);
