@@ -31,6 +31,8 @@ use crate::replication::Links;
 
 /// Writes per pipelined round trip.
 const WRITE_BATCH: usize = 1024;
+/// Round trips per turn of the publisher, before it takes in the rings again.
+const ROUND_TRIPS: usize = 8;
 /// Waits between connection attempts: from the first to the last, doubling.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_LAST: Duration = Duration::from_secs(2);
@@ -135,10 +137,14 @@ async fn publish(peer: Rc<RefCell<Peer>>) {
         if primary.is_none() && backoff.due() {
             primary = connect_primary(&peer, &settings, &mut connected_once, &mut backoff).await;
         }
+        let mut more = false;
         if let Some(p) = &mut primary {
-            if write_queued(&peer, p, &settings).await.is_err() {
-                primary = None;
-                peer.borrow_mut().lost_connection();
+            match write_queued(&peer, p, &settings).await {
+                Ok(left) => more = left,
+                Err(_) => {
+                    primary = None;
+                    peer.borrow_mut().lost_connection();
+                }
             }
         }
         if stopping {
@@ -151,7 +157,13 @@ async fn publish(peer: Rc<RefCell<Peer>>) {
             peer.borrow_mut().outbox.purge(now);
             last_purge = std::time::Instant::now();
         }
-        tokio::time::sleep(settings.publish_interval).await;
+        if more {
+            // Behind: take in what came meanwhile (so the queue's bound is what holds changes
+            // back, not the rings) and write on without waiting.
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(settings.publish_interval).await;
+        }
     }
 }
 
@@ -187,14 +199,15 @@ async fn connect_primary(
     }
 }
 
-/// Write everything queued (and a republication when one is due), a batch per round trip.
+/// Write what is queued (and a republication when one is due), a batch per round trip, for
+/// at most [`ROUND_TRIPS`] round trips. Returns whether changes are left.
 async fn write_queued(
     peer: &Rc<RefCell<Peer>>,
     primary: &mut Primary,
     settings: &ClusterSettings,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<bool> {
     let stream = record::stream_key(&settings.prefix, &settings.node_id);
-    loop {
+    for _ in 0..ROUND_TRIPS {
         let batch = {
             let mut p = peer.borrow_mut();
             let now = (p.clock)();
@@ -203,7 +216,7 @@ async fn write_queued(
         };
         if batch.writes.is_empty() && peer.borrow().outbox.queued() == 0 {
             peer.borrow_mut().outbox.written(&batch);
-            return Ok(());
+            return Ok(false);
         }
         let mut written = 0;
         for chunk in batch.writes.chunks(WRITE_BATCH) {
@@ -220,10 +233,11 @@ async fn write_queued(
         p.outbox.written(&batch);
         ClusterStats::add(&p.stats.published, written as u64);
         p.publish_gauges();
-        if batch.writes.len() < WRITE_BATCH && p.outbox.queued() == 0 {
-            return Ok(());
+        if p.outbox.queued() == 0 {
+            return Ok(false);
         }
     }
+    Ok(true)
 }
 
 /// The node stops: write what is queued, for a bounded time.
@@ -239,11 +253,11 @@ async fn final_flush(
         }
         return;
     };
-    if tokio::time::timeout(FINAL_FLUSH, write_queued(peer, primary, settings))
-        .await
-        .is_err()
-    {
-        log::warn!("cluster: stopping before every change was written to Redis");
+    let flush = async { while let Ok(true) = write_queued(peer, primary, settings).await {} };
+    let _ = tokio::time::timeout(FINAL_FLUSH, flush).await;
+    let left = peer.borrow().outbox.queued();
+    if left > 0 {
+        log::warn!("cluster: stopping with {left} changes not written to Redis");
     }
 }
 
