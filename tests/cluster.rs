@@ -28,7 +28,7 @@ use sipshard_testkit::peers::{self, SOCKET_BUFFER};
 use sipshard_testkit::scrape::scrape;
 use sipshard_testkit::sip::{header, headers, start_line};
 use sipshard_testkit::ua::register;
-use sipshard_testkit::{free_port, free_ports, Proxy, Ua};
+use sipshard_testkit::{eventually_every, free_port, free_ports, Proxy, Ua};
 
 const DOMAIN: &str = "example.com";
 
@@ -125,7 +125,7 @@ impl Node {
 
     /// Wait until `GET /ready` answers 200 (the node has loaded Redis's state).
     fn wait_ready(&self, limit: Duration) {
-        let ready = poll(limit, Duration::from_millis(100), || {
+        let ready = eventually_every(limit, Duration::from_millis(100), || {
             self.ready_status() == 200
         });
         assert!(
@@ -241,25 +241,11 @@ fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Poll `probe` every `every` for up to `limit`; true once it returns true.
-fn poll(limit: Duration, every: Duration, mut probe: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if probe() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(every);
-    }
-}
-
 /// Wait until every node in `nodes` lists the same table; that table. Fails with the
 /// differences and the nodes' cluster metrics.
 fn converge(nodes: &[&Node], limit: Duration) -> Table {
     let mut tables: Vec<Table> = Vec::new();
-    let same = poll(limit, Duration::from_millis(500), || {
+    let same = eventually_every(limit, Duration::from_millis(500), || {
         tables = nodes.iter().map(|n| n.table()).collect();
         tables.windows(2).all(|w| w[0] == w[1])
     });
@@ -354,7 +340,7 @@ fn call(node: SocketAddr, user: &str, callee: &Ua) -> Routed {
 /// Wait until a call for `user` through `node` reaches `callee`.
 fn wait_forwarded(node: &Node, user: &str, callee: &Ua, limit: Duration) {
     let mut last = Routed::Nothing;
-    let ok = poll(limit, Duration::from_millis(50), || {
+    let ok = eventually_every(limit, Duration::from_millis(50), || {
         last = call(node.addr(), user, callee);
         matches!(last, Routed::Forwarded(_))
     });
@@ -371,7 +357,7 @@ fn wait_forwarded(node: &Node, user: &str, callee: &Ua, limit: Duration) {
 /// Wait until a call for `user` through `node` is answered 480 (no binding there).
 fn wait_unavailable(node: &Node, user: &str, callee: &Ua, limit: Duration) {
     let mut last = Routed::Nothing;
-    let ok = poll(limit, Duration::from_millis(50), || {
+    let ok = eventually_every(limit, Duration::from_millis(50), || {
         last = call(node.addr(), user, callee);
         matches!(&last, Routed::Answered(s) if s.starts_with("SIP/2.0 480"))
     });
@@ -759,7 +745,7 @@ fn a_node_killed_in_a_register_storm_loses_nothing_outside_the_window() {
         limit: Duration::from_secs(20),
     }
     .spawn(regs.clone(), stop.clone(), acked.clone());
-    let started = poll(Duration::from_secs(20), Duration::from_millis(5), || {
+    let started = eventually_every(Duration::from_secs(20), Duration::from_millis(5), || {
         acked.load(Ordering::Relaxed) >= 3000
     });
     assert!(
@@ -792,7 +778,7 @@ fn a_node_killed_in_a_register_storm_loses_nothing_outside_the_window() {
 
     // B holds them (it may hold more: what A published inside the window).
     let mut missing = Vec::new();
-    let held = poll(Duration::from_secs(10), Duration::from_millis(500), || {
+    let held = eventually_every(Duration::from_secs(10), Duration::from_millis(500), || {
         let on_b = b.aors();
         missing = must_hold.difference(&on_b).take(5).cloned().collect();
         missing.is_empty()
@@ -849,7 +835,7 @@ fn redis_restarted_empty_during_traffic_is_refilled_and_the_nodes_converge() {
     redis.kill_hard();
     let down_at = Instant::now();
     for n in [&a, &b] {
-        let noticed = poll(Duration::from_secs(8), Duration::from_millis(100), || {
+        let noticed = eventually_every(Duration::from_secs(8), Duration::from_millis(100), || {
             n.metric("sipshard_cluster_connected") == 0.0
         });
         assert!(
@@ -958,7 +944,7 @@ fn a_hundred_thousand_aors_added_on_both_nodes_and_removed_leave_nothing() {
     // Each node holds all of them before they are removed through the other one.
     for n in [&a, &b] {
         let mut have = 0.0;
-        let all = poll(CONVERGE, Duration::from_millis(500), || {
+        let all = eventually_every(CONVERGE, Duration::from_millis(500), || {
             have = n.metric(BINDINGS);
             have >= N as f64
         });
@@ -987,7 +973,7 @@ fn a_hundred_thousand_aors_added_on_both_nodes_and_removed_leave_nothing() {
     );
     for n in [&a, &b] {
         let mut have = -1.0;
-        let zero = poll(Duration::from_secs(10), Duration::from_millis(200), || {
+        let zero = eventually_every(Duration::from_secs(10), Duration::from_millis(200), || {
             have = n.metric(BINDINGS);
             have == 0.0
         });

@@ -45,7 +45,7 @@ pub mod text;
 pub mod ua;
 
 pub use client::{Response, SipClient};
-pub use poll::eventually;
+pub use poll::{eventually, eventually_every};
 pub use ports::{free_low_port, free_port, free_ports};
 pub use proc::Proc;
 pub use proxy::Proxy;

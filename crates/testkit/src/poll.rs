@@ -4,7 +4,12 @@
 use std::time::{Duration, Instant};
 
 /// Poll `probe` every 100 ms for up to `limit`; true once it returns true.
-pub fn eventually(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
+pub fn eventually(limit: Duration, probe: impl FnMut() -> bool) -> bool {
+    eventually_every(limit, Duration::from_millis(100), probe)
+}
+
+/// Poll `probe` every `every` for up to `limit`; true once it returns true.
+pub fn eventually_every(limit: Duration, every: Duration, mut probe: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if probe() {
@@ -13,6 +18,6 @@ pub fn eventually(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(every);
     }
 }
