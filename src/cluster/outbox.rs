@@ -30,6 +30,9 @@ pub struct Outbox {
     mine: LocationTable,
     /// Changes were dropped or Redis may have lost some: publish `mine` again.
     republish: bool,
+    /// A republication under way: `mine` as it was when it began, written a batch at a time
+    /// before the queue (outside its bound: these are not new changes).
+    again: VecDeque<BindingRecord>,
     dropped: u64,
 }
 
@@ -40,6 +43,7 @@ impl Outbox {
             limit,
             mine: LocationTable::new(),
             republish: false,
+            again: VecDeque::new(),
             dropped: 0,
         }
     }
@@ -62,8 +66,9 @@ impl Outbox {
         self.mine.merge_record(rec);
     }
 
+    /// Changes waiting to be written (a republication's included).
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.again.len() + self.queue.len()
     }
 
     /// Changes dropped since the last call.
@@ -73,7 +78,7 @@ impl Outbox {
 
     /// Whether changes were lost towards Redis and not yet republished.
     pub fn degraded(&self) -> bool {
-        self.republish
+        self.republish || !self.again.is_empty()
     }
 
     /// Ask for every binding of this node to be written again.
@@ -81,9 +86,10 @@ impl Outbox {
         self.republish = true;
     }
 
-    /// The next writes: all of `mine` first when a republication is due (the queue then only
-    /// repeats what it holds, so it is emptied), else up to `max` queued changes. Changes
-    /// already expired are not written.
+    /// The next writes, at most `max`: a republication's first (when one is due it starts:
+    /// `mine` is taken as it is, and the queue, which only repeats what `mine` holds, is
+    /// emptied), then queued changes. Changes already expired are not written. A batch leaves
+    /// only once [`written`](Self::written): one that failed is the next batch again.
     pub fn next_batch(
         &mut self,
         max: usize,
@@ -91,45 +97,34 @@ impl Outbox {
         origin: &Origin,
         now: Now,
     ) -> Batch {
-        if self.republish {
-            self.republish = false;
+        if std::mem::take(&mut self.republish) {
             self.queue.clear();
-            let writes = self
+            self.again = self
                 .mine
                 .iter()
                 .flat_map(|(aor, bindings)| bindings.map(move |b| BindingRecord::new(aor, &b)))
-                .filter_map(|rec| write_of(&rec, cfg, origin, now))
                 .collect();
-            return Batch {
-                writes,
-                taken: 0,
-                republished: true,
-            };
         }
-        let taken = self.queue.len().min(max);
+        let from_again = self.again.len().min(max);
+        let from_queue = self.queue.len().min(max - from_again);
         let writes = self
-            .queue
+            .again
             .iter()
-            .take(taken)
+            .take(from_again)
+            .chain(self.queue.iter().take(from_queue))
             .filter_map(|rec| write_of(rec, cfg, origin, now))
             .collect();
         Batch {
             writes,
-            taken,
-            republished: false,
+            from_again,
+            from_queue,
         }
     }
 
     /// The batch was written: its changes leave the queue.
     pub fn written(&mut self, batch: &Batch) {
-        self.queue.drain(..batch.taken);
-    }
-
-    /// The batch failed: a republication must be tried again whole.
-    pub fn failed(&mut self, batch: &Batch) {
-        if batch.republished {
-            self.republish = true;
-        }
+        self.again.drain(..batch.from_again);
+        self.queue.drain(..batch.from_queue);
     }
 
     /// Expired bindings and old tombstones out of `mine`.
@@ -138,11 +133,11 @@ impl Outbox {
     }
 }
 
-/// Writes for Redis and what they came from.
+/// Writes for Redis and how many changes they came from (of a republication, of the queue).
 pub struct Batch {
     pub writes: Vec<Write>,
-    taken: usize,
-    republished: bool,
+    from_again: usize,
+    from_queue: usize,
 }
 
 /// What one change becomes in Redis; `None` for a binding already expired (a delayed write
@@ -283,10 +278,40 @@ mod tests {
         assert!(out.degraded());
         let batch = out.next_batch(10, &settings(), &origin(), NOW);
         assert_eq!(batch.writes.len(), 3, "all of this node's bindings");
-        out.failed(&batch);
+        // Not written (Redis failed): tried again.
         assert!(out.degraded(), "a failed republication is tried again");
         let batch = out.next_batch(10, &settings(), &origin(), NOW);
+        assert_eq!(batch.writes.len(), 3);
         out.written(&batch);
+        assert!(!out.degraded());
+        assert_eq!(out.queued(), 0);
+    }
+
+    #[test]
+    fn a_republication_goes_a_batch_at_a_time_before_new_changes() {
+        let mut out = Outbox::new(10);
+        for u in ["a", "b", "c"] {
+            out.push(rec(u, 60, false));
+        }
+        out.republish_all();
+        out.push(rec("d", 60, false));
+        let first = out.next_batch(2, &settings(), &origin(), NOW);
+        assert_eq!(first.writes.len(), 2);
+        out.written(&first);
+        assert!(out.degraded(), "still republishing");
+        out.push(rec("e", 60, false));
+        let second = out.next_batch(3, &settings(), &origin(), NOW);
+        let keys: Vec<String> = second
+            .writes
+            .iter()
+            .map(|w| String::from_utf8_lossy(&w.0).into_owned())
+            .collect();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert!(
+            keys[2].contains("e@x"),
+            "the new change after the republication: {keys:?}"
+        );
+        out.written(&second);
         assert!(!out.degraded());
         assert_eq!(out.queued(), 0);
     }

@@ -218,20 +218,17 @@ async fn write_queued(
             peer.borrow_mut().outbox.written(&batch);
             return Ok(false);
         }
-        let mut written = 0;
-        for chunk in batch.writes.chunks(WRITE_BATCH) {
-            match primary.write(&stream, settings.stream_length, chunk).await {
-                Ok(_) => written += chunk.len(),
-                Err(e) => {
-                    peer.borrow_mut().outbox.failed(&batch);
-                    log::warn!("cluster: write to Redis failed: {e}");
-                    return Err(e);
-                }
-            }
+        // A batch that fails stays queued: the next connection writes it again.
+        if let Err(e) = primary
+            .write(&stream, settings.stream_length, &batch.writes)
+            .await
+        {
+            log::warn!("cluster: write to Redis failed: {e}");
+            return Err(e);
         }
         let mut p = peer.borrow_mut();
         p.outbox.written(&batch);
-        ClusterStats::add(&p.stats.published, written as u64);
+        ClusterStats::add(&p.stats.published, batch.writes.len() as u64);
         p.publish_gauges();
         if p.outbox.queued() == 0 {
             return Ok(false);
