@@ -7,8 +7,13 @@
 #
 # Placement: the node under test on CPU $SUT_CPU (0), in the lag part both nodes A and B;
 # the generators (sipshard-load, scripts/cluster_lag_driver.rs, the readiness poller) and
-# redis-server on CPU $GEN_CPU (1). Everything on 127.0.0.1, every node with one shard. Each
-# part gets a fresh redis-server (no persistence) on a free loopback port:
+# redis-server on CPU $GEN_CPU (1), redis-server under SCHED_IDLE (`chrt --idle`): it gets
+# what the generator leaves of that CPU and never delays the generator's own sends and
+# receives (which, at 80,000 REGISTER/s and ~8 µs per change, it otherwise did by
+# milliseconds: the search then measured the starved generator, not the node). A Redis that
+# falls behind leaves changes queued in the node, which the run reports (the queue's drain
+# time). Everything on 127.0.0.1, every node with one shard. Each part gets a fresh
+# redis-server (no persistence) on a free loopback port:
 #
 # 1. throughput: `sipshard-load find-max register` (no authentication, $TP_USERS users in
 #    turn, so first registrations, then refreshes) through one node without --redis, then
@@ -198,7 +203,7 @@ now() { date +%s.%N; }
 start_redis() {
     REDIS_PORT=$(free_tcp_port)
     mkdir -p "$WORK/redis-$REDIS_PORT"
-    taskset -c "$GEN_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+    taskset -c "$GEN_CPU" chrt --idle 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
         --appendonly no --dir "$WORK/redis-$REDIS_PORT" --daemonize no \
         >"$DIR/redis-$1.log" 2>&1 &
     REDIS_PID=$!

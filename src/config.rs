@@ -673,7 +673,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_name = "MS")]
     pub redis_publish_interval_ms: u64,
 
-    /// Entries the change stream keeps; a node cut off for longer loads the whole state again.
+    /// About how many changes the change stream keeps; a node cut off for longer loads the
+    /// whole state again.
     #[arg(long, default_value_t = 200_000, value_name = "N")]
     pub redis_stream_length: usize,
 

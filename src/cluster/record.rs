@@ -8,10 +8,12 @@
 //! land on the same key. (Two contacts differing only in other parameters, or in escaping,
 //! get two keys; the table still merges them into one binding.)
 //!
-//! **Value**: `STAMP:CALLID_HI:CALLID_LO:CSEQ:NODE|` (decimal, what the store's script compares:
-//! last writer wins, node id last) and then, binary: the route through the origin node
-//! (u16 length, bytes; empty when other nodes reach the contact directly), the AOR (u16 length,
-//! bytes) and the binding as the location table encodes it.
+//! **Value**: `STAMP:CALLID_HI:CALLID_LO:CSEQ:NODE|`, the version in fixed-width lower-case hex
+//! (16, 8, 8 and 8 digits: [`HEADER_LEN`] bytes with the colons) so that the store's script
+//! compares two versions, then the node ids, by comparing the text before `|` (last writer
+//! wins, node id last) without parsing numbers; then, binary: the route through the origin
+//! node (u16 length, bytes; empty when other nodes reach the contact directly), the AOR (u16
+//! length, bytes) and the binding as the location table encodes it.
 //!
 //! **Route**: a binding that only its own node can reach (the REGISTER came over a connection,
 //! or from behind NAT: the pinhole is open towards that node's address only) is published with
@@ -120,18 +122,23 @@ fn canonical(uri: &Uri<'_>, out: &mut Vec<u8>) {
     }
 }
 
+/// Length of a value's version: `SSSSSSSSSSSSSSSS:HHHHHHHH:LLLLLLLL:CCCCCCCC:`.
+pub const HEADER_LEN: usize = 44;
+
 /// The value stored for `rec`, published by `node` with `route` (see the module comment).
 pub fn encode(rec: &BindingRecord, version: &Version, node: &str, route: &[u8]) -> Vec<u8> {
-    let mut v =
-        Vec::with_capacity(64 + node.len() + route.len() + rec.aor.len() + rec.binding.len());
-    let mut num = itoa::Buffer::new();
-    for n in [
-        version.stamp_ms,
-        version.call_id_hash >> 32,
-        version.call_id_hash & 0xffff_ffff,
-        u64::from(version.cseq),
+    let mut v = Vec::with_capacity(
+        HEADER_LEN + 1 + node.len() + 4 + route.len() + rec.aor.len() + rec.binding.len(),
+    );
+    let hi = version.call_id_hash >> 32;
+    let lo = version.call_id_hash & 0xffff_ffff;
+    for (n, digits) in [
+        (version.stamp_ms, 16),
+        (hi, 8),
+        (lo, 8),
+        (u64::from(version.cseq), 8),
     ] {
-        v.extend_from_slice(num.format(n).as_bytes());
+        push_hex(&mut v, n, digits);
         v.push(b':');
     }
     v.extend_from_slice(node.as_bytes());
@@ -140,6 +147,16 @@ pub fn encode(rec: &BindingRecord, version: &Version, node: &str, route: &[u8]) 
     push_with_len(&mut v, &rec.aor);
     v.extend_from_slice(&rec.binding);
     v
+}
+
+/// `n` in `digits` lower-case hex digits, zero-padded (`n` fits: the fields are sized for it).
+fn push_hex(out: &mut Vec<u8>, n: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend(
+        (0..digits)
+            .rev()
+            .map(|i| HEX[(n >> (4 * i)) as usize & 0xf]),
+    );
 }
 
 fn push_with_len(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -151,7 +168,10 @@ fn push_with_len(out: &mut Vec<u8>, bytes: &[u8]) {
 /// such a value is skipped, never applied.
 pub fn decode(v: &[u8]) -> Option<Stored<'_>> {
     let bar = memchr::memchr(b'|', v)?;
-    let node = v[..bar].rsplit(|&b| b == b':').next()?;
+    if bar <= HEADER_LEN || v[HEADER_LEN - 1] != b':' {
+        return None;
+    }
+    let node = &v[HEADER_LEN..bar];
     let rest = &v[bar + 1..];
     let (route, rest) = take_with_len(rest)?;
     let (aor, binding) = take_with_len(rest)?;

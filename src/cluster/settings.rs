@@ -18,8 +18,8 @@ pub struct ClusterSettings {
     pub queue_limit: usize,
     /// `--redis-publish-interval-ms`: how often this node's changes are written to Redis.
     pub publish_interval: Duration,
-    /// `--redis-stream-length`: entries the change stream keeps (a node disconnected for longer
-    /// than they cover reloads the whole state).
+    /// `--redis-stream-length`: about how many changes the change stream keeps (a node
+    /// disconnected for longer than they cover reloads the whole state).
     pub stream_length: usize,
     /// `--max-clock-skew-ms`: how far apart the nodes' clocks may be.
     pub max_skew_ms: u64,

@@ -17,35 +17,44 @@ use super::settings::{ClusterSettings, RedisEndpoint};
 /// which is what lets a node read the streams' positions, then the keys, then follow from those
 /// positions. One call writes a batch (Redis runs a script whole, and one reply answers it).
 ///
+/// Versions are compared as text: a value starts with its version in fixed-width hex and the
+/// node id, up to `|` ([`record::HEADER_LEN`]), so the text before `|` orders values the way
+/// the numbers do; no number is parsed (that parsing was most of the script's cost). A stored
+/// value without that shape is older than anything.
+///
+/// The changes of one call are one stream entry (a field `r` per change): one XADD per batch
+/// instead of one per change, the other half of the script's cost. The stream is trimmed to
+/// about `--redis-stream-length` changes: to that many entries divided by the changes in the
+/// newest one.
+///
 /// KEYS: the bindings' keys, then this node's stream. ARGV: each key's value and TTL (ms), then
-/// the stream's length bound. Returns how many keys changed.
+/// the stream's length bound in changes. Returns how many keys changed.
 const WRITE_SCRIPT: &str = r#"
-local function version(v)
-  local s, h, l, c, n = string.match(v, '^(%d+):(%d+):(%d+):(%d+):([^|]*)|')
-  if not s then return nil end
-  return {tonumber(s), tonumber(h), tonumber(l), tonumber(c)}, n
-end
-local function newer(value, cur)
-  if not cur then return true end
-  local old, oldnode = version(cur)
-  if not old then return true end
-  local new, node = version(value)
-  for i = 1, 4 do
-    if new[i] ~= old[i] then return new[i] > old[i] end
-  end
-  return node > oldnode
+local header = 44
+local function order(v)
+  local bar = string.find(v, '|', header + 2, true)
+  if not bar or string.byte(v, header) ~= 58 then return nil end
+  return string.sub(v, 1, bar - 1)
 end
 local stream = KEYS[#KEYS]
-local maxlen = ARGV[#ARGV]
-local written = 0
+local maxlen = tonumber(ARGV[#ARGV])
+local changed = {}
 for i = 1, #KEYS - 1 do
   local value, ttl = ARGV[2 * i - 1], ARGV[2 * i]
-  if not version(value) then return redis.error_reply('sipshard: malformed value') end
-  if newer(value, redis.call('GET', KEYS[i])) then
+  local new = order(value)
+  if not new then return redis.error_reply('sipshard: malformed value') end
+  local cur = redis.call('GET', KEYS[i])
+  local old = cur and order(cur)
+  if not old or new > old then
     redis.call('SET', KEYS[i], value, 'PX', ttl)
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'r', value)
-    written = written + 1
+    changed[#changed + 1] = 'r'
+    changed[#changed + 1] = value
   end
+end
+local written = #changed / 2
+if written > 0 then
+  local entries = math.ceil(maxlen / written)
+  redis.call('XADD', stream, 'MAXLEN', '~', entries, '*', unpack(changed))
 end
 return written
 "#;
@@ -57,8 +66,8 @@ const SCAN_COUNT: usize = 10_000;
 /// How long a follower waits on the streams for news before asking again (and looking for new
 /// nodes).
 const STREAM_BLOCK_MS: usize = 1000;
-/// Entries read from the stream at once.
-const STREAM_COUNT: usize = 2048;
+/// Entries read from the stream at once (each up to [`SCRIPT_BATCH`] changes).
+const STREAM_COUNT: usize = 256;
 
 /// A connection to the primary, with the write script loaded on it.
 pub struct Primary {
@@ -296,7 +305,8 @@ pub async fn follow(
 }
 
 /// XREAD's reply, `[[stream, [[id, [field, value, ...]], ...]], ...]` (nil when it timed out),
-/// as (stream, id, value of field `r`) triples.
+/// as (stream, id, value) triples: one per field `r` of an entry, in order (an entry with
+/// none still yields its id, with an empty value, so that the position moves past it).
 fn entries(reply: Value) -> Vec<(String, String, Vec<u8>)> {
     let mut out = Vec::new();
     let Value::Array(streams) = reply else {
@@ -318,11 +328,18 @@ fn entries(reply: Value) -> Vec<(String, String, Vec<u8>)> {
                 continue;
             };
             let id = String::from_utf8_lossy(&id).into_owned();
-            let value = fields.chunks(2).find_map(|kv| match kv {
-                [Value::BulkString(k), Value::BulkString(v)] if k == b"r" => Some(v.clone()),
-                _ => None,
-            });
-            out.push((name.clone(), id, value.unwrap_or_default()));
+            let before = out.len();
+            let mut fields = fields.into_iter();
+            while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
+                if let (Value::BulkString(k), Value::BulkString(v)) = (k, v) {
+                    if k == b"r" {
+                        out.push((name.clone(), id.clone(), v));
+                    }
+                }
+            }
+            if out.len() == before {
+                out.push((name.clone(), id, Vec::new()));
+            }
         }
     }
     out
@@ -331,6 +348,12 @@ fn entries(reply: Value) -> Vec<(String, String, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_script_knows_where_a_version_ends() {
+        let line = format!("local header = {}\n", record::HEADER_LEN);
+        assert!(WRITE_SCRIPT.contains(&line));
+    }
 
     #[test]
     fn stream_ids_compare_by_time_then_sequence() {
@@ -348,7 +371,7 @@ mod tests {
             Value::Array(vec![
                 Value::Array(vec![
                     bulk("1-0"),
-                    Value::Array(vec![bulk("r"), bulk("one")]),
+                    Value::Array(vec![bulk("r"), bulk("one"), bulk("r"), bulk("two")]),
                 ]),
                 Value::Array(vec![bulk("2-0"), Value::Array(vec![bulk("x"), bulk("y")])]),
             ]),
@@ -357,6 +380,7 @@ mod tests {
             entries(reply),
             vec![
                 ("p:stream".into(), "1-0".into(), b"one".to_vec()),
+                ("p:stream".into(), "1-0".into(), b"two".to_vec()),
                 ("p:stream".into(), "2-0".into(), Vec::new())
             ]
         );

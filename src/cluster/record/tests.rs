@@ -69,7 +69,7 @@ fn values_carry_version_node_route_and_record() {
     let b = binding("sip:bob@192.0.2.4", 1_700_000_000_123);
     let rec = BindingRecord::new(b"bob@x", &b);
     let v = encode(&rec, &b.version, "edge-1", b"<sip:ft00@192.0.2.1:5060;lr>");
-    assert!(v.starts_with(b"1700000000123:3735928559:7:3:edge-1|"));
+    assert!(v.starts_with(b"0000018bcfe5687b:deadbeef:00000007:00000003:edge-1|"));
     let stored = decode(&v).unwrap();
     assert_eq!(stored.node, b"edge-1");
     assert_eq!(stored.route, b"<sip:ft00@192.0.2.1:5060;lr>");
@@ -81,6 +81,43 @@ fn values_carry_version_node_route_and_record() {
         &v[..v.len() - 3],
     ] {
         assert!(decode(bad).is_none(), "{bad:?}");
+    }
+}
+
+/// The store's script orders values by the text before `|`: that must be the order of
+/// (version, node id) in numbers, whatever the widths of the numbers.
+#[test]
+fn the_text_before_the_bar_orders_values_as_versions_then_nodes() {
+    let versions = [
+        (0, 0, 0),
+        (9, 0, 0),
+        (10, 0, 0),
+        (0x10, 0xffff_ffff_ffff_ffff, u32::MAX),
+        (0x11, 0, 0),
+        (1_700_000_000_000, 1 << 32, 1),
+        (1_700_000_000_000, (1 << 32) + 1, 0),
+        (1_700_000_000_000, 2 << 32, 0),
+        (u64::MAX, u64::MAX, u32::MAX),
+    ];
+    let mut values = Vec::new();
+    for (stamp_ms, call_id_hash, cseq) in versions {
+        for node in ["a", "ab", "b"] {
+            let mut b = binding("sip:bob@192.0.2.4", stamp_ms);
+            b.version = Version {
+                stamp_ms,
+                call_id_hash,
+                cseq,
+            };
+            let v = encode(&BindingRecord::new(b"bob@x", &b), &b.version, node, b"");
+            assert_eq!(decode(&v).unwrap().node, node.as_bytes());
+            values.push(((stamp_ms, call_id_hash, cseq, node), v));
+        }
+    }
+    let before_bar = |v: &[u8]| v[..memchr::memchr(b'|', v).unwrap()].to_vec();
+    for (a, va) in &values {
+        for (b, vb) in &values {
+            assert_eq!(a.cmp(b), before_bar(va).cmp(&before_bar(vb)), "{a:?} {b:?}");
+        }
     }
 }
 
