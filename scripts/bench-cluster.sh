@@ -7,12 +7,13 @@
 #
 # Placement: the node under test on CPU $SUT_CPU (0), in the lag part both nodes A and B;
 # the generators (sipshard-load, scripts/cluster_lag_driver.rs, the readiness poller) and
-# redis-server on CPU $GEN_CPU (1), redis-server under SCHED_IDLE (`chrt --idle`): it gets
-# what the generator leaves of that CPU and never delays the generator's own sends and
-# receives (which, at 80,000 REGISTER/s and ~8 µs per change, it otherwise did by
-# milliseconds: the search then measured the starved generator, not the node). A Redis that
-# falls behind leaves changes queued in the node, which the run reports (the queue's drain
-# time). Everything on 127.0.0.1, every node with one shard. Each part gets a fresh
+# redis-server on CPU $GEN_CPU (1). In the throughput part redis-server runs under
+# SCHED_IDLE (`chrt --idle`): it gets what the generator leaves of that CPU and never delays
+# the generator's own sends and receives (which, at 80,000 REGISTER/s and ~8 µs per change,
+# it otherwise did by milliseconds: the search then measured the starved generator, not the
+# node); a Redis that falls behind leaves changes queued in the node, which the run reports
+# (the queue's drain time). The other parts measure Redis's own delays, so there it runs
+# like any process. Everything on 127.0.0.1, every node with one shard. Each part gets a fresh
 # redis-server (no persistence) on a free loopback port:
 #
 # 1. throughput: `sipshard-load find-max register` (no authentication, $TP_USERS users in
@@ -199,13 +200,16 @@ while True:
 clk_tck=$(getconf CLK_TCK)
 now() { date +%s.%N; }
 
-# start_redis: a fresh redis-server on CPU $GEN_CPU; sets REDIS_PID, REDIS_PORT, REDIS_URL.
+# start_redis PART [SCHED...]: a fresh redis-server for PART on CPU $GEN_CPU (run by SCHED
+# when given, e.g. `chrt --idle 0`); sets REDIS_PID, REDIS_PORT, REDIS_URL.
 start_redis() {
     REDIS_PORT=$(free_tcp_port)
     mkdir -p "$WORK/redis-$REDIS_PORT"
-    taskset -c "$GEN_CPU" chrt --idle 0 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+    local part=$1
+    shift
+    taskset -c "$GEN_CPU" "$@" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
         --appendonly no --dir "$WORK/redis-$REDIS_PORT" --daemonize no \
-        >"$DIR/redis-$1.log" 2>&1 &
+        >"$DIR/redis-$part.log" 2>&1 &
     REDIS_PID=$!
     PIDS+=("$REDIS_PID")
     REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
@@ -214,7 +218,7 @@ start_redis() {
         if [ "$(rcli PING 2>/dev/null)" = PONG ]; then return 0; fi
         sleep 0.1
     done
-    cat "$DIR/redis-$1.log" >&2
+    cat "$DIR/redis-$part.log" >&2
     die "redis-server does not answer on port $REDIS_PORT"
 }
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
@@ -402,7 +406,7 @@ part_throughput() {
     for sys in plain redis; do
         flags=()
         if [ "$sys" = redis ]; then
-            start_redis throughput
+            start_redis throughput chrt --idle 0
             read -r -a flags <<<"$(redis_flags tp)"
         fi
         start_node "$sys" "$DIR/throughput-$sys.log" "${flags[@]}"

@@ -84,6 +84,13 @@ impl Links {
         }
     }
 
+    /// Whether every change sent has been taken by its peer: nothing waits in a backlog or a
+    /// ring.
+    pub fn delivered(&self) -> bool {
+        self.backlog.iter().all(VecDeque::is_empty)
+            && self.outs.iter().all(|p| p.slots() == p.buffer().capacity())
+    }
+
     pub fn backlog_len(&self) -> usize {
         self.backlog.iter().map(VecDeque::len).sum()
     }
@@ -159,10 +166,13 @@ mod tests {
             got2, RING_CAPACITY,
             "its 100 extra still wait in the backlog"
         );
+        assert!(!links[0].delivered());
         links[0].flush_backlog();
         assert_eq!(links[0].backlog_len(), 0);
+        assert!(!links[0].delivered(), "the 100 wait in peer 2's ring");
         links[2].drain(|_| got2 += 1);
         assert_eq!(got2, n as usize);
+        assert!(links[0].delivered());
         assert!(!links[2].finished());
         drop(links.remove(0));
         drop(links.remove(0));

@@ -166,9 +166,11 @@ async fn load(
     fetch.await.map_err(|e| {
         redis::RedisError::from((redis::ErrorKind::IoError, "load", e.to_string()))
     })??;
-    // Ready once every loaded change is in the rings: a shard applies its rings before it
-    // decides anything, so from then on no request misses a binding Redis held.
-    while peer.borrow().backlog() > 0 && !peer.borrow().is_stopping() {
+    // Ready once every local peer has taken every loaded change: the shards hold the whole
+    // state (and say so in their gauges). A shard applies its rings before it decides
+    // anything, so being in the rings would do for routing; but a node that reports ready
+    // with a ring still full is one that answers its first requests late.
+    while !peer.borrow().delivered() && !peer.borrow().is_stopping() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let mut p = peer.borrow_mut();

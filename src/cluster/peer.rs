@@ -310,8 +310,9 @@ impl Peer {
         self.follower_suspect = true;
     }
 
-    pub(super) fn backlog(&self) -> usize {
-        self.links.as_ref().map_or(0, Links::backlog_len)
+    /// Whether the local peers have taken every change sent to them.
+    pub(super) fn delivered(&self) -> bool {
+        self.links.as_ref().map_or(true, Links::delivered)
     }
 
     pub(super) fn is_stopping(&self) -> bool {
