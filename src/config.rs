@@ -646,14 +646,20 @@ pub struct Args {
     pub allow_shared_port: bool,
 
     /// Share the location table with other nodes through Redis: redis://[USER:PASSWORD@]HOST:PORT[/DB],
-    /// or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] to follow the primary Redis Sentinel
-    /// names. Off by default (the node is on its own). See docs/cluster.md.
+    /// rediss://... for Redis over TLS, or sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] to
+    /// follow the primary Redis Sentinel names. Off by default (the node is on its own). See
+    /// docs/cluster.md.
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
 
     /// A file holding Redis's password (instead of one in the --redis URL).
     #[arg(long, value_name = "FILE")]
     pub redis_password_file: Option<PathBuf>,
+
+    /// With rediss://: the CA certificates (PEM) Redis's certificate must chain to, instead of
+    /// the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub redis_ca: Option<PathBuf>,
 
     /// This node's name in the cluster: letters, digits, '.', '-', '_'. Default: the host name.
     #[arg(long, value_name = "NAME")]
@@ -949,8 +955,11 @@ impl Args {
     /// `--redis` and its companions, checked.
     fn cluster_settings(&self) -> Result<Option<ClusterSettings>, String> {
         let Some(url) = &self.redis else {
-            if self.node_id.is_some() || self.redis_password_file.is_some() {
-                return Err("--node-id and --redis-password-file need --redis".into());
+            if self.node_id.is_some()
+                || self.redis_password_file.is_some()
+                || self.redis_ca.is_some()
+            {
+                return Err("--node-id, --redis-password-file and --redis-ca need --redis".into());
             }
             return Ok(None);
         };
@@ -969,12 +978,24 @@ impl Args {
                     .map_err(|e| format!("cannot read --redis-password-file {}: {e}", p.display()))
             })
             .transpose()?;
+        let tls_ca = self
+            .redis_ca
+            .as_deref()
+            .map(|p| {
+                std::fs::read(p).map_err(|e| format!("cannot read --redis-ca {}: {e}", p.display()))
+            })
+            .transpose()?;
+        let redis = parse_endpoint(url)?;
+        if tls_ca.is_some() && !redis.is_tls() {
+            return Err("--redis-ca needs a rediss:// --redis".into());
+        }
         if self.redis_queue == 0 || self.redis_stream_length == 0 {
             return Err("--redis-queue and --redis-stream-length must be at least 1".into());
         }
         Ok(Some(ClusterSettings {
-            redis: parse_endpoint(url)?,
+            redis,
             password,
+            tls_ca,
             node_id,
             prefix: self.redis_prefix.clone(),
             queue_limit: self.redis_queue,

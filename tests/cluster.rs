@@ -722,6 +722,70 @@ fn a_binding_made_on_one_node_routes_removes_and_expires_on_the_others() {
 /// kill -9 of A in the middle of a REGISTER storm: B and Redis hold every binding A
 /// acknowledged more than [`CRASH_WINDOW`] before the kill; A restarted (same node id, same
 /// port, no state directory: Redis is all it loads) converges to B's table.
+/// Redis over TLS: the nodes reach it on its TLS port only (`rediss://`, a plain client gets
+/// nothing there), trusting the test's CA through `--redis-ca`; a node without that CA (the
+/// system's roots do not know it) refuses the server's certificate and never connects.
+#[test]
+fn nodes_share_the_table_through_redis_over_tls_and_check_its_certificate() {
+    let _serial = peers::serial();
+    let dir = sipshard_testkit::Scratch::new("cluster-tls");
+    let pki = sipshard_testkit::pki::Pki::new(&dir, "redis");
+    let cert = pki.issue("redis-server", &["127.0.0.1"]);
+    let tls_port = free_port().to_string();
+    let (cert_file, key_file, ca_file) = (
+        cert.cert.display().to_string(),
+        cert.key.display().to_string(),
+        pki.ca_file.display().to_string(),
+    );
+    let redis = Redis::start_with(
+        &dir,
+        free_port(),
+        &[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert_file,
+            "--tls-key-file",
+            &key_file,
+            "--tls-ca-cert-file",
+            &ca_file,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let url = format!("rediss://127.0.0.1:{tls_port}/0");
+    let trusted = ["--redis-ca", ca_file.as_str()];
+    let a = Node::start(&dir, "a", &url, &trusted);
+    let b = Node::start(&dir, "b", &url, &trusted);
+    a.wait_ready(CONVERGE);
+    b.wait_ready(CONVERGE);
+
+    let bob = Ua::new();
+    let contact = format!("<sip:bob@{}>", bob.addr);
+    let r = register(&bob, a.addr(), "bob", DOMAIN, &contact, 1, "");
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    wait_forwarded(&b, "bob", &bob, Duration::from_secs(10));
+    assert_eq!(
+        redis.count_keys("sipshard:b:*"),
+        1,
+        "the binding is in Redis, written over TLS"
+    );
+
+    let c = Node::start(&dir, "c", &url, &[]);
+    let refused = eventually_every(Duration::from_secs(10), Duration::from_millis(100), || {
+        c.proxy.log().contains("cluster: cannot reach Redis")
+    });
+    assert!(refused, "{}", c.log_tail());
+    assert_eq!(
+        c.metric("sipshard_cluster_connected"),
+        0.0,
+        "{}",
+        c.cluster_metrics()
+    );
+    assert_eq!(c.ready_status(), 503, "{}", c.log_tail());
+    wait_unavailable(&c, "bob", &bob, Duration::from_secs(2));
+}
+
 #[test]
 fn a_node_killed_in_a_register_storm_loses_nothing_outside_the_window() {
     let _serial = peers::serial();

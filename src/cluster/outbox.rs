@@ -190,6 +190,7 @@ mod tests {
         ClusterSettings {
             redis: crate::cluster::settings::parse_endpoint("redis://127.0.0.1:6379").unwrap(),
             password: None,
+            tls_ca: None,
             node_id: "a".into(),
             prefix: "p".into(),
             queue_limit: 2,

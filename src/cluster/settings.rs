@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use redis::{ConnectionInfo, IntoConnectionInfo};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
 /// How this node takes part in a cluster.
 #[derive(Clone, Debug)]
@@ -10,6 +10,9 @@ pub struct ClusterSettings {
     pub redis: RedisEndpoint,
     /// `--redis-password-file`, read at start-up (else the URL's own, if any).
     pub password: Option<String>,
+    /// `--redis-ca`, read at start-up: the roots a rediss:// server's certificate must chain
+    /// to (else the system's).
+    pub tls_ca: Option<Vec<u8>>,
     /// `--node-id`: names this node's changes; the last tie-break of two equal versions.
     pub node_id: String,
     /// `--redis-prefix`: every key of this cluster starts with it.
@@ -31,7 +34,7 @@ pub struct ClusterSettings {
 /// Where the primary is.
 #[derive(Clone, Debug)]
 pub enum RedisEndpoint {
-    /// `redis://[user:password@]HOST:PORT[/DB]`.
+    /// `redis://[user:password@]HOST:PORT[/DB]`, or `rediss://...` (TLS).
     Direct(ConnectionInfo),
     /// `sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]`: ask the Sentinels.
     Sentinel {
@@ -46,17 +49,21 @@ pub fn parse_endpoint(url: &str) -> Result<RedisEndpoint, String> {
     if let Some(rest) = url.strip_prefix("sentinel://") {
         return parse_sentinel(rest);
     }
-    if url.starts_with("rediss://") {
-        return Err("--redis: rediss:// (TLS) is not supported by this build; use redis:// on a trusted network or a TLS tunnel".into());
-    }
-    if !url.starts_with("redis://") {
+    if !url.starts_with("redis://") && !url.starts_with("rediss://") {
         return Err(format!(
-            "--redis {url}: expected redis://HOST:PORT[/DB] or sentinel://HOST:PORT[,HOST:PORT]/MASTER[/DB]"
+            "--redis {url}: expected redis://HOST:PORT[/DB], rediss://HOST:PORT[/DB] or sentinel://HOST:PORT[,HOST:PORT]/MASTER[/DB]"
         ));
     }
     url.into_connection_info()
         .map(RedisEndpoint::Direct)
         .map_err(|e| format!("--redis {url}: {e}"))
+}
+
+impl RedisEndpoint {
+    /// Whether the connection to Redis is over TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, RedisEndpoint::Direct(info) if matches!(info.addr, ConnectionAddr::TcpTls { .. }))
+    }
 }
 
 fn parse_sentinel(rest: &str) -> Result<RedisEndpoint, String> {
@@ -122,7 +129,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse_endpoint("sentinel://10.0.0.1:26379").is_err());
-        assert!(parse_endpoint("rediss://x:1").is_err());
+        let tls = parse_endpoint("rediss://redis.example.net:6380/1").unwrap();
+        assert!(tls.is_tls());
+        assert!(!parse_endpoint("redis://x:1").unwrap().is_tls());
         assert!(parse_endpoint("http://x").is_err());
     }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, ConnectionInfo, RedisConnectionInfo, Value};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionInfo, RedisConnectionInfo, TlsCertificates, Value,
+};
 
 use super::record;
 use super::settings::{ClusterSettings, RedisEndpoint};
@@ -87,7 +89,18 @@ pub async fn connect(settings: &ClusterSettings) -> redis::RedisResult<Multiplex
             if settings.password.is_some() {
                 info.redis.password.clone_from(&settings.password);
             }
-            Client::open(info)?
+            let client = match &settings.tls_ca {
+                // rediss:// with roots of our own; without them redis-rs trusts the system's.
+                Some(ca) => Client::build_with_tls(
+                    info,
+                    TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(ca.clone()),
+                    },
+                )?,
+                None => Client::open(info)?,
+            };
+            client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
         }
