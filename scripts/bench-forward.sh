@@ -17,8 +17,11 @@
 # with `--rx-coalesce-us 0`, to show what receive coalescing buys), sipshard-2shards (`--shards 2
 # --cpus $SUT_CPU,$FLOOD_CPU`: the scaling row; its second shard shares a CPU with the flooder,
 # so on a 2-CPU machine it shows contention, not scaling; not in the default list), Kamailio 5.6 with one UDP
-# worker (scripts/kamailio-bench.cfg: save/lookup("location"), stateless forward()) and
-# udp-floor (recvmmsg/sendmmsg, no parsing). All get the same socket receive buffer ($RCVBUF).
+# worker (scripts/kamailio-bench.cfg: save/lookup("location"), stateless forward()),
+# udp-floor (recvmmsg/sendmmsg, no parsing) and floor-uring (udp-floor-uring: the same on
+# io_uring, a multishot receive into provided buffers and the sends submitted with the next
+# wait, one io_uring_enter per turn; floor-uring-sqpoll: with a kernel thread polling the
+# submission queue, its CPU counted). All get the same socket receive buffer ($RCVBUF).
 # sipshard-hep is sipshard with full SIP capture (`--hep udp:$HEP_SINK`, every message received
 # and sent mirrored) to a sink that receives and discards (udp-floor without --to, on the
 # flooder's CPU): the cost of capture is the ratio sipshard-hep/sipshard of one run, e.g.
@@ -50,7 +53,7 @@
 # exit; PRIORITY=0 turns that off). Results still move by 10-20 % from run to run; compare
 # ratios measured in one run.
 #
-# Environment (defaults): SYSTEMS="sipshard sipshard-nocoalesce kamailio floor" SUT_CPU=0
+# Environment (defaults): SYSTEMS="sipshard sipshard-nocoalesce kamailio floor floor-uring" SUT_CPU=0
 # FLOOD_CPU=1 FIXED_RATE=20000 FIXED_WINDOW=5 RAMP_WINDOW=2 WARMUP=1 RAMP_START=10000
 # RAMP_FACTOR=1.25 RAMP_MAX=600000 RAMP=1 (0: the fixed rate only) RCVBUF=4194304 MEMORY=1 PRIORITY=1 OUT_DIR=bench-results
 # OUT_JSON=$OUT_DIR/forward.json RAW=$OUT_DIR/raw TCP_SOURCES=4 IDLE_CONNECTIONS=10000
@@ -59,7 +62,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SYSTEMS=${SYSTEMS:-"sipshard sipshard-nocoalesce kamailio floor"}
+SYSTEMS=${SYSTEMS:-"sipshard sipshard-nocoalesce kamailio floor floor-uring"}
 SUT_CPU=${SUT_CPU:-0}
 FLOOD_CPU=${FLOOD_CPU:-1}
 FIXED_RATE=${FIXED_RATE:-20000}
@@ -88,7 +91,7 @@ HEP_SINK=127.0.0.1:9060
 RAW=${RAW:-$OUT_DIR/raw}
 OUT_JSON=${OUT_JSON:-$OUT_DIR/forward.json}
 RUN_DIR=$(mktemp -d /tmp/bench-forward.XXXXXX)
-UDP_TOOLS="$ROOT/target/release" # udp-flood, udp-floor: workspace members, built below
+UDP_TOOLS="$ROOT/target/release" # udp-flood, udp-floor(-uring): workspace members, built below
 SUT_PID=""
 HEP_SINK_PID=""
 OLD_AUTOGROUP_NICE=""
@@ -237,6 +240,15 @@ start_sut() {
             --to "$SINK" --rcvbuf "$RCVBUF" --max-seconds 900 >"$RAW/$name.log" 2>&1 &
         SUT_PID=$!
         ;;
+    floor-uring | floor-uring-sqpoll)
+        SUT_PORT=$FLOOR_PORT
+        FLOOD_PORT=$FLOOR_PORT
+        local poll=()
+        if [[ "$name" == floor-uring-sqpoll ]]; then poll=(--sqpoll 100); fi
+        taskset -c "$SUT_CPU" "$UDP_TOOLS/udp-floor-uring" --listen "127.0.0.1:$SUT_PORT" \
+            --to "$SINK" --rcvbuf "$RCVBUF" --max-seconds 900 "${poll[@]}" >"$RAW/$name.log" 2>&1 &
+        SUT_PID=$!
+        ;;
     *) die "unknown system $name" ;;
     esac
     local up=0
@@ -250,7 +262,7 @@ start_sut() {
     done
     ((up)) || die "$name is not listening on port $SUT_PORT"
     sleep 0.5
-    if [[ "$name" != floor ]]; then
+    if [[ "$name" != floor* ]]; then
         taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-flood" register \
             --proxy "127.0.0.1:$SUT_PORT" --user bench --contact "$SINK" \
             --transport "$(transport_of "$name")" || die "$name did not accept the REGISTER"
@@ -361,7 +373,8 @@ def ratio(a, b, key):
     return round(x / y, 3) if x and y else None
 
 ratios = {}
-for sut, ref in (("sipshard", "kamailio"), ("sipshard", "floor"),
+for sut, ref in (("sipshard", "kamailio"), ("sipshard", "floor"), ("sipshard", "floor-uring"),
+                 ("floor-uring", "floor"), ("floor-uring-sqpoll", "floor"),
                  ("sipshard-tcp", "kamailio-tcp"), ("sipshard-tcp", "sipshard"),
                  ("sipshard-tls", "kamailio-tls"), ("sipshard-tls", "sipshard"),
                  ("sipshard-hep", "sipshard"), ("sipshard-hep-stream", "sipshard")):

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 pub mod stream;
 pub mod tls;
+pub mod uring_bufs;
 
 pub use mmsg::Wait;
 use mmsg::{RecvHeaders, SendHeaders};
