@@ -8,11 +8,34 @@ use std::io::{self, ErrorKind};
 use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub mod stream;
 pub mod tls;
 pub mod uring_bufs;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Make SIGTERM and SIGINT ask the tool to stop ([`stopped`]): the benchmarks stop their
+/// forwarders with SIGTERM and read what they print on the way out.
+pub fn stop_on_signals() {
+    let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+}
+
+/// Whether SIGTERM or SIGINT came since [`stop_on_signals`].
+pub fn stopped() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
 
 pub use mmsg::Wait;
 use mmsg::{RecvHeaders, SendHeaders};

@@ -14,7 +14,6 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -55,12 +54,6 @@ const CANCEL: u64 = u64::MAX - 1;
 /// How long one wait may last, so that SIGTERM and the deadline are noticed.
 const WAIT: Duration = Duration::from_millis(200);
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
 #[derive(Default)]
 struct Counts {
     received: u64,
@@ -76,12 +69,7 @@ struct Counts {
 
 fn main() {
     let args = Args::parse();
-    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGTERM, handler);
-        libc::signal(libc::SIGINT, handler);
-    }
+    udp_tools::stop_on_signals();
     let sock = bind_udp(args.listen, args.rcvbuf, false).unwrap_or_else(|e| {
         fail(&format!("cannot bind {}: {e}", args.listen));
     });
@@ -134,7 +122,7 @@ fn forward(
     let mut counts = Counts::default();
     let mut pending: Vec<squeue::Entry> = vec![receive(bufs, fd)];
     let wait = types::Timespec::from(WAIT);
-    while !STOP.load(Ordering::Relaxed) && Instant::now() < deadline {
+    while !udp_tools::stopped() && Instant::now() < deadline {
         // Sends to a socket complete within the submission: waiting for one completion more
         // than the sends makes the call return on the next datagram, not on those sends (one
         // io_uring_enter per datagram at low rates instead of two).
@@ -223,7 +211,7 @@ fn complete(
         return;
     }
     if !cqueue::more(cqe.flags()) {
-        if cqe.result() == -libc::ECANCELED || STOP.load(Ordering::Relaxed) {
+        if cqe.result() == -libc::ECANCELED || udp_tools::stopped() {
             counts.receive_ended = true;
         } else {
             counts.rearmed += 1;

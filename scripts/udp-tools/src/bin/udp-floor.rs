@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -32,20 +31,9 @@ struct Args {
     max_seconds: u64,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
 fn main() {
     let args = Args::parse();
-    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGTERM, handler);
-        libc::signal(libc::SIGINT, handler);
-    }
+    udp_tools::stop_on_signals();
     let sock = bind_udp(args.listen, args.rcvbuf, false).unwrap_or_else(|e| {
         eprintln!("udp-floor: cannot bind {}: {e}", args.listen);
         std::process::exit(1);
@@ -62,7 +50,7 @@ fn main() {
         Some(to) => eprintln!("udp-floor: {} -> {to}", args.listen),
         None => eprintln!("udp-floor: {} -> discarded", args.listen),
     }
-    while !STOP.load(Ordering::Relaxed) && Instant::now() < deadline {
+    while !udp_tools::stopped() && Instant::now() < deadline {
         let n = match recv.recv(fd, Wait::ForOne) {
             Ok(n) => n,
             Err(e) => {
