@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 
 use sipshard::identity::LocalIdentity;
 use sipshard::location::Now;
+use sipshard::proxy::flow::FlowKey;
 use sipshard::proxy::{Action, Core, ProxyConfig};
-use sipshard::registrar::RegistrarConfig;
 use sipshard::sip::rewrite::DEFAULT_HEADROOM;
 use sipshard::sip::{PacketBuf, Source, Transport};
 
@@ -43,24 +43,16 @@ Content-Length: 0\r\n\r\n";
 fn main() {
     let listen: SocketAddr = PROXY.parse().unwrap();
     // Built once and shared read-only by every shard, hence `'static`.
+    let local = LocalIdentity::new(
+        &[(Transport::Udp, listen)],
+        &[],
+        None,
+        &["example.com".to_string()],
+        None,
+    );
     let cfg: &'static ProxyConfig = Box::leak(Box::new(ProxyConfig {
-        local: LocalIdentity::new(
-            &[(Transport::Udp, listen)],
-            &[],
-            None,
-            &["example.com".to_string()],
-            None,
-        ),
-        routes: vec![],
         record_route: true,
-        redirect: Default::default(),
-        registrar: RegistrarConfig::default(),
-        max_message: 65_507,
-        pike: None,
-        udp_mtu: 1300,
-        nat_ping: None,
-        edge_path: true,
-        flow_key: sipshard::proxy::flow::FlowKey::new([7; 32]),
+        ..ProxyConfig::new(local, FlowKey::new([7; 32]))
     }));
     let mut core = Core::new(cfg);
     // The core reads no clock: the runtime passes the time in.

@@ -21,7 +21,6 @@ use sipshard::auth::{AuthConfig, AuthMode, Authenticator, UserDb};
 use sipshard::identity::LocalIdentity;
 use sipshard::location::Now;
 use sipshard::proxy::{Action, Core, ProxyConfig};
-use sipshard::registrar::RegistrarConfig;
 use sipshard::sip::rewrite::DEFAULT_HEADROOM;
 use sipshard::sip::{PacketBuf, Source, Transport};
 
@@ -44,25 +43,17 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000);
     let listen: SocketAddr = "127.0.0.1:5060".parse().unwrap();
-    let cfg: &'static ProxyConfig = Box::leak(Box::new(ProxyConfig {
-        local: LocalIdentity::new(
-            &[(Transport::Udp, listen)],
-            &[],
-            None,
-            &[DOMAIN.to_string()],
-            None,
-        ),
-        routes: vec![],
-        record_route: false,
-        redirect: Default::default(),
-        registrar: RegistrarConfig::default(),
-        max_message: 65_507,
-        pike: None,
-        udp_mtu: 1300,
-        nat_ping: None,
-        edge_path: true,
-        flow_key: sipshard::proxy::flow::FlowKey::new([7; 32]),
-    }));
+    let local = LocalIdentity::new(
+        &[(Transport::Udp, listen)],
+        &[],
+        None,
+        &[DOMAIN.to_string()],
+        None,
+    );
+    let cfg: &'static ProxyConfig = Box::leak(Box::new(ProxyConfig::new(
+        local,
+        sipshard::proxy::flow::FlowKey::new([7; 32]),
+    )));
     let users: String = (0..USERS).map(|i| format!("u{i}:{PASSWORD}\n")).collect();
     // As sipshard loads it: HA1s precomputed for the realm.
     let db = UserDb::parse(users.as_bytes())

@@ -76,6 +76,28 @@ pub struct ProxyConfig {
     pub flow_key: flow::FlowKey,
 }
 
+impl ProxyConfig {
+    /// A proxy and registrar for `local` with what `sipshard` does without flags (no static
+    /// route, no Record-Route, no redirect, the registrar's defaults, 65,507-byte messages, no
+    /// pike, the 1,300-byte UDP limit, no NAT pings, Path on REGISTERs it forwards), flow tokens
+    /// signed with `flow_key`. Change fields with struct update syntax.
+    pub fn new(local: LocalIdentity, flow_key: flow::FlowKey) -> ProxyConfig {
+        ProxyConfig {
+            local,
+            routes: vec![],
+            record_route: false,
+            redirect: RedirectPolicy::default(),
+            registrar: RegistrarConfig::default(),
+            max_message: 65_507,
+            pike: None,
+            udp_mtu: 1300,
+            nat_ping: None,
+            edge_path: true,
+            flow_key,
+        }
+    }
+}
+
 /// What the runtime does with the datagram after [`Core::handle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
@@ -124,24 +146,13 @@ enum Decision {
 /// use sipshard::identity::LocalIdentity;
 /// use sipshard::location::Now;
 /// use sipshard::proxy::{Action, Core, ProxyConfig};
-/// use sipshard::registrar::RegistrarConfig;
+/// use sipshard::proxy::flow::FlowKey;
 /// use sipshard::sip::rewrite::DEFAULT_HEADROOM;
 /// use sipshard::sip::{PacketBuf, Source, Target, Transport};
 ///
 /// let listen: SocketAddr = "192.0.2.10:5060".parse().unwrap();
-/// let cfg: &'static ProxyConfig = Box::leak(Box::new(ProxyConfig {
-///     local: LocalIdentity::new(&[(Transport::Udp, listen)], &[], None, &["example.com".into()], None),
-///     routes: vec![],
-///     record_route: false,
-///     redirect: Default::default(),
-///     registrar: RegistrarConfig::default(),
-///     max_message: 65_507,
-///     pike: None,
-///     udp_mtu: 1300,
-///     nat_ping: None,
-///     edge_path: true,
-///     flow_key: sipshard::proxy::flow::FlowKey::new([7; 32]),
-/// }));
+/// let local = LocalIdentity::new(&[(Transport::Udp, listen)], &[], None, &["example.com".into()], None);
+/// let cfg: &'static ProxyConfig = Box::leak(Box::new(ProxyConfig::new(local, FlowKey::new([7; 32]))));
 /// let mut core = Core::new(cfg);
 /// let now = Now { unix_ms: 1_700_000_000_000 };
 /// let mut send = |from: &str, text: &str| {

@@ -337,12 +337,24 @@ impl<'a> Message<'a> {
         NameAddr::parse(self.buf(), self.field_at(i).value, i).ok_or(ParseError::Malformed(req))
     }
 
+    /// The From header field (parsed once, on the first call).
     pub fn from(&self) -> Result<NameAddr<'a>, ParseError> {
-        self.single_addr(HeaderName::From, Required::From)
+        if let Some(parsed) = self.from.get() {
+            return parsed;
+        }
+        let parsed = self.single_addr(HeaderName::From, Required::From);
+        self.from.set(Some(parsed));
+        parsed
     }
 
+    /// The To header field (parsed once, on the first call).
     pub fn to(&self) -> Result<NameAddr<'a>, ParseError> {
-        self.single_addr(HeaderName::To, Required::To)
+        if let Some(parsed) = self.to.get() {
+            return parsed;
+        }
+        let parsed = self.single_addr(HeaderName::To, Required::To);
+        self.to.set(Some(parsed));
+        parsed
     }
 
     pub fn cseq(&self) -> Result<CSeq<'a>, ParseError> {

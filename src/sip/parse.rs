@@ -17,6 +17,7 @@ use std::mem::MaybeUninit;
 
 use memchr::memchr;
 
+use super::addr::NameAddr;
 use super::error::{ParseError, Required};
 use super::header::{has_empty_element, is_lws, is_token, run_len, CommaSplit, HeaderName};
 use super::scan::{find_byte, LineEnds};
@@ -147,6 +148,8 @@ fn init_in_place<'s, 'a>(slot: &'s mut MaybeUninit<Message<'a>>) -> &'s mut Mess
         std::ptr::addr_of_mut!((*p).body).write(Span::EMPTY);
         std::ptr::addr_of_mut!((*p).request_uri).write(None);
         std::ptr::addr_of_mut!((*p).top_via).write(Cell::new(None));
+        std::ptr::addr_of_mut!((*p).from).write(Cell::new(None));
+        std::ptr::addr_of_mut!((*p).to).write(Cell::new(None));
         slot.assume_init_mut()
     }
 }
@@ -166,6 +169,8 @@ fn every_field_is_written_by_init_in_place(m: &Message<'_>) {
         body: _,
         request_uri: _,
         top_via: _,
+        from: _,
+        to: _,
     } = m;
 }
 
@@ -189,6 +194,10 @@ pub struct Message<'a> {
     /// The topmost Via, parsed the first time it is asked for and kept: every consumer needs it,
     /// some several times. (A `Cell`: the view is shared, and stays on the shard that parsed it.)
     top_via: Cell<Option<Result<Via<'a>, ParseError>>>,
+    /// From and To, parsed the first time they are asked for and kept, as the top Via: a
+    /// forwarded request needs them to validate, to key its branch and to match replies.
+    pub(super) from: Cell<Option<Result<NameAddr<'a>, ParseError>>>,
+    pub(super) to: Cell<Option<Result<NameAddr<'a>, ParseError>>>,
 }
 
 impl<'a> Message<'a> {
@@ -212,6 +221,8 @@ impl<'a> Message<'a> {
             body: Span::EMPTY,
             request_uri: None,
             top_via: Cell::new(None),
+            from: Cell::new(None),
+            to: Cell::new(None),
         };
         msg.parse_into(buf)?;
         Ok(msg)
