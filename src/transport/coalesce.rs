@@ -15,12 +15,31 @@
 //! and be followed by the receive wake-up it was meant to save. And it is never longer than a
 //! full batch takes to arrive at that rate, since one wake-up takes at most a batch anyway.
 //!
+//! The wait itself is one `nanosleep` of the shard's thread ([`pause`]), not a glommio timer:
+//! a timer parks the executor, and glommio's park is eight system calls (io_uring submissions
+//! to its three rings for the preemption and user timers, a `membarrier` for its remote
+//! wakers, the wait, the re-arming after it; counted with `strace -f` at 10,000 datagrams/s),
+//! which made the wait cost as much as the wake-up it saves. With the thread asleep instead,
+//! one wake-up is three system calls (the sleep, recvmmsg, sendmmsg), and the shard's CPU per
+//! forwarded datagram at 10,000/s fell from 16.5-17.5 µs to 10.8-11.7 µs in the same runs
+//! (docs/benchmarks.md). The price: the shard's other tasks (its stream connections, timers,
+//! what other shards hand it) wait with the datagrams, up to one window, while it coalesces;
+//! they are not starved (the window ends, the executor runs them before the next batch
+//! through `yield_if_needed` when their turn is due, and no wait is taken once batches fill).
+//!
 //! The default window (500 µs, `--rx-coalesce-us`) keeps the wake-up cost per datagram below
 //! the forwarding cost itself from about 10,000 datagrams/s per shard up (some 4-5 datagrams
 //! per wake-up at that rate), for at most half a millisecond of added latency: nothing next to
 //! SIP's timers (T1 = 500 ms) or a network round trip.
 
 use std::time::{Duration, Instant};
+
+/// Wait `wait` with the shard's thread asleep (see the module's documentation for why the
+/// executor is not parked instead). `wait` is at most the coalescing window, which the
+/// configuration bounds (`--rx-coalesce-us`, at most 100 ms).
+pub fn pause(wait: Duration) {
+    std::thread::sleep(wait);
+}
 
 /// How long one measurement of the arrival rate lasts at least.
 const RATE_PERIOD: Duration = Duration::from_millis(1);

@@ -144,7 +144,7 @@ pub async fn receive_loop<D: Datapath>(dp: Rc<D>, idx: usize, tuning: ReceiveTun
         let full = count == BATCH;
         queued = full;
         if let Some(wait) = coalescer.after_batch(count, full, Instant::now()) {
-            glommio::timer::sleep(wait).await;
+            super::coalesce::pause(wait);
             queued = true;
         }
     }
