@@ -21,7 +21,8 @@
 # udp-floor (recvmmsg/sendmmsg, no parsing) and floor-uring (udp-floor-uring: the same on
 # io_uring, a multishot receive into provided buffers and the sends submitted with the next
 # wait, one io_uring_enter per turn; floor-uring-sqpoll: with a kernel thread polling the
-# submission queue, its CPU counted). All get the same socket receive buffer ($RCVBUF).
+# submission queue, its CPU counted; floor-uring-mmsg: the io_uring receive with one sendmmsg per
+# turn instead of a SENDMSG per datagram). All get the same socket receive buffer ($RCVBUF).
 # sipshard-hep is sipshard with full SIP capture (`--hep udp:$HEP_SINK`, every message received
 # and sent mirrored) to a sink that receives and discards (udp-floor without --to, on the
 # flooder's CPU): the cost of capture is the ratio sipshard-hep/sipshard of one run, e.g.
@@ -53,7 +54,7 @@
 # exit; PRIORITY=0 turns that off). Results still move by 10-20 % from run to run; compare
 # ratios measured in one run.
 #
-# Environment (defaults): SYSTEMS="sipshard sipshard-nocoalesce kamailio floor floor-uring" SUT_CPU=0
+# Environment (defaults): SYSTEMS="sipshard sipshard-nocoalesce kamailio floor floor-uring floor-uring-mmsg" SUT_CPU=0
 # FLOOD_CPU=1 FIXED_RATE=20000 FIXED_WINDOW=5 RAMP_WINDOW=2 WARMUP=1 RAMP_START=10000
 # RAMP_FACTOR=1.25 RAMP_MAX=600000 RAMP=1 (0: the fixed rate only) RCVBUF=4194304 MEMORY=1 PRIORITY=1 OUT_DIR=bench-results
 # OUT_JSON=$OUT_DIR/forward.json RAW=$OUT_DIR/raw TCP_SOURCES=4 IDLE_CONNECTIONS=10000
@@ -62,7 +63,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SYSTEMS=${SYSTEMS:-"sipshard sipshard-nocoalesce kamailio floor floor-uring"}
+SYSTEMS=${SYSTEMS:-"sipshard sipshard-nocoalesce kamailio floor floor-uring floor-uring-mmsg"}
 SUT_CPU=${SUT_CPU:-0}
 FLOOD_CPU=${FLOOD_CPU:-1}
 FIXED_RATE=${FIXED_RATE:-20000}
@@ -240,11 +241,12 @@ start_sut() {
             --to "$SINK" --rcvbuf "$RCVBUF" --max-seconds 900 >"$RAW/$name.log" 2>&1 &
         SUT_PID=$!
         ;;
-    floor-uring | floor-uring-sqpoll)
+    floor-uring | floor-uring-sqpoll | floor-uring-mmsg)
         SUT_PORT=$FLOOR_PORT
         FLOOD_PORT=$FLOOR_PORT
         local poll=()
         if [[ "$name" == floor-uring-sqpoll ]]; then poll=(--sqpoll 100); fi
+        if [[ "$name" == floor-uring-mmsg ]]; then poll=(--send sendmmsg); fi
         taskset -c "$SUT_CPU" "$UDP_TOOLS/udp-floor-uring" --listen "127.0.0.1:$SUT_PORT" \
             --to "$SINK" --rcvbuf "$RCVBUF" --max-seconds 900 "${poll[@]}" >"$RAW/$name.log" 2>&1 &
         SUT_PID=$!
@@ -374,7 +376,8 @@ def ratio(a, b, key):
 
 ratios = {}
 for sut, ref in (("sipshard", "kamailio"), ("sipshard", "floor"), ("sipshard", "floor-uring"),
-                 ("floor-uring", "floor"), ("floor-uring-sqpoll", "floor"),
+                 ("sipshard", "floor-uring-mmsg"), ("floor-uring", "floor"),
+                 ("floor-uring-sqpoll", "floor"), ("floor-uring-mmsg", "floor"),
                  ("sipshard-tcp", "kamailio-tcp"), ("sipshard-tcp", "sipshard"),
                  ("sipshard-tls", "kamailio-tls"), ("sipshard-tls", "sipshard"),
                  ("sipshard-hep", "sipshard"), ("sipshard-hep-stream", "sipshard")):

@@ -106,6 +106,11 @@ impl BufRing {
         Some((offset, data.len(), out.is_payload_truncated()))
     }
 
+    /// `len` bytes at `offset` of the slab (a payload as [`payload`](Self::payload) found it).
+    pub fn slice(&self, offset: usize, len: usize) -> &[u8] {
+        &self.slab[offset..offset + len]
+    }
+
     /// The header for sending `len` bytes at `offset` of the slab (inside buffer `bid`) to
     /// `to`; valid until the buffer is given back.
     pub fn send_header(
