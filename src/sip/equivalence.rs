@@ -374,6 +374,8 @@ proptest! {
         params in prop::sample::select(vec![
             "", ";branch=z9hG4bK1", ";rport;branch=z9hG4bKa;received=192.0.2.2", ";BRANCH",
             ";branch", ";branch=a;branch=b", ";;", ";", " ;branch=x", ";x=\"q\"",
+            ";Received=192.0.2.9;RPORT=5070;rport;received=x;branch=z9hG4bK2",
+            ";branch;BRANCH=z9hG4bK3;rport=", ";rport ;received=192.0.2.1",
         ]),
     ) {
         let text = format!("SIP/2.0/{transport} {host}{port}{params}");

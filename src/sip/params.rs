@@ -171,7 +171,7 @@ pub fn scan_simple_each<'a>(
 /// 0x20 is a lowercase letter only when it is that letter in either case (cheaper than
 /// lowercasing both sides, as `eq_ignore_ascii_case` does).
 #[inline]
-fn eq_lowercase_letters(name: &[u8], lower: &[u8]) -> bool {
+pub(super) fn eq_lowercase_letters(name: &[u8], lower: &[u8]) -> bool {
     name.len() == lower.len() && name.iter().zip(lower).all(|(&n, &l)| n | 0x20 == l)
 }
 

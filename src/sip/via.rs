@@ -34,8 +34,43 @@ pub struct Via<'a> {
     pub sent_by_end: Span,
     /// The header line this value sits on (index into `Message::fields`).
     pub field: usize,
-    /// The `branch` parameter, found while the parameters are checked.
-    branch: Option<&'a [u8]>,
+    /// `branch`, `rport` and `received`, found in the parse's pass over the parameters.
+    known: KnownParams<'a>,
+}
+
+/// The parameters a proxy reads on every message it forwards or answers, found once (the
+/// first occurrence of each, as [`params::find`] would find it) instead of a search of the
+/// parameter list per question.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct KnownParams<'a> {
+    branch: Option<Option<&'a [u8]>>,
+    rport: Option<Option<&'a [u8]>>,
+    received: Option<Option<&'a [u8]>>,
+}
+
+impl<'a> KnownParams<'a> {
+    /// Take note of one parameter of the common form (see [`params::scan_simple_each`]).
+    #[inline]
+    fn note(&mut self, name: &'a [u8], value: Option<&'a [u8]>) {
+        let slot = match name.len() {
+            6 if params::eq_lowercase_letters(name, b"branch") => &mut self.branch,
+            5 if params::eq_lowercase_letters(name, b"rport") => &mut self.rport,
+            8 if params::eq_lowercase_letters(name, b"received") => &mut self.received,
+            _ => return,
+        };
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
+
+    /// Searched with the general parameter parser (a Via not of the common form).
+    fn find(params: &'a [u8]) -> KnownParams<'a> {
+        KnownParams {
+            branch: params::find(params, b"branch"),
+            rport: params::find(params, b"rport"),
+            received: params::find(params, b"received"),
+        }
+    }
 }
 
 impl<'a> Via<'a> {
@@ -67,11 +102,16 @@ impl<'a> Via<'a> {
             i += 1 + digits;
         }
         let sent_by_end = i;
-        let (params, branch) = match s.get(i) {
-            None => (&[][..], None),
+        let mut known = KnownParams::default();
+        let params = match s.get(i) {
+            None => &[][..],
             Some(b';') => {
                 let params = &s[i + 1..];
-                (params, params::scan_simple(params, b"branch")?)
+                params::scan_simple_each(params, |name, value| {
+                    known.note(name, value);
+                    true
+                })?;
+                params
             }
             Some(_) => return None,
         };
@@ -87,7 +127,7 @@ impl<'a> Via<'a> {
             span,
             sent_by_end: Span::new(base + sent_by_end, base + sent_by_end),
             field,
-            branch,
+            known,
         })
     }
 
@@ -169,7 +209,7 @@ impl<'a> Via<'a> {
             span,
             sent_by_end: Span::new(base + sent_by_end, base + sent_by_end),
             field,
-            branch: params::find(params, b"branch").flatten(),
+            known: KnownParams::find(params),
         })
     }
 
@@ -193,7 +233,7 @@ impl<'a> Via<'a> {
 
     #[inline]
     pub fn branch(&self) -> Option<&'a [u8]> {
-        self.branch
+        self.known.branch.flatten()
     }
 
     /// True when the branch carries the RFC 3261 magic cookie (section 8.1.1.7).
@@ -202,13 +242,15 @@ impl<'a> Via<'a> {
             .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
     }
 
+    #[inline]
     pub fn received(&self) -> Option<&'a [u8]> {
-        self.param(b"received").flatten()
+        self.known.received.flatten()
     }
 
     /// `rport` (RFC 3581): `None` absent, `Some(None)` present without value.
+    #[inline]
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.param(b"rport").map(|v| v.and_then(parse_port))
+        self.known.rport.map(|v| v.and_then(parse_port))
     }
 
     pub fn maddr(&self) -> Option<&'a [u8]> {
