@@ -54,6 +54,15 @@ use shard::ShardSetup;
 /// exceeds an unprivileged user's usual 8 MiB memlock limit and makes glommio warn at start-up.
 const IO_MEMORY: usize = 512 * 1024;
 
+/// How long a shard's busy UDP receive loop may keep its other tasks (timers, what other
+/// shards hand it, its connections under full batches) waiting: glommio's preemption timer,
+/// after which the loop's `yield_if_needed` lets the executor poll its rings and run them. A
+/// busy loop does not park the executor (full batches, or coalescing waits that sleep the
+/// thread on a shard without connections, see `transport::coalesce`), so without this they
+/// would wait for glommio's default of 100 ms. The timer is armed only while tasks run, never
+/// while the executor sleeps; at 10,000 datagrams/s 5 ms measured no dearer than 100 ms.
+const SHARD_PREEMPT: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Start every shard and serve until SIGINT or SIGTERM. Returns the summed counters.
 pub fn run(settings: Settings) -> Result<Counters, String> {
     limits::check_memlock()?;
@@ -480,6 +489,7 @@ fn spawn_shards(
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard{id}"))
             .io_memory(IO_MEMORY)
+            .preempt_timer(SHARD_PREEMPT)
             .spawn(move || shard::run(setup))
             .map_err(|e| format!("cannot start shard {id} on CPU {cpu}: {e}"))?;
         handles.push(handle);

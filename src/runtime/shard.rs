@@ -334,6 +334,10 @@ impl Datapath for Shard {
         self.core.borrow().config().max_message
     }
 
+    fn serves_streams(&self) -> bool {
+        self.tcp.open_connections() + self.tls.open_connections() > 0
+    }
+
     fn start_batch(&self, kernel_drops: u64) {
         let mut core = self.core.borrow_mut();
         core.count_drops(DropReason::QueueFull, kernel_drops);

@@ -15,17 +15,23 @@
 //! and be followed by the receive wake-up it was meant to save. And it is never longer than a
 //! full batch takes to arrive at that rate, since one wake-up takes at most a batch anyway.
 //!
-//! The wait itself is one `nanosleep` of the shard's thread ([`pause`]), not a glommio timer:
-//! a timer parks the executor, and glommio's park is eight system calls (io_uring submissions
-//! to its three rings for the preemption and user timers, a `membarrier` for its remote
-//! wakers, the wait, the re-arming after it; counted with `strace -f` at 10,000 datagrams/s),
-//! which made the wait cost as much as the wake-up it saves. With the thread asleep instead,
-//! one wake-up is three system calls (the sleep, recvmmsg, sendmmsg), and the shard's CPU per
-//! forwarded datagram at 10,000/s fell from 16.5-17.5 µs to 10.8-11.7 µs in the same runs
-//! (docs/benchmarks.md). The price: the shard's other tasks (its stream connections, timers,
-//! what other shards hand it) wait with the datagrams, up to one window, while it coalesces;
-//! they are not starved (the window ends, the executor runs them before the next batch
-//! through `yield_if_needed` when their turn is due, and no wait is taken once batches fill).
+//! On a shard with no stream connection open, the wait is one `nanosleep` of the shard's
+//! thread ([`pause`]), not a glommio timer: a timer parks the executor, and glommio's park is
+//! eight system calls (io_uring submissions to its three rings for the preemption and user
+//! timers, a `membarrier` for its remote wakers, the wait, the re-arming after it; counted with
+//! `strace -f` at 10,000 datagrams/s), which made the wait cost as much as the wake-up it saves.
+//! With the thread asleep, one wake-up is three system calls (the sleep, recvmmsg, sendmmsg),
+//! and the shard's CPU per forwarded datagram at 10,000/s fell from 16.5-17.5 µs to
+//! 8.9-10.3 µs in the same runs (docs/benchmarks-forwarding.md). Meanwhile the shard's other
+//! tasks (timers, what other shards hand it) run only when the receive loop yields, on
+//! glommio's preemption timer: every 5 ms on a shard (`runtime::SHARD_PREEMPT`).
+//!
+//! That is too late for connections: their reads and writes take several executor turns
+//! each, and a TCP round trip through a shard coalescing 10,000 datagrams/s took 7 ms at the
+//! median with a 2 ms period (280 ms at the 90th percentile with glommio's default 100 ms),
+//! against 0.14 ms when the wait parks the executor. So while the shard has a TCP or TLS
+//! connection open, the wait is a glommio timer as before, and the executor serves the
+//! connections during it.
 //!
 //! The default window (500 µs, `--rx-coalesce-us`) keeps the wake-up cost per datagram below
 //! the forwarding cost itself from about 10,000 datagrams/s per shard up (some 4-5 datagrams
