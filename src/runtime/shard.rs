@@ -334,8 +334,9 @@ impl Datapath for Shard {
         self.core.borrow().config().max_message
     }
 
-    fn serves_streams(&self) -> bool {
+    fn shares_the_executor(&self) -> bool {
         self.tcp.open_connections() + self.tls.open_connections() > 0
+            || self.udp.iter().flatten().count() > 1
     }
 
     fn start_batch(&self, kernel_drops: u64) {

@@ -15,8 +15,8 @@
 //! and be followed by the receive wake-up it was meant to save. And it is never longer than a
 //! full batch takes to arrive at that rate, since one wake-up takes at most a batch anyway.
 //!
-//! On a shard with no stream connection open, the wait is one `nanosleep` of the shard's
-//! thread ([`pause`]), not a glommio timer: a timer parks the executor, and glommio's park is
+//! On a shard with one UDP listener and no stream connection open, the wait is one `nanosleep`
+//! of the shard's thread ([`pause`]), not a glommio timer: a timer parks the executor, and glommio's park is
 //! eight system calls (io_uring submissions to its three rings for the preemption and user
 //! timers, a `membarrier` for its remote wakers, the wait, the re-arming after it; counted with
 //! `strace -f` at 10,000 datagrams/s), which made the wait cost as much as the wake-up it saves.
@@ -29,9 +29,10 @@
 //! That is too late for connections: their reads and writes take several executor turns
 //! each, and a TCP round trip through a shard coalescing 10,000 datagrams/s took 7 ms at the
 //! median with a 2 ms period (280 ms at the 90th percentile with glommio's default 100 ms),
-//! against 0.14 ms when the wait parks the executor. So while the shard has a TCP or TLS
-//! connection open, the wait is a glommio timer as before, and the executor serves the
-//! connections during it.
+//! against 0.14 ms when the wait parks the executor. It is too late for a second UDP
+//! listener's receive loop too (one turn per period would cap it at a batch per period). So
+//! while the shard has a TCP or TLS connection open, or more than one UDP listener, the wait is
+//! a glommio timer as before, and the executor serves the others during it.
 //!
 //! The default window (500 µs, `--rx-coalesce-us`) keeps the wake-up cost per datagram below
 //! the forwarding cost itself from about 10,000 datagrams/s per shard up (some 4-5 datagrams

@@ -28,9 +28,9 @@ pub trait Datapath {
     fn send_stream(&self, to: Target, listener: usize, bytes: &[u8]);
     /// The largest datagram to receive.
     fn max_message(&self) -> usize;
-    /// Whether the shard has stream (TCP, TLS) connections open, whose reads and writes must
-    /// go on while the loop waits for more datagrams.
-    fn serves_streams(&self) -> bool;
+    /// Whether other I/O of the shard must go on while this loop waits for more datagrams:
+    /// its stream (TCP, TLS) connections, or another UDP listener's receive loop.
+    fn shares_the_executor(&self) -> bool;
     /// Before a batch is handled: `kernel_drops` datagrams were dropped by the kernel since
     /// the last batch, and what other shards changed applies first (a request sent after
     /// another shard's 200 OK to a REGISTER must find the binding).
@@ -147,9 +147,9 @@ pub async fn receive_loop<D: Datapath>(dp: Rc<D>, idx: usize, tuning: ReceiveTun
         let full = count == BATCH;
         queued = full;
         if let Some(wait) = coalescer.after_batch(count, full, Instant::now()) {
-            // The cheap wait blocks the executor: only when no connection needs serving
+            // The cheap wait blocks the executor: only when nothing else needs serving
             // meanwhile (see `coalesce::pause`).
-            if dp.serves_streams() {
+            if dp.shares_the_executor() {
                 glommio::timer::sleep(wait).await;
             } else {
                 super::coalesce::pause(wait);
