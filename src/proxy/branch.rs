@@ -97,7 +97,6 @@ impl BranchKey {
     }
 }
 
-/// Hash a field with its length, so that ("ab","c") and ("a","bc") differ.
 /// The input of one hash, gathered and hashed in one call. XXH3's streaming state is a struct
 /// of some 600 bytes with its own buffer, and filling it costs more than hashing the few dozen
 /// bytes of a key (measured with `cargo bench --bench core`). XXH3 gives the same value for the

@@ -158,14 +158,7 @@ fn forward(
             .filter(|e| e.get_user_data() < CANCEL)
             .count();
         submit_pending(ring, &mut pending);
-        let waited = ring
-            .submitter()
-            .submit_with_args(want, &types::SubmitArgs::new().timespec(&wait));
-        match waited {
-            Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
-            Err(e) => fail(&format!("io_uring_enter: {e}")),
-        }
+        submit_and_wait(ring, want, &wait);
         for cqe in ring.completion() {
             complete(&cqe, bufs, fd, to, &mut pending, &mut counts);
         }
@@ -194,14 +187,7 @@ fn forward_mmsg(
     while !udp_tools::stopped() && Instant::now() < deadline {
         if ring.completion().is_empty() || !pending.is_empty() {
             submit_pending(ring, &mut pending);
-            let waited = ring
-                .submitter()
-                .submit_with_args(1, &types::SubmitArgs::new().timespec(&wait));
-            match waited {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
-                Err(e) => fail(&format!("io_uring_enter: {e}")),
-            }
+            submit_and_wait(ring, 1, &wait);
         }
         for cqe in ring.completion().take(BATCH) {
             if !cqueue::more(cqe.flags()) && !udp_tools::stopped() {
@@ -249,6 +235,18 @@ fn finish(ring: &mut IoUring, bufs: &mut BufRing, fd: i32, counts: &mut Counts) 
             complete(&cqe, bufs, fd, None, &mut Vec::new(), counts);
         }
         bufs.publish();
+    }
+}
+
+/// Submit what is queued and wait for `want` completions, at most `wait`.
+fn submit_and_wait(ring: &mut IoUring, want: usize, wait: &types::Timespec) {
+    match ring
+        .submitter()
+        .submit_with_args(want, &types::SubmitArgs::new().timespec(wait))
+    {
+        Ok(_) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
+        Err(e) => fail(&format!("io_uring_enter: {e}")),
     }
 }
 
