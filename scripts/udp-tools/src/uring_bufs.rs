@@ -1,4 +1,4 @@
-//! The memory of udp-floor-uring: a ring of provided receive buffers registered with io_uring
+//! The memory of udp-floor-uring and of tcp-floor --io multishot: a ring of provided receive buffers registered with io_uring
 //! (`IORING_REGISTER_PBUF_RING`), the buffers themselves, the message header the multishot
 //! receive describes its datagrams with, and one send header per buffer (a datagram is sent
 //! from the buffer it arrived in, so the header of buffer `bid` is free exactly when the
@@ -104,6 +104,14 @@ impl BufRing {
         let data = out.payload_data();
         let offset = data.as_ptr() as usize - self.slab.as_ptr() as usize;
         Some((offset, data.len(), out.is_payload_truncated()))
+    }
+
+    /// The bytes a stream receive (`RecvMulti`) put in buffer `bid`, given the completion's
+    /// result; none for an error or the end of the stream.
+    pub fn stream_data(&self, bid: u16, result: i32) -> &[u8] {
+        let used = usize::try_from(result).unwrap_or(0).min(self.size);
+        let start = usize::from(bid) * self.size;
+        &self.slab[start..start + used]
     }
 
     /// `len` bytes at `offset` of the slab (a payload as [`payload`](Self::payload) found it).
