@@ -36,6 +36,12 @@
 # (scripts/kamailio-bench.cfg -A WITH_TCP). For each TCP system the script then opens
 # $IDLE_CONNECTIONS idle connections and reports the proxy's memory per connection (PSS of its
 # whole process tree, so Kamailio's shared memory counts once; udp-flood idle).
+# sipshard-stream-tcp is sipshard-tcp with `--tcp-receive stream` (glommio's reads). The
+# TCP floors (tcp-floor: framing only, every message to one connection to the sink, no idle
+# measurement) read connections with glommio's streams (floor-tcp), with a multishot receive
+# on a ring of their own and no executor (floor-uring-tcp), or that receive inside glommio's
+# executor (floor-uring-glommio-tcp), e.g. SYSTEMS="sipshard-tcp sipshard-stream-tcp
+# floor-tcp floor-uring-glommio-tcp floor-uring-tcp" MEMORY=0 scripts/bench-forward.sh.
 #
 # Over TLS (scripts/bench.sh tls): sipshard-tls and kamailio-tls, the same again over TLS
 # connections (ECDSA P-256 certificates from scripts/bench-tls-certs.sh; sipshard on
@@ -181,8 +187,8 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 start_sut() {
     local name=$1
     case "$name" in
-    sipshard | sipshard-nocoalesce | sipshard-2shards | sipshard-tcp | sipshard-tls | sipshard-hep | \
-        sipshard-hep-stream)
+    sipshard | sipshard-nocoalesce | sipshard-2shards | sipshard-tcp | sipshard-stream-tcp | \
+        sipshard-tls | sipshard-hep | sipshard-hep-stream)
         local extra=() cpus=$SUT_CPU shards=1
         FLOOD_PORT=$SIPSHARD_PORT
         [[ "$name" == sipshard-nocoalesce ]] && extra=(--rx-coalesce-us 0)
@@ -202,6 +208,7 @@ start_sut() {
         # The idle-connection measurement opens more connections from 127.0.0.1 than the
         # default per-address limit allows.
         is_stream "$name" && extra=(--tcp-max-connections-per-ip 50000)
+        [[ "$name" == sipshard-stream-tcp ]] && extra+=(--tcp-receive stream)
         if is_tls "$name"; then
             FLOOD_PORT=$SIPSHARD_TLS_PORT
             extra+=(--listen "tls:127.0.0.1:$FLOOD_PORT" --tls-cert "$CERTS/server.pem"
@@ -251,6 +258,16 @@ start_sut() {
             --to "$SINK" --rcvbuf "$RCVBUF" --max-seconds 900 "${poll[@]}" >"$RAW/$name.log" 2>&1 &
         SUT_PID=$!
         ;;
+    floor-tcp | floor-uring-tcp | floor-uring-glommio-tcp)
+        SUT_PORT=$FLOOR_PORT
+        FLOOD_PORT=$FLOOR_PORT
+        local io=glommio
+        [[ "$name" == floor-uring-tcp ]] && io=multishot
+        [[ "$name" == floor-uring-glommio-tcp ]] && io=glommio-multishot
+        taskset -c "$SUT_CPU" "$UDP_TOOLS/tcp-floor" --io "$io" --listen "127.0.0.1:$SUT_PORT" \
+            --to "$SINK" --max-seconds 900 >"$RAW/$name.log" 2>&1 &
+        SUT_PID=$!
+        ;;
     *) die "unknown system $name" ;;
     esac
     local up=0
@@ -298,12 +315,18 @@ for name in $SYSTEMS; do
     start_sut "$name"
     flood "$name" --rate "$FIXED_RATE" --window "$FIXED_WINDOW" >"$RAW/$name.fixed.jsonl"
     if [[ "$RAMP" == 1 ]]; then
+        if is_stream "$name" && [[ "$name" == floor* ]]; then
+            # A TCP floor's one connection to the sink went with the fixed run's sink.
+            stop_sut
+            for _ in $(seq 1 50); do port_free "$FLOOR_PORT" && break; sleep 0.1; done
+            start_sut "$name"
+        fi
         flood "$name" --ramp --start "$RAMP_START" --factor "$RAMP_FACTOR" \
             --max-rate "$RAMP_MAX" --window "$RAMP_WINDOW" >"$RAW/$name.ramp.jsonl"
     else
         rm -f "$RAW/$name.ramp.jsonl" # an earlier run's, which the report would read
     fi
-    if is_stream "$name"; then
+    if is_stream "$name" && [[ "$name" != floor* ]]; then
         tls_flags "$name"
         taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-flood" idle --proxy "127.0.0.1:$FLOOD_PORT" \
             --transport "$(transport_of "$name")" "${TLS_FLAGS[@]}" \
@@ -379,6 +402,8 @@ for sut, ref in (("sipshard", "kamailio"), ("sipshard", "floor"), ("sipshard", "
                  ("sipshard", "floor-uring-mmsg"), ("floor-uring", "floor"),
                  ("floor-uring-sqpoll", "floor"), ("floor-uring-mmsg", "floor"),
                  ("sipshard-tcp", "kamailio-tcp"), ("sipshard-tcp", "sipshard"),
+                 ("sipshard-stream-tcp", "sipshard-tcp"), ("sipshard-tcp", "floor-tcp"),
+                 ("floor-uring-tcp", "floor-tcp"), ("floor-uring-glommio-tcp", "floor-tcp"),
                  ("sipshard-tls", "kamailio-tls"), ("sipshard-tls", "sipshard"),
                  ("sipshard-hep", "sipshard"), ("sipshard-hep-stream", "sipshard")):
     if sut in results and ref in results:

@@ -29,7 +29,7 @@ use crate::runtime::settings::{
 };
 use crate::sip::Transport;
 use crate::transport::socket::Steering;
-use crate::transport::tcp::TcpSettings;
+use crate::transport::tcp::{TcpReceive, TcpSettings};
 use crate::transport::tls::{ClientAuth, TlsSettings};
 
 /// 32 random bytes (the flow-token key when no --auth-secret is given). A system without
@@ -51,6 +51,22 @@ impl ValueEnum for Steering {
             Steering::Random => PossibleValue::new("random").help(
                 "A classic BPF program returns a random socket index: even spread even with few peers",
             ),
+        })
+    }
+}
+
+/// `--tcp-receive multishot|stream`: clap's view of [`TcpReceive`].
+impl ValueEnum for TcpReceive {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[TcpReceive::Multishot, TcpReceive::Stream]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            TcpReceive::Multishot => PossibleValue::new("multishot").help(
+                "A multishot io_uring receive per connection into shared buffers (kernel 6.0 or later)",
+            ),
+            TcpReceive::Stream => PossibleValue::new("stream").help("glommio's stream reads"),
         })
     }
 }
@@ -510,6 +526,12 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 1300)]
     pub udp_mtu: usize,
 
+    /// How plain TCP connections are read: `multishot`, a multishot io_uring receive per
+    /// connection into buffers the shard shares (no read buffer per connection), or `stream`,
+    /// glommio's reads, a read system call each. TLS connections are always read as streams.
+    #[arg(long, value_name = "HOW", default_value = "multishot")]
+    pub tcp_receive: TcpReceive,
+
     /// How long opening a TCP connection to a next hop may take.
     #[arg(long, value_name = "MS", default_value_t = 2_000)]
     pub tcp_connect_timeout_ms: u64,
@@ -831,6 +853,7 @@ impl Args {
                 send_timeout: Duration::from_millis(self.tcp_send_timeout_ms),
                 connect_timeout: Duration::from_millis(self.tcp_connect_timeout_ms),
                 max_message: self.max_message,
+                receive: self.tcp_receive,
             },
             sockets: SocketSettings {
                 rcvbuf: self.rcvbuf,

@@ -404,6 +404,9 @@ pub struct TcpCounters {
     /// Messages dropped: no connection could take them (the connection is gone and no new one
     /// could be opened, or the target names a transport we do not serve).
     pub unsent: u64,
+    /// Receive completions the shard's ring handed to connections (`--tcp-receive
+    /// multishot`): bytes received without a read of the shard's.
+    pub ring_receives: u64,
 }
 
 impl TcpCounters {
@@ -420,6 +423,7 @@ impl TcpCounters {
         self.closed_backlog += o.closed_backlog;
         self.closed_framing += o.closed_framing;
         self.udp_fallbacks += o.udp_fallbacks;
+        self.ring_receives += o.ring_receives;
         self.handoffs += o.handoffs;
         self.handoffs_dropped += o.handoffs_dropped;
         self.announcements_dropped += o.announcements_dropped;

@@ -12,17 +12,22 @@
 //! - a ping is `\r\n\r\n`, a skip one CR/LF or a CRLF;
 //! - each message parses with the datagram parser without panicking, and when it parses, the
 //!   parser frames it to the same length (the two agree on the header end and Content-Length);
-//!   when it does not, the error is not one the framer should have caught.
+//!   when it does not, the error is not one the framer should have caught;
+//! - a connection's `Inbound` (which frames where a read landed and copies only an incomplete
+//!   tail) fed the same reads hands over the same messages, and the same error, as framing
+//!   the whole stream.
 
 use libfuzzer_sys::fuzz_target;
 use sipshard::sip::frame::frame;
-use sipshard::sip::{Frame, Framer, Message, ParseError, PING};
+use sipshard::sip::{ConnId, Frame, Framer, Message, ParseError, PING};
+use sipshard::transport::tcp::conn::{Conn, Event, Inbound};
 
 fuzz_target!(|data: &[u8]| {
     let [lo, hi, seed, ref stream @ ..] = *data else {
         return;
     };
     let max = usize::from(u16::from_le_bytes([lo, hi]));
+    check_inbound(stream, max, seed);
     let mut reads = ReadSizes::new(seed);
     let mut framer = Framer::new(max);
     // `stream[at..received]` is the buffer: what arrived and was not yet taken off.
@@ -73,6 +78,50 @@ fn check(f: Frame, buf: &[u8], max: usize) {
         }
         Frame::Partial => unreachable!(),
     }
+}
+
+/// What a connection hands over: a message, or the error that broke the stream.
+#[derive(Debug, PartialEq)]
+enum Out {
+    Message(Vec<u8>),
+    Broken(ParseError),
+}
+
+/// `Inbound` fed `stream` in the reads of `seed` against the whole stream framed at once.
+fn check_inbound(stream: &[u8], max: usize, seed: u8) {
+    let mut expected = Vec::new();
+    let mut at = 0;
+    loop {
+        match frame(&stream[at..], max) {
+            Ok(Frame::Partial) => break,
+            Ok(f) => {
+                if let Frame::Message { len } = f {
+                    expected.push(Out::Message(stream[at..at + len].to_vec()));
+                }
+                at += f.consumed();
+            }
+            Err(e) => {
+                expected.push(Out::Broken(e));
+                break;
+            }
+        }
+    }
+    let conn = Conn::new(ConnId(1), "127.0.0.1:5060".parse().unwrap(), 0, usize::MAX);
+    let mut inbound = Inbound::new(max);
+    let mut got = Vec::new();
+    let mut on_event = |ev: Event<'_>| match ev {
+        Event::Message(m) => got.push(Out::Message(m.to_vec())),
+        Event::Broken(_, e) => got.push(Out::Broken(e)),
+    };
+    let (mut reads, mut received) = (ReadSizes::new(seed), 0);
+    while received < stream.len() {
+        let end = (received + reads.next()).min(stream.len());
+        if inbound.feed(&conn, &stream[received..end], &mut on_event).is_err() {
+            break;
+        }
+        received = end;
+    }
+    assert_eq!(got, expected, "Inbound frames as the whole stream does");
 }
 
 /// A framed message through the datagram parser.

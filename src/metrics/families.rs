@@ -545,6 +545,17 @@ pub static FAMILIES: &[Family] = &[
         log: Log::No,
     },
     Family {
+        name: "sipshard_tcp_ring_receives_total",
+        help: "Receive completions the shard's io_uring ring handed to plain TCP connections \
+               (--tcp-receive multishot): bytes received without a read system call.",
+        kind: Kind::Counter,
+        label: None,
+        sparse: false,
+        node: Node::Sum,
+        read: |s, _| s.counters.tcp.ring_receives,
+        log: Log::No,
+    },
+    Family {
         name: "sipshard_tcp_handoffs_total",
         help: "Messages handed to the shard that owns their connection, or dropped because its \
                ring was full; messages no connection could take; messages dropped because \

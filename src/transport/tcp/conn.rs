@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::task::JoinHandle;
 
@@ -20,7 +20,7 @@ use crate::sip::{ConnId, Frame, Framer, ParseError, PONG};
 
 /// Bytes read from the socket per read call; the message buffer grows beyond it only while a
 /// message is incomplete, so an idle connection costs little.
-const READ_CHUNK: usize = 4096;
+pub const READ_CHUNK: usize = 4096;
 /// Most bytes gathered from the outbox into one write.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -217,10 +217,10 @@ impl Conn {
 /// [`WRITE_BATCH`] bytes): the readers of a busy shard queue a message per forwarded request,
 /// and a writer taking them one write (one turn of the executor) at a time would fall behind
 /// the readers and disconnect a peer that reads perfectly well.
-pub async fn write_loop<S: AsyncWrite + Unpin>(
+pub async fn write_loop<W: AsyncWrite + Unpin>(
     conn: Rc<Conn>,
     rx: LocalReceiver<Out>,
-    mut wr: WriteHalf<S>,
+    mut wr: W,
 ) -> CloseReason {
     // Allocated on the first gathered write only: an idle connection costs no write buffer.
     let mut batch: Vec<u8> = Vec::new();
@@ -276,59 +276,187 @@ pub enum Event<'a> {
     Broken(&'a [u8], ParseError),
 }
 
+/// A connection's bytes on their way to messages: its framer and what it holds of a message
+/// not yet whole. Fed by [`read_loop`] (a glommio stream: TLS, or `--tcp-receive stream`) or by
+/// the shard's receive ring ([`super::ring`]).
+pub struct Inbound {
+    framer: Framer,
+    buf: Vec<u8>,
+}
+
+impl Inbound {
+    pub fn new(max_message: usize) -> Inbound {
+        Inbound {
+            framer: Framer::new(max_message),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Frame `data`, just read from `conn`: keep-alive pings are answered here, every message
+    /// and a break go to `on_event`; `Err` when the stream broke (the connection must close).
+    /// Notes in `conn` when it last carried bytes and when its incomplete message began, for
+    /// the shard's sweep. With nothing held from earlier reads the messages are framed where
+    /// they were read, and only an incomplete tail is copied.
+    pub fn feed(
+        &mut self,
+        conn: &Conn,
+        data: &[u8],
+        on_event: &mut impl FnMut(Event<'_>),
+    ) -> Result<(), CloseReason> {
+        let now = Instant::now();
+        conn.last_read.set(now);
+        let held = if self.buf.is_empty() {
+            let rest = frame_all(&mut self.framer, conn, data, on_event)?;
+            self.buf.extend_from_slice(&data[data.len() - rest..]);
+            rest
+        } else {
+            self.buf.extend_from_slice(data);
+            let rest = frame_all(&mut self.framer, conn, &self.buf, on_event)?;
+            self.buf.drain(..self.buf.len() - rest);
+            rest
+        };
+        conn.begun.set(match (held, conn.begun.get()) {
+            (0, _) => None,
+            (_, Some(t)) => Some(t),
+            (_, None) => Some(now),
+        });
+        if held == 0 && self.buf.capacity() > 4 * READ_CHUNK {
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+}
+
+/// Hand every whole frame at the front of `bytes` to `on_event`; how many bytes are left (the
+/// start of a message not yet whole).
+fn frame_all(
+    framer: &mut Framer,
+    conn: &Conn,
+    mut bytes: &[u8],
+    on_event: &mut impl FnMut(Event<'_>),
+) -> Result<usize, CloseReason> {
+    loop {
+        let frame = match framer.frame(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                on_event(Event::Broken(bytes, e));
+                return Err(CloseReason::Framing);
+            }
+        };
+        match frame {
+            Frame::Message { len } => on_event(Event::Message(&bytes[..len])),
+            Frame::Ping { .. } => {
+                conn.send(PONG);
+            }
+            Frame::Skip { .. } => {}
+            Frame::Partial => return Ok(bytes.len()),
+        }
+        bytes = &bytes[frame.consumed()..];
+    }
+}
+
 /// Read and frame until the peer goes or the framing breaks (or the shard's sweep closes the
-/// connection for a deadline, which cancels this task). Keep-alive pings are answered here;
-/// every message and the break go to `on_event`.
+/// connection for a deadline, which cancels this task).
 ///
 /// No timer races each read: arming and cancelling one per read cost an io_uring operation
-/// pair per message; the deadlines are checked by the sweep instead, from what this loop notes
-/// in the connection.
+/// pair per message; the deadlines are checked by the sweep instead, from what [`Inbound`]
+/// notes in the connection.
 pub async fn read_loop<S: AsyncRead + Unpin>(
     conn: &Conn,
     mut rd: ReadHalf<S>,
     cfg: &TcpSettings,
     mut on_event: impl FnMut(Event<'_>),
 ) -> CloseReason {
-    let mut framer = Framer::new(cfg.max_message);
-    let mut buf: Vec<u8> = Vec::new();
+    let mut inbound = Inbound::new(cfg.max_message);
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
         let n = match rd.read(&mut chunk).await {
             Ok(0) | Err(_) => return CloseReason::Peer,
             Ok(n) => n,
         };
-        let now = Instant::now();
-        conn.last_read.set(now);
-        buf.extend_from_slice(&chunk[..n]);
-        loop {
-            let frame = match framer.frame(&buf) {
-                Ok(f) => f,
-                Err(e) => {
-                    on_event(Event::Broken(&buf, e));
-                    return CloseReason::Framing;
-                }
-            };
-            match frame {
-                Frame::Message { len } => on_event(Event::Message(&buf[..len])),
-                Frame::Ping { .. } => {
-                    conn.send(PONG);
-                }
-                Frame::Skip { .. } => {}
-                Frame::Partial => break,
-            }
-            buf.drain(..frame.consumed());
-        }
-        conn.begun.set(match (buf.is_empty(), conn.begun.get()) {
-            (true, _) => None,
-            (false, Some(t)) => Some(t),
-            (false, None) => Some(now),
-        });
-        if buf.is_empty() && buf.capacity() > 4 * READ_CHUNK {
-            buf = Vec::new();
+        if let Err(why) = inbound.feed(conn, &chunk[..n], &mut on_event) {
+            return why;
         }
         // A read from a busy peer completes at once, so this loop would never give way: the
         // other connections' readers and every writer (the forwarded messages) would wait
         // until this peer paused. One turn per read keeps the shard fair.
         futures_lite::future::yield_now().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &[u8] = b"\r\n\r\nOPTIONS sip:a@example.com SIP/2.0\r\nl: 0\r\n\r\n\
+        MESSAGE sip:b@example.com SIP/2.0\r\nContent-Length: 5\r\n\r\nhello\r\n\
+        INFO sip:c@example.com SIP/2.0\r\nContent-Length: 2\r\n\r\nhi\
+        BYE sip:d@exam";
+
+    /// Feed `STREAM` cut at `cuts`; the messages framed, the pongs queued and the bytes held.
+    fn feed_in_pieces(cuts: &[usize]) -> (Vec<Vec<u8>>, usize, Vec<u8>) {
+        let conn = Conn::new(ConnId(1), "127.0.0.1:5060".parse().unwrap(), 0, 1 << 20);
+        let mut inbound = Inbound::new(1024);
+        let mut messages = Vec::new();
+        let mut at = 0;
+        for &cut in cuts.iter().chain([STREAM.len()].iter()) {
+            let mut on_event = |ev: Event<'_>| match ev {
+                Event::Message(m) => messages.push(m.to_vec()),
+                Event::Broken(..) => panic!("a well-formed stream broke"),
+            };
+            inbound
+                .feed(&conn, &STREAM[at..cut], &mut on_event)
+                .unwrap();
+            at = cut;
+        }
+        (messages, conn.queued.get(), inbound.buf)
+    }
+
+    #[test]
+    fn any_cut_into_reads_frames_the_same_messages() {
+        let whole = feed_in_pieces(&[]);
+        assert_eq!(whole.0.len(), 3);
+        assert!(whole.0[1].ends_with(b"hello"));
+        assert_eq!(whole.1, PONG.len());
+        assert_eq!(whole.2, b"BYE sip:d@exam");
+        for cut in 0..=STREAM.len() {
+            assert_eq!(feed_in_pieces(&[cut]), whole, "one cut at {cut}");
+        }
+        let every_byte: Vec<usize> = (1..STREAM.len()).collect();
+        assert_eq!(feed_in_pieces(&every_byte), whole, "a byte a read");
+        let mut seed = 7u32;
+        for _ in 0..200 {
+            let mut cuts = Vec::new();
+            let mut at = 0;
+            while at < STREAM.len() {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                at += 1 + (seed >> 16) as usize % 40;
+                cuts.push(at.min(STREAM.len()));
+            }
+            assert_eq!(feed_in_pieces(&cuts), whole, "cuts {cuts:?}");
+        }
+    }
+
+    #[test]
+    fn a_broken_stream_is_reported_from_the_frame_that_broke_it() {
+        let conn = Conn::new(ConnId(1), "127.0.0.1:5060".parse().unwrap(), 0, 1 << 20);
+        let mut inbound = Inbound::new(1024);
+        let mut seen = Vec::new();
+        let mut on_event = |ev: Event<'_>| match ev {
+            Event::Message(m) => seen.push(m.to_vec()),
+            Event::Broken(bytes, e) => {
+                seen.push([&b"broken:"[..], bytes, e.reason().as_bytes()].concat())
+            }
+        };
+        let ok = b"OPTIONS sip:a@example.com SIP/2.0\r\nl: 0\r\n\r\n";
+        let bad = b"BYE sip:b@example.com SIP/2.0\r\n\r\n";
+        assert_eq!(inbound.feed(&conn, ok, &mut on_event), Ok(()));
+        assert_eq!(
+            inbound.feed(&conn, bad, &mut on_event),
+            Err(CloseReason::Framing)
+        );
+        assert_eq!(seen.len(), 2);
+        assert!(seen[1].starts_with(b"broken:BYE sip:b@example.com"));
+        assert!(seen[1].ends_with(b"Missing Content-Length"));
     }
 }

@@ -13,14 +13,17 @@
 //! TLS is this same transport with a handshake before the first byte ([`secure`]): each shard
 //! has a second [`Tcp`], for TLS, with its own table and counters.
 
+pub mod buffers;
 pub mod conn;
 pub mod gather;
 pub mod handoff;
+pub mod ring;
 pub mod secure;
 pub mod table;
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -33,8 +36,14 @@ use crate::counters::TcpCounters;
 use crate::sip::{ConnId, Source, Target, Transport};
 use conn::{CloseReason, Conn, Event, Queued};
 use handoff::{Accepted, Handed, Handoff};
+use ring::{Received, RecvRing};
 use secure::TlsSide;
 use table::{AcceptedElsewhere, ConnTable, Refusal};
+
+/// Receive buffers of a shard's [`RecvRing`], of [`conn::READ_CHUNK`] bytes each (1 MiB): a
+/// buffer is given back as soon as its bytes are framed, so this bounds what a turn of the
+/// shard takes in, not what connections hold.
+const RECV_BUFFERS: u16 = 256;
 
 /// Limits and timeouts of the TCP transport (each a flag; see docs/tuning.md).
 #[derive(Clone, Copy, Debug)]
@@ -48,6 +57,18 @@ pub struct TcpSettings {
     pub send_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_message: usize,
+    /// How plain TCP connections are read (`--tcp-receive`).
+    pub receive: TcpReceive,
+}
+
+/// How plain TCP connections are read (TLS connections are always read as streams: rustls
+/// takes its records from glommio's stream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpReceive {
+    /// A multishot receive per connection on the shard's own ring ([`ring`]).
+    Multishot,
+    /// glommio's stream reads, a read (a system call) at a time.
+    Stream,
 }
 
 /// What a connection's messages are handed to: the shard's core and its sends.
@@ -85,6 +106,9 @@ pub struct Tcp {
     pub counters: RefCell<TcpCounters>,
     /// The handshakes, for TLS.
     pub tls: Option<TlsSide>,
+    /// The receive ring of plain TCP connections, started with the first of them (none with
+    /// `--tcp-receive stream`, for TLS, or when the kernel has no multishot receive).
+    recv_ring: OnceCell<Option<Rc<RecvRing>>>,
 }
 
 impl Tcp {
@@ -104,6 +128,7 @@ impl Tcp {
             elsewhere: RefCell::new(AcceptedElsewhere::default()),
             counters: RefCell::new(TcpCounters::default()),
             tls: None,
+            recv_ring: OnceCell::new(),
         }
     }
 
@@ -121,6 +146,23 @@ impl Tcp {
             tls: Some(tls),
             ..Tcp::new(shard, cfg, node_connections, handoff)
         }
+    }
+
+    /// The shard's receive ring for plain TCP connections, started on first use; none when
+    /// connections are read as streams.
+    fn recv_ring(&self) -> Option<&Rc<RecvRing>> {
+        self.recv_ring
+            .get_or_init(|| {
+                if self.transport != Transport::Tcp || self.cfg.receive != TcpReceive::Multishot {
+                    return None;
+                }
+                RecvRing::start(RECV_BUFFERS, conn::READ_CHUNK)
+                    .map_err(|e| {
+                        log::warn!("tcp: no multishot receive ({e}): connections read as streams")
+                    })
+                    .ok()
+            })
+            .as_ref()
     }
 
     pub fn open_connections(&self) -> usize {
@@ -158,6 +200,9 @@ impl Tcp {
     pub fn close(&self, conn: &Conn, why: CloseReason) {
         if !conn.mark_closed(why) {
             return;
+        }
+        if let Some(ring) = self.recv_ring.get().and_then(Option::as_ref) {
+            ring.unwatch(conn.id.0);
         }
         self.table.borrow_mut().remove(conn.id);
         // At shutdown every shard is stopping: nobody needs the news, and nobody reads it.
@@ -329,7 +374,7 @@ pub async fn accept_loop<H: StreamHost>(
             Transport::Tls => secure::accept(&host, conn, stream),
             _ => {
                 tcp.announce(&conn);
-                start(&host, transport, conn, stream, false);
+                start_plain(&host, transport, conn, stream);
             }
         }
     }
@@ -362,7 +407,7 @@ pub fn connect_and_send<H: StreamHost>(
                 let _ = stream.set_nodelay(true);
                 match transport {
                     Transport::Tls => secure::connect(&h, c, stream).await,
-                    _ => start(&h, transport, c, stream, false),
+                    _ => start_plain(&h, transport, c, stream),
                 }
             }
             Err(e) => {
@@ -379,6 +424,40 @@ pub fn connect_and_send<H: StreamHost>(
     conn.adopt_task(task);
 }
 
+/// Start serving an established plain TCP connection: its bytes come from the shard's
+/// receive ring when there is one, else from reads of the stream.
+fn start_plain<H: StreamHost>(
+    host: &Rc<H>,
+    transport: Transport,
+    conn: Rc<Conn>,
+    stream: TcpStream,
+) {
+    let Some(ring) = host.stream(transport).recv_ring() else {
+        return start(host, transport, conn, stream, false);
+    };
+    let fd = stream.as_raw_fd();
+    // The writer owns the stream, and with it the socket, until the connection closes.
+    start_writer(host, transport, &conn, stream);
+    let (h, c) = (Rc::clone(host), Rc::clone(&conn));
+    let mut inbound = conn::Inbound::new(h.stream(transport).cfg.max_message);
+    let mut on_event = event_handler(host, transport, &conn, false);
+    ring.watch(
+        fd,
+        conn.id.0,
+        Box::new(move |received| match received {
+            // After a framing error the writer closes the connection once the answer is out.
+            Received::Bytes(data) => {
+                h.stream(transport).counters.borrow_mut().ring_receives += 1;
+                inbound.feed(&c, data, &mut on_event).is_ok()
+            }
+            Received::End => {
+                h.stream(transport).close(&c, CloseReason::Peer);
+                false
+            }
+        }),
+    );
+}
+
 /// Start the reader and writer of an established connection (over TLS: once the handshake
 /// is done; `trusted`: its peer proved a `--tls-trust` name).
 fn start<H, S>(host: &Rc<H>, transport: Transport, conn: Rc<Conn>, stream: S, trusted: bool)
@@ -387,32 +466,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let (rd, wr) = futures_lite::io::split(stream);
-    if let Some(rx) = conn.take_outbox() {
-        let (h, c) = (Rc::clone(host), Rc::clone(&conn));
-        let writer = glommio::spawn_local(async move {
-            let why = conn::write_loop(Rc::clone(&c), rx, wr).await;
-            h.stream(transport).close(&c, why);
-        })
-        .detach();
-        conn.adopt_task(writer);
-    }
+    start_writer(host, transport, &conn, wr);
     let (h, c) = (Rc::clone(host), Rc::clone(&conn));
+    let on_event = event_handler(host, transport, &conn, trusted);
     let reader = glommio::spawn_local(async move {
-        let src = Source {
-            transport,
-            addr: c.peer,
-            conn: Some(c.id),
-            trusted,
-        };
         let cfg = h.stream(transport).cfg;
-        let why = conn::read_loop(&c, rd, &cfg, |ev| match ev {
-            Event::Message(msg) => h.on_stream_message(src, c.listener, msg),
-            Event::Broken(bytes, e) => {
-                h.on_stream_broken(src, c.listener, bytes, e);
-                c.close_after_flush();
-            }
-        })
-        .await;
+        let why = conn::read_loop(&c, rd, &cfg, on_event).await;
         // After a framing error the writer closes the connection once the answer is out.
         if why != CloseReason::Framing {
             h.stream(transport).close(&c, why);
@@ -420,4 +479,45 @@ where
     })
     .detach();
     conn.adopt_task(reader);
+}
+
+/// Start the task that writes what is queued for `conn` to `wr`.
+fn start_writer<H, W>(host: &Rc<H>, transport: Transport, conn: &Rc<Conn>, wr: W)
+where
+    H: StreamHost,
+    W: AsyncWrite + Unpin + 'static,
+{
+    if let Some(rx) = conn.take_outbox() {
+        let (h, c) = (Rc::clone(host), Rc::clone(conn));
+        let writer = glommio::spawn_local(async move {
+            let why = conn::write_loop(Rc::clone(&c), rx, wr).await;
+            h.stream(transport).close(&c, why);
+        })
+        .detach();
+        conn.adopt_task(writer);
+    }
+}
+
+/// What becomes of each frame of `conn`: a message goes to the shard's core; a broken stream
+/// is answered, then closed once the answer is out.
+fn event_handler<H: StreamHost>(
+    host: &Rc<H>,
+    transport: Transport,
+    conn: &Rc<Conn>,
+    trusted: bool,
+) -> impl FnMut(Event<'_>) {
+    let (h, c) = (Rc::clone(host), Rc::clone(conn));
+    let src = Source {
+        transport,
+        addr: conn.peer,
+        conn: Some(conn.id),
+        trusted,
+    };
+    move |ev| match ev {
+        Event::Message(msg) => h.on_stream_message(src, c.listener, msg),
+        Event::Broken(bytes, e) => {
+            h.on_stream_broken(src, c.listener, bytes, e);
+            c.close_after_flush();
+        }
+    }
 }

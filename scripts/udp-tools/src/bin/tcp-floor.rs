@@ -14,9 +14,10 @@
 //!   `io_uring_enter` per turn, none to receive).
 //!
 //! - `--io glommio-multishot`: the second's receive inside the first's executor, as sipshard
-//!   would have it: the ring of our own signals an eventfd (`IORING_REGISTER_EVENTFD`) when
-//!   completions arrive, and a glommio task waits for it with a read; the writes are the
-//!   first's.
+//!   has it (src/transport/tcp/ring.rs): the ring of our own signals an eventfd
+//!   (`IORING_REGISTER_EVENTFD`) when completions arrive, and a glommio task waits for it with
+//!   a read; the writes are the first's. (This ring runs the kernel's default task work,
+//!   sipshard's cooperative task work.)
 //!
 //! The difference between the two at a fixed rate and at saturation is the most sipshard's
 //! connections could gain from receiving the second way.
