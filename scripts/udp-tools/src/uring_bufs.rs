@@ -63,7 +63,7 @@ impl BufRing {
         }
         let out = RecvMsgOut::parse(self.bufs.filled(bid, result), &self.recv_header).ok()?;
         let data = out.payload_data();
-        let offset = data.as_ptr() as usize - self.bufs.slab().as_ptr() as usize;
+        let offset = data.as_ptr() as usize - self.bufs.slab_start() as usize;
         Some((offset, data.len(), out.is_payload_truncated()))
     }
 
@@ -73,9 +73,12 @@ impl BufRing {
         self.bufs.filled(bid, result)
     }
 
-    /// `len` bytes at `offset` of the slab (a payload as [`payload`](Self::payload) found it).
+    /// `len` bytes at `offset` of the slab (a payload as [`payload`](Self::payload) found it,
+    /// in a buffer not yet given back).
     pub fn slice(&self, offset: usize, len: usize) -> &[u8] {
-        &self.bufs.slab()[offset..offset + len]
+        // SAFETY: inside a buffer the kernel handed over and that is ours until given back
+        // (`give_back` takes `&mut self`).
+        unsafe { std::slice::from_raw_parts(self.bufs.slab_start().add(offset), len) }
     }
 
     /// The header for sending `len` bytes at `offset` of the slab (inside buffer `bid`) to
@@ -89,7 +92,7 @@ impl BufRing {
     ) -> *const libc::msghdr {
         let i = usize::from(bid);
         self.send_iovs[i] = libc::iovec {
-            iov_base: self.bufs.slab()[offset..offset + len].as_ptr() as *mut libc::c_void,
+            iov_base: self.bufs.slab_start().wrapping_add(offset) as *mut libc::c_void,
             iov_len: len,
         };
         let header = &mut self.send_headers[i];

@@ -436,8 +436,11 @@ fn start_plain<H: StreamHost>(
         return start(host, transport, conn, stream, false);
     };
     let fd = stream.as_raw_fd();
-    // The writer owns the stream, and with it the socket, until the connection closes.
-    start_writer(host, transport, &conn, stream);
+    // The writer owns the stream, and with it the socket, until the connection closes; with
+    // no writer (its outbox taken: the connection is being given up) the stream is gone.
+    if !start_writer(host, transport, &conn, stream) {
+        return;
+    }
     let (h, c) = (Rc::clone(host), Rc::clone(&conn));
     let mut inbound = conn::Inbound::new(h.stream(transport).cfg.max_message);
     let mut on_event = event_handler(host, transport, &conn, false);
@@ -481,21 +484,24 @@ where
     conn.adopt_task(reader);
 }
 
-/// Start the task that writes what is queued for `conn` to `wr`.
-fn start_writer<H, W>(host: &Rc<H>, transport: Transport, conn: &Rc<Conn>, wr: W)
+/// Start the task that writes what is queued for `conn` to `wr`; false (and `wr` dropped)
+/// when the connection's outbox was taken already.
+fn start_writer<H, W>(host: &Rc<H>, transport: Transport, conn: &Rc<Conn>, wr: W) -> bool
 where
     H: StreamHost,
     W: AsyncWrite + Unpin + 'static,
 {
-    if let Some(rx) = conn.take_outbox() {
-        let (h, c) = (Rc::clone(host), Rc::clone(conn));
-        let writer = glommio::spawn_local(async move {
-            let why = conn::write_loop(Rc::clone(&c), rx, wr).await;
-            h.stream(transport).close(&c, why);
-        })
-        .detach();
-        conn.adopt_task(writer);
-    }
+    let Some(rx) = conn.take_outbox() else {
+        return false;
+    };
+    let (h, c) = (Rc::clone(host), Rc::clone(conn));
+    let writer = glommio::spawn_local(async move {
+        let why = conn::write_loop(Rc::clone(&c), rx, wr).await;
+        h.stream(transport).close(&c, why);
+    })
+    .detach();
+    conn.adopt_task(writer);
+    true
 }
 
 /// What becomes of each frame of `conn`: a message goes to the shard's core; a broken stream

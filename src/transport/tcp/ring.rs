@@ -28,7 +28,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
 
 use ahash::AHashMap;
@@ -51,8 +51,10 @@ pub type Reader = Box<dyn FnMut(Received<'_>) -> bool>;
 
 /// The buffer group of the receive buffers.
 const GROUP: u16 = 0;
-/// `user_data` of cancellations (a receive's is its connection's token).
+/// `user_data` of cancellations (a receive's is its connection's token), and of the receive
+/// that checks the kernel at start-up.
 const CANCEL: u64 = u64::MAX;
+const PROBE: u64 = u64::MAX - 1;
 /// Room in the completion queue: every connection's end can complete at once (10,000
 /// connections reset together, in a test); what does not fit waits in the kernel until
 /// [`RecvRing::run_receives`] moves it (128 KiB of queue).
@@ -83,15 +85,16 @@ impl RecvRing {
     /// multishot receive or provided-buffer rings (before 6.0).
     pub fn start(buffers: u16, size: usize) -> io::Result<Rc<RecvRing>> {
         let entries = u32::from(buffers).next_power_of_two().max(64);
-        let ring: IoUring = IoUring::builder()
+        let mut ring: IoUring = IoUring::builder()
             .setup_cqsize(COMPLETIONS)
             .setup_coop_taskrun()
             .setup_taskrun_flag()
             .build(entries)?;
-        let bufs = ProvidedBuffers::new(buffers, size)?;
-        // SAFETY: `bufs` lives as long as the ring (both in `RecvRing`; the ring is dropped
-        // first, field order), and the group stays registered only as long as the ring.
+        let mut bufs = ProvidedBuffers::new(buffers, size)?;
+        // SAFETY: `bufs` is dropped after the ring (field order in `RecvRing`), and a
+        // `RecvRing` lives as long as its shard: its driver holds it.
         unsafe { bufs.register(&ring.submitter(), GROUP)? };
+        probe_multishot(&mut ring, &mut bufs)?;
         // SAFETY: plain eventfd creation; checked below.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -111,8 +114,9 @@ impl RecvRing {
         Ok(this)
     }
 
-    /// Receive on `fd` (a connected TCP socket, kept open by its owner until [`unwatch`]),
-    /// handing its bytes to `reader`; `token` names the connection (not [`u64::MAX`]).
+    /// Receive on `fd` (a connected TCP socket, open now; the receive holds the socket of
+    /// its own until it ends or [`unwatch`] cancels it), handing its bytes to `reader`;
+    /// `token` names the connection (never [`u64::MAX`]).
     ///
     /// [`unwatch`]: Self::unwatch
     pub fn watch(&self, fd: RawFd, token: u64, reader: Reader) {
@@ -134,11 +138,7 @@ impl RecvRing {
     /// Submit `entry` at once: the driver may be waiting on the eventfd, not on this ring.
     fn submit_now(&self, entry: squeue::Entry) {
         let mut ring = self.ring.borrow_mut();
-        // SAFETY: a receive selects buffers the ring's own `bufs` owns; a cancellation
-        // points at nothing.
-        while unsafe { ring.submission().push(&entry) }.is_err() {
-            let _ = ring.submit();
-        }
+        push(&mut ring, &entry);
         if let Err(e) = ring.submit() {
             log::warn!("tcp receive ring: submit: {e}");
         }
@@ -158,7 +158,10 @@ impl RecvRing {
             );
             if batch.is_empty() {
                 // Completes at once when a completion was posted since the last read.
-                if self.wake.read_at(0, 8).await.is_err() {
+                if let Err(e) = self.wake.read_at(0, 8).await {
+                    // Cannot happen to an eventfd of ours; if it did, this shard's plain TCP
+                    // connections would hear nothing more and go by the idle sweep.
+                    log::error!("tcp receive ring: reading its eventfd: {e}");
                     return;
                 }
                 continue;
@@ -182,10 +185,7 @@ impl RecvRing {
         let mut ring = self.ring.borrow_mut();
         let watched = self.watched.borrow();
         for (fd, token) in ended.into_iter().filter(|(_, t)| watched.contains_key(t)) {
-            // SAFETY: as in `submit_now`.
-            while unsafe { ring.submission().push(&receive(fd, token)) }.is_err() {
-                let _ = ring.submit();
-            }
+            push(&mut ring, &receive(fd, token));
         }
         if let Err(e) = ring.submit() {
             log::warn!("tcp receive ring: submit: {e}");
@@ -245,6 +245,72 @@ impl RecvRing {
             self.rearm.borrow_mut().push((fd, token));
         }
     }
+}
+
+/// Queue `entry` for the next submission, making room once if the queue is full. An entry
+/// that still finds no room (the kernel refusing submissions) is dropped and logged: a
+/// receive lost so leaves its connection to the idle sweep.
+fn push(ring: &mut IoUring, entry: &squeue::Entry) {
+    // SAFETY: a receive selects buffers of the ring's own group, which outlive it (see
+    // `RecvRing::start`); a cancellation points at nothing.
+    if unsafe { ring.submission().push(entry) }.is_ok() {
+        return;
+    }
+    let _ = ring.submit();
+    // SAFETY: as above.
+    if unsafe { ring.submission().push(entry) }.is_err() {
+        log::warn!("tcp receive ring: submission queue full, an operation dropped");
+    }
+}
+
+/// Check that the kernel does multishot receives (6.0 and later) with a byte through a
+/// socket pair, so that a kernel without them gets stream reads instead of connections that
+/// fail at their first receive. Leaves the ring as it found it: the probe's receive
+/// cancelled, its buffer given back, its completions taken.
+fn probe_multishot(ring: &mut IoUring, bufs: &mut ProvidedBuffers) -> io::Result<()> {
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    std::io::Write::write_all(&mut ours, b"x")?;
+    push(ring, &receive(theirs.as_raw_fd(), PROBE));
+    let first = wait_one(ring)?;
+    let rearmed_ok = first.map(|(result, flags)| {
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            bufs.give_back(bid);
+            bufs.publish();
+        }
+        (result, cqueue::more(flags))
+    });
+    if rearmed_ok.is_some_and(|(_, more)| more) {
+        push(
+            ring,
+            &opcode::AsyncCancel::new(PROBE).build().user_data(CANCEL),
+        );
+        // The cancellation's completion and the receive's last one.
+        for _ in 0..2 {
+            wait_one(ring)?;
+        }
+    }
+    match rearmed_ok {
+        Some((result, true)) if result > 0 => Ok(()),
+        Some((result, _)) if result < 0 => Err(io::Error::from_raw_os_error(-result)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the kernel's receive is not multishot",
+        )),
+    }
+}
+
+/// Submit what is queued and take one completion (result and flags), waiting at most 100 ms.
+fn wait_one(ring: &mut IoUring) -> io::Result<Option<(i32, u32)>> {
+    let limit = types::Timespec::new().nsec(100_000_000);
+    match ring
+        .submitter()
+        .submit_with_args(1, &types::SubmitArgs::new().timespec(&limit))
+    {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(ring.completion().next().map(|c| (c.result(), c.flags())))
 }
 
 fn receive(fd: RawFd, token: u64) -> squeue::Entry {

@@ -13,11 +13,13 @@
 //!   what a turn's completions framed leaves as one send submitted with the next wait (one
 //!   `io_uring_enter` per turn, none to receive).
 //!
-//! - `--io glommio-multishot`: the second's receive inside the first's executor, as sipshard
-//!   has it (src/transport/tcp/ring.rs): the ring of our own signals an eventfd
+//! - `--io glommio-multishot`: the second's receive inside the first's executor, the design
+//!   sipshard took (src/transport/tcp/ring.rs): the ring of our own signals an eventfd
 //!   (`IORING_REGISTER_EVENTFD`) when completions arrive, and a glommio task waits for it with
-//!   a read; the writes are the first's. (This ring runs the kernel's default task work,
-//!   sipshard's cooperative task work.)
+//!   a read; the writes are the first's. It differs from sipshard's ring in what a floor can
+//!   leave out: the kernel's default task work (sipshard's is cooperative: a busy shard is not
+//!   interrupted for every arrival), no bound on the completions a turn takes, and one
+//!   outbox for every connection.
 //!
 //! The difference between the two at a fixed rate and at saturation is the most sipshard's
 //! connections could gain from receiving the second way.
@@ -569,8 +571,8 @@ mod multishot_in_glommio {
         let (bell, rung) = local_channel::new_bounded(1);
         glommio::spawn_local(write(sink, outbox.clone(), rung, shared.clone())).detach();
         // No task-run flags: completions are posted (and the eventfd signalled) while the
-        // thread sleeps in glommio's ring; deferred or cooperative task work would wait for
-        // this ring to be entered, which nothing does while idle.
+        // thread sleeps in glommio's ring. (Deferred task work would wait for this ring to be
+        // entered, which nothing does while idle; sipshard's ring runs cooperative task work.)
         let entries = u32::from(buffers).next_power_of_two().max(64) * 2;
         let mut ring: IoUring = IoUring::builder()
             .setup_cqsize(entries * 2)
