@@ -437,7 +437,7 @@ fn start_plain<H: StreamHost>(
     };
     let fd = stream.as_raw_fd();
     // The writer owns the stream, and with it the socket, until the connection closes; with
-    // no writer (its outbox taken: the connection is being given up) the stream is gone.
+    // no writer (the connection closed meanwhile) the stream is gone.
     if !start_writer(host, transport, &conn, stream) {
         return;
     }
@@ -485,12 +485,16 @@ where
 }
 
 /// Start the task that writes what is queued for `conn` to `wr`; false (and `wr` dropped)
-/// when the connection's outbox was taken already.
+/// when the connection is closed or its outbox was taken already. A receive must not be
+/// armed then: the socket goes with `wr`, and its descriptor's number may soon name another.
 fn start_writer<H, W>(host: &Rc<H>, transport: Transport, conn: &Rc<Conn>, wr: W) -> bool
 where
     H: StreamHost,
     W: AsyncWrite + Unpin + 'static,
 {
+    if conn.is_closed() {
+        return false;
+    }
     let Some(rx) = conn.take_outbox() else {
         return false;
     };
