@@ -148,6 +148,18 @@ impl Unframed {
     }
 }
 
+/// Listen on `listen` and take the first connection: the sink listens once the flooder runs,
+/// which connects to us first.
+fn accept_first(listen: SocketAddr) -> (std::net::TcpListener, TcpStream) {
+    let listener = std::net::TcpListener::bind(listen)
+        .unwrap_or_else(|e| fail(&format!("bind {listen}: {e}")));
+    let (first, _) = listener
+        .accept()
+        .unwrap_or_else(|e| fail(&format!("accept: {e}")));
+    let _ = first.set_nodelay(true);
+    (listener, first)
+}
+
 fn connect_sink(to: SocketAddr) -> TcpStream {
     let sink = TcpStream::connect(to).unwrap_or_else(|e| fail(&format!("connect {to}: {e}")));
     let _ = sink.set_nodelay(true);
@@ -279,7 +291,6 @@ mod multishot_floor {
     //! `--io multishot`: a ring of our own, receives without system calls.
 
     use super::*;
-    use std::net::TcpListener;
     use std::os::fd::IntoRawFd;
 
     /// The buffer group of the receive buffers.
@@ -343,12 +354,7 @@ mod multishot_floor {
     }
 
     pub fn run(args: &Args) -> Counts {
-        let listener =
-            TcpListener::bind(args.listen).unwrap_or_else(|e| fail(&format!("bind: {e}")));
-        // The sink listens once the flooder runs, which connects to us first.
-        let (first, _) = listener
-            .accept()
-            .unwrap_or_else(|e| fail(&format!("accept: {e}")));
+        let (listener, first) = accept_first(args.listen);
         let sink = connect_sink(args.to);
         let entries = u32::from(args.buffers).next_power_of_two().max(64) * 2;
         let mut ring = IoUring::builder()
@@ -363,7 +369,6 @@ mod multishot_floor {
         unsafe { bufs.register(&ring.submitter(), GROUP) }
             .unwrap_or_else(|e| fail(&format!("register the buffer ring: {e}")));
         let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
-        let _ = first.set_nodelay(true);
         let first = first.into_raw_fd();
         let counts = forward(
             &mut ring,
@@ -528,17 +533,10 @@ mod multishot_in_glommio {
     use glommio::channels::local_channel;
     use glommio::io::BufferedFile;
     use glommio::{LocalExecutorBuilder, Placement};
-    use std::net::TcpListener;
     use std::os::fd::{FromRawFd, IntoRawFd};
 
     pub fn run(args: &Args) -> Counts {
-        let listener =
-            TcpListener::bind(args.listen).unwrap_or_else(|e| fail(&format!("bind: {e}")));
-        // The sink listens once the flooder runs, which connects to us first.
-        let (first, _) = listener
-            .accept()
-            .unwrap_or_else(|e| fail(&format!("accept: {e}")));
-        let _ = first.set_nodelay(true);
+        let (listener, first) = accept_first(args.listen);
         let (to, buffers, read_size) = (args.to, args.buffers, args.read_size);
         let end = Instant::now() + Duration::from_secs(args.max_seconds);
         LocalExecutorBuilder::new(Placement::Unbound)
