@@ -13,6 +13,10 @@
 #      off (same bindings, idle otherwise): the CPU of one ping sent and its answer taken, and
 #      from it the share of a core 1,000,000 bindings at a 30 s interval need; the same with
 #      --nat-ping-method crlf (4 bytes, never answered).
+#   3. The floor for the same traffic: a ping and its answer are one datagram out and one in,
+#      what udp-floor (scripts/udp-tools: recvmmsg/sendmmsg, no parsing) does per message it
+#      forwards; its CPU per message forwarded at the ping rate (PING_USERS / PING_INTERVAL per
+#      second) for WINDOW s, on the same CPU, so a ping's cost can be read as a multiple of it.
 #
 # sipshard runs on SUT_CPU (one shard), the generators on GEN_CPU. Writes $OUT (JSON) and
 # prints it. About 3 minutes. Usage: scripts/bench-nat.sh
@@ -41,6 +45,7 @@ mkdir -p "$(dirname "$OUT")"
 
 cargo build --release --quiet --bin sipshard
 cargo build --release --quiet -p sipshard-loadtest --bin sipshard-load
+cargo build --release --quiet -p udp-tools --bin udp-floor --bin udp-flood
 
 start_sut() { # port, extra flags...
     local port=$1
@@ -53,7 +58,7 @@ start_sut() { # port, extra flags...
 
 # Nanoseconds of CPU every thread of process $1 has run so far.
 cpu_ns() {
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{t += $1} END {printf "%d\n", t}'
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{t += $1} END {printf "%.0f\n", t}'
 }
 
 stop_sut() {
@@ -104,6 +109,19 @@ echo "crlf pings: $crlf_ticks ticks" >&2
 read -r off_ticks _ off_registered < <(ping_cpu)
 echo "pings off: $off_ticks ticks, $off_registered registered" >&2
 
+# 3. The floor at the ping rate.
+floor_port=$(bench_free_port)
+sink_port=$(bench_free_port)
+taskset -c "$SUT_CPU" target/release/udp-floor --listen "127.0.0.1:$floor_port" \
+    --to "127.0.0.1:$sink_port" --rcvbuf 8388608 --max-seconds $((WINDOW + 30)) >"$WORK/floor.log" 2>&1 &
+SUT_PID=$!
+taskset -c "$GEN_CPU" target/release/udp-flood run --proxy "127.0.0.1:$floor_port" \
+    --sink "127.0.0.1:$sink_port" --user bench --label floor --pid "$SUT_PID" --warmup 2 \
+    --rate $((PING_USERS / PING_INTERVAL)) --window "$WINDOW" >"$WORK/floor.jsonl"
+stop_sut
+floor_us=$(python3 -c 'import json,sys; print([json.loads(l)["step"]["cpu_us_per_msg"] for l in open(sys.argv[1]) if l.startswith("{") and json.loads(l).get("kind") == "fixed"][-1])' "$WORK/floor.jsonl")
+echo "floor: $floor_us us per message" >&2
+
 python3 - "$WORK/register.txt" "$OUT" <<PYEOF
 import json, statistics, sys
 hz, rate, users = $HZ, $RATE, $USERS
@@ -132,6 +150,9 @@ out = {
     "cpu_s_crlf_pings": $crlf_ticks / hz,
     "cpu_us_per_crlf_ping": us_per_crlf,
     "crlf_core_share_1m_at_30s": us_per_crlf * 1000000 / 30 / 1e6,
+    "floor_cpu_us_per_msg": $floor_us,
+    "ping_over_floor": us_per_ping / $floor_us,
+    "crlf_ping_over_floor": us_per_crlf / $floor_us,
 }
 json.dump(out, open(sys.argv[2], "w"), indent=1)
 print(json.dumps(out, indent=1))

@@ -13,6 +13,14 @@
 //! passes. A million contacts at a 30 s interval are some 660 pings per 20 ms slot over the
 //! node, never a burst. No I/O and no clock here: the runtime passes the time in and sends what
 //! comes out.
+//!
+//! A ping costs little more than the system call that sends it because a slot's contacts are
+//! stored in the slot, read in order, and the location table (a hash probe and a decode, cache
+//! misses all) is consulted only every [`CHECK_EVERY`] pings of a contact and when its pings go
+//! unanswered. Between checks the pinger trusts what the registration told it: a binding
+//! removed elsewhere (another shard, the admin API, a cluster peer) or expired gets at most
+//! [`CHECK_EVERY`] more pings. An answer finds its contact by the position its ping's branch
+//! carries, without a hash lookup.
 
 use std::net::SocketAddr;
 
@@ -24,9 +32,13 @@ use crate::sip::write::push_uint;
 
 /// The width of one slot of the wheel: how often a shard sends the pings that came due.
 pub const SLOT_MS: u64 = 20;
+/// A contact is checked against the location table at every this many pings of it.
+pub const CHECK_EVERY: u32 = 4;
 /// What follows [`BRANCH_PREFIX`] in a ping's branch (not hex, so no forwarded request's
-/// branch starts so), then the owner shard (4 hex) and the contact's key (16 hex).
+/// branch starts so), then [`PingId`] in hex.
 const PING_MARK: &[u8] = b"np";
+/// Hex digits of a ping's id: owner shard (4), contact key (16), position in its slot (8).
+const ID_HEX: usize = 28;
 
 /// What a NAT ping is (`--nat-ping-method`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,18 +61,46 @@ pub struct NatPingConfig {
 
 /// One contact this shard pings.
 struct Contact {
-    aor: Box<[u8]>,
-    contact: Box<[u8]>,
+    key: u64,
     /// Where its REGISTER came from, and the listener it came in on (pings leave by it, so the
     /// NAT sees the same flow).
     dest: SocketAddr,
     listener: usize,
+    /// The AOR, then the contact URI, in one allocation.
+    names: Box<[u8]>,
+    aor_len: usize,
     /// The last ping is not answered yet.
     awaiting: bool,
     /// Pings in a row that went unanswered.
     misses: u32,
     /// CSeq of the last ping.
     seq: u32,
+}
+
+impl Contact {
+    fn aor(&self) -> &[u8] {
+        &self.names[..self.aor_len]
+    }
+
+    fn uri(&self) -> &[u8] {
+        &self.names[self.aor_len..]
+    }
+
+    /// An answer arrived (or a registration, which counts as one): whether one was awaited.
+    fn answered(&mut self) -> bool {
+        let awaited = self.awaiting;
+        (self.awaiting, self.misses) = (false, 0);
+        awaited
+    }
+}
+
+/// What a ping's branch carries: the shard that sent it, the contact's key, and where the
+/// contact sat in its slot then (a hint: it may have moved since).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PingId {
+    owner: u16,
+    key: u64,
+    pos: u32,
 }
 
 /// A ping to send.
@@ -95,9 +135,10 @@ impl PingBatch {
 pub struct Pinger {
     cfg: NatPingConfig,
     shard: u16,
-    contacts: HashMap<u64, Contact>,
-    /// Keys by slot; a key sits in slot `key % slots.len()`.
-    wheel: Vec<Vec<u64>>,
+    /// The contacts by slot; a contact sits in slot `key % wheel.len()`.
+    wheel: Vec<Vec<Contact>>,
+    /// Each contact's position in its slot, by key.
+    positions: HashMap<u64, u32>,
     /// The next slot to visit, and when it comes due (ms, the caller's clock).
     next_slot: usize,
     next_due_ms: Option<u64>,
@@ -111,8 +152,8 @@ impl Pinger {
         Pinger {
             cfg,
             shard,
-            contacts: HashMap::new(),
-            wheel: vec![Vec::new(); slots],
+            wheel: (0..slots).map(|_| Vec::new()).collect(),
+            positions: HashMap::new(),
             next_slot: 0,
             next_due_ms: None,
             foreign: Vec::new(),
@@ -120,58 +161,56 @@ impl Pinger {
     }
 
     pub fn len(&self) -> usize {
-        self.contacts.len()
+        self.positions.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.contacts.is_empty()
+        self.positions.is_empty()
     }
 
     /// A contact of `aor` registered (or refreshed) from behind NAT through this shard, over
     /// UDP from `dest` on `listener`: ping it from now on. A registration counts as an answer.
     pub fn track(&mut self, aor: &[u8], contact: &[u8], dest: SocketAddr, listener: usize) {
         let key = key_of(aor, contact);
-        if let Some(c) = self.contacts.get_mut(&key) {
-            (c.dest, c.listener, c.awaiting, c.misses) = (dest, listener, false, 0);
+        if let Some(c) = self.find_mut(key) {
+            (c.dest, c.listener) = (dest, listener);
+            c.answered();
             return;
         }
-        self.contacts.insert(
+        let slot = self.slot_of(key);
+        self.positions.insert(key, self.wheel[slot].len() as u32);
+        self.wheel[slot].push(Contact {
             key,
-            Contact {
-                aor: aor.into(),
-                contact: contact.into(),
-                dest,
-                listener,
-                awaiting: false,
-                misses: 0,
-                seq: 0,
-            },
-        );
-        let slot = (key % self.wheel.len() as u64) as usize;
-        self.wheel[slot].push(key);
+            dest,
+            listener,
+            names: [aor, contact].concat().into(),
+            aor_len: aor.len(),
+            awaiting: false,
+            misses: 0,
+            seq: 0,
+        });
     }
 
     /// An answer whose top Via is ours, with branch `branch`: `None` when it is not a ping's,
     /// else whether it answered a ping of this shard that awaited it. Answers to another
     /// shard's pings are kept for [`Self::take_foreign`].
     pub fn on_answer(&mut self, branch: &[u8]) -> Option<bool> {
-        let (owner, key) = parse_branch(branch)?;
-        if owner == self.shard {
-            return Some(self.answered(key));
+        let id = parse_branch(branch)?;
+        if id.owner != self.shard {
+            self.foreign.push((id.owner, id.key));
+            return Some(false);
         }
-        self.foreign.push((owner, key));
-        Some(false)
+        let slot = self.slot_of(id.key);
+        let at_hint = self.wheel[slot].get_mut(id.pos as usize);
+        if let Some(c) = at_hint.filter(|c| c.key == id.key) {
+            return Some(c.answered());
+        }
+        Some(self.answered(id.key))
     }
 
     /// A ping of this shard was answered (here, or on another shard that handed it over).
     pub fn answered(&mut self, key: u64) -> bool {
-        match self.contacts.get_mut(&key) {
-            Some(c) if c.awaiting => {
-                (c.awaiting, c.misses) = (false, 0);
-                true
-            }
-            _ => false,
-        }
+        self.find_mut(key).is_some_and(Contact::answered)
     }
 
     /// Answers that belong to other shards: (owner, key).
@@ -179,11 +218,12 @@ impl Pinger {
         self.foreign.drain(..)
     }
 
-    /// Visit every slot due by `now_ms`. `visit(aor, contact, dest, dead)` checks each contact
-    /// against the location table (and removes its binding when `dead`: too many pings went
-    /// unanswered) and says whether to go on pinging it; the pings are written into `batch`,
-    /// with `via_host(listener, dest)`, our advertised `host:port`, in their Via. Returns how
-    /// many pings were written.
+    /// Visit every slot due by `now_ms`. For a contact due a check (every [`CHECK_EVERY`]
+    /// pings, or when too many pings went unanswered), `visit(aor, contact, dest, dead)`
+    /// checks it against the location table (and removes its binding when `dead`) and says
+    /// whether to go on pinging it; the pings are written into `batch`, with
+    /// `via_host(listener, dest)`, our advertised `host:port`, in their Via. Returns how many
+    /// pings were written.
     pub fn run_due<'h>(
         &mut self,
         now_ms: u64,
@@ -199,57 +239,102 @@ impl Pinger {
         let late_slots = ((now_ms - due) / SLOT_MS + 1).min(self.wheel.len() as u64);
         let before = batch.pings.len();
         for _ in 0..late_slots {
-            let slot = self.next_slot;
-            let mut keys = std::mem::take(&mut self.wheel[slot]);
-            keys.retain(|&key| self.visit_one(key, batch, &mut visit, &via_host));
-            self.wheel[slot] = keys;
-            self.next_slot = (slot + 1) % self.wheel.len();
+            self.run_slot(self.next_slot, batch, &mut visit, &via_host);
+            self.next_slot = (self.next_slot + 1) % self.wheel.len();
         }
         self.next_due_ms = Some(due + late_slots * SLOT_MS);
         batch.pings.len() - before
     }
 
-    /// Visit one contact; false when it is to be forgotten.
-    fn visit_one<'h>(
+    /// Ping every contact of one slot, forgetting those the table no longer has.
+    fn run_slot<'h>(
         &mut self,
-        key: u64,
+        slot: usize,
         batch: &mut PingBatch,
         visit: &mut impl FnMut(&[u8], &[u8], SocketAddr, bool) -> VisitOutcome,
         via_host: &impl Fn(usize, SocketAddr) -> &'h str,
-    ) -> bool {
-        let Some(c) = self.contacts.get_mut(&key) else {
-            return false;
-        };
-        let options = self.cfg.method == PingMethod::Options;
+    ) {
+        let mut pos = 0;
+        while pos < self.wheel[slot].len() {
+            let c = &mut self.wheel[slot][pos];
+            if self.cfg.due_check(c, visit) == VisitOutcome::Forget {
+                self.forget(slot, pos);
+                continue;
+            }
+            let id = PingId {
+                owner: self.shard,
+                key: c.key,
+                pos: pos as u32,
+            };
+            write_ping(self.cfg.method, c, id, batch, via_host);
+            pos += 1;
+        }
+    }
+
+    /// Drop the contact at `pos` of `slot`; the slot's last contact takes its place.
+    fn forget(&mut self, slot: usize, pos: usize) {
+        let gone = self.wheel[slot].swap_remove(pos);
+        self.positions.remove(&gone.key);
+        if let Some(moved) = self.wheel[slot].get(pos) {
+            self.positions.insert(moved.key, pos as u32);
+        }
+    }
+
+    fn find_mut(&mut self, key: u64) -> Option<&mut Contact> {
+        let pos = *self.positions.get(&key)? as usize;
+        let slot = self.slot_of(key);
+        self.wheel[slot].get_mut(pos)
+    }
+
+    fn slot_of(&self, key: u64) -> usize {
+        (key % self.wheel.len() as u64) as usize
+    }
+}
+
+impl NatPingConfig {
+    /// Count a ping left unanswered and, when the contact is due a check (every
+    /// [`CHECK_EVERY`] pings, or dead: `failures` went unanswered), ask the table.
+    fn due_check(
+        &self,
+        c: &mut Contact,
+        visit: &mut impl FnMut(&[u8], &[u8], SocketAddr, bool) -> VisitOutcome,
+    ) -> VisitOutcome {
+        let options = self.method == PingMethod::Options;
         if options && c.awaiting {
             c.misses += 1;
         }
-        let dead = options && self.cfg.failures > 0 && c.misses >= self.cfg.failures;
-        match visit(&c.aor, &c.contact, c.dest, dead) {
-            VisitOutcome::Keep => {}
-            VisitOutcome::Forget => {
-                self.contacts.remove(&key);
-                return false;
-            }
+        let dead = options && self.failures > 0 && c.misses >= self.failures;
+        if dead || c.seq % CHECK_EVERY == 0 {
+            return visit(c.aor(), c.uri(), c.dest, dead);
         }
-        c.seq = c.seq.wrapping_add(1);
-        c.awaiting = options;
-        let start = batch.bytes.len();
-        match self.cfg.method {
-            PingMethod::Crlf => batch.bytes.extend_from_slice(b"\r\n\r\n"),
-            PingMethod::Options => {
-                let host = via_host(c.listener, c.dest);
-                write_options(&mut batch.bytes, &c.contact, host, self.shard, key, c.seq);
-            }
-        }
-        batch.pings.push(Ping {
-            to: c.dest,
-            listener: c.listener,
-            start,
-            end: batch.bytes.len(),
-        });
-        true
+        VisitOutcome::Keep
     }
+}
+
+/// Write the next ping to `c` into `batch`.
+fn write_ping<'h>(
+    method: PingMethod,
+    c: &mut Contact,
+    id: PingId,
+    batch: &mut PingBatch,
+    via_host: &impl Fn(usize, SocketAddr) -> &'h str,
+) {
+    c.seq = c.seq.wrapping_add(1);
+    c.awaiting = method == PingMethod::Options;
+    let start = batch.bytes.len();
+    match method {
+        PingMethod::Crlf => batch.bytes.extend_from_slice(b"\r\n\r\n"),
+        PingMethod::Options => {
+            let host = via_host(c.listener, c.dest);
+            write_options(&mut batch.bytes, c.uri(), host, id, c.seq);
+        }
+    }
+    batch.pings.push(Ping {
+        to: c.dest,
+        listener: c.listener,
+        start,
+        end: batch.bytes.len(),
+    });
 }
 
 /// What the table says of a contact being visited.
@@ -270,27 +355,31 @@ fn key_of(aor: &[u8], contact: &[u8]) -> u64 {
     h.digest()
 }
 
-/// (owner shard, key) of a ping's branch.
-fn parse_branch(branch: &[u8]) -> Option<(u16, u64)> {
+/// The id a ping's branch carries.
+fn parse_branch(branch: &[u8]) -> Option<PingId> {
     let rest = branch
         .strip_prefix(BRANCH_PREFIX)?
         .strip_prefix(PING_MARK)?;
     // Hex digits only, so that the text splits where its bytes do (an answer can say anything).
-    if rest.len() != 20 || !rest.iter().all(u8::is_ascii_hexdigit) {
+    if rest.len() != ID_HEX || !rest.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let text = std::str::from_utf8(rest).ok()?;
-    let owner = u16::from_str_radix(&text[..4], 16).ok()?;
-    let key = u64::from_str_radix(&text[4..], 16).ok()?;
-    Some((owner, key))
+    Some(PingId {
+        owner: u16::from_str_radix(&text[..4], 16).ok()?,
+        key: u64::from_str_radix(&text[4..20], 16).ok()?,
+        pos: u32::from_str_radix(&text[20..], 16).ok()?,
+    })
 }
 
-/// An OPTIONS to `contact` whose branch names the owner and the key (RFC 3261 section 11:
-/// any answer, even an error, shows the UA is there).
-fn write_options(out: &mut Vec<u8>, contact: &[u8], host: &str, shard: u16, key: u64, seq: u32) {
-    let mut ids = [0u8; 20];
-    hex_into(u64::from(shard), &mut ids[..4]);
-    hex_into(key, &mut ids[4..]);
+/// An OPTIONS to `contact` whose branch carries the ping's id (RFC 3261 section 11: any
+/// answer, even an error, shows the UA is there).
+fn write_options(out: &mut Vec<u8>, contact: &[u8], host: &str, id: PingId, seq: u32) {
+    let mut ids = [0u8; ID_HEX];
+    hex_into(u64::from(id.owner), &mut ids[..4]);
+    hex_into(id.key, &mut ids[4..20]);
+    hex_into(u64::from(id.pos), &mut ids[20..]);
+    let key_hex = &ids[4..20];
     out.extend_from_slice(b"OPTIONS ");
     out.extend_from_slice(contact);
     out.extend_from_slice(b" SIP/2.0\r\nVia: SIP/2.0/UDP ");
@@ -302,11 +391,11 @@ fn write_options(out: &mut Vec<u8>, contact: &[u8], host: &str, shard: u16, key:
     out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\nFrom: <sip:pinger@");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b">;tag=");
-    out.extend_from_slice(&ids[4..]);
+    out.extend_from_slice(key_hex);
     out.extend_from_slice(b"\r\nTo: <");
     out.extend_from_slice(contact);
     out.extend_from_slice(b">\r\nCall-ID: np");
-    out.extend_from_slice(&ids);
+    out.extend_from_slice(key_hex);
     out.push(b'.');
     push_uint(out, seq);
     out.extend_from_slice(b"\r\nCSeq: ");

@@ -146,11 +146,14 @@ fn a_ping_is_an_options_request_whose_answer_finds_its_owner() {
     // A forwarded request's branch is not a ping's.
     assert_eq!(p.on_answer(b"z9hG4bKsS0123456789abcdef.01234567"), None);
     assert_eq!(p.on_answer(b"z9hG4bKsSnpzz"), None);
-    // 20 bytes, one character straddling the owner's end, or not hex: refused, no panic.
-    let straddling = "z9hG4bKsSnp000\u{e9}000000000000000";
-    assert_eq!(straddling.len(), "z9hG4bKsSnp".len() + 20);
+    // 28 bytes, one character straddling the owner's end, or not hex: refused, no panic.
+    let straddling = "z9hG4bKsSnp000\u{e9}00000000000000000000000";
+    assert_eq!(straddling.len(), "z9hG4bKsSnp".len() + ID_HEX);
     assert_eq!(p.on_answer(straddling.as_bytes()), None);
-    assert_eq!(p.on_answer(b"z9hG4bKsSnp0001zzzzzzzzzzzzzzzz"), None);
+    assert_eq!(
+        p.on_answer(b"z9hG4bKsSnp0001zzzzzzzzzzzzzzzz00000000"),
+        None
+    );
 }
 
 #[test]
@@ -165,4 +168,81 @@ fn crlf_pings_are_four_bytes_and_never_make_a_contact_dead() {
     let (steps, dead) = run(&mut p, 0, 1_000, SLOT_MS);
     assert_eq!(steps.iter().sum::<usize>(), 10);
     assert!(dead.is_empty());
+}
+
+/// Run one turn of `p` (interval 100 ms) at `turn`, counting the table checks.
+fn checked_in_turn(p: &mut Pinger, turn: u64) -> usize {
+    let mut checks = 0;
+    let mut batch = PingBatch::default();
+    for t in (turn * 100..(turn + 1) * 100).step_by(SLOT_MS as usize) {
+        p.run_due(
+            t,
+            &mut batch,
+            |_, _, _, _| {
+                checks += 1;
+                VisitOutcome::Keep
+            },
+            |_, _| HOST,
+        );
+    }
+    checks
+}
+
+#[test]
+fn the_table_is_asked_every_few_pings_and_when_a_contact_falls_silent() {
+    let mut p = pinger(100, 2);
+    p.track(b"bob@x", b"sip:bob@10.0.0.2", addr(1), 0);
+    let key = key_of(b"bob@x", b"sip:bob@10.0.0.2");
+    // bob answers: checked at his first ping, then every CHECK_EVERY.
+    let checks: Vec<usize> = (0..9)
+        .map(|turn| {
+            let n = checked_in_turn(&mut p, turn);
+            assert!(p.answered(key), "turn {turn}");
+            n
+        })
+        .collect();
+    assert_eq!(checks, [1, 0, 0, 0, 1, 0, 0, 0, 1]);
+    // Silent from now on (turn 9's ping is the first unanswered): the second miss makes him
+    // dead, which is checked out of turn.
+    assert_eq!(checked_in_turn(&mut p, 9), 0, "the last ping answered");
+    assert_eq!(checked_in_turn(&mut p, 10), 0, "one miss");
+    assert_eq!(checked_in_turn(&mut p, 11), 1, "two misses: dead");
+}
+
+#[test]
+fn a_contact_the_table_forgot_is_dropped_and_answers_still_find_the_others() {
+    let mut p = pinger(20, 0);
+    for i in 0..10 {
+        let aor = format!("u{i}@x");
+        p.track(aor.as_bytes(), b"sip:u@10.0.0.2", addr(i), 0);
+    }
+    // One slot: all ten pinged in one turn; u0..u4 forgotten by the table.
+    let mut batch = PingBatch::default();
+    let gone = |aor: &[u8]| aor < b"u5".as_slice();
+    let n = p.run_due(
+        0,
+        &mut batch,
+        |aor, _, _, _| match gone(aor) {
+            true => VisitOutcome::Forget,
+            false => VisitOutcome::Keep,
+        },
+        |_, _| HOST,
+    );
+    assert_eq!((n, p.len()), (5, 5));
+    // Each ping's answer finds its contact, by its position or by its key.
+    for ping in &batch.pings {
+        let mut bytes = batch.bytes_of(ping).to_vec();
+        let msg = Message::parse(&mut bytes).unwrap();
+        let branch = msg.top_via().unwrap().branch().unwrap().to_vec();
+        assert_eq!(p.on_answer(&branch), Some(true));
+    }
+    // A stale position (the contact moved) falls back to the key.
+    let key = key_of(b"u7@x", b"sip:u@10.0.0.2");
+    p.run_due(20, &mut batch, |_, _, _, _| VisitOutcome::Keep, |_, _| HOST);
+    let mut ids = [0u8; ID_HEX];
+    hex_into(1, &mut ids[..4]);
+    hex_into(key, &mut ids[4..20]);
+    hex_into(99, &mut ids[20..]);
+    let branch = [BRANCH_PREFIX, PING_MARK, &ids].concat();
+    assert_eq!(p.on_answer(&branch), Some(true));
 }
