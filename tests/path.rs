@@ -2,7 +2,8 @@
 //! a UA registers through the edge, which adds its Path with a flow token (RFC 3327, RFC 5626);
 //! the registrar stores it, and a call for the UA goes registrar -> edge -> down the UA's flow,
 //! over UDP and over TCP. A tampered token is refused (403); a flow whose connection is gone
-//! fails with 430.
+//! fails with 430. Registered directly with two Outbound flows, a UA gets its calls down the
+//! newest flow whose connection is still open.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -141,4 +142,56 @@ fn a_tampered_flow_token_is_refused() {
         "{r}"
     );
     bob.expect_silence(Duration::from_millis(300));
+}
+
+/// bob's REGISTER of an Outbound flow (RFC 5626 section 4.2) on its own connection.
+fn register_flow(reg_id: u32) -> String {
+    format!(
+        "REGISTER sip:{DOMAIN} SIP/2.0\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKob{reg_id};rport\nMax-Forwards: 70\nTo: <sip:bob@{DOMAIN}>\nFrom: <sip:bob@{DOMAIN}>;tag=ob{reg_id}\nCall-ID: flow-{reg_id}\nCSeq: 1 REGISTER\nSupported: outbound\nContact: <sip:bob@127.0.0.1:9;transport=tcp;ob>;reg-id={reg_id};+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000000000b0b>\"\nExpires: 600\n\n"
+    )
+}
+
+/// The INVITE alice sends next, as bob receives it on `flow` within 3 s.
+fn call_arrives_on(alice: &Ua, registrar: SocketAddr, call_id: &str, flow: &mut TcpUa) {
+    alice.send(registrar, &invite(alice, call_id, ""));
+    let Some(Got::Message(inv)) = flow.recv_within(Duration::from_secs(3)) else {
+        panic!("{call_id} did not come down the flow");
+    };
+    assert!(inv.contains(&format!("Call-ID: {call_id}")), "{inv}");
+    flow.send(&respond(&inv, "200 OK", "b1", "", ""));
+    assert!(alice.recv_final().starts_with("SIP/2.0 200 OK"));
+}
+
+#[test]
+fn a_ua_with_two_flows_gets_its_calls_down_the_newest_open_one_and_430_with_none() {
+    // One shard: the closes reach the core that decides without crossing a ring.
+    let registrar = Proxy::builder()
+        .metrics()
+        .args(&["--domain", DOMAIN, "--shards", "1"])
+        .start();
+    let metrics = registrar.metrics.unwrap();
+    let [mut first, mut second] = [1, 2].map(|reg_id| {
+        let mut bob = TcpUa::connect(registrar.addr);
+        bob.send(&register_flow(reg_id));
+        let ok = bob.recv();
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        assert!(ok.contains("Require: outbound"), "{ok}");
+        bob
+    });
+    let alice = Ua::new();
+    call_arrives_on(&alice, registrar.addr, "ob-call-1", &mut second);
+
+    // The newest flow's connection goes: calls take the other flow.
+    drop(second);
+    let closed =
+        |n| format!("sipshard_tcp_connection_events_total{{shard=\"total\",event=\"closed\"}} {n}");
+    assert_shows(metrics, &[&closed(1)]);
+    call_arrives_on(&alice, registrar.addr, "ob-call-2", &mut first);
+
+    // No flow left: 430, and no connection opened to bob (he accepts none).
+    drop(first);
+    assert_shows(metrics, &[&closed(2)]);
+    alice.send(registrar.addr, &invite(&alice, "ob-call-3", ""));
+    let r = alice.recv_final();
+    assert!(r.starts_with("SIP/2.0 430 Flow Failed"), "{r}");
 }

@@ -392,8 +392,19 @@ impl LocationTable {
 
     /// The binding a stateless proxy forwards to: highest q, then most recent.
     pub fn lookup(&self, aor: &[u8], now_secs: u64) -> Option<Binding<'_>> {
+        self.lookup_reachable(aor, now_secs, |_| true)
+    }
+
+    /// [`Self::lookup`] among the bindings `reachable` accepts, else among all of them (the
+    /// caller finds out what an unreachable one gets).
+    pub fn lookup_reachable(
+        &self,
+        aor: &[u8],
+        now_secs: u64,
+        reachable: impl Fn(&Binding<'_>) -> bool,
+    ) -> Option<Binding<'_>> {
         self.live_bindings(aor, now_secs)
-            .max_by_key(|b| (b.q, b.version))
+            .max_by_key(|b| (reachable(b), b.q, b.version))
     }
 
     /// The version of the binding of `aor` that `incoming` would replace (the same Outbound

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod auth_log;
 pub mod branch;
+pub mod closed_flows;
 pub mod flow;
 pub mod nat_ping;
 pub mod next_hop;
@@ -205,6 +206,8 @@ pub struct Core {
     hops: HopHealth,
     /// Pings to the contacts behind NAT registered through this shard, when on.
     pinger: Option<nat_ping::Pinger>,
+    /// Peers' connections known closed: Outbound flows on them are skipped.
+    closed_flows: closed_flows::ClosedFlows,
 }
 
 impl Core {
@@ -229,6 +232,7 @@ impl Core {
             auth: None,
             hops: HopHealth::default(),
             pinger: None,
+            closed_flows: closed_flows::ClosedFlows::default(),
         }
     }
 

@@ -46,6 +46,16 @@ fn register(contact: &str, extra: &str) -> String {
     format!("REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.50;branch=z9hG4bKp1\n{extra}From: <sip:bob@example.com>;tag=r\nTo: <sip:bob@example.com>\nCall-ID: path-reg\nCSeq: 1 REGISTER\nContact: {contact}\nContent-Length: 0\n\n")
 }
 
+/// bob's phone, on connection `conn` from port `port`.
+fn tcp(port: u16, conn: u64) -> Source {
+    Source {
+        transport: Transport::Tcp,
+        addr: ([203, 0, 113, 7], port).into(),
+        conn: Some(ConnId(conn)),
+        trusted: false,
+    }
+}
+
 fn call(core: &mut Core) -> (Action, String) {
     run(
         core,
@@ -84,12 +94,6 @@ fn a_registered_path_is_the_route_set_towards_the_contact() {
 #[test]
 fn an_outbound_flow_is_one_binding_per_instance_and_reg_id() {
     let mut core = registrar();
-    let tcp = |port: u16, conn: u64| Source {
-        transport: Transport::Tcp,
-        addr: ([203, 0, 113, 7], port).into(),
-        conn: Some(ConnId(conn)),
-        trusted: false,
-    };
     let ob = "<sip:bob@10.0.0.2:5062;transport=tcp>;reg-id=1;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\"";
     let (_, ok) = run(
         &mut core,
@@ -116,6 +120,42 @@ fn an_outbound_flow_is_one_binding_per_instance_and_reg_id() {
         flow: true,
     };
     assert_eq!(a, Action::Forward { to, socket: 1 }, "down the flow: {inv}");
+}
+
+#[test]
+fn a_call_skips_a_flow_whose_connection_closed_and_gets_430_when_none_is_left() {
+    let mut core = registrar();
+    let flow = |reg_id: u32| {
+        format!(
+            "<sip:bob@10.0.0.2:5062;transport=tcp>;reg-id={reg_id};+sip.instance=\"<urn:uuid:1>\""
+        )
+    };
+    // Two flows of one instance (RFC 5626 section 4.2): reg-id 1 on connection 5, then 2 on 6.
+    for (reg_id, port, conn) in [(1, 40001, 5), (2, 40002, 6)] {
+        let reg = register(&flow(reg_id), "Supported: outbound\n")
+            .replace("CSeq: 1", &format!("CSeq: {reg_id}"));
+        let (_, ok) = run(&mut core, tcp(port, conn), &reg);
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    }
+    let down = |port: u16, conn: u64| Action::Forward {
+        to: Target {
+            transport: Transport::Tcp,
+            addr: ([203, 0, 113, 7], port).into(),
+            conn: Some(ConnId(conn)),
+            fallback_udp: false,
+            flow: true,
+        },
+        socket: 1,
+    };
+    assert_eq!(call(&mut core).0, down(40002, 6), "the most recent flow");
+    core.flow_closed(ConnId(6));
+    core.flow_closed(ConnId(99)); // somebody else's
+    assert_eq!(call(&mut core).0, down(40001, 5), "the live one");
+    core.flow_closed(ConnId(5));
+    let (a, r) = call(&mut core);
+    assert!(matches!(a, Action::Reply { .. }), "{r}");
+    assert!(r.starts_with("SIP/2.0 430 Flow Failed\r\n"), "{r}");
+    assert_eq!(core.counters().nat.flow_failed, 1);
 }
 
 #[test]

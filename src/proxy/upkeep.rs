@@ -10,7 +10,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::counters::{Counters, DropReason};
 use crate::location::{self, BindingRecord, Now};
 use crate::registrar::{self, Store};
-use crate::sip::{Message, PacketBuf, Source, Target, Transport};
+use crate::sip::{ConnId, Message, PacketBuf, Source, Target, Transport};
 
 use super::nat_ping::{PingBatch, Pinger, VisitOutcome};
 use super::next_hop::HopState;
@@ -81,6 +81,12 @@ impl Core {
         );
         self.counters.nat.pings_sent += written as u64;
         written
+    }
+
+    /// A connection a peer opened to this node (here or on another shard) closed: an Outbound
+    /// flow on it is dead, and calls go down another binding of its AOR when there is one.
+    pub fn flow_closed(&mut self, conn: ConnId) {
+        self.closed_flows.closed(conn);
     }
 
     /// Another shard received the answer to one of this shard's NAT pings.

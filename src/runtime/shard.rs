@@ -298,10 +298,21 @@ impl Shard {
     fn take_in(&self, core: &mut Core) {
         self.links.borrow_mut().drain(|rec| core.apply_replica(rec));
         self.apply_hop_states(core);
+        self.take_closed_flows(core);
+    }
+
+    /// Tell the core which peers' connections closed (its Outbound flows on them are dead).
+    fn take_closed_flows(&self, core: &mut Core) {
+        for transport in [&self.tcp, &self.tls] {
+            for conn in transport.take_closed_accepted() {
+                core.flow_closed(conn);
+            }
+        }
     }
 
     /// Send this shard's location changes to every other peer and apply theirs.
     fn exchange(&self, core: &mut Core) {
+        self.take_closed_flows(core);
         let mut links = self.links.borrow_mut();
         links.flush_backlog();
         for rec in core.take_replication() {

@@ -5,10 +5,11 @@
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
-use crate::location::AorKey;
+use crate::location::{AorKey, Binding};
 use crate::sip::addr::first_of_list;
 use crate::sip::{HeaderName, Method, Scheme, Target, Transport, Uri};
 
+use super::super::closed_flows::ClosedFlows;
 use super::route::Routing;
 use super::{Core, Incoming, Stage};
 
@@ -85,9 +86,19 @@ impl Core {
         {
             return ControlFlow::Break(self.redirect(rq, key.as_bytes()));
         }
-        let Some(b) = self.table.lookup(key.as_bytes(), rq.now.secs()) else {
+        let closed = &self.closed_flows;
+        let alive = |b: &Binding<'_>| !is_closed_flow(closed, b);
+        let Some(b) = self
+            .table
+            .lookup_reachable(key.as_bytes(), rq.now.secs(), alive)
+        else {
             return self.refuse(rq, 480, "Temporarily Unavailable");
         };
+        if is_closed_flow(closed, &b) {
+            // Every binding is an Outbound flow whose connection is gone (RFC 5626 section 5.3).
+            self.counters.nat.flow_failed += 1;
+            return self.refuse(rq, 430, "Flow Failed");
+        }
         self.edits
             .replace(rq.msg.request_uri_span().unwrap_or_default(), b.contact);
         let flow = b.extra.is_flow();
@@ -144,4 +155,9 @@ pub fn uri_transport(uri: &Uri<'_>) -> Transport {
         (_, Some(t)) => t,
         (_, None) => Transport::Udp,
     }
+}
+
+/// An Outbound flow on a connection known closed.
+fn is_closed_flow(closed: &ClosedFlows, b: &Binding<'_>) -> bool {
+    b.extra.is_flow() && b.dest.conn.is_some_and(|c| closed.contains(c))
 }

@@ -109,6 +109,9 @@ pub struct Tcp {
     /// The receive ring of plain TCP connections, started with the first of them (none with
     /// `--tcp-receive stream`, for TLS, or when the kernel has no multishot receive).
     recv_ring: OnceCell<Option<Rc<RecvRing>>>,
+    /// Connections peers opened (to this shard or, withdrawn, to another) that closed since
+    /// the shard last took them: the core skips the Outbound flows on them.
+    closed_accepted: RefCell<Vec<ConnId>>,
 }
 
 impl Tcp {
@@ -129,6 +132,7 @@ impl Tcp {
             counters: RefCell::new(TcpCounters::default()),
             tls: None,
             recv_ring: OnceCell::new(),
+            closed_accepted: RefCell::default(),
         }
     }
 
@@ -208,6 +212,7 @@ impl Tcp {
         // At shutdown every shard is stopping: nobody needs the news, and nobody reads it.
         if conn.was_announced() && why != CloseReason::Shutdown {
             self.tell_others(Handed::Withdraw, conn);
+            self.closed_accepted.borrow_mut().push(conn.id);
         }
         self.node_connections.fetch_sub(1, Ordering::Relaxed);
         let mut c = self.counters.borrow_mut();
@@ -286,6 +291,13 @@ impl Tcp {
     /// Another shard withdrew a connection it had announced: it closed.
     pub fn forget_accepted(&self, a: Accepted) {
         self.elsewhere.borrow_mut().withdraw(a.peer, a.conn);
+        self.closed_accepted.borrow_mut().push(a.conn);
+    }
+
+    /// The connections peers opened that closed (here, or on another shard that withdrew
+    /// them) since the last call.
+    pub fn take_closed_accepted(&self) -> Vec<ConnId> {
+        std::mem::take(&mut self.closed_accepted.borrow_mut())
     }
 
     /// The connection `peer` opened to another shard, as far as this shard has heard.
