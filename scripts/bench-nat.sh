@@ -19,7 +19,7 @@
 #      second) for WINDOW s, on the same CPU, so a ping's cost can be read as a multiple of it.
 #
 # sipshard runs on SUT_CPU (one shard), the generators on GEN_CPU. Writes $OUT (JSON) and
-# prints it. About 3 minutes. Usage: scripts/bench-nat.sh
+# prints it. About 4 minutes. Usage: scripts/bench-nat.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-lib.sh
@@ -109,18 +109,27 @@ echo "crlf pings: $crlf_ticks ticks" >&2
 read -r off_ticks _ off_registered < <(ping_cpu)
 echo "pings off: $off_ticks ticks, $off_registered registered" >&2
 
-# 3. The floor at the ping rate.
+# 3. The floor at the ping rate (PING_INTERVAL may be fractional).
+ping_rate=$(python3 -c "print(round($PING_USERS / $PING_INTERVAL))")
 floor_port=$(bench_free_port)
 sink_port=$(bench_free_port)
+while [ "$sink_port" = "$floor_port" ]; do sink_port=$(bench_free_port); done
 taskset -c "$SUT_CPU" target/release/udp-floor --listen "127.0.0.1:$floor_port" \
     --to "127.0.0.1:$sink_port" --rcvbuf 8388608 --max-seconds $((WINDOW + 30)) >"$WORK/floor.log" 2>&1 &
 SUT_PID=$!
+for _ in $(seq 1 50); do
+    [ -n "$(ss -Hulnp "sport = :$floor_port" 2>/dev/null)" ] && break
+    sleep 0.1
+done
 taskset -c "$GEN_CPU" target/release/udp-flood run --proxy "127.0.0.1:$floor_port" \
     --sink "127.0.0.1:$sink_port" --user bench --label floor --pid "$SUT_PID" --warmup 2 \
-    --rate $((PING_USERS / PING_INTERVAL)) --window "$WINDOW" >"$WORK/floor.jsonl"
+    --rate "$ping_rate" --window "$WINDOW" >"$WORK/floor.jsonl"
 stop_sut
-floor_us=$(python3 -c 'import json,sys; print([json.loads(l)["step"]["cpu_us_per_msg"] for l in open(sys.argv[1]) if l.startswith("{") and json.loads(l).get("kind") == "fixed"][-1])' "$WORK/floor.jsonl")
-echo "floor: $floor_us us per message" >&2
+read -r floor_us floor_valid < <(python3 -c '
+import json, sys
+steps = [json.loads(l)["step"] for l in open(sys.argv[1]) if l.startswith("{") and json.loads(l).get("kind") == "fixed"]
+print(steps[-1]["cpu_us_per_msg"], "true" if steps[-1]["valid"] else "false")' "$WORK/floor.jsonl")
+echo "floor: $floor_us us per message (valid: $floor_valid)" >&2
 
 python3 - "$WORK/register.txt" "$OUT" <<PYEOF
 import json, statistics, sys
@@ -151,6 +160,8 @@ out = {
     "cpu_us_per_crlf_ping": us_per_crlf,
     "crlf_core_share_1m_at_30s": us_per_crlf * 1000000 / 30 / 1e6,
     "floor_cpu_us_per_msg": $floor_us,
+    # false: the floor or its flooder was starved of CPU (udp-flood's check); run again.
+    "floor_valid": "$floor_valid" == "true",
     "ping_over_floor": us_per_ping / $floor_us,
     "crlf_ping_over_floor": us_per_crlf / $floor_us,
 }

@@ -194,4 +194,6 @@ fn a_ua_with_two_flows_gets_its_calls_down_the_newest_open_one_and_430_with_none
     alice.send(registrar.addr, &invite(&alice, "ob-call-3", ""));
     let r = alice.recv_final();
     assert!(r.starts_with("SIP/2.0 430 Flow Failed"), "{r}");
+    let connected = "sipshard_tcp_connection_events_total{shard=\"total\",event=\"connected\"} 0";
+    assert_shows(metrics, &[connected]);
 }

@@ -6,41 +6,45 @@
 //!
 //! Bounded: the most recent [`CAPACITY`] closes are remembered. A binding on a connection
 //! closed longer ago than that (the phone neither came back nor expired) is taken as live and
-//! gets the 430 its send finds. Connection ids are never reused, so nothing here goes stale
-//! the other way. No I/O.
+//! gets the 430 its send finds. A connection is named by its transport and id: the TCP and TLS
+//! transports number their connections apart, each from a random start, so an id is not
+//! handed out twice and nothing here goes stale the other way. No I/O.
 
 use std::collections::VecDeque;
 
 use ahash::AHashSet as HashSet;
 
-use crate::sip::ConnId;
+use crate::sip::{ConnId, Transport};
 
-/// Closes remembered: some minutes of a busy edge's churn, 1 MiB or so.
+/// Closes remembered: some minutes of a busy edge's churn, about 2 MiB per shard.
 pub const CAPACITY: usize = 65_536;
+
+type Named = (Transport, ConnId);
 
 #[derive(Default)]
 pub struct ClosedFlows {
-    set: HashSet<ConnId>,
-    /// The same ids, oldest first, for forgetting.
-    order: VecDeque<ConnId>,
+    set: HashSet<Named>,
+    /// The same connections, oldest first, for forgetting.
+    order: VecDeque<Named>,
 }
 
 impl ClosedFlows {
-    /// Connection `id` closed.
-    pub fn closed(&mut self, id: ConnId) {
-        if !self.set.insert(id) {
+    /// Connection `id` of `transport` closed.
+    pub fn closed(&mut self, transport: Transport, id: ConnId) {
+        if self.set.contains(&(transport, id)) {
             return;
         }
-        self.order.push_back(id);
-        if self.order.len() > CAPACITY {
+        if self.order.len() == CAPACITY {
             if let Some(oldest) = self.order.pop_front() {
                 self.set.remove(&oldest);
             }
         }
+        self.set.insert((transport, id));
+        self.order.push_back((transport, id));
     }
 
-    pub fn contains(&self, id: ConnId) -> bool {
-        !self.set.is_empty() && self.set.contains(&id)
+    pub fn contains(&self, transport: Transport, id: ConnId) -> bool {
+        !self.set.is_empty() && self.set.contains(&(transport, id))
     }
 
     pub fn len(&self) -> usize {
@@ -58,19 +62,18 @@ mod tests {
 
     #[test]
     fn remembers_the_most_recent_closes_only() {
+        let tcp = Transport::Tcp;
         let mut c = ClosedFlows::default();
-        assert!(!c.contains(ConnId::new(0, 1)));
+        assert!(!c.contains(tcp, ConnId::new(0, 1)));
         for serial in 0..(CAPACITY as u64 + 10) {
-            c.closed(ConnId::new(1, serial));
+            c.closed(tcp, ConnId::new(1, serial));
         }
-        c.closed(ConnId::new(1, CAPACITY as u64 + 9)); // again: no effect
-        assert_eq!(c.len(), CAPACITY);
-        assert!(!c.contains(ConnId::new(1, 9)), "forgotten");
-        assert!(c.contains(ConnId::new(1, 10)));
-        assert!(c.contains(ConnId::new(1, CAPACITY as u64 + 9)));
-        assert!(
-            !c.contains(ConnId::new(2, 10)),
-            "another shard's connection"
-        );
+        c.closed(tcp, ConnId::new(1, CAPACITY as u64 + 9)); // again: no effect
+        assert_eq!((c.len(), c.order.len()), (CAPACITY, CAPACITY));
+        assert!(!c.contains(tcp, ConnId::new(1, 9)), "forgotten");
+        assert!(c.contains(tcp, ConnId::new(1, 10)));
+        assert!(c.contains(tcp, ConnId::new(1, CAPACITY as u64 + 9)));
+        assert!(!c.contains(tcp, ConnId::new(2, 10)), "another shard's");
+        assert!(!c.contains(Transport::Tls, ConnId::new(1, 10)), "TLS's");
     }
 }

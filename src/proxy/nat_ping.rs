@@ -14,13 +14,13 @@
 //! node, never a burst. No I/O and no clock here: the runtime passes the time in and sends what
 //! comes out.
 //!
-//! A ping costs little more than the system call that sends it because a slot's contacts are
-//! stored in the slot, read in order, and the location table (a hash probe and a decode, cache
-//! misses all) is consulted only every [`CHECK_EVERY`] pings of a contact and when its pings go
-//! unanswered. Between checks the pinger trusts what the registration told it: a binding
-//! removed elsewhere (another shard, the admin API, a cluster peer) or expired gets at most
-//! [`CHECK_EVERY`] more pings. An answer finds its contact by the position its ping's branch
-//! carries, without a hash lookup.
+//! What a ping costs beyond the kernel's work for its datagram is kept small: a slot's contacts
+//! are stored in the slot and read in order, and the location table (a hash probe and a
+//! decode, cache misses all) is consulted only at every [`CHECK_EVERY`]th ping of a contact and
+//! when `--nat-ping-failures` of its OPTIONS pings went unanswered in a row. Between checks the
+//! pinger trusts what the registration told it: a binding removed elsewhere (another shard, the
+//! admin API, a cluster peer) or expired gets at most `CHECK_EVERY - 1` more pings. An answer
+//! finds its contact by the position its ping's branch carries, without a hash lookup.
 
 use std::net::SocketAddr;
 

@@ -148,14 +148,34 @@ fn a_call_skips_a_flow_whose_connection_closed_and_gets_430_when_none_is_left() 
         socket: 1,
     };
     assert_eq!(call(&mut core).0, down(40002, 6), "the most recent flow");
-    core.flow_closed(ConnId(6));
-    core.flow_closed(ConnId(99)); // somebody else's
+    core.flow_closed(Transport::Tls, ConnId(6)); // TLS's connection 6, not this one
+    core.flow_closed(Transport::Tcp, ConnId(99)); // somebody else's
+    assert_eq!(call(&mut core).0, down(40002, 6), "still the most recent");
+    core.flow_closed(Transport::Tcp, ConnId(6));
     assert_eq!(call(&mut core).0, down(40001, 5), "the live one");
-    core.flow_closed(ConnId(5));
+    core.flow_closed(Transport::Tcp, ConnId(5));
     let (a, r) = call(&mut core);
     assert!(matches!(a, Action::Reply { .. }), "{r}");
     assert!(r.starts_with("SIP/2.0 430 Flow Failed\r\n"), "{r}");
     assert_eq!(core.counters().nat.flow_failed, 1);
+}
+
+#[test]
+fn a_flow_registered_through_an_edge_is_the_edges_whatever_our_connection_to_it() {
+    let mut core = registrar();
+    let ob = "<sip:bob@10.0.0.2;transport=tcp>;reg-id=1;+sip.instance=\"<urn:uuid:1>\"";
+    let path = "Path: <sip:ft00@192.0.2.50;lr;ob>\nSupported: path, outbound\n";
+    let (_, ok) = run(&mut core, tcp(40001, 5), &register(ob, path));
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    // The edge's connection to us closes (it reconnects when it has something to send): the
+    // flow is the edge's to keep, so the call still goes by the Path.
+    core.flow_closed(Transport::Tcp, ConnId(5));
+    let (a, inv) = call(&mut core);
+    assert!(matches!(a, Action::Forward { .. }), "{inv}");
+    assert!(
+        inv.contains("\r\nRoute: <sip:ft00@192.0.2.50;lr;ob>\r\n"),
+        "{inv}"
+    );
 }
 
 #[test]

@@ -85,8 +85,8 @@ impl Core {
 
     /// A connection a peer opened to this node (here or on another shard) closed: an Outbound
     /// flow on it is dead, and calls go down another binding of its AOR when there is one.
-    pub fn flow_closed(&mut self, conn: ConnId) {
-        self.closed_flows.closed(conn);
+    pub fn flow_closed(&mut self, transport: Transport, conn: ConnId) {
+        self.closed_flows.closed(transport, conn);
     }
 
     /// Another shard received the answer to one of this shard's NAT pings.

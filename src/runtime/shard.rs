@@ -303,9 +303,9 @@ impl Shard {
 
     /// Tell the core which peers' connections closed (its Outbound flows on them are dead).
     fn take_closed_flows(&self, core: &mut Core) {
-        for transport in [&self.tcp, &self.tls] {
-            for conn in transport.take_closed_accepted() {
-                core.flow_closed(conn);
+        for (transport, stream) in [(Transport::Tcp, &self.tcp), (Transport::Tls, &self.tls)] {
+            for conn in stream.take_closed_accepted() {
+                core.flow_closed(transport, conn);
             }
         }
     }

@@ -236,13 +236,30 @@ fn a_contact_the_table_forgot_is_dropped_and_answers_still_find_the_others() {
         let branch = msg.top_via().unwrap().branch().unwrap().to_vec();
         assert_eq!(p.on_answer(&branch), Some(true));
     }
-    // A stale position (the contact moved) falls back to the key.
-    let key = key_of(b"u7@x", b"sip:u@10.0.0.2");
+    // A stale position (the contact moved: out of range, or another contact there now) falls
+    // back to the key, and answers nobody else.
+    batch.clear();
     p.run_due(20, &mut batch, |_, _, _, _| VisitOutcome::Keep, |_, _| HOST);
-    let mut ids = [0u8; ID_HEX];
-    hex_into(1, &mut ids[..4]);
-    hex_into(key, &mut ids[4..20]);
-    hex_into(99, &mut ids[20..]);
-    let branch = [BRANCH_PREFIX, PING_MARK, &ids].concat();
-    assert_eq!(p.on_answer(&branch), Some(true));
+    let branch_of = |aor: &[u8], pos: u64| {
+        let mut ids = [0u8; ID_HEX];
+        hex_into(1, &mut ids[..4]);
+        hex_into(key_of(aor, b"sip:u@10.0.0.2"), &mut ids[4..20]);
+        hex_into(pos, &mut ids[20..]);
+        [BRANCH_PREFIX, PING_MARK, &ids].concat()
+    };
+    let (u7, u8) = (b"u7@x".as_slice(), b"u8@x".as_slice());
+    let pos_of = |aor: &[u8]| u64::from(p.positions[&key_of(aor, b"sip:u@10.0.0.2")]);
+    let (u7_at, u8_at) = (pos_of(u7), pos_of(u8));
+    assert_eq!(p.on_answer(&branch_of(u7, 99)), Some(true), "out of range");
+    assert_eq!(p.on_answer(&branch_of(u8, u7_at)), Some(true), "u7's place");
+    assert_eq!(
+        p.on_answer(&branch_of(u8, u8_at)),
+        Some(false),
+        "u8 answered once"
+    );
+    assert_eq!(
+        p.on_answer(&branch_of(u7, u7_at)),
+        Some(false),
+        "u7 answered once"
+    );
 }

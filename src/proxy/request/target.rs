@@ -157,7 +157,12 @@ pub fn uri_transport(uri: &Uri<'_>) -> Transport {
     }
 }
 
-/// An Outbound flow on a connection known closed.
+/// An Outbound flow straight to the UA (not through an edge's Path, which is the edge's
+/// business) on a connection known closed.
 fn is_closed_flow(closed: &ClosedFlows, b: &Binding<'_>) -> bool {
-    b.extra.is_flow() && b.dest.conn.is_some_and(|c| closed.contains(c))
+    b.extra.is_flow()
+        && b.extra.path.is_empty()
+        && b.dest
+            .conn
+            .is_some_and(|c| closed.contains(b.dest.transport, c))
 }

@@ -28,11 +28,20 @@ pub struct ConnTable<C> {
     max_per_ip: usize,
 }
 
+/// Where a table's serial numbers start: at random among 2^48, so that an id is not handed
+/// out again by the other stream transport of the shard (TCP and TLS each have a table) or by
+/// a later run of the process, whose bindings loaded from `--state-dir` still name the
+/// connections of the run before (a send on such a binding must find no connection, not some
+/// other phone's).
+fn first_serial() -> u64 {
+    getrandom::u64().unwrap_or(1) & ((1 << 48) - 1)
+}
+
 impl<C> ConnTable<C> {
     pub fn new(shard: u16, max_per_ip: usize) -> ConnTable<C> {
         ConnTable {
             shard,
-            next_serial: 1,
+            next_serial: first_serial(),
             by_id: HashMap::new(),
             by_peer: HashMap::new(),
             per_ip: HashMap::new(),
