@@ -87,11 +87,13 @@ impl Core {
             return ControlFlow::Break(self.redirect(rq, key.as_bytes()));
         }
         let closed = &self.closed_flows;
-        let alive = |b: &Binding<'_>| !is_closed_flow(closed, b);
-        let Some(b) = self
-            .table
-            .lookup_reachable(key.as_bytes(), rq.now.secs(), alive)
-        else {
+        let (aor, now) = (key.as_bytes(), rq.now.secs());
+        // No connection closed yet (a UDP-only node): nothing to pass over.
+        let found = match closed.is_empty() {
+            true => self.table.lookup(aor, now),
+            false => (self.table).lookup_reachable(aor, now, |b| !is_closed_flow(closed, b)),
+        };
+        let Some(b) = found else {
             return self.refuse(rq, 480, "Temporarily Unavailable");
         };
         if is_closed_flow(closed, &b) {
