@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# What a NAT ping costs when it leaves by a network device rather than loopback (docs/nat.md).
+#
+# Over loopback (scripts/bench-nat.sh) the kernel delivers each ping into the peer's socket in
+# the sender's own system call, so sipshard is charged for the far end's receive as well. Here
+# the pings leave by a veth whose far end, in a second network namespace, drops everything at
+# ingress (nftables netdev hook), as a NIC takes a frame and the far end is another machine:
+#
+#   netns pingnic: sipshard on 10.9.0.1 (one shard, SUT_CPU); a peer that registers PING_USERS
+#                  users from 10.9.1.2 (IP_TRANSPARENT: an address of the far side) and never
+#                  answers; vA 10.9.0.1/16, a permanent neighbour entry for 10.9.1.2
+#   netns pingfar: vB 10.9.0.2/16, ingress policy drop
+#
+# sipshard's CPU over WINDOW s with CRLF pings, with OPTIONS pings (unanswered: the send alone;
+# --nat-ping-failures 0 keeps the bindings) and with pings off, PING_USERS / PING_INTERVAL pings
+# a second; per ping = (on - off) / pings. Prints JSON and writes $OUT. About 3 minutes. Needs
+# root, ip, nft. Traffic stays inside the two namespaces, which are deleted on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUT_CPU=${SUT_CPU:-0}
+GEN_CPU=${GEN_CPU:-1}
+OUT=${OUT:-bench-results/nat-device.json}
+PING_USERS=${PING_USERS:-330000}
+PING_INTERVAL=${PING_INTERVAL:-10}
+WINDOW=${WINDOW:-20}
+NS=pingnic
+FAR=pingfar
+PORT=5060
+SIPSHARD=target/release/sipshard
+SUT_PID=
+cleanup() {
+    [ -n "$SUT_PID" ] && kill "$SUT_PID" 2>/dev/null && wait "$SUT_PID" 2>/dev/null
+    ip netns del "$NS" 2>/dev/null || true
+    ip netns del "$FAR" 2>/dev/null || true
+}
+trap cleanup EXIT
+mkdir -p "$(dirname "$OUT")"
+cargo build --release --quiet --bin sipshard
+
+ip netns del "$NS" 2>/dev/null || true
+ip netns del "$FAR" 2>/dev/null || true
+ip netns add "$NS"
+ip netns add "$FAR"
+ip -n "$NS" link set lo up
+ip -n "$NS" link add vA type veth peer name vB netns "$FAR"
+ip -n "$NS" addr add 10.9.0.1/16 dev vA
+ip -n "$FAR" addr add 10.9.0.2/16 dev vB
+ip -n "$NS" link set vA up
+ip -n "$FAR" link set vB up
+far_mac=$(ip -n "$FAR" -br link show vB | awk '{print $3}')
+ip -n "$NS" neigh replace 10.9.1.2 lladdr "$far_mac" dev vA nud permanent
+ip netns exec "$FAR" nft -f - <<'EOF'
+table netdev far {
+    chain in {
+        type filter hook ingress device vB priority 0; policy drop;
+    }
+}
+EOF
+
+# Register PING_USERS users from 10.9.1.2 at 20,000/s (the 200s go to the far side, unseen).
+register_blind() {
+    ip netns exec "$NS" taskset -c "$GEN_CPU" python3 - "$PORT" "$PING_USERS" <<'PYEOF'
+import socket, sys, time
+port, users = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_IP, 19, 1)  # IP_TRANSPARENT: send from an address of the far side
+s.bind(("10.9.1.2", 0))
+reg = ("REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKdv%d;rport\r\n"
+       "Max-Forwards: 70\r\nTo: <sip:u%d@example.com>\r\nFrom: <sip:u%d@example.com>;tag=d\r\n"
+       "Call-ID: dv%d\r\nCSeq: 1 REGISTER\r\nContact: <sip:u%d@10.0.0.2:5060>\r\nExpires: 3600\r\n"
+       "Content-Length: 0\r\n\r\n")
+start = time.monotonic()
+for i in range(users):
+    while i > (time.monotonic() - start) * 20000:
+        time.sleep(0.0005)
+    s.sendto((reg % (i, i, i, i, i)).encode(), ("10.9.0.1", port))
+PYEOF
+}
+
+# sipshard's CPU (ns, every thread) over WINDOW s with the given extra flags.
+cpu_with() {
+    ip netns exec "$NS" taskset -c "$SUT_CPU" "$SIPSHARD" --listen "udp:10.9.0.1:$PORT" \
+        --shards 1 --cpus "$SUT_CPU" --domain example.com --rcvbuf 8388608 --sndbuf 8388608 \
+        --nat always --nat-ping-failures 0 "$@" >/dev/null 2>&1 &
+    SUT_PID=$!
+    sleep 1
+    register_blind
+    sleep 2
+    local before after
+    before=$(awk '{t += $1} END {printf "%.0f\n", t}' /proc/"$SUT_PID"/task/*/schedstat)
+    sleep "$WINDOW"
+    after=$(awk '{t += $1} END {printf "%.0f\n", t}' /proc/"$SUT_PID"/task/*/schedstat)
+    kill "$SUT_PID"
+    wait "$SUT_PID" 2>/dev/null || true
+    SUT_PID=
+    echo $((after - before))
+}
+
+crlf=$(cpu_with --nat-ping-interval "$PING_INTERVAL" --nat-ping-method crlf)
+echo "crlf pings: $crlf ns" >&2
+options=$(cpu_with --nat-ping-interval "$PING_INTERVAL")
+echo "options pings (unanswered): $options ns" >&2
+off=$(cpu_with)
+echo "pings off: $off ns" >&2
+sent=$(ip -n "$FAR" -s -j link show vB | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["packets"])')
+
+python3 - "$OUT" <<PYEOF
+import json, sys
+n, interval, window = $PING_USERS, $PING_INTERVAL, $WINDOW
+pings = n / interval * window
+crlf = ($crlf - $off) / 1e3 / pings
+options = ($options - $off) / 1e3 / pings
+out = {
+    "ping_bindings": n, "ping_interval_s": interval, "window_s": window,
+    "pings_expected_per_run": pings,
+    # every frame the far end dropped: the 200s to the REGISTERs and the pings, all three runs
+    "frames_dropped_at_far_end": $sent,
+    "cpu_s_crlf": $crlf / 1e9, "cpu_s_options": $options / 1e9, "cpu_s_off": $off / 1e9,
+    "cpu_us_per_crlf_ping": crlf, "cpu_us_per_options_ping_sent": options,
+    "crlf_core_share_1m_at_30s": crlf * 1e6 / 30 / 1e6,
+    "options_send_core_share_1m_at_30s": options * 1e6 / 30 / 1e6,
+}
+json.dump(out, open(sys.argv[1], "w"), indent=1)
+print(json.dumps(out, indent=1))
+PYEOF
