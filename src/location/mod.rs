@@ -19,6 +19,7 @@
 //! This module is the bottom of the house above [`crate::sip`]: the registrar, the proxy,
 //! replication and persistence all use it, and it imports nothing but `sip`.
 
+mod expiry;
 mod key;
 mod now;
 mod table;

@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use ahash::RandomState;
 use hashbrown::HashTable;
 
+use super::expiry::ExpirySchedule;
 use crate::sip::{ConnId, Target, Transport, Uri};
 
 /// How long a removal is remembered, so late replicas of older registrations lose to it.
@@ -354,6 +355,8 @@ pub struct LocationTable {
     hasher: RandomState,
     /// Live (non-tombstone) bindings, kept for gauges.
     live: usize,
+    /// Which AORs have something to purge when, for [`Self::purge_due`].
+    expiry: ExpirySchedule,
 }
 
 /// Longest AOR key the table stores (the length prefix is a u16).
@@ -450,6 +453,7 @@ impl LocationTable {
             (false, true) => MergeOutcome::Tombstone,
         };
         self.live = self.live + usize::from(!incoming.is_tombstone()) - usize::from(was_live);
+        self.expiry.schedule(purgeable_from(incoming), hash);
         let entry = AorEntry(out.into_boxed_slice());
         match self.aors.find_mut(hash, |e| e.key() == aor) {
             Some(slot) => *slot = entry,
@@ -470,41 +474,41 @@ impl LocationTable {
         }
     }
 
-    /// Drop expired bindings and old tombstones; returns how many live bindings expired.
-    /// Lookups already ignore lapsed bindings, so this only reclaims memory and keeps gauges true.
+    /// Drop expired bindings and old tombstones from every AOR; returns how many live bindings
+    /// expired. A walk over the whole table: for loading and compaction, not for a shard that
+    /// serves ([`Self::purge_due`]).
     pub fn purge(&mut self, now_secs: u64) -> usize {
         let mut expired = 0;
-        self.aors.retain(|entry| {
-            let doomed = |b: &Binding<'_>| {
-                if b.is_tombstone() {
-                    b.version.stamp_ms / 1000 + TOMBSTONE_SECS < now_secs
-                } else {
-                    !b.is_live(now_secs)
-                }
+        self.aors
+            .retain(|entry| purge_entry(entry, now_secs, &mut expired));
+        self.live -= expired.min(self.live);
+        expired
+    }
+
+    /// [`Self::purge`] for the AORs scheduled to have something lapse by `now_secs`, at most
+    /// `budget` of them (the rest at the next call): the work is the lapsed bindings', not the
+    /// table's size. Returns how many live bindings expired.
+    pub fn purge_due(&mut self, now_secs: u64, budget: usize) -> usize {
+        let mut expired = 0;
+        let (aors, hasher) = (&mut self.aors, &self.hasher);
+        self.expiry.take_due(now_secs, budget, |hash| {
+            // Found by its hash alone: the schedule keeps no key (two AORs whose 64-bit hashes
+            // are equal would leave the second to the next visit of the first).
+            let same_hash = |e: &AorEntry| hasher.hash_one(e.key()) == hash;
+            let Ok(mut slot) = aors.find_entry(hash, same_hash) else {
+                return;
             };
-            if !(Bindings { blob: entry.blob() }).any(|b| doomed(&b)) {
-                return true;
+            if !purge_entry(slot.get_mut(), now_secs, &mut expired) {
+                slot.remove();
             }
-            let blob = entry.blob();
-            let mut keep = AorEntry::buffer(entry.key(), blob.len());
-            let header = keep.len();
-            let mut rest = blob;
-            while let Some((b, len)) = decode(rest) {
-                if !doomed(&b) {
-                    keep.extend_from_slice(&rest[..len]);
-                } else if !b.is_tombstone() {
-                    expired += 1;
-                }
-                rest = &rest[len..];
-            }
-            if keep.len() == header {
-                return false;
-            }
-            *entry = AorEntry(keep.into_boxed_slice());
-            true
         });
         self.live -= expired.min(self.live);
         expired
+    }
+
+    /// Entries waiting in the expiry schedule (a gauge of its memory, 8 bytes each).
+    pub fn scheduled_expiries(&self) -> usize {
+        self.expiry.len()
     }
 
     /// Every AOR and its blob (persistence and tests).
@@ -513,6 +517,48 @@ impl LocationTable {
             .iter()
             .map(|e| (e.key(), Bindings { blob: e.blob() }))
     }
+}
+
+/// The second from which a binding, as merged, may be purged: when it lapses, or for a
+/// tombstone when it has been kept [`TOMBSTONE_SECS`].
+fn purgeable_from(b: &Binding<'_>) -> u64 {
+    if b.is_tombstone() {
+        b.version.stamp_ms / 1000 + TOMBSTONE_SECS + 1
+    } else {
+        u64::from(b.expires_at)
+    }
+}
+
+/// Drop the lapsed bindings and old tombstones of one AOR, counting the live bindings that
+/// expired into `expired`. Returns whether the AOR keeps any binding.
+fn purge_entry(entry: &mut AorEntry, now_secs: u64, expired: &mut usize) -> bool {
+    let doomed = |b: &Binding<'_>| {
+        if b.is_tombstone() {
+            b.version.stamp_ms / 1000 + TOMBSTONE_SECS < now_secs
+        } else {
+            !b.is_live(now_secs)
+        }
+    };
+    if !(Bindings { blob: entry.blob() }).any(|b| doomed(&b)) {
+        return true;
+    }
+    let blob = entry.blob();
+    let mut keep = AorEntry::buffer(entry.key(), blob.len());
+    let header = keep.len();
+    let mut rest = blob;
+    while let Some((b, len)) = decode(rest) {
+        if !doomed(&b) {
+            keep.extend_from_slice(&rest[..len]);
+        } else if !b.is_tombstone() {
+            *expired += 1;
+        }
+        rest = &rest[len..];
+    }
+    if keep.len() == header {
+        return false;
+    }
+    *entry = AorEntry(keep.into_boxed_slice());
+    true
 }
 
 fn newer(a: &Binding<'_>, b: &Binding<'_>) -> bool {
@@ -647,6 +693,50 @@ mod tests {
         assert_eq!(t.aor_count(), 2, "the tombstone is kept for TOMBSTONE_SECS");
         assert_eq!(t.purge(100 + TOMBSTONE_SECS + 1), 0);
         assert_eq!(t.aor_count(), 1);
+    }
+
+    #[test]
+    fn purge_due_visits_what_lapsed_within_its_budget_as_purge_would() {
+        let mut t = LocationTable::new();
+        let contact = |i: u32| format!("sip:u{i}@192.0.2.1");
+        for i in 0..1_000u32 {
+            let c = contact(i);
+            let aor = format!("u{i}");
+            // Lapsing at 100 + i % 10; every third refreshed (a later version) to lapse at 500.
+            let at = |stamp, exp| Binding {
+                contact: c.as_bytes(),
+                ..b(stamp, 1, exp, "")
+            };
+            t.merge(aor.as_bytes(), &at(1, 100 + i % 10));
+            if i % 3 == 0 {
+                t.merge(aor.as_bytes(), &at(2, 500));
+            }
+        }
+        t.merge(b"gone", &b(180_000, 1, 0, "sip:g@192.0.2.1")); // a tombstone stamped at 180 s
+        assert_eq!(t.binding_count(), 1_000);
+        assert_eq!(t.purge_due(99, 10_000), 0, "nothing lapsed yet");
+        // By 104 half the first expiries are due: 500 AORs, of which 334 were refreshed.
+        let scheduled = t.scheduled_expiries();
+        let first = t.purge_due(104, 100);
+        assert_eq!(
+            t.scheduled_expiries(),
+            scheduled - 100,
+            "100 AORs visited: the budget"
+        );
+        let rest = t.purge_due(104, 10_000);
+        let lapsed_by_104 = (0..1_000).filter(|i| i % 10 <= 4 && i % 3 != 0).count();
+        assert_eq!(first + rest, lapsed_by_104);
+        let mut whole = t.clone();
+        let (due, walked) = (t.purge_due(200, 10_000), whole.purge(200));
+        assert_eq!(due, walked, "the same bindings as a walk over the table");
+        assert_eq!((t.aor_count(), t.binding_count()), (334 + 1, 334));
+        assert!(t.lookup(b"u0", 200).is_some(), "refreshed: kept");
+        assert_eq!(t.purge_due(180 + TOMBSTONE_SECS, 10_000), 0);
+        assert_eq!(t.aor_count(), 335, "the tombstone kept TOMBSTONE_SECS");
+        assert_eq!(t.purge_due(180 + TOMBSTONE_SECS + 1, 10_000), 0);
+        assert_eq!(t.aor_count(), 334, "then forgotten");
+        assert_eq!(t.purge_due(500, 10_000), 334);
+        assert_eq!((t.aor_count(), t.scheduled_expiries()), (0, 0));
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::transport::udp::{self, Datapath, ReceiveTuning};
 
 /// How often a shard checks for shutdown, takes in changes and publishes its counters.
 const HOUSEKEEPING_TICK: Duration = Duration::from_millis(200);
-/// Expired bindings are purged every this many ticks.
+/// Quiet pike sources and held-back auth failures are dealt with every this many ticks.
 const PURGE_EVERY_TICKS: u32 = 5;
 
 /// Everything a shard starts with, handed over to its executor thread.
@@ -226,7 +226,7 @@ impl Shard {
     }
 
     /// Off the packet path, every tick: new users, other shards' changes (an idle shard still
-    /// takes them in, for gauges and the purge), next-hop states, the purge, and the counters
+    /// takes them in, for gauges and the purge), next-hop states, the lapsed bindings, and the counters
     /// for the metrics endpoint.
     fn housekeeping(&self, reload: &mpsc::Receiver<Reload>, purge: bool) {
         let mut core = self.core.borrow_mut();
@@ -242,6 +242,7 @@ impl Shard {
         }
         self.exchange(&mut core);
         self.apply_hop_states(&mut core);
+        core.purge_lapsed(now());
         if purge {
             core.purge(now());
         }
