@@ -431,8 +431,12 @@ impl LocationTable {
             .map_or(&[][..], AorEntry::blob);
         let mut out = AorEntry::buffer(aor, existing.len() + encoded_len(incoming));
         let mut replaced: Option<Binding<'_>> = None;
+        // The AOR is scheduled no later than its bindings' earliest second already (see
+        // `expiry`): a merge schedules it only to bring that earlier.
+        let mut scheduled_by = u64::MAX;
         let mut rest = existing;
         while let Some((b, len)) = decode(rest) {
+            scheduled_by = scheduled_by.min(purgeable_from(&b));
             let raw = &rest[..len];
             rest = &rest[len..];
             if replaced.is_none() && same_binding(&b, incoming) {
@@ -453,7 +457,9 @@ impl LocationTable {
             (false, true) => MergeOutcome::Tombstone,
         };
         self.live = self.live + usize::from(!incoming.is_tombstone()) - usize::from(was_live);
-        self.expiry.schedule(purgeable_from(incoming), hash);
+        if purgeable_from(incoming) < scheduled_by {
+            self.expiry.schedule(purgeable_from(incoming), hash);
+        }
         let entry = AorEntry(out.into_boxed_slice());
         match self.aors.find_mut(hash, |e| e.key() == aor) {
             Some(slot) => *slot = entry,
@@ -482,6 +488,12 @@ impl LocationTable {
         self.aors
             .retain(|entry| purge_entry(entry, now_secs, &mut expired));
         self.live -= expired.min(self.live);
+        // What the walk left, scheduled afresh: one entry per AOR.
+        self.expiry = ExpirySchedule::default();
+        for entry in self.aors.iter() {
+            let hash = self.hasher.hash_one(entry.key());
+            self.expiry.schedule(next_purgeable(entry), hash);
+        }
         expired
     }
 
@@ -490,18 +502,28 @@ impl LocationTable {
     /// table's size. Returns how many live bindings expired.
     pub fn purge_due(&mut self, now_secs: u64, budget: usize) -> usize {
         let mut expired = 0;
+        let mut later = Vec::new();
         let (aors, hasher) = (&mut self.aors, &self.hasher);
         self.expiry.take_due(now_secs, budget, |hash| {
-            // Found by its hash alone: the schedule keeps no key (two AORs whose 64-bit hashes
-            // are equal would leave the second to the next visit of the first).
+            // Found by hash alone (the schedule keeps no key): every AOR of that hash with
+            // something lapsed, should two share it.
             let same_hash = |e: &AorEntry| hasher.hash_one(e.key()) == hash;
-            let Ok(mut slot) = aors.find_entry(hash, same_hash) else {
-                return;
-            };
-            if !purge_entry(slot.get_mut(), now_secs, &mut expired) {
-                slot.remove();
+            let lapsed = |e: &AorEntry| same_hash(e) && next_purgeable(e) <= now_secs;
+            while let Ok(mut slot) = aors.find_entry(hash, lapsed) {
+                if !purge_entry(slot.get_mut(), now_secs, &mut expired) {
+                    slot.remove();
+                }
+            }
+            // Visited early (the binding it was scheduled for was refreshed) or not: due again
+            // when what is left lapses.
+            let next = aors.iter_hash(hash).filter(|e| same_hash(e));
+            if let Some(second) = next.map(next_purgeable).min() {
+                later.push((second, hash));
             }
         });
+        for (second, hash) in later {
+            self.expiry.schedule(second, hash);
+        }
         self.live -= expired.min(self.live);
         expired
     }
@@ -527,6 +549,15 @@ fn purgeable_from(b: &Binding<'_>) -> u64 {
     } else {
         u64::from(b.expires_at)
     }
+}
+
+/// The earliest second from which something of `entry` may be purged.
+fn next_purgeable(entry: &AorEntry) -> u64 {
+    let bindings = Bindings { blob: entry.blob() };
+    bindings
+        .map(|b| purgeable_from(&b))
+        .min()
+        .unwrap_or(u64::MAX)
 }
 
 /// Drop the lapsed bindings and old tombstones of one AOR, counting the live bindings that
@@ -702,11 +733,11 @@ mod tests {
         for i in 0..1_000u32 {
             let c = contact(i);
             let aor = format!("u{i}");
-            // Lapsing at 100 + i % 10; every third refreshed (a later version) to lapse at 500.
             let at = |stamp, exp| Binding {
                 contact: c.as_bytes(),
                 ..b(stamp, 1, exp, "")
             };
+            // Lapsing at 100 + i % 10; every third refreshed (a later version) to lapse at 500.
             t.merge(aor.as_bytes(), &at(1, 100 + i % 10));
             if i % 3 == 0 {
                 t.merge(aor.as_bytes(), &at(2, 500));
@@ -714,14 +745,17 @@ mod tests {
         }
         t.merge(b"gone", &b(180_000, 1, 0, "sip:g@192.0.2.1")); // a tombstone stamped at 180 s
         assert_eq!(t.binding_count(), 1_000);
-        assert_eq!(t.purge_due(99, 10_000), 0, "nothing lapsed yet");
-        // By 104 half the first expiries are due: 500 AORs, of which 334 were refreshed.
-        let scheduled = t.scheduled_expiries();
-        let first = t.purge_due(104, 100);
         assert_eq!(
             t.scheduled_expiries(),
-            scheduled - 100,
-            "100 AORs visited: the budget"
+            1_001,
+            "a refresh to later schedules nothing"
+        );
+        assert_eq!(t.purge_due(99, 10_000), 0, "nothing lapsed yet");
+        // By 104 half the first expiries are due (a third of those AORs were refreshed).
+        let first = t.purge_due(104, 100);
+        assert!(
+            (1..=100).contains(&first),
+            "100 AORs visited at most: {first}"
         );
         let rest = t.purge_due(104, 10_000);
         let lapsed_by_104 = (0..1_000).filter(|i| i % 10 <= 4 && i % 3 != 0).count();
@@ -731,11 +765,39 @@ mod tests {
         assert_eq!(due, walked, "the same bindings as a walk over the table");
         assert_eq!((t.aor_count(), t.binding_count()), (334 + 1, 334));
         assert!(t.lookup(b"u0", 200).is_some(), "refreshed: kept");
+        // One entry per AOR left: the refreshed ones were put back for 500 when visited.
+        assert_eq!(t.scheduled_expiries(), 335);
+        assert_eq!(
+            whole.scheduled_expiries(),
+            335,
+            "a walk schedules what it left"
+        );
         assert_eq!(t.purge_due(180 + TOMBSTONE_SECS, 10_000), 0);
         assert_eq!(t.aor_count(), 335, "the tombstone kept TOMBSTONE_SECS");
         assert_eq!(t.purge_due(180 + TOMBSTONE_SECS + 1, 10_000), 0);
         assert_eq!(t.aor_count(), 334, "then forgotten");
         assert_eq!(t.purge_due(500, 10_000), 334);
+        assert_eq!((t.aor_count(), t.scheduled_expiries()), (0, 0));
+        assert_eq!(
+            whole.purge_due(600, 10_000),
+            334,
+            "the walked table purges on schedule too"
+        );
+    }
+
+    #[test]
+    fn an_aor_whose_bindings_lapse_at_different_seconds_is_visited_for_each() {
+        let mut t = LocationTable::new();
+        t.merge(b"a", &b(1, 1, 300, "sip:late@192.0.2.1"));
+        t.merge(b"a", &b(1, 1, 100, "sip:early@192.0.2.1"));
+        assert_eq!(
+            t.scheduled_expiries(),
+            2,
+            "the earlier binding brought it forward"
+        );
+        assert_eq!(t.purge_due(100, 10), 1);
+        assert_eq!(t.purge_due(299, 10), 0);
+        assert_eq!(t.purge_due(300, 10), 1);
         assert_eq!((t.aor_count(), t.scheduled_expiries()), (0, 0));
     }
 
