@@ -1,12 +1,14 @@
 //! When each AOR next has something to purge, so that a shard reclaims lapsed bindings by
 //! visiting only the AORs that have one, a bounded number at a time, instead of walking the
-//! whole table (a million AORs took a shard some 100 ms every second, during which it
+//! whole table (a million AORs stopped a shard for up to 219 ms every second, during which it
 //! forwarded nothing).
 //!
-//! Every merge schedules its AOR for the second its binding lapses (a tombstone: when it may be
-//! forgotten). An entry is a hint: a binding refreshed since is still there when its old
-//! second comes, and the visit finds nothing to do (the refresh scheduled its own). AORs are
-//! named by their hash in the table, 8 bytes an entry. No clock: seconds come from the caller.
+//! The table keeps each AOR scheduled no later than the second its earliest binding lapses (a
+//! tombstone: when it may be forgotten): a merge schedules the AOR only when it brings that
+//! second earlier, and a visit puts the AOR back for what is left. An entry is a hint: a
+//! binding refreshed since is still there when its old second comes, and the visit only puts
+//! the AOR back. About one entry per AOR, named by its hash in the table, 8 bytes. No clock:
+//! seconds come from the caller.
 
 use std::collections::BTreeMap;
 
