@@ -18,6 +18,12 @@ bench_stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# Nanoseconds of CPU every thread of process $1 has run so far (the kernel's per-thread
+# accounting, /proc/PID/task/*/schedstat; %.0f, since mawk's %d stops at 2^31).
+bench_cpu_ns() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{t += $1} END {printf "%.0f\n", t}'
+}
+
 # CPU clock ticks (user + system, every thread) used so far by a process and its child
 # processes (Kamailio's forked workers).
 bench_cpu_ticks() {

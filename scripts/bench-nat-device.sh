@@ -19,6 +19,8 @@
 # minutes. Needs root, ip, nft. Traffic stays inside the two namespaces, deleted on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 SUT_CPU=${SUT_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
@@ -97,9 +99,9 @@ cpu_with() {
     kill -0 "$SUT_PID" || { echo "sipshard is not running" >&2; exit 1; }
     local before after frames_before
     frames_before=$(far_frames)
-    before=$(awk '{t += $1} END {printf "%.0f\n", t}' /proc/"$SUT_PID"/task/*/schedstat)
+    before=$(bench_cpu_ns "$SUT_PID")
     sleep "$WINDOW"
-    after=$(awk '{t += $1} END {printf "%.0f\n", t}' /proc/"$SUT_PID"/task/*/schedstat)
+    after=$(bench_cpu_ns "$SUT_PID")
     FRAMES=$(($(far_frames) - frames_before))
     kill "$SUT_PID"
     wait "$SUT_PID" 2>/dev/null || true

@@ -56,10 +56,6 @@ start_sut() { # port, extra flags...
     bench_wait_sip "$port" || { cat "$WORK/sut.log" >&2; exit 1; }
 }
 
-# Nanoseconds of CPU every thread of process $1 has run so far.
-cpu_ns() {
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{t += $1} END {printf "%.0f\n", t}'
-}
 
 stop_sut() {
     bench_stop_pid "$SUT_PID"
@@ -72,11 +68,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for mode in off auto always; do
         port=$(bench_free_port)
         start_sut "$port" --nat "$mode"
-        before=$(cpu_ns "$SUT_PID")
+        before=$(bench_cpu_ns "$SUT_PID")
         taskset -c "$GEN_CPU" "$LOAD" register --target "127.0.0.1:$port" --cpus "$GEN_CPU" \
             --rate "$RATE" --duration "$DURATION" --users "$USERS" --domain example.com \
             --drain 2 -q --json "$WORK/reg.json" >/dev/null
-        after=$(cpu_ns "$SUT_PID")
+        after=$(bench_cpu_ns "$SUT_PID")
         stop_sut
         echo "$mode $((after - before)) $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["succeeded"])' "$WORK/reg.json")" >>"$WORK/register.txt"
         echo "round $r, --nat $mode: $(tail -1 "$WORK/register.txt")" >&2

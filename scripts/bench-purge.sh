@@ -28,9 +28,6 @@ trap '[ -n "$SUT_PID" ] && bench_stop_pid "$SUT_PID"; rm -rf "$WORK"' EXIT
 cargo build --release --quiet --bin sipshard
 cargo build --release --quiet -p sipshard-loadtest --bin sipshard-load
 
-cpu_ns() {
-    awk '{t += $1} END {printf "%.0f\n", t}' /proc/"$1"/task/*/schedstat
-}
 
 # probe PORT: an OPTIONS every 2 ms for 6 s, round trips summarised.
 probe() {
@@ -76,9 +73,9 @@ run() {
     ((ok >= AORS)) || { echo "only $ok of $AORS REGISTERs succeeded" >&2; exit 1; }
     sleep $((start + $2 - $(date +%s) > 0 ? start + $2 - $(date +%s) : 0))
     local before after
-    before=$(cpu_ns "$SUT_PID")
+    before=$(bench_cpu_ns "$SUT_PID")
     probe "$port"
-    after=$(cpu_ns "$SUT_PID")
+    after=$(bench_cpu_ns "$SUT_PID")
     echo "shard CPU over the probe: $(((after - before) / 1000000)) ms"
     bench_stop_pid "$SUT_PID"
     SUT_PID=

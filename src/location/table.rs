@@ -563,13 +563,7 @@ fn next_purgeable(entry: &AorEntry) -> u64 {
 /// Drop the lapsed bindings and old tombstones of one AOR, counting the live bindings that
 /// expired into `expired`. Returns whether the AOR keeps any binding.
 fn purge_entry(entry: &mut AorEntry, now_secs: u64, expired: &mut usize) -> bool {
-    let doomed = |b: &Binding<'_>| {
-        if b.is_tombstone() {
-            b.version.stamp_ms / 1000 + TOMBSTONE_SECS < now_secs
-        } else {
-            !b.is_live(now_secs)
-        }
-    };
+    let doomed = |b: &Binding<'_>| purgeable_from(b) <= now_secs;
     if !(Bindings { blob: entry.blob() }).any(|b| doomed(&b)) {
         return true;
     }
