@@ -13,10 +13,15 @@
 #
 # sipshard's CPU over WINDOW s with CRLF pings, with OPTIONS pings (unanswered: the send alone;
 # --nat-ping-failures 0 keeps the bindings) and with pings off, PING_USERS / PING_INTERVAL pings
-# a second; per ping = (on - off) / pings. CPU is the kernel's per-thread accounting
-# (schedstat), which counts the softirq work run in sipshard's system calls only on kernels
-# without CONFIG_IRQ_TIME_ACCOUNTING (this VM's: not set). Prints JSON and writes $OUT. About 3
-# minutes. Needs root, ip, nft. Traffic stays inside the two namespaces, deleted on exit.
+# a second; per ping = (on - off) / pings. The reference, measured in each round while
+# sipshard runs with pings off: udp-spray (scripts/udp-tools) sending the same datagrams from
+# the same address at the same rate, slots and batches, and doing nothing else (the floor).
+# ROUNDS rounds, the runs' order turned each round; medians. CPU is the kernel's per-thread
+# accounting (schedstat; getrusage for the floor), which counts the softirq work run in the
+# sender's system calls (the far end's receive, on a veth) only on kernels without
+# CONFIG_IRQ_TIME_ACCOUNTING (this VM's: not set); sender and floor pay it alike. Prints JSON and
+# writes $OUT. About 3 minutes a round. Needs root, ip, nft. Traffic stays inside the two
+# namespaces, deleted on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-lib.sh
@@ -28,10 +33,12 @@ OUT=${OUT:-bench-results/nat-device.json}
 PING_USERS=${PING_USERS:-330000}
 PING_INTERVAL=${PING_INTERVAL:-10}
 WINDOW=${WINDOW:-20}
+ROUNDS=${ROUNDS:-3}
 NS=pingnic
 FAR=pingfar
 PORT=5060
 SIPSHARD=target/release/sipshard
+SPRAY=target/release/udp-spray
 SUT_PID=
 cleanup() {
     [ -n "$SUT_PID" ] && kill "$SUT_PID" 2>/dev/null && wait "$SUT_PID" 2>/dev/null
@@ -41,6 +48,7 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$(dirname "$OUT")"
 cargo build --release --quiet --bin sipshard
+cargo build --release --quiet -p udp-tools --bin udp-spray
 
 ip netns del "$NS" 2>/dev/null || true
 ip netns del "$FAR" 2>/dev/null || true
@@ -103,38 +111,81 @@ cpu_with() {
     sleep "$WINDOW"
     after=$(bench_cpu_ns "$SUT_PID")
     FRAMES=$(($(far_frames) - frames_before))
+    CPU_NS=$((after - before))
+    [ -n "${WHILE_UP:-}" ] && "$WHILE_UP"
     kill "$SUT_PID"
     wait "$SUT_PID" 2>/dev/null || true
     SUT_PID=
-    CPU_NS=$((after - before))
 }
 
-cpu_with --nat-ping-interval "$PING_INTERVAL" --nat-ping-method crlf
-crlf=$CPU_NS crlf_frames=$FRAMES
-echo "crlf pings: $crlf ns, $crlf_frames frames" >&2
-cpu_with --nat-ping-interval "$PING_INTERVAL"
-options=$CPU_NS options_frames=$FRAMES
-echo "options pings (unanswered): $options ns, $options_frames frames" >&2
-cpu_with
-off=$CPU_NS
-echo "pings off: $off ns, $FRAMES frames" >&2
+# The floor (udp-spray): the same datagrams at the same rate from the same address, slot and
+# batch as the pinger, with nothing else done; run while sipshard is up with pings off, so the
+# kernel is in the same state (sipshard's receive timestamps switch on timestamping for every
+# frame). Sets FLOOR_CRLF and FLOOR_OPTIONS (µs of CPU per datagram).
+spray() {
+    ip netns exec "$NS" taskset -c "$SUT_CPU" "$SPRAY" --from 10.9.0.1:5070 --to 10.9.1.2:5999 \
+        --rate $((PING_USERS / PING_INTERVAL)) --seconds "$WINDOW" --payload "$1" |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["cpu_ns"] / 1e3 / r["sent"])'
+}
+floors() {
+    FLOOR_CRLF=$(spray crlf)
+    FLOOR_OPTIONS=$(spray options)
+}
 
-python3 - "$OUT" <<PYEOF
-import json, sys
+# ROUNDS rounds of the three runs, the order turned each round (the first run of a round
+# measured dearer in some rounds whatever it was); a line per run into $ROUNDS_LOG.
+ROUNDS_LOG=$(mktemp)
+run_mode() {
+    case $1 in
+    crlf) cpu_with --nat-ping-interval "$PING_INTERVAL" --nat-ping-method crlf ;;
+    options) cpu_with --nat-ping-interval "$PING_INTERVAL" ;;
+    off) WHILE_UP=floors cpu_with ;;
+    esac
+    echo "$1 $CPU_NS $FRAMES ${FLOOR_CRLF:-0} ${FLOOR_OPTIONS:-0}" >>"$ROUNDS_LOG"
+    echo "round $round, $1: $CPU_NS ns, $FRAMES frames${FLOOR_CRLF:+, floor $FLOOR_CRLF / $FLOOR_OPTIONS us}" >&2
+    FLOOR_CRLF= FLOOR_OPTIONS=
+}
+modes=(crlf options off)
+for ((round = 0; round < ROUNDS; round++)); do
+    for ((i = 0; i < 3; i++)); do
+        run_mode "${modes[(i + round) % 3]}"
+    done
+done
+
+python3 - "$OUT" "$ROUNDS_LOG" <<PYEOF
+import json, statistics, sys
 n, interval, window = $PING_USERS, $PING_INTERVAL, $WINDOW
 pings = n / interval * window
-crlf = ($crlf - $off) / 1e3 / pings
-options = ($options - $off) / 1e3 / pings
+runs = {"crlf": [], "options": [], "off": []}
+for line in open(sys.argv[2]):
+    mode, cpu, frames, floor_crlf, floor_options = line.split()
+    runs[mode].append((int(cpu), int(frames), float(floor_crlf), float(floor_options)))
+med = statistics.median
+# per round: (on - off) over the pings, each on run against the off run of its round
+crlf = [(c[0] - o[0]) / 1e3 / pings for c, o in zip(runs["crlf"], runs["off"])]
+options = [(c[0] - o[0]) / 1e3 / pings for c, o in zip(runs["options"], runs["off"])]
+floor_crlf = [o[2] for o in runs["off"]]
+floor_options = [o[3] for o in runs["off"]]
 out = {
-    "ping_bindings": n, "ping_interval_s": interval, "window_s": window,
+    "ping_bindings": n, "ping_interval_s": interval, "window_s": window, "rounds": len(crlf),
     "pings_expected_per_run": pings,
     # what left by the device in each window: the pings (the REGISTERs' 200s came before it)
-    "frames_crlf_window": $crlf_frames, "frames_options_window": $options_frames,
-    "cpu_s_crlf": $crlf / 1e9, "cpu_s_options": $options / 1e9, "cpu_s_off": $off / 1e9,
-    "cpu_us_per_crlf_ping": crlf, "cpu_us_per_options_ping_sent": options,
-    "crlf_core_share_1m_at_30s": crlf * 1e6 / 30 / 1e6,
-    "options_send_core_share_1m_at_30s": options * 1e6 / 30 / 1e6,
+    "frames_crlf_window": [c[1] for c in runs["crlf"]],
+    "frames_options_window": [c[1] for c in runs["options"]],
+    "cpu_s_off": [o[0] / 1e9 for o in runs["off"]],
+    "cpu_us_per_crlf_ping_rounds": crlf, "cpu_us_per_options_ping_sent_rounds": options,
+    "cpu_us_per_crlf_ping": med(crlf), "cpu_us_per_options_ping_sent": med(options),
+    "crlf_core_share_1m_at_30s": med(crlf) * 1e6 / 30 / 1e6,
+    "options_send_core_share_1m_at_30s": med(options) * 1e6 / 30 / 1e6,
+    # the reference, same rounds: udp-spray sending the same datagrams at the same rate
+    "floor_us_per_crlf_rounds": floor_crlf, "floor_us_per_options_rounds": floor_options,
+    "floor_us_per_crlf": med(floor_crlf), "floor_us_per_options": med(floor_options),
+    "crlf_over_floor": med(c / f for c, f in zip(crlf, floor_crlf)),
+    "options_over_floor": med(c / f for c, f in zip(options, floor_options)),
+    "floor_crlf_core_share_1m_at_30s": med(floor_crlf) * 1e6 / 30 / 1e6,
+    "floor_options_core_share_1m_at_30s": med(floor_options) * 1e6 / 30 / 1e6,
 }
 json.dump(out, open(sys.argv[1], "w"), indent=1)
 print(json.dumps(out, indent=1))
 PYEOF
+rm -f "$ROUNDS_LOG"

@@ -25,6 +25,7 @@
 use std::net::SocketAddr;
 
 use ahash::AHashMap as HashMap;
+use smallvec::SmallVec;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::branch::{hex_into, BRANCH_PREFIX};
@@ -39,6 +40,9 @@ pub const CHECK_EVERY: u32 = 4;
 const PING_MARK: &[u8] = b"np";
 /// Hex digits of a ping's id: owner shard (4), contact key (16), position in its slot (8).
 const ID_HEX: usize = 28;
+/// Bytes of AOR and contact URI a contact keeps inline (`sip:u123456@example.com` and
+/// `sip:u123456@203.0.113.7:5060` take 53; longer ones go to memory of their own).
+const INLINE_NAMES: usize = 88;
 
 /// What a NAT ping is (`--nat-ping-method`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,8 +70,10 @@ struct Contact {
     /// NAT sees the same flow).
     dest: SocketAddr,
     listener: usize,
-    /// The AOR, then the contact URI, in one allocation.
-    names: Box<[u8]>,
+    /// The AOR, then the contact URI, inline when short (most are): an OPTIONS ping copies
+    /// the URI, and a pointer to memory of its own cost a cache miss per ping, a third of what
+    /// sipshard adds to the kernel's send (measured: docs/nat.md).
+    names: SmallVec<[u8; INLINE_NAMES]>,
     aor_len: usize,
     /// The last ping is not answered yet.
     awaiting: bool,
@@ -183,7 +189,7 @@ impl Pinger {
             key,
             dest,
             listener,
-            names: [aor, contact].concat().into(),
+            names: SmallVec::from_iter(aor.iter().chain(contact).copied()),
             aor_len: aor.len(),
             awaiting: false,
             misses: 0,
