@@ -263,3 +263,49 @@ fn a_contact_the_table_forgot_is_dropped_and_answers_still_find_the_others() {
         "u7 answered once"
     );
 }
+
+#[test]
+fn short_and_long_names_alike_reach_the_ping_and_the_table_check() {
+    // One contact's AOR and URI fit inline; the other's do not and live on the heap.
+    let long_uri = format!("sip:carol@10.0.0.3:5060;{}", "x".repeat(200));
+    let contacts: [(&[u8], &[u8]); 2] = [
+        (b"bob@x", b"sip:bob@10.0.0.2:5062"),
+        (b"carol@example.com", long_uri.as_bytes()),
+    ];
+    assert!(contacts[1].0.len() + contacts[1].1.len() > INLINE_NAMES);
+    let mut p = pinger(20, 0);
+    for (i, (aor, uri)) in contacts.iter().enumerate() {
+        p.track(aor, uri, addr(i as u32), 0);
+    }
+    let mut batch = PingBatch::default();
+    let mut visited = Vec::new();
+    p.run_due(
+        0,
+        &mut batch,
+        |aor, uri, _, _| {
+            visited.push((aor.to_vec(), uri.to_vec()));
+            VisitOutcome::Keep
+        },
+        |_, _| HOST,
+    );
+    visited.sort();
+    let mut expected: Vec<_> = contacts
+        .iter()
+        .map(|(a, u)| (a.to_vec(), u.to_vec()))
+        .collect();
+    expected.sort();
+    assert_eq!(visited, expected, "the first ping of each checks the table");
+    let mut uris: Vec<Vec<u8>> = batch
+        .pings
+        .iter()
+        .map(|ping| {
+            let mut bytes = batch.bytes_of(ping).to_vec();
+            let msg = Message::parse(&mut bytes).expect("a well-formed request");
+            msg.request_uri_span().unwrap().of(msg.buf()).to_vec()
+        })
+        .collect();
+    uris.sort();
+    let mut expected_uris: Vec<Vec<u8>> = contacts.iter().map(|(_, u)| u.to_vec()).collect();
+    expected_uris.sort();
+    assert_eq!(uris, expected_uris);
+}
