@@ -456,8 +456,10 @@ pub struct Args {
     #[arg(long)]
     pub no_path: bool,
 
-    /// Seconds between the keep-alives a UA should send on an Outbound flow (RFC 5626): the
-    /// `Flow-Timer` of the 200 OK to a REGISTER that registered one.
+    /// Seconds between the keep-alives a UA should send (STUN on UDP, CRLF on TCP and TLS):
+    /// the `Flow-Timer` of the 200 OK to a REGISTER that registered an Outbound flow (RFC
+    /// 5626), and the value of `keep` in 2xx answers to a UA that offered keep-alives with a
+    /// bare `keep` in its Via (RFC 6223).
     #[arg(long, value_name = "SECS", default_value_t = 29)]
     pub flow_timer: u32,
 

@@ -91,16 +91,9 @@ fn stun_binding_requests_are_answered_on_the_sip_port_with_the_source_address() 
         .args(&["--domain", DOMAIN])
         .start();
     let ua = Ua::new();
-    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
-    request.extend_from_slice(b"sipshard-t1!");
-    ua.send_raw(p.addr, &request);
-    let mut buf = [0u8; 512];
-    ua.sock
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    let (n, _) = ua.sock.recv_from(&mut buf).expect("a STUN answer");
-    assert_eq!(mapped_address(&buf[..n], b"sipshard-t1!"), Some(ua.addr));
+    assert_eq!(stun_binding(&ua, p.addr, b"sipshard-t1!"), ua.addr);
     // A malformed one is dropped and counted, and SIP still works.
+    let mut request = binding_request(b"sipshard-t1!");
     request[3] = 8;
     ua.send_raw(p.addr, &request);
     let r = register_as(&ua, p.addr, &ua.addr.to_string(), 1);
@@ -112,6 +105,24 @@ fn stun_binding_requests_are_answered_on_the_sip_port_with_the_source_address() 
             "sipshard_drops_total{shard=\"total\",reason=\"stun\"} 1",
         ],
     );
+}
+
+/// A STUN Binding request (RFC 5389, no attributes) with transaction id `tid` (12 bytes).
+fn binding_request(tid: &[u8; 12]) -> Vec<u8> {
+    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    request.extend_from_slice(tid);
+    request
+}
+
+/// Send `ua`'s Binding request `tid` to `to`; the address its answer says it came from.
+fn stun_binding(ua: &Ua, to: SocketAddr, tid: &[u8; 12]) -> SocketAddr {
+    ua.send_raw(to, &binding_request(tid));
+    let mut buf = [0u8; 512];
+    ua.sock
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let (n, _) = ua.sock.recv_from(&mut buf).expect("a STUN answer");
+    mapped_address(&buf[..n], tid).expect("an XOR-MAPPED-ADDRESS for our transaction")
 }
 
 /// XOR-MAPPED-ADDRESS of a Binding success response with transaction `tid` (IPv4).
@@ -341,4 +352,24 @@ fn wan_ua(nat: &Nat) -> Ua {
         addr: sock.local_addr().unwrap(),
         sock,
     }
+}
+
+#[test]
+fn a_phone_offering_keepalives_is_told_the_interval_and_its_stun_keepalive_is_answered() {
+    // RFC 6223: `keep` without a value in the REGISTER's Via; the 200 gives it `--flow-timer`.
+    let p = Proxy::start(&["--domain", DOMAIN, "--flow-timer", "20"]);
+    let ua = Ua::new();
+    ua.send(
+        p.addr,
+        &format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKkeep1;rport;keep\nMax-Forwards: 70\nTo: <sip:bob@{DOMAIN}>\nFrom: <sip:bob@{DOMAIN}>;tag=k1\nCall-ID: keep-reg\nCSeq: 1 REGISTER\nContact: <sip:bob@10.0.0.2:5060>\nExpires: 3600\n\n"
+        ),
+    );
+    let ok = ua.recv_final();
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let via = header(&ok, "Via");
+    let expected = format!(";rport={};keep=20;received=127.0.0.1", ua.addr.port());
+    assert!(via.ends_with(&expected), "{via}");
+    // The keep-alive it then sends every 20 s: a STUN Binding request, answered.
+    assert_eq!(stun_binding(&ua, p.addr, b"sipshard-k1!"), ua.addr);
 }

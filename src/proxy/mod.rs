@@ -16,6 +16,7 @@ pub mod auth_log;
 pub mod branch;
 pub mod closed_flows;
 pub mod flow;
+pub mod keep;
 pub mod nat_ping;
 pub mod next_hop;
 pub mod pike;
@@ -418,7 +419,9 @@ impl Core {
         let Some(socket) = self.cfg.local.socket_for(socket, &to) else {
             return Decision::Drop(DropReason::NoSocket);
         };
-        rs.compose(&mut self.reply, status, reason, src.addr, &self.extra);
+        let keep =
+            keep::negotiates(status, rs.cseq_method()).then_some(self.cfg.registrar.flow_timer);
+        rs.compose(&mut self.reply, status, reason, src.addr, &self.extra, keep);
         Decision::Reply { to, socket, status }
     }
 }

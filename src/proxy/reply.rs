@@ -9,6 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::branch::local_tag;
+use super::keep;
 use crate::sip::header::{trim, HeaderName};
 use crate::sip::params::HeaderParams;
 use crate::sip::write::{push_ip, push_uint};
@@ -150,6 +151,7 @@ impl<'a> ReplySource<'a> {
         reason: &str,
         src: SocketAddr,
         extra: &[u8],
+        keep: Option<u32>,
     ) {
         out.clear();
         let b = self.buf;
@@ -164,7 +166,7 @@ impl<'a> ReplySource<'a> {
         {
             out.extend_from_slice(b"Via: ");
             if i == 0 {
-                self.write_top_via(out, *line, src);
+                self.write_top_via(out, *line, src, keep);
             } else {
                 out.extend_from_slice(line.of(b));
             }
@@ -210,20 +212,28 @@ impl<'a> ReplySource<'a> {
 
     /// The first line's first Via element gets `received` and a filled-in `rport`; the rest of
     /// the line is copied as is.
-    fn write_top_via(&self, out: &mut Vec<u8>, line: Span, src: SocketAddr) {
+    /// The request's top Via as the reply carries it: `rport` given the source port when it
+    /// asked for it, `keep` given `keep` (RFC 6223) when it offered keep-alives and this reply
+    /// negotiates them, `received` added as RFC 3261 section 18.2.1 and RFC 3581 say.
+    fn write_top_via(&self, out: &mut Vec<u8>, line: Span, src: SocketAddr, keep: Option<u32>) {
         let b = self.buf;
         let via = &self.top_via;
         let elem = via.span;
         out.extend_from_slice(Span::new(line.start as usize, elem.start as usize).of(b));
         let text = elem.of(b);
+        // Valueless parameters given a value, in the order they appear.
+        let rport = (self.rport == Some(None))
+            .then(|| Some((rport_name_end(via, text)?, u32::from(src.port()))))
+            .flatten();
+        let keep = keep.and_then(|secs| Some((keep::value_at(via, text)?, secs)));
+        let mut values = [rport, keep];
+        values.sort_unstable_by_key(|v| v.map(|(at, _)| at));
         let mut copied = 0;
-        if self.rport == Some(None) {
-            if let Some(at) = rport_name_end(via, text) {
-                out.extend_from_slice(&text[..at]);
-                out.push(b'=');
-                push_uint(out, src.port());
-                copied = at;
-            }
+        for (at, value) in values.into_iter().flatten() {
+            out.extend_from_slice(&text[copied..at]);
+            out.push(b'=');
+            push_uint(out, value);
+            copied = at;
         }
         out.extend_from_slice(&text[copied..]);
         if via.received().is_none() && (self.rport.is_some() || !host_is(via, src.ip())) {
@@ -232,14 +242,18 @@ impl<'a> ReplySource<'a> {
         }
         out.extend_from_slice(Span::new(elem.end as usize, line.end as usize).of(b));
     }
+
+    /// The method of the request's CSeq (empty when it has none).
+    pub fn cseq_method(&self) -> &[u8] {
+        let cseq = self.parts.cseq.of(self.buf);
+        let digits = cseq.iter().take_while(|b| b.is_ascii_digit()).count();
+        cseq[digits..].trim_ascii()
+    }
 }
 
 /// Offset within the Via element just after the `rport` parameter name.
 pub fn rport_name_end(via: &Via<'_>, elem: &[u8]) -> Option<usize> {
-    let params_off = via.params.as_ptr() as usize - elem.as_ptr() as usize;
-    HeaderParams::new(via.params)
-        .find(|(n, _)| n.eq_ignore_ascii_case(b"rport"))
-        .map(|(n, _)| n.as_ptr() as usize - via.params.as_ptr() as usize + n.len() + params_off)
+    keep::param_name_end(via, elem, b"rport")
 }
 
 /// True when the Via's sent-by host is literally `ip`.
@@ -291,7 +305,7 @@ mod tests {
         let src: SocketAddr = "192.0.2.55:40000".parse().unwrap();
         assert_eq!(s.destination(Source::udp(src)), Target::udp(src));
         let mut out = Vec::new();
-        s.compose(&mut out, 404, "Not Found", src, b"X-Extra: 1\r\n");
+        s.compose(&mut out, 404, "Not Found", src, b"X-Extra: 1\r\n", None);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("SIP/2.0 404 Not Found\r\n"));
         assert!(text.contains("Via: SIP/2.0/UDP pc.example.com:5062;branch=z9hG4bKa;rport=40000;received=192.0.2.55, SIP/2.0/UDP 192.0.2.9\r\nVia: SIP/2.0/UDP 192.0.2.8\r\n"), "{text}");
@@ -300,12 +314,40 @@ mod tests {
         assert!(text.contains("X-Extra: 1\r\n"));
         // The reply parses and its tag is deterministic.
         let mut again = Vec::new();
-        s.compose(&mut again, 404, "Not Found", src, b"X-Extra: 1\r\n");
+        s.compose(&mut again, 404, "Not Found", src, b"X-Extra: 1\r\n", None);
         assert_eq!(text.as_bytes(), &again[..]);
         let mut o = text.into_bytes();
         let r = Message::parse(&mut o).unwrap();
         assert_eq!(r.status(), Some(404));
         assert_eq!(r.vias().count(), 3);
+    }
+
+    #[test]
+    fn a_valueless_keep_gets_the_interval_beside_rport_in_either_order() {
+        let src: SocketAddr = "192.0.2.55:40000".parse().unwrap();
+        for (params, written) in [
+            ("keep;rport", "keep=29;rport=40000;received=192.0.2.55"),
+            ("rport;keep", "rport=40000;keep=29;received=192.0.2.55"),
+            ("keep=15", "keep=15;received=192.0.2.55"),
+        ] {
+            let req = REQ.replace(
+                "branch=z9hG4bKa;rport",
+                &format!("branch=z9hG4bKa;{params}"),
+            );
+            let mut b = req.into_bytes();
+            let m = Message::parse(&mut b).unwrap();
+            let s = ReplySource::from_message(&m).unwrap();
+            assert_eq!(s.cseq_method(), b"OPTIONS");
+            let mut out = Vec::new();
+            s.compose(&mut out, 200, "OK", src, b"", Some(29));
+            let text = String::from_utf8(out).unwrap();
+            let top = format!("Via: SIP/2.0/UDP pc.example.com:5062;branch=z9hG4bKa;{written},");
+            assert!(text.contains(&top), "{params}: {text}");
+            let mut without = Vec::new();
+            s.compose(&mut without, 200, "OK", src, b"", None);
+            let text = String::from_utf8(without).unwrap();
+            assert!(!text.contains("keep=29"), "{params}: {text}");
+        }
     }
 
     #[test]
@@ -319,6 +361,7 @@ mod tests {
             "Bad Request",
             "192.0.2.55:40000".parse().unwrap(),
             b"",
+            None,
         );
         let mut o = out;
         let r = Message::parse(&mut o).unwrap();

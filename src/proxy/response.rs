@@ -5,9 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::counters::DropReason;
 use crate::sip::uri::parse_host;
-use crate::sip::{ConnId, Host, Message, Source, Target, Transport};
+use crate::sip::{ConnId, Host, Message, Source, Target, Transport, Via};
 
 use super::branch::BRANCH_PREFIX;
+use super::keep;
 use super::remove::remove_values;
 use super::{Core, Decision, CONN_PARAM};
 
@@ -70,6 +71,7 @@ impl Core {
         };
         self.edits.clear();
         remove_values(&mut self.edits, msg, &[Some((top.field, top.span))]);
+        self.offer_keepalives(msg, &next);
         if self.sets_up_a_recorded_dialog(msg) {
             self.alias_contact(msg, src);
         }
@@ -83,6 +85,22 @@ impl Core {
 }
 
 impl Core {
+    /// The previous hop offered keep-alives in its Via (RFC 6223): a 2xx answer to a request
+    /// that starts a registration or dialog tells it how often to send them to us.
+    fn offer_keepalives(&mut self, msg: &Message<'_>, next: &Via<'_>) {
+        // Most Vias carry no `keep`: that is looked at first, the CSeq only then.
+        let Some(at) = keep::value_at(next, msg.bytes(next.span)) else {
+            return;
+        };
+        let method = msg.cseq().map(|c| c.method).unwrap_or_default();
+        if keep::negotiates(msg.status().unwrap_or(0), method) {
+            let secs = self.cfg.registrar.flow_timer;
+            self.edits.insert_with(next.span.start as usize + at, |w| {
+                w.bytes(b"=").num(u64::from(secs));
+            });
+        }
+    }
+
     /// A provisional (but 100) or 2xx answer to a request we Record-Route: its Contact is where
     /// the caller's in-dialog requests go.
     fn sets_up_a_recorded_dialog(&self, msg: &Message<'_>) -> bool {

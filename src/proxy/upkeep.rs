@@ -125,7 +125,7 @@ impl Core {
             let Some(rs) = ReplySource::from_message(msg).filter(|_| msg.is_request()) else {
                 return self.drop_counted(DropReason::Unanswerable);
             };
-            rs.compose(&mut self.reply, 430, "Flow Failed", unspecified, &[]);
+            rs.compose(&mut self.reply, 430, "Flow Failed", unspecified, &[], None);
         }
         if !pkt.set_contents(&self.reply) {
             return self.drop_counted(DropReason::RewriteFailed);
