@@ -15,6 +15,8 @@ use crate::sip::{ConnId, Target, Transport};
 
 /// Items a ring holds before the sender drops (and counts) what does not fit.
 const RING: usize = 4096;
+/// How often a shard connecting its rings is woken (see [`Handoff::connect`]).
+const CONNECT_TICK: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What travels from one shard to another.
 pub enum Handed {
@@ -79,7 +81,28 @@ impl Handoff {
     /// Connect this shard's ends (on its executor); returns the senders and the receivers.
     /// Each end waits for its peer, so all are connected at once (one after the other, two
     /// shards could each wait for the other's second end).
+    ///
+    /// A timer ticks meanwhile. glommio's connect is never woken by its peer: it re-arms its
+    /// waker on every turn of the executor, and so relies on the executor never sleeping with
+    /// a task it woke still queued. glommio 0.9 does sleep so when its preemption timer fires
+    /// between waking a task and running it (`run_task_queues` then runs nothing and the loop
+    /// parks): on a shard whose CPU another process keeps busy, a 5 ms preemption was enough.
+    /// Before the shard has a timer or a socket armed nothing wakes it again, and the shard
+    /// served nothing until the other shards stopped (a test saw its UDP probes answered only
+    /// at exit, 15 s later; a TLS handshake that landed on it timed out). The tick wakes it.
     pub async fn connect(ends: HandoffEnds) -> (Handoff, Vec<ConnectedReceiver<Handed>>) {
+        let tick = glommio::spawn_local(async {
+            loop {
+                glommio::timer::sleep(CONNECT_TICK).await;
+            }
+        })
+        .detach();
+        let connected = Handoff::connect_ends(ends).await;
+        tick.cancel();
+        connected
+    }
+
+    async fn connect_ends(ends: HandoffEnds) -> (Handoff, Vec<ConnectedReceiver<Handed>>) {
         let to: Vec<_> = ends
             .to
             .into_iter()
