@@ -125,7 +125,7 @@ cpu_with() {
 spray() {
     ip netns exec "$NS" taskset -c "$SUT_CPU" "$SPRAY" --from 10.9.0.1:5070 --to 10.9.1.2:5999 \
         --rate $((PING_USERS / PING_INTERVAL)) --seconds "$WINDOW" --payload "$1" |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["cpu_ns"] / 1e3 / r["sent"])'
+        python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit("udp-spray: %d refused" % r["failed"]) if r["failed"] else print(r["cpu_ns"] / 1e3 / r["sent"])'
 }
 floors() {
     FLOOR_CRLF=$(spray crlf)
@@ -161,9 +161,14 @@ for line in open(sys.argv[2]):
     mode, cpu, frames, floor_crlf, floor_options = line.split()
     runs[mode].append((int(cpu), int(frames), float(floor_crlf), float(floor_options)))
 med = statistics.median
-# per round: (on - off) over the pings, each on run against the off run of its round
-crlf = [(c[0] - o[0]) / 1e3 / pings for c, o in zip(runs["crlf"], runs["off"])]
-options = [(c[0] - o[0]) / 1e3 / pings for c, o in zip(runs["options"], runs["off"])]
+# per round: (on - off) over the pings that left in the window (the far end's frame count; the
+# floor divides by what it sent), each on run against the off run of its round
+for mode in ("crlf", "options"):
+    for cpu, frames, _, _ in runs[mode]:
+        if abs(frames - pings) > pings * 0.05:
+            sys.exit(f"{mode}: {frames} frames left in the window, {pings:.0f} pings expected")
+crlf = [(c[0] - o[0]) / 1e3 / c[1] for c, o in zip(runs["crlf"], runs["off"])]
+options = [(c[0] - o[0]) / 1e3 / c[1] for c, o in zip(runs["options"], runs["off"])]
 floor_crlf = [o[2] for o in runs["off"]]
 floor_options = [o[3] for o in runs["off"]]
 out = {

@@ -3,37 +3,73 @@
 //! keep-alives (STUN Binding requests on UDP, CRLF CRLF on TCP and TLS) to the hop that
 //! answers; that hop, when willing to receive them, gives the parameter a value in its
 //! response: the interval in seconds. sipshard answers both kinds on every SIP port, so it
-//! gives the value (`--flow-timer`) in 2xx answers to requests that set up a registration or a
-//! dialog: its own (the registrar's 200) and, as an edge, those it forwards back to the UA
-//! (whose Via is then the top one).
+//! gives the value (`--flow-timer`) in 2xx answers to REGISTER, its own (the registrar's 200)
+//! or forwarded back to the UA as an edge; and in 2xx answers to requests that start a dialog
+//! when it Record-Routes, since it may offer keep-alives for a dialog only if it stays in the
+//! dialog's route set (RFC 6223 section 4.4).
+//!
+//! A value already in the UA's Via of a forwarded response was written by a hop beyond us, not
+//! the UA's neighbour: it is replaced by ours in a negotiating answer and removed from others
+//! (section 10: a hop downstream must not set how often the UA sends keep-alives).
 
 use crate::sip::params::HeaderParams;
 use crate::sip::Via;
 
-/// Requests whose 2xx answer starts what keep-alives keep open (RFC 6223 section 4.4.1: a
-/// registration or a dialog).
-const STARTS_A_FLOW: [&[u8]; 4] = [b"REGISTER", b"INVITE", b"SUBSCRIBE", b"REFER"];
+/// Requests whose 2xx answer starts a dialog that keep-alives can keep open.
+const STARTS_A_DIALOG: [&[u8]; 3] = [b"INVITE", b"SUBSCRIBE", b"REFER"];
 
-/// Whether an answer with `status` to a request of `method` (its CSeq's) gets our interval.
-pub fn negotiates(status: u16, method: &[u8]) -> bool {
-    (200..300).contains(&status) && STARTS_A_FLOW.contains(&method)
+/// Whether an answer with `status` to a request of `method` (its CSeq's) gets our interval;
+/// `record_route`: we stay in the route set of the dialogs it may start.
+pub fn negotiates(status: u16, method: &[u8], record_route: bool) -> bool {
+    (200..300).contains(&status)
+        && (method == b"REGISTER" || record_route && STARTS_A_DIALOG.contains(&method))
 }
 
-/// Offset within `elem` (the Via's text) just after the name of its `keep` parameter, when it
-/// has no value yet: where `=secs` goes.
-pub fn value_at(via: &Via<'_>, elem: &[u8]) -> Option<usize> {
-    if via.param(b"keep") != Some(None) {
-        return None;
+/// Where a Via's `keep` parameter sits within `elem` (the Via's text): the offset just after
+/// its name, and the end of its value (the same offset when it has none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepParam {
+    pub name_end: usize,
+    pub value_end: usize,
+}
+
+impl KeepParam {
+    pub fn find(via: &Via<'_>, elem: &[u8]) -> Option<KeepParam> {
+        let (name, value) =
+            HeaderParams::new(via.params).find(|(n, _)| n.eq_ignore_ascii_case(b"keep"))?;
+        let name_end = offset_in(elem, name)? + name.len();
+        let value_end = match value {
+            Some(v) => offset_in(elem, v)? + v.len(),
+            None => name_end,
+        };
+        Some(KeepParam {
+            name_end,
+            value_end,
+        })
     }
-    param_name_end(via, elem, b"keep")
+
+    pub fn has_value(&self) -> bool {
+        self.value_end > self.name_end
+    }
+}
+
+/// Offset within `elem` just after a valueless `keep`: where `=secs` goes.
+pub fn value_at(via: &Via<'_>, elem: &[u8]) -> Option<usize> {
+    KeepParam::find(via, elem)
+        .filter(|k| !k.has_value())
+        .map(|k| k.name_end)
 }
 
 /// Offset within `elem` (the Via's text) just after the parameter name `name`.
 pub fn param_name_end(via: &Via<'_>, elem: &[u8], name: &[u8]) -> Option<usize> {
-    let params_off = via.params.as_ptr() as usize - elem.as_ptr() as usize;
-    HeaderParams::new(via.params)
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(n, _)| n.as_ptr() as usize - via.params.as_ptr() as usize + n.len() + params_off)
+    let (n, _) = HeaderParams::new(via.params).find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+    Some(offset_in(elem, n)? + n.len())
+}
+
+/// Where `part`, a slice of `whole`, starts in it (`None` when it is not inside it).
+fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let off = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (off + part.len() <= whole.len()).then_some(off)
 }
 
 #[cfg(test)]
@@ -76,13 +112,20 @@ mod tests {
     }
 
     #[test]
-    fn only_2xx_answers_to_requests_that_start_a_registration_or_dialog_negotiate() {
-        assert!(negotiates(200, b"REGISTER"));
-        assert!(negotiates(202, b"SUBSCRIBE"));
-        assert!(negotiates(200, b"INVITE"));
-        assert!(!negotiates(180, b"INVITE"));
-        assert!(!negotiates(401, b"REGISTER"));
-        assert!(!negotiates(200, b"OPTIONS"));
-        assert!(!negotiates(200, b"register"), "methods are case-sensitive");
+    fn only_2xx_answers_to_a_registration_or_a_dialog_we_stay_in_negotiate() {
+        assert!(negotiates(200, b"REGISTER", false));
+        assert!(negotiates(202, b"SUBSCRIBE", true));
+        assert!(negotiates(200, b"INVITE", true));
+        assert!(
+            !negotiates(200, b"INVITE", false),
+            "not in the dialog's route set"
+        );
+        assert!(!negotiates(180, b"INVITE", true));
+        assert!(!negotiates(401, b"REGISTER", false));
+        assert!(!negotiates(200, b"OPTIONS", true));
+        assert!(
+            !negotiates(200, b"register", false),
+            "methods are case-sensitive"
+        );
     }
 }

@@ -419,8 +419,8 @@ impl Core {
         let Some(socket) = self.cfg.local.socket_for(socket, &to) else {
             return Decision::Drop(DropReason::NoSocket);
         };
-        let keep =
-            keep::negotiates(status, rs.cseq_method()).then_some(self.cfg.registrar.flow_timer);
+        let keep = keep::negotiates(status, rs.cseq_method(), self.cfg.record_route)
+            .then_some(self.cfg.registrar.flow_timer);
         rs.compose(&mut self.reply, status, reason, src.addr, &self.extra, keep);
         Decision::Reply { to, socket, status }
     }
@@ -428,6 +428,8 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_keep;
 #[cfg(test)]
 mod tests_path;
 #[cfg(test)]

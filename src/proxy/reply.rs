@@ -210,11 +210,10 @@ impl<'a> ReplySource<'a> {
         )
     }
 
-    /// The first line's first Via element gets `received` and a filled-in `rport`; the rest of
-    /// the line is copied as is.
-    /// The request's top Via as the reply carries it: `rport` given the source port when it
-    /// asked for it, `keep` given `keep` (RFC 6223) when it offered keep-alives and this reply
-    /// negotiates them, `received` added as RFC 3261 section 18.2.1 and RFC 3581 say.
+    /// The request's top Via as the reply carries it (the rest of its line copied as is): a
+    /// bare `rport` given the source port, a bare `keep` given `keep` seconds when this reply
+    /// negotiates keep-alives (RFC 6223), `received` added as RFC 3261 section 18.2.1 and RFC
+    /// 3581 say.
     fn write_top_via(&self, out: &mut Vec<u8>, line: Span, src: SocketAddr, keep: Option<u32>) {
         let b = self.buf;
         let via = &self.top_via;

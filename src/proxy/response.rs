@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::counters::DropReason;
 use crate::sip::uri::parse_host;
-use crate::sip::{ConnId, Host, Message, Source, Target, Transport, Via};
+use crate::sip::{ConnId, Host, Message, Source, Span, Target, Transport, Via};
 
 use super::branch::BRANCH_PREFIX;
 use super::keep;
@@ -71,7 +71,7 @@ impl Core {
         };
         self.edits.clear();
         remove_values(&mut self.edits, msg, &[Some((top.field, top.span))]);
-        self.offer_keepalives(msg, &next);
+        self.offer_keepalives(msg, &top, &next);
         if self.sets_up_a_recorded_dialog(msg) {
             self.alias_contact(msg, src);
         }
@@ -85,19 +85,32 @@ impl Core {
 }
 
 impl Core {
-    /// The previous hop offered keep-alives in its Via (RFC 6223): a 2xx answer to a request
-    /// that starts a registration or dialog tells it how often to send them to us.
-    fn offer_keepalives(&mut self, msg: &Message<'_>, next: &Via<'_>) {
+    /// The previous hop offered keep-alives in its Via (RFC 6223): a 2xx answer to a
+    /// REGISTER, or to a request starting a dialog we Record-Route, tells it how often to send
+    /// them to us. A value some hop beyond us wrote there is replaced, or removed from answers
+    /// that do not negotiate (see [`keep`]).
+    fn offer_keepalives(&mut self, msg: &Message<'_>, top: &Via<'_>, next: &Via<'_>) {
         // Most Vias carry no `keep`: that is looked at first, the CSeq only then.
-        let Some(at) = keep::value_at(next, msg.bytes(next.span)) else {
+        let Some(k) = keep::KeepParam::find(next, msg.bytes(next.span)) else {
             return;
         };
+        // Our Via's removal rewrites the whole value of its header line: an edit inside that
+        // line would overlap it and drop the response. A UAS that folded the Vias into one
+        // line loses the negotiation, not the answer.
+        if next.field == top.field {
+            return;
+        }
         let method = msg.cseq().map(|c| c.method).unwrap_or_default();
-        if keep::negotiates(msg.status().unwrap_or(0), method) {
+        let status = msg.status().unwrap_or(0);
+        let at = next.span.start as usize;
+        let value = Span::new(at + k.name_end, at + k.value_end);
+        if keep::negotiates(status, method, self.cfg.record_route) {
             let secs = self.cfg.registrar.flow_timer;
-            self.edits.insert_with(next.span.start as usize + at, |w| {
+            self.edits.replace_with(value, |w| {
                 w.bytes(b"=").num(u64::from(secs));
             });
+        } else if k.has_value() {
+            self.edits.remove(value);
         }
     }
 
