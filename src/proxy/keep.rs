@@ -12,7 +12,6 @@
 //! the UA's neighbour: it is replaced by ours in a negotiating answer and removed from others
 //! (section 10: a hop downstream must not set how often the UA sends keep-alives).
 
-use crate::sip::params::HeaderParams;
 use crate::sip::Via;
 
 /// Requests whose 2xx answer starts a dialog that keep-alives can keep open.
@@ -25,51 +24,11 @@ pub fn negotiates(status: u16, method: &[u8], record_route: bool) -> bool {
         && (method == b"REGISTER" || record_route && STARTS_A_DIALOG.contains(&method))
 }
 
-/// Where a Via's `keep` parameter sits within `elem` (the Via's text): the offset just after
-/// its name, and the end of its value (the same offset when it has none).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KeepParam {
-    pub name_end: usize,
-    pub value_end: usize,
-}
-
-impl KeepParam {
-    pub fn find(via: &Via<'_>, elem: &[u8]) -> Option<KeepParam> {
-        let (name, value) =
-            HeaderParams::new(via.params).find(|(n, _)| n.eq_ignore_ascii_case(b"keep"))?;
-        let name_end = offset_in(elem, name)? + name.len();
-        let value_end = match value {
-            Some(v) => offset_in(elem, v)? + v.len(),
-            None => name_end,
-        };
-        Some(KeepParam {
-            name_end,
-            value_end,
-        })
-    }
-
-    pub fn has_value(&self) -> bool {
-        self.value_end > self.name_end
-    }
-}
-
-/// Offset within `elem` just after a valueless `keep`: where `=secs` goes.
+/// Offset within `elem` (the Via's text) just after a valueless `keep`: where `=secs` goes.
 pub fn value_at(via: &Via<'_>, elem: &[u8]) -> Option<usize> {
-    KeepParam::find(via, elem)
+    via.param_at(elem, b"keep")
         .filter(|k| !k.has_value())
         .map(|k| k.name_end)
-}
-
-/// Offset within `elem` (the Via's text) just after the parameter name `name`.
-pub fn param_name_end(via: &Via<'_>, elem: &[u8], name: &[u8]) -> Option<usize> {
-    let (n, _) = HeaderParams::new(via.params).find(|(n, _)| n.eq_ignore_ascii_case(name))?;
-    Some(offset_in(elem, n)? + n.len())
-}
-
-/// Where `part`, a slice of `whole`, starts in it (`None` when it is not inside it).
-fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
-    let off = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    (off + part.len() <= whole.len()).then_some(off)
 }
 
 #[cfg(test)]
@@ -99,12 +58,11 @@ mod tests {
         top_via_of(&REQ.replace("{P}", "KEEP"), |via, elem| {
             assert_eq!(value_at(via, elem), Some(elem.len()));
         });
-        top_via_of(&REQ.replace("{P}", "keep=30"), |via, elem| {
-            assert_eq!(
-                value_at(via, elem),
-                None,
-                "the UA's own value is not ours to change"
-            );
+        top_via_of(&REQ.replace("{P}", "keep=30;rport"), |via, elem| {
+            assert_eq!(value_at(via, elem), None, "a value is there already");
+            let k = via.param_at(elem, b"keep").unwrap();
+            assert!(k.has_value());
+            assert_eq!(&elem[k.name_end..k.value_end], b"=30");
         });
         top_via_of(&REQ.replace("{P}", "keepalive"), |via, elem| {
             assert_eq!(value_at(via, elem), None, "another parameter");

@@ -91,7 +91,7 @@ impl Core {
     /// that do not negotiate (see [`keep`]).
     fn offer_keepalives(&mut self, msg: &Message<'_>, top: &Via<'_>, next: &Via<'_>) {
         // Most Vias carry no `keep`: that is looked at first, the CSeq only then.
-        let Some(k) = keep::KeepParam::find(next, msg.bytes(next.span)) else {
+        let Some(k) = next.param_at(msg.bytes(next.span), b"keep") else {
             return;
         };
         // Our Via's removal rewrites the whole value of its header line: an edit inside that

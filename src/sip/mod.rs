@@ -36,4 +36,4 @@ pub use rewrite::{EditError, Edits, PacketBuf};
 pub use span::Span;
 pub use transport::{ConnId, Source, Target, Transport};
 pub use uri::{Host, Scheme, Uri};
-pub use via::Via;
+pub use via::{ParamAt, Via};

@@ -73,6 +73,26 @@ impl<'a> KnownParams<'a> {
     }
 }
 
+/// A Via parameter's place within the Via's text: the offset just after its name, and the end
+/// of its value (the same offset when it has none: `rport`, a bare `keep`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamAt {
+    pub name_end: usize,
+    pub value_end: usize,
+}
+
+impl ParamAt {
+    pub fn has_value(&self) -> bool {
+        self.value_end > self.name_end
+    }
+}
+
+/// Where `part`, a slice of `whole`, starts in it (`None` when it is not inside it).
+fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let off = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (off + part.len() <= whole.len()).then_some(off)
+}
+
 impl<'a> Via<'a> {
     /// Parse one Via element located at `span` of `buf`.
     pub fn parse(buf: &'a [u8], span: Span, field: usize) -> Option<Via<'a>> {
@@ -229,6 +249,22 @@ impl<'a> Via<'a> {
 
     pub fn param(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
         params::find(self.params, name)
+    }
+
+    /// Where parameter `name` sits within `elem`, this Via's text (`msg.bytes(via.span)`): for
+    /// rewriting it in place.
+    pub fn param_at(&self, elem: &[u8], name: &[u8]) -> Option<ParamAt> {
+        let (n, value) =
+            params::HeaderParams::new(self.params).find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        let name_end = offset_in(elem, n)? + n.len();
+        let value_end = match value {
+            Some(v) => offset_in(elem, v)? + v.len(),
+            None => name_end,
+        };
+        Some(ParamAt {
+            name_end,
+            value_end,
+        })
     }
 
     #[inline]
