@@ -13,7 +13,9 @@
 #     forwarded, a bisection, then one step as fast as the flooder can: the saturation rate is
 #     the most forwarded per second in any step, with the CPU per message when saturated.
 #
-# Systems: sipshard (`--shards 1 --cpus 0`, defaults otherwise), sipshard-nocoalesce (the same
+# Systems: sipshard (`--shards 1 --cpus 0`, defaults otherwise: UDP received by a multishot
+# io_uring receive), sipshard-mmsg (the same with `--udp-receive mmsg`: recvmmsg once glommio
+# says the socket is readable), sipshard-nocoalesce (the same
 # with `--rx-coalesce-us 0`, to show what receive coalescing buys), sipshard-2shards (`--shards 2
 # --cpus $SUT_CPU,$FLOOD_CPU`: the scaling row; its second shard shares a CPU with the flooder,
 # so on a 2-CPU machine it shows contention, not scaling; not in the default list), Kamailio 5.6 with one UDP
@@ -60,16 +62,17 @@
 # exit; PRIORITY=0 turns that off). Results still move by 10-20 % from run to run; compare
 # ratios measured in one run.
 #
-# Environment (defaults): SYSTEMS="sipshard sipshard-nocoalesce kamailio floor floor-uring floor-uring-mmsg" SUT_CPU=0
+# Environment (defaults): SYSTEMS="sipshard sipshard-mmsg sipshard-nocoalesce kamailio floor floor-uring floor-uring-mmsg" SUT_CPU=0
 # FLOOD_CPU=1 FIXED_RATE=20000 FIXED_WINDOW=5 RAMP_WINDOW=2 WARMUP=1 RAMP_START=10000
 # RAMP_FACTOR=1.25 RAMP_MAX=600000 RAMP=1 (0: the fixed rate only) RCVBUF=4194304 MEMORY=1 PRIORITY=1 OUT_DIR=bench-results
-# OUT_JSON=$OUT_DIR/forward.json RAW=$OUT_DIR/raw TCP_SOURCES=4 IDLE_CONNECTIONS=10000
+# OUT_JSON=$OUT_DIR/forward.json RAW=$OUT_DIR/raw TCP_SOURCES=4 IDLE_CONNECTIONS=10000 SYSCALLS=1
+# (system calls per forwarded message at the fixed rate, needs perf) SYSCALL_WINDOW=3
 # (TCP_SOURCES is also the number of TLS connections)
 
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SYSTEMS=${SYSTEMS:-"sipshard sipshard-nocoalesce kamailio floor floor-uring floor-uring-mmsg"}
+SYSTEMS=${SYSTEMS:-"sipshard sipshard-mmsg sipshard-nocoalesce kamailio floor floor-uring floor-uring-mmsg"}
 SUT_CPU=${SUT_CPU:-0}
 FLOOD_CPU=${FLOOD_CPU:-1}
 FIXED_RATE=${FIXED_RATE:-20000}
@@ -82,6 +85,8 @@ RAMP_MAX=${RAMP_MAX:-600000}
 RAMP=${RAMP:-1}
 RCVBUF=${RCVBUF:-4194304}
 MEMORY=${MEMORY:-1}
+SYSCALLS=${SYSCALLS:-1}
+SYSCALL_WINDOW=${SYSCALL_WINDOW:-3}
 PRIORITY=${PRIORITY:-1}
 OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
 TCP_SOURCES=${TCP_SOURCES:-4}
@@ -187,11 +192,12 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 start_sut() {
     local name=$1
     case "$name" in
-    sipshard | sipshard-nocoalesce | sipshard-2shards | sipshard-tcp | sipshard-stream-tcp | \
+    sipshard | sipshard-mmsg | sipshard-nocoalesce | sipshard-2shards | sipshard-tcp | sipshard-stream-tcp | \
         sipshard-tls | sipshard-hep | sipshard-hep-stream)
         local extra=() cpus=$SUT_CPU shards=1
         FLOOD_PORT=$SIPSHARD_PORT
         [[ "$name" == sipshard-nocoalesce ]] && extra=(--rx-coalesce-us 0)
+        [[ "$name" == sipshard-mmsg ]] && extra=(--udp-receive mmsg)
         if [[ "$name" == sipshard-hep ]]; then
             taskset -c "$FLOOD_CPU" "$UDP_TOOLS/udp-floor" --listen "$HEP_SINK" \
                 --rcvbuf "$RCVBUF" --max-seconds 900 >"$RAW/$name.sink.log" 2>&1 &
@@ -310,10 +316,46 @@ flood() {
         "${how[@]}" "${@:2}"
 }
 
+# System calls per forwarded message at the fixed rate: a second fixed-rate run of
+# $SYSCALL_WINDOW s, every system call of the SUT's processes counted meanwhile
+# (`perf stat -e raw_syscalls:sys_enter`, counting only, started when the flooder's warm-up ends).
+count_syscalls() {
+    local name=$1 pids
+    pids=$(pgrep -d, -P "$SUT_PID" || true)
+    pids=${pids:+$pids,}$SUT_PID
+    (sleep "$WARMUP"; perf stat -x, -e raw_syscalls:sys_enter -p "$pids" \
+        -o "$RAW/$name.perf.txt" -- sleep "$SYSCALL_WINDOW" 2>/dev/null) &
+    local perf_pid=$!
+    flood "$name" --rate "$FIXED_RATE" --window "$SYSCALL_WINDOW" >"$RAW/$name.syscalls-flood.jsonl"
+    wait "$perf_pid" || true
+    python3 - "$RAW/$name.perf.txt" "$RAW/$name.syscalls-flood.jsonl" "$SYSCALL_WINDOW" \
+        >"$RAW/$name.syscalls.jsonl" <<'PY'
+import json, os, sys
+perf = open(sys.argv[1]).read().splitlines() if os.path.exists(sys.argv[1]) else []
+calls = next((int(l.split(",")[0]) for l in perf
+              if "raw_syscalls:sys_enter" in l and l.split(",")[0].isdigit()), None)
+step = next((json.loads(l)["step"] for l in open(sys.argv[2])
+             if l.startswith("{") and json.loads(l).get("kind") == "fixed"), {})
+forwarded = (step.get("fwd_rate") or 0) * float(sys.argv[3])
+print(json.dumps({"syscalls": calls, "forwarded": round(forwarded),
+                  "syscalls_per_msg": round(calls / forwarded, 3) if calls and forwarded else None}))
+PY
+}
+
+if [[ "$SYSCALLS" == 1 ]] && ! command -v perf >/dev/null; then
+    log "perf is not installed (apt-get install -y linux-perf): no system call counts (SYSCALLS=0)"
+    SYSCALLS=0
+fi
+
 for name in $SYSTEMS; do
     log "== $name"
     start_sut "$name"
     flood "$name" --rate "$FIXED_RATE" --window "$FIXED_WINDOW" >"$RAW/$name.fixed.jsonl"
+    if [[ "$SYSCALLS" == 1 ]]; then
+        count_syscalls "$name"
+    else
+        rm -f "$RAW/$name.syscalls.jsonl"
+    fi
     if [[ "$RAMP" == 1 ]]; then
         if is_stream "$name" && [[ "$name" == floor* ]]; then
             # A TCP floor's one connection to the sink went with the fixed run's sink.
@@ -390,6 +432,7 @@ for name in systems:
         "flooder_limited": summary.get("flooder_limited"),
         "valid": bool(f.get("valid")) and (not ramp or bool(summary.get("all_steps_valid"))),
         "idle_connections": next(iter(lines(f"{raw}/{name}.idle.jsonl")), None),
+        "syscalls_per_msg": next(iter(lines(f"{raw}/{name}.syscalls.jsonl")), {}).get("syscalls_per_msg"),
         "steps": steps,
     }
 
@@ -399,6 +442,7 @@ def ratio(a, b, key):
 
 ratios = {}
 for sut, ref in (("sipshard", "kamailio"), ("sipshard", "floor"), ("sipshard", "floor-uring"),
+                 ("sipshard", "sipshard-mmsg"), ("sipshard-mmsg", "floor"),
                  ("sipshard", "floor-uring-mmsg"), ("floor-uring", "floor"),
                  ("floor-uring-sqpoll", "floor"), ("floor-uring-mmsg", "floor"),
                  ("sipshard-tcp", "kamailio-tcp"), ("sipshard-tcp", "sipshard"),
@@ -436,6 +480,25 @@ if k:
         },
     }
 
+# Issue 20: against the best floor of the run, figure by figure (the cheapest per message at
+# the fixed rate, the fastest saturated), whichever interface it used.
+floors = [f for f in ("floor", "floor-uring", "floor-uring-mmsg") if f in results]
+def best(key, pick):
+    have = [(results[f][key], f) for f in floors if results[f].get(key)]
+    return pick(have) if have else (None, None)
+for sut in ("sipshard", "sipshard-mmsg"):
+    if sut not in results or not floors:
+        continue
+    cpu, cpu_floor = best("cpu_us_per_msg", min)
+    sat, sat_floor = best("saturation_msgs_per_s", max)
+    mine_cpu, mine_sat = results[sut].get("cpu_us_per_msg"), results[sut].get("saturation_msgs_per_s")
+    r = round(mine_cpu / cpu, 3) if cpu and mine_cpu else None
+    targets[f"udp_cpu_at_fixed_rate_at_most_1.5x_floor ({sut})"] = {
+        "ratio": r, "floor": cpu_floor, "met": r is not None and r <= 1.5}
+    r = round(mine_sat / sat, 3) if sat and mine_sat else None
+    targets[f"udp_saturation_at_least_0.85x_floor ({sut})"] = {
+        "ratio": r, "floor": sat_floor, "met": r is not None and r >= 0.85,
+        "floor_flooder_limited": results[sat_floor].get("flooder_limited") if sat_floor else None}
 t = ratios.get("sipshard-tcp/kamailio-tcp")
 if t:
     targets["tcp_saturation_at_least_5x_kamailio_tcp"] = {
@@ -547,6 +610,11 @@ for key in ("hep_capture_cpu_at_most_1.3x (sipshard-hep)", "hep_capture_cpu_at_m
             "idle_tls_connection_at_most_32_KiB"):
     if key in t:
         print(f"target {key}: {t[key]}")
+for key in sorted(k for k in t if k.startswith("udp_")):
+    print(f"target {key}: {t[key]}")
+for name, r in results.items():
+    if r.get("syscalls_per_msg") is not None:
+        print(f"{name}: {r['syscalls_per_msg']} system calls per forwarded message at {doc['fixed_rate']}/s")
 if memory:
     print(f"location table: {memory['heap_bytes_per_binding']} heap / {memory['rss_bytes_per_binding']} "
           f"resident bytes per binding per shard, {memory['aors']} AORs "

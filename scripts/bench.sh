@@ -9,11 +9,13 @@
 #
 # Sections (in this order when none is named):
 #
-#   forward     CPU us per forwarded message and saturation rate: sipshard (1 shard), sipshard
+#   forward     CPU us per forwarded message and saturation rate: sipshard (1 shard; and
+#               sipshard-mmsg, its recvmmsg receive instead of the io_uring one), sipshard
 #               with 2 shards (scaling row), Kamailio (1 UDP worker, usrloc lookup + stateless
 #               forward), udp-floor (recvmmsg/sendmmsg, the floor), floor-uring (the same on
 #               io_uring: multishot receive, provided buffers; floor-uring-mmsg: that receive
-#               with one sendmmsg per turn). scripts/bench-forward.sh.
+#               with one sendmmsg per turn); system calls per forwarded message (perf).
+#               scripts/bench-forward.sh.
 #   calls       `sipshard-load find-max call` through sipshard (1 shard), sipshard (2 shards,
 #               scaling row) and Kamailio (1 worker, stateless); then calls at 50 % and 90 % of
 #               each found rate: INVITE->200 p50/p99/p99.9, CPU per call, hgrm + csv files.
@@ -60,7 +62,7 @@
 #
 # Environment: SUT_CPU=0 GEN_CPU=1 OUT_DIR=bench-results DOCS=1 (0: do not regenerate
 # docs/benchmarks-results.md, README's table and docs/img),
-# FORWARD_SYSTEMS="sipshard sipshard-2shards kamailio floor floor-uring floor-uring-mmsg", HEP_SYSTEMS (see hep above),
+# FORWARD_SYSTEMS="sipshard sipshard-mmsg sipshard-2shards kamailio floor floor-uring floor-uring-mmsg", HEP_SYSTEMS (see hep above),
 # CALL_SYSTEMS="sipshard sipshard-2shards kamailio", TCP_SYSTEMS="sipshard-tcp kamailio-tcp
 # sipshard", MEMORY_AORS (1000000, --quick 50000),
 # MAX_LATENCY_MS=250 (find-max: a trial is clean with zero failures and the main latency's p99
@@ -97,7 +99,7 @@ SUT_CPU=${SUT_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 OUT_DIR=${OUT_DIR:-$ROOT/bench-results}
 DOCS=${DOCS:-1}
-FORWARD_SYSTEMS=${FORWARD_SYSTEMS:-"sipshard sipshard-2shards kamailio floor floor-uring floor-uring-mmsg"}
+FORWARD_SYSTEMS=${FORWARD_SYSTEMS:-"sipshard sipshard-mmsg sipshard-2shards kamailio floor floor-uring floor-uring-mmsg"}
 HEP_SYSTEMS=${HEP_SYSTEMS:-"sipshard sipshard-hep-stream sipshard-hep sipshard sipshard-hep-stream sipshard-hep"}
 CALL_SYSTEMS=${CALL_SYSTEMS:-"sipshard sipshard-2shards kamailio"}
 TCP_SYSTEMS=${TCP_SYSTEMS:-"sipshard-tcp kamailio-tcp sipshard"}

@@ -31,6 +31,7 @@ use crate::sip::Transport;
 use crate::transport::socket::Steering;
 use crate::transport::tcp::{TcpReceive, TcpSettings};
 use crate::transport::tls::{ClientAuth, TlsSettings};
+use crate::transport::udp::UdpReceive;
 
 /// 32 random bytes (the flow-token key when no --auth-secret is given). A system without
 /// random numbers cannot sign anything safely: start-up stops there.
@@ -67,6 +68,22 @@ impl ValueEnum for TcpReceive {
                 "A multishot io_uring receive per connection into shared buffers (kernel 6.0 or later)",
             ),
             TcpReceive::Stream => PossibleValue::new("stream").help("glommio's stream reads"),
+        })
+    }
+}
+
+/// `--udp-receive multishot|mmsg`: clap's view of [`UdpReceive`].
+impl ValueEnum for UdpReceive {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[UdpReceive::Multishot, UdpReceive::Mmsg]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            UdpReceive::Multishot => PossibleValue::new("multishot").help(
+                "A multishot io_uring receive into the shard's packet buffers (kernel 6.1 or later)",
+            ),
+            UdpReceive::Mmsg => PossibleValue::new("mmsg").help("recvmmsg when the socket is readable"),
         })
     }
 }
@@ -534,6 +551,13 @@ pub struct Args {
     #[arg(long, value_name = "HOW", default_value = "multishot")]
     pub tcp_receive: TcpReceive,
 
+    /// How UDP datagrams are received: `multishot`, a multishot io_uring receive per listener
+    /// straight into the shard's packet buffers (no system call to receive), or `mmsg`, a
+    /// recvmmsg once glommio says the socket is readable. A kernel without what the ring needs
+    /// (before 6.1) gets `mmsg`.
+    #[arg(long, value_name = "HOW", default_value = "multishot")]
+    pub udp_receive: UdpReceive,
+
     /// How long opening a TCP connection to a next hop may take.
     #[arg(long, value_name = "MS", default_value_t = 2_000)]
     pub tcp_connect_timeout_ms: u64,
@@ -864,6 +888,7 @@ impl Args {
                 timestamps: self.max_queue_delay_ms > 0,
             },
             receive: ReceiveSettings {
+                udp: self.udp_receive,
                 coalesce: Duration::from_micros(u64::from(self.rx_coalesce_us)),
                 max_queue_delay_ms: self.max_queue_delay_ms,
             },

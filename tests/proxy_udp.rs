@@ -648,3 +648,74 @@ fn two_shards_share_the_location_table() {
         "both shards carried traffic: {per_shard:?}\n{log}"
     );
 }
+
+/// Both ways of receiving UDP (`--udp-receive multishot`, the default, and `mmsg`) serve the
+/// same traffic alike: a call over IPv4, an OPTIONS over IPv6 (the sender's address is read
+/// from what each receive wrote), a datagram over `--max-message` answered 513 (cut by the
+/// receive, not lost), and the proxy says which receive it runs.
+#[test]
+fn both_udp_receives_serve_alike() {
+    for how in ["multishot", "mmsg"] {
+        let port = free_port();
+        let v6 = format!("udp:[::1]:{port}");
+        let args = [
+            "--udp-receive",
+            how,
+            "--listen",
+            &v6,
+            "--shards",
+            "1",
+            "--max-message",
+            "1500",
+            "--domain",
+            "biloxi.example.com",
+        ];
+        let mut p = Proxy::builder().port(port).args(&args).start();
+        let bob = Ua::new();
+        let contact = format!("<sip:bob@{}>", bob.addr);
+        let r = register(&bob, p.addr, "bob", "biloxi.example.com", &contact, 1, "");
+        assert!(r.starts_with("SIP/2.0 200"), "{how}: {r}");
+        let alice = Ua::new();
+        let call = invite(
+            &alice,
+            "sip:bob@biloxi.example.com",
+            "rx-1",
+            "z9hG4bKrx1",
+            "",
+        );
+        alice.send(p.addr, &call);
+        let inv = bob.recv();
+        assert!(inv.starts_with("INVITE sip:bob@"), "{how}: {inv}");
+        assert!(inv.contains("Call-ID: rx-1"), "{how}: {inv}");
+
+        let six = std::net::UdpSocket::bind("[::1]:0").expect("an IPv6 loopback socket");
+        six.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let me = six.local_addr().unwrap();
+        let options = format!(
+            "OPTIONS sip:[::1]:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKsix;rport\r\nMax-Forwards: 70\r\nTo: <sip:[::1]:{port}>\r\nFrom: <sip:six@[::1]>;tag=6\r\nCall-ID: rx-six\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        six.send_to(options.as_bytes(), ("::1", port)).unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, from) = six.recv_from(&mut buf).expect("an answer over IPv6");
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("SIP/2.0 200"), "{how}: {answer}");
+        assert!(
+            answer.contains(&format!("rport={}", me.port())),
+            "{how}: {answer}"
+        );
+        assert_eq!(from.port(), port, "{how}");
+
+        let padded = call.replace("Call-ID: rx-1", "Call-ID: rx-2").replace(
+            "Max-Forwards: 70",
+            &format!("Max-Forwards: 70\nX-Pad: {}", "x".repeat(3000)),
+        );
+        alice.send(p.addr, &padded);
+        let r = alice.recv();
+        assert!(r.starts_with("SIP/2.0 513 Message Too Large"), "{how}: {r}");
+
+        let log = p.stop();
+        let ring = log.contains("UDP listener 0: multishot receive");
+        assert_eq!(ring, how == "multishot", "{how}:\n{log}");
+        assert!(!log.contains("no multishot receive"), "{how}:\n{log}");
+    }
+}

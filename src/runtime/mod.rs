@@ -166,6 +166,7 @@ pub fn run(settings: Settings) -> Result<Counters, String> {
                     auth: auth.clone(),
                     reload,
                     receive: ReceiveTuning {
+                        receive: settings.receive.udp,
                         coalesce: settings.receive.coalesce,
                         shedder: Shedder::new(settings.receive.max_queue_delay_ms),
                     },

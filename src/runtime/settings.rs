@@ -2,6 +2,7 @@
 //! [`crate::config`]. Nothing here parses flags; nothing in the core reads these types except
 //! the ones it owns ([`ProxyConfig`], [`AuthMode`]).
 
+use crate::transport::udp::UdpReceive;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -75,6 +76,8 @@ pub struct SocketSettings {
 /// How a receive loop paces and sheds its intake.
 #[derive(Clone, Copy, Debug)]
 pub struct ReceiveSettings {
+    /// `--udp-receive`.
+    pub udp: UdpReceive,
     /// `--rx-coalesce-us`.
     pub coalesce: Duration,
     /// `--max-queue-delay-ms`; 0 never sheds.

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -34,7 +34,8 @@ use crate::transport::tcp::handoff::{Handed, Handoff, HandoffEnds};
 use crate::transport::tcp::secure::TlsSide;
 use crate::transport::tcp::{self, StreamHost, Tcp, TcpSettings};
 use crate::transport::tls::TlsContext;
-use crate::transport::udp::{self, Datapath, ReceiveTuning};
+use crate::transport::udp::{self, Datapath, ReceiveTuning, UdpReceive};
+use crate::transport::udp_ring;
 
 /// How often a shard checks for shutdown, takes in changes and publishes its counters.
 const HOUSEKEEPING_TICK: Duration = Duration::from_millis(200);
@@ -97,6 +98,25 @@ struct Shard {
     capture: Option<RefCell<Capture>>,
 }
 
+/// The receive ring of UDP listener `idx` with `--udp-receive multishot`; `None` (recvmmsg)
+/// otherwise, or when the kernel cannot (said once per listener).
+fn start_intake(shard: &Shard, idx: usize, tuning: ReceiveTuning) -> Option<udp_ring::Intake> {
+    if tuning.receive != UdpReceive::Multishot {
+        return None;
+    }
+    let sock = shard.udp.get(idx)?.as_ref()?;
+    match udp_ring::Intake::start(sock.as_raw_fd(), shard.max_message()) {
+        Ok(intake) => {
+            log::info!("UDP listener {idx}: multishot receive");
+            Some(intake)
+        }
+        Err(e) => {
+            log::warn!("UDP listener {idx}: no multishot receive ({e}), receiving with recvmmsg");
+            None
+        }
+    }
+}
+
 /// Serve until `stop` is set; returns the shard's counters.
 pub async fn run(mut setup: ShardSetup) -> Counters {
     let (stop, tuning) = (Arc::clone(&setup.stop), setup.receive);
@@ -107,8 +127,18 @@ pub async fn run(mut setup: ShardSetup) -> Counters {
     let mut tasks = Vec::new();
     for (idx, sock) in shard.udp.iter().enumerate() {
         if sock.is_some() {
-            let receive = udp::receive_loop(Rc::clone(&shard), idx, tuning, wall_clock_ns);
-            tasks.push(glommio::spawn_local(receive).detach());
+            let task = match start_intake(&shard, idx, tuning) {
+                Some(intake) => {
+                    let dp = Rc::clone(&shard);
+                    let receive = udp_ring::receive_loop(dp, idx, tuning, wall_clock_ns, intake);
+                    glommio::spawn_local(receive).detach()
+                }
+                None => {
+                    let receive = udp::receive_loop(Rc::clone(&shard), idx, tuning, wall_clock_ns);
+                    glommio::spawn_local(receive).detach()
+                }
+            };
+            tasks.push(task);
         }
     }
     for (idx, transport, listener) in tcp_listeners {

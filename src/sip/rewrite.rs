@@ -320,6 +320,25 @@ impl PacketBuf {
         &mut self.data[self.headroom..self.headroom + self.max_datagram + 1]
     }
 
+    /// Reset and return the receive slot with `prefix` bytes of the headroom in front of it,
+    /// for a receive that writes something of its own before the datagram (a multishot
+    /// io_uring receive writes the source address and control messages there): the datagram
+    /// then lands where [`receive_slot`](Self::receive_slot) would put it. Once it is
+    /// [`set_received`](Self::set_received), [`prefix`](Self::prefix) reads those bytes until
+    /// an edit grows the message into the headroom. `None` when `prefix` exceeds the headroom.
+    pub fn receive_slot_after(&mut self, prefix: usize) -> Option<&mut [u8]> {
+        let from = self.headroom.checked_sub(prefix)?;
+        self.start = self.headroom;
+        self.end = self.headroom;
+        Some(&mut self.data[from..self.headroom + self.max_datagram + 1])
+    }
+
+    /// The `n` bytes in front of the received datagram (see
+    /// [`receive_slot_after`](Self::receive_slot_after)).
+    pub fn prefix(&self, n: usize) -> &[u8] {
+        &self.data[self.headroom.saturating_sub(n)..self.headroom]
+    }
+
     pub fn set_received(&mut self, n: usize) {
         self.start = self.headroom;
         self.end = (self.headroom + n).min(self.data.len());

@@ -1,7 +1,8 @@
 //! Batched datagram I/O with recvmmsg/sendmmsg, over the shard's packet buffers.
 //!
 //! The per-datagram system call is the ceiling of a UDP proxy (see docs/architecture.md), so a
-//! shard waits for its socket with glommio (one `recv_from` that parks the executor when there
+//! shard on the recvmmsg path (`--udp-receive mmsg`; the default receives on io_uring,
+//! `udp_ring`, and only sends from here) waits for its socket with glommio (one `recv_from` that parks the executor when there
 //! is nothing to read) and then drains up to a batch more datagrams with one non-blocking
 //! recvmmsg; what it forwards goes out with one sendmmsg per socket. Under light load this is one
 //! system call per datagram, as before; under heavy load it is one per batch.

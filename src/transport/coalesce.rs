@@ -15,12 +15,16 @@
 //! and be followed by the receive wake-up it was meant to save. And it is never longer than a
 //! full batch takes to arrive at that rate, since one wake-up takes at most a batch anyway.
 //!
-//! On a shard with one UDP listener and no stream connection open, the wait is one `nanosleep`
-//! of the shard's thread ([`pause`]), not a glommio timer: a timer parks the executor, and glommio's park is
+//! On a shard with one UDP listener and no stream connection open, the wait keeps the shard's
+//! thread in the kernel, not a glommio timer: with the multishot receive one `io_uring_enter` on
+//! the listener's ring that sleeps to the end of the wait and then does the receives
+//! (`udp_ring::Intake::wait_in_ring`), on the recvmmsg path one `nanosleep` ([`pause`]). A
+//! glommio timer parks the executor, and glommio's park is
 //! eight system calls (io_uring submissions to its three rings for the preemption and user
 //! timers, a `membarrier` for its remote wakers, the wait, the re-arming after it; counted with
 //! `strace -f` at 10,000 datagrams/s), which made the wait cost as much as the wake-up it saves.
-//! With the thread asleep, one wake-up is three system calls (the sleep, recvmmsg, sendmmsg),
+//! With the thread asleep, one wake-up is three system calls (the sleep, recvmmsg, sendmmsg;
+//! two on the ring: its wait and the sendmmsg),
 //! and the shard's CPU per forwarded datagram at 10,000/s fell from 16.5-17.5 µs to
 //! 8.9-10.3 µs in the same runs (docs/benchmarks-forwarding.md). Meanwhile the shard's other
 //! tasks (timers, what other shards hand it) run only when the receive loop yields, on

@@ -1,6 +1,9 @@
 //! SIP over UDP: each shard has one SO_REUSEPORT socket per listen address, receives a batch
-//! at a time (recvmmsg), sheds what waited too long in the kernel's queue, hands every datagram
-//! to the shard's [`Datapath`] and sends what comes back with one sendmmsg per socket.
+//! at a time, sheds what waited too long in the kernel's queue, hands every datagram to the
+//! shard's [`Datapath`] and sends what comes back with one sendmmsg per socket. Here the
+//! receive is recvmmsg (`--udp-receive mmsg`, and where the kernel cannot do the default);
+//! [`super::udp_ring`] receives on io_uring and shares the rest ([`decide_batch`],
+//! [`send_grouped`]).
 
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -52,9 +55,19 @@ pub trait Datapath {
     fn flush_capture(&self);
 }
 
+/// How a shard receives UDP datagrams (`--udp-receive`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpReceive {
+    /// A multishot io_uring receive into the shard's packet buffers ([`super::udp_ring`]).
+    Multishot,
+    /// recvmmsg after glommio says the socket is readable ([`receive_loop`]).
+    Mmsg,
+}
+
 /// How a receive loop paces and sheds its intake.
 #[derive(Clone, Copy)]
 pub struct ReceiveTuning {
+    pub receive: UdpReceive,
     /// How long to wait after a partial batch when datagrams arrive at a rate that makes
     /// waiting pay (see [`super::coalesce`]); zero never waits.
     pub coalesce: Duration,
@@ -76,8 +89,8 @@ pub async fn receive_loop<D: Datapath>(dp: Rc<D>, idx: usize, tuning: ReceiveTun
     };
     let fd = sock.as_raw_fd();
     let mut seq: u64 = 0;
-    // The socket's drop counter as last seen (it is cumulative).
-    let mut kernel_drops: u32 = 0;
+    let mut drops = DropCounter::default();
+    let mut arrivals: Vec<Arrival> = Vec::with_capacity(BATCH);
     let mut coalescer = Coalescer::new(tuning.coalesce, BATCH, Instant::now());
     // Whether datagrams are probably queued: then one recvmmsg takes a whole batch, and
     // the receive that parks (and, when it finds nothing, costs a failed system call before
@@ -92,50 +105,26 @@ pub async fn receive_loop<D: Datapath>(dp: Rc<D>, idx: usize, tuning: ReceiveTun
             }
         }
         let now_ns = clock();
-        let new_drops = batch.kernel_drops.take().map_or(0, |total| {
-            let new = total.wrapping_sub(kernel_drops);
-            kernel_drops = total;
-            u64::from(new)
-        });
-        dp.start_batch(new_drops);
-        for i in 0..count {
-            let Some(src) = batch.srcs[i].take() else {
-                continue;
-            };
-            let pkt = &mut batch.bufs[i];
-            if tuning
-                .shedder
-                .should_shed(batch.arrived_ns[i], now_ns, pkt.as_slice())
-            {
-                dp.shed();
-                continue;
-            }
-            seq += 1;
-            let src = Source::udp(src);
-            dp.capture_received(src, idx, pkt.as_slice(), now_ns);
-            let sample = (seq & (LATENCY_SAMPLE - 1) == 0).then(Instant::now);
-            let action = dp.handle(Now::from_unix_ns(now_ns), src, idx, pkt);
-            if let Some(t0) = sample {
-                dp.record_latency(t0.elapsed().as_nanos() as u64);
-            }
-            match action {
-                Action::Forward { to, socket } | Action::Reply { to, socket } => {
-                    if to.transport == Transport::Udp {
-                        dp.capture_sent(to, socket, pkt.as_slice());
-                        out.push((
-                            socket,
-                            Outgoing {
-                                buf: i,
-                                to: to.addr,
-                            },
-                        ));
-                    } else {
-                        dp.send_stream(to, socket, pkt.as_slice());
-                    }
-                }
-                Action::Drop(_) => {}
-            }
-        }
+        dp.start_batch(drops.since_last(batch.kernel_drops.take()));
+        arrivals.clear();
+        arrivals.extend((0..count).filter_map(|i| {
+            let src = batch.srcs[i].take()?;
+            Some(Arrival {
+                buf: i,
+                src,
+                arrived_ns: batch.arrived_ns[i],
+            })
+        }));
+        let taken = Taken { now_ns, idx };
+        decide_batch(
+            &*dp,
+            taken,
+            &tuning.shedder,
+            &mut seq,
+            &mut batch.bufs,
+            &arrivals,
+            &mut out,
+        );
         dp.end_batch();
         send_grouped(&*dp, &mut send, &batch.bufs, &mut out, &mut group).await;
         dp.flush_capture();
@@ -159,6 +148,79 @@ pub async fn receive_loop<D: Datapath>(dp: Rc<D>, idx: usize, tuning: ReceiveTun
     }
 }
 
+/// The socket's count of datagrams the kernel dropped for a full receive queue, as last seen
+/// (it is cumulative and wraps at 2^32).
+#[derive(Default)]
+pub(super) struct DropCounter(u32);
+
+impl DropCounter {
+    /// How many were dropped since the last reading; `None` (no reading) is none.
+    pub(super) fn since_last(&mut self, total: Option<u32>) -> u64 {
+        total.map_or(0, |total| {
+            let new = total.wrapping_sub(self.0);
+            self.0 = total;
+            u64::from(new)
+        })
+    }
+}
+
+/// One datagram of a batch: the buffer it is in and what the kernel said of it.
+#[derive(Clone, Copy)]
+pub(super) struct Arrival {
+    pub buf: usize,
+    pub src: std::net::SocketAddr,
+    /// When the kernel queued it, if the socket timestamps datagrams.
+    pub arrived_ns: Option<u64>,
+}
+
+/// When and where a batch was taken: its one clock reading and its listener.
+#[derive(Clone, Copy)]
+pub(super) struct Taken {
+    pub now_ns: u64,
+    pub idx: usize,
+}
+
+/// Shed or decide every datagram of a batch, each rewritten in its buffer; what leaves over
+/// UDP is queued in `out` as (socket, datagram), what leaves over a stream goes at once.
+pub(super) fn decide_batch<D: Datapath>(
+    dp: &D,
+    taken: Taken,
+    shedder: &Shedder,
+    seq: &mut u64,
+    bufs: &mut [PacketBuf],
+    arrivals: &[Arrival],
+    out: &mut Vec<(usize, Outgoing)>,
+) {
+    let Taken { now_ns, idx } = taken;
+    for a in arrivals {
+        let pkt = &mut bufs[a.buf];
+        if shedder.should_shed(a.arrived_ns, now_ns, pkt.as_slice()) {
+            dp.shed();
+            continue;
+        }
+        *seq += 1;
+        let src = Source::udp(a.src);
+        dp.capture_received(src, idx, pkt.as_slice(), now_ns);
+        let sample = (*seq & (LATENCY_SAMPLE - 1) == 0).then(Instant::now);
+        let action = dp.handle(Now::from_unix_ns(now_ns), src, idx, pkt);
+        if let Some(t0) = sample {
+            dp.record_latency(t0.elapsed().as_nanos() as u64);
+        }
+        match action {
+            Action::Forward { to, socket } | Action::Reply { to, socket } => {
+                if to.transport == Transport::Udp {
+                    dp.capture_sent(to, socket, pkt.as_slice());
+                    let buf = a.buf;
+                    out.push((socket, Outgoing { buf, to: to.addr }));
+                } else {
+                    dp.send_stream(to, socket, pkt.as_slice());
+                }
+            }
+            Action::Drop(_) => {}
+        }
+    }
+}
+
 /// Park until something arrives, then take what else is already queued in one call. Returns
 /// how many datagrams the batch holds (0 after a receive error).
 async fn park_and_receive(sock: &UdpSocket, batch: &mut RecvBatch, idx: usize) -> usize {
@@ -178,7 +240,7 @@ async fn park_and_receive(sock: &UdpSocket, batch: &mut RecvBatch, idx: usize) -
 }
 
 /// One sendmmsg per outgoing socket (nearly always just the receiving one); empties `out`.
-async fn send_grouped<D: Datapath>(
+pub(super) async fn send_grouped<D: Datapath>(
     dp: &D,
     send: &mut SendBatch,
     bufs: &[PacketBuf],

@@ -7,8 +7,8 @@
 pub(crate) type Control = [u64; 8];
 
 /// What the control messages of one datagram said.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Ancillary {
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ancillary {
     /// When the kernel queued the datagram (CLOCK_REALTIME, nanoseconds).
     pub stamp_ns: Option<u64>,
     /// The socket's cumulative count of datagrams dropped for a full receive queue.
@@ -18,9 +18,9 @@ pub(crate) struct Ancillary {
 /// Read the control messages of a completed receive.
 ///
 /// # Safety
-/// `hdr` must be the header of a completed receive: `msg_control` points to a live buffer of
-/// at least `msg_controllen` bytes that the kernel filled with control messages (or
-/// `msg_controllen` is 0).
+/// `msg_control` must point to a live buffer of at least `msg_controllen` bytes (or
+/// `msg_controllen` is 0). Their contents may be anything: a message is read only where it
+/// lies wholly within them.
 #[inline]
 pub(crate) unsafe fn read(hdr: &libc::msghdr) -> Ancillary {
     let mut out = Ancillary::default();
@@ -33,15 +33,43 @@ pub(crate) unsafe fn read(hdr: &libc::msghdr) -> Ancillary {
         // is read unaligned because the kernel guarantees alignment only for cmsghdr.
         let c = &*cmsg;
         let data = libc::CMSG_DATA(cmsg);
-        if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SCM_TIMESTAMPNS {
+        // A message is read only when it holds its whole payload: the kernel cuts the last
+        // one short when the control room runs out (MSG_CTRUNC), and `parse` takes any bytes.
+        let holds = |payload: usize| c.cmsg_len as usize >= libc::CMSG_LEN(payload as u32) as usize;
+        let timespec = std::mem::size_of::<libc::timespec>();
+        if c.cmsg_level == libc::SOL_SOCKET
+            && c.cmsg_type == libc::SCM_TIMESTAMPNS
+            && holds(timespec)
+        {
             let ts = std::ptr::read_unaligned(data as *const libc::timespec);
             out.stamp_ns = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-        } else if c.cmsg_level == libc::SOL_SOCKET && c.cmsg_type == libc::SO_RXQ_OVFL {
+        } else if c.cmsg_level == libc::SOL_SOCKET
+            && c.cmsg_type == libc::SO_RXQ_OVFL
+            && holds(std::mem::size_of::<u32>())
+        {
             out.drops = Some(std::ptr::read_unaligned(data as *const u32));
         }
         cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
     }
     out
+}
+
+/// Read control messages the kernel wrote somewhere else than into a `recvmsg` header's
+/// buffer: the control field of a multishot io_uring receive's buffer. At most
+/// `size_of::<Control>()` bytes are read (all that a timestamp and a drop counter take).
+pub fn parse(control: &[u8]) -> Ancillary {
+    // Copied into aligned room: the kernel writes a multishot receive's control messages at
+    // whatever offset its buffer layout gives them, and cmsghdr must be read aligned.
+    let mut room: Control = [0; 8];
+    let len = control.len().min(std::mem::size_of::<Control>());
+    // SAFETY: `room` is `size_of::<Control>()` bytes and `len` is at most that.
+    unsafe { std::ptr::copy_nonoverlapping(control.as_ptr(), room.as_mut_ptr().cast(), len) };
+    // SAFETY: an all-zero msghdr is valid; only the control fields are set and read.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_control = room.as_mut_ptr().cast();
+    hdr.msg_controllen = len as _;
+    // SAFETY: `hdr` points at `len` bytes of `room`, which holds the kernel's messages.
+    unsafe { read(&hdr) }
 }
 
 #[cfg(test)]
@@ -57,5 +85,41 @@ mod tests {
         };
         assert!(need as usize <= std::mem::size_of::<Control>());
         assert!(std::mem::align_of::<Control>() >= std::mem::align_of::<libc::cmsghdr>());
+    }
+
+    #[test]
+    fn parses_unaligned_control_bytes() {
+        // A drop counter of 7, as the kernel writes it, one byte off alignment.
+        let mut raw = vec![0u8; 1 + 24];
+        let hdr = libc::cmsghdr {
+            cmsg_len: unsafe { libc::CMSG_LEN(4) } as _,
+            cmsg_level: libc::SOL_SOCKET,
+            cmsg_type: libc::SO_RXQ_OVFL,
+        };
+        // SAFETY: writes inside `raw`, unaligned on purpose.
+        unsafe {
+            std::ptr::write_unaligned(raw.as_mut_ptr().add(1).cast(), hdr);
+            let data = raw
+                .as_mut_ptr()
+                .add(1 + std::mem::size_of::<libc::cmsghdr>());
+            std::ptr::write_unaligned(data.cast::<u32>(), 7);
+        }
+        let got = parse(&raw[1..]);
+        assert_eq!(got.drops, Some(7));
+        assert_eq!(got.stamp_ns, None);
+        assert_eq!(parse(&[]), Ancillary::default());
+        // A timestamp header that claims less than a timespec, at the end of the room: not
+        // read (its payload would lie beyond the bytes given).
+        let mut raw = [0u64; 8];
+        let short = libc::cmsghdr {
+            cmsg_len: unsafe { libc::CMSG_LEN(0) } as _,
+            cmsg_level: libc::SOL_SOCKET,
+            cmsg_type: libc::SCM_TIMESTAMPNS,
+        };
+        // SAFETY: the header fits in the last 16 bytes of `raw`, which is aligned for it.
+        unsafe { std::ptr::write(raw.as_mut_ptr().add(6).cast(), short) };
+        // SAFETY: `raw` viewed as its 64 bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(raw.as_ptr().cast::<u8>(), 64) };
+        assert_eq!(parse(&bytes[48..]).stamp_ns, None);
     }
 }

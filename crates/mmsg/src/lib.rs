@@ -43,7 +43,7 @@
 //! ```
 
 pub mod addr;
-mod cmsg;
+pub mod cmsg;
 mod recv;
 mod send;
 
