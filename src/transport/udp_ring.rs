@@ -435,18 +435,7 @@ pub async fn receive_loop<D: Datapath>(
 mod tests {
     use super::*;
     use crate::transport::socket::{bind_group, Steering};
-    use glommio::{LocalExecutorBuilder, Placement};
     use std::os::fd::AsRawFd;
-
-    /// Run `f` on a glommio executor of its own, as a shard's ring is.
-    fn on_executor(f: impl FnOnce() + Send + 'static) {
-        LocalExecutorBuilder::new(Placement::Unbound)
-            .io_memory(1 << 20)
-            .spawn(move || async move { f() })
-            .expect("an executor")
-            .join()
-            .expect("the test ran");
-    }
 
     /// Wait (2 s at most) until `want` datagrams have been taken, giving each batch's buffers
     /// back as the receive loop does; returns (payload, sender, stamped) of each.
@@ -479,37 +468,35 @@ mod tests {
 
     #[test]
     fn receives_in_place_cuts_oversize_and_outlasts_its_buffers() {
-        on_executor(|| {
-            let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-            let rx = bind_group(any, 1, Some(1 << 21), None, Steering::Flow, true)
-                .expect("a socket")
-                .remove(0);
-            let to = rx.local_addr().unwrap().as_socket().unwrap();
-            let tx = std::net::UdpSocket::bind(any).unwrap();
-            let mut intake = Intake::start(rx.as_raw_fd(), 600).expect("multishot receive");
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let rx = bind_group(any, 1, Some(1 << 21), None, Steering::Flow, true)
+            .expect("a socket")
+            .remove(0);
+        let to = rx.local_addr().unwrap().as_socket().unwrap();
+        let tx = std::net::UdpSocket::bind(any).unwrap();
+        let mut intake = Intake::start(rx.as_raw_fd(), 600).expect("multishot receive");
 
-            tx.send_to(b"one", to).unwrap();
-            tx.send_to(&[b'x'; 700], to).unwrap();
-            let got = take(&mut intake, 2);
-            assert_eq!(got.len(), 2);
-            assert_eq!(got[0], (b"one".to_vec(), tx.local_addr().unwrap(), true));
-            // Cut one byte past --max-message, so that the core answers 513.
-            assert_eq!(got[1].0.len(), 601);
+        tx.send_to(b"one", to).unwrap();
+        tx.send_to(&[b'x'; 700], to).unwrap();
+        let got = take(&mut intake, 2);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], (b"one".to_vec(), tx.local_addr().unwrap(), true));
+        // Cut one byte past --max-message, so that the core answers 513.
+        assert_eq!(got[1].0.len(), 601);
 
-            // More datagrams than the ring has buffers, sent before any is taken: the receive
-            // ends for want of buffers and is armed again; none is lost.
-            let n = usize::from(BUFFERS) + 72;
-            for i in 0..n {
-                tx.send_to(format!("datagram {i}").as_bytes(), to).unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            let got = take(&mut intake, n);
-            assert_eq!(got.len(), n);
-            for (i, (bytes, _, _)) in got.iter().enumerate() {
-                assert_eq!(bytes, format!("datagram {i}").as_bytes());
-            }
-            drop(intake);
-        });
+        // More datagrams than the ring has buffers, sent before any is taken: the receive
+        // ends for want of buffers and is armed again; none is lost.
+        let n = usize::from(BUFFERS) + 72;
+        for i in 0..n {
+            tx.send_to(format!("datagram {i}").as_bytes(), to).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let got = take(&mut intake, n);
+        assert_eq!(got.len(), n);
+        for (i, (bytes, _, _)) in got.iter().enumerate() {
+            assert_eq!(bytes, format!("datagram {i}").as_bytes());
+        }
+        drop(intake);
     }
 
     #[test]
