@@ -52,6 +52,18 @@ pub fn pause(wait: Duration) {
     std::thread::sleep(wait);
 }
 
+/// Wait out the coalescing `wait` a receive loop decided on after a batch: on glommio's timer
+/// while the shard's executor has others to serve (`shares_the_executor`), else with the thread
+/// held by `hold`, the loop's own cheap wait ([`pause`], or one entry into the listener's ring),
+/// which blocks the executor: nothing else of the shard runs until it is over.
+pub async fn wait_out(wait: Duration, shares_the_executor: bool, hold: impl FnOnce(Duration)) {
+    if shares_the_executor {
+        glommio::timer::sleep(wait).await;
+    } else {
+        hold(wait);
+    }
+}
+
 /// How long one measurement of the arrival rate lasts at least.
 const RATE_PERIOD: Duration = Duration::from_millis(1);
 

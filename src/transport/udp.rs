@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use glommio::net::UdpSocket;
 
 use super::batch::{Outgoing, RecvBatch, SendBatch, BATCH};
-use super::coalesce::Coalescer;
+use super::coalesce::{self, Coalescer};
 use super::shed::Shedder;
 use crate::location::Now;
 use crate::proxy::Action;
@@ -136,13 +136,7 @@ pub async fn receive_loop<D: Datapath>(dp: Rc<D>, idx: usize, tuning: ReceiveTun
         let full = count == BATCH;
         queued = full;
         if let Some(wait) = coalescer.after_batch(count, full, Instant::now()) {
-            // The cheap wait blocks the executor: only when nothing else needs serving
-            // meanwhile (see `coalesce::pause`).
-            if dp.shares_the_executor() {
-                glommio::timer::sleep(wait).await;
-            } else {
-                super::coalesce::pause(wait);
-            }
+            coalesce::wait_out(wait, dp.shares_the_executor(), coalesce::pause).await;
             queued = true;
         }
     }

@@ -37,7 +37,7 @@ use io_uring::{cqueue, opcode, types, IoUring};
 
 use super::batch::{Outgoing, SendBatch, BATCH};
 use super::buf_ring::BufRing;
-use super::coalesce::Coalescer;
+use super::coalesce::{wait_out, Coalescer};
 use super::udp::{
     decide_batch, send_grouped, Arrival, Clock, Datapath, DropCounter, ReceiveTuning, Taken,
 };
@@ -82,6 +82,8 @@ pub struct Intake {
     /// Failures in a row (a receive that ended with an error, an arming or waiting that
     /// failed): the first is logged, and while there are any, arming again waits 10 ms.
     errors: u32,
+    /// The completions one [`harvest`](Self::harvest) takes (kept to reuse its room).
+    completions: Vec<cqueue::Entry>,
 }
 
 /// What one completion of the receive brought.
@@ -126,6 +128,7 @@ impl Intake {
             fd,
             ended: true,
             errors: 0,
+            completions: Vec::with_capacity(BATCH),
         };
         intake.arm();
         Ok(intake)
@@ -170,10 +173,14 @@ impl Intake {
     fn harvest(&mut self, arrivals: &mut Vec<Arrival>) -> Option<u32> {
         let mut drops = None;
         let mut returned = false;
-        while arrivals.len() < BATCH {
-            let Some(c) = self.ring.completion().next() else {
-                break;
-            };
+        // The completion queue is taken once a batch, not once a completion: its head and
+        // tail are read, the entries copied out, and the new head written back before any
+        // is handled.
+        self.completions.clear();
+        let room = BATCH.saturating_sub(arrivals.len());
+        self.completions.extend(self.ring.completion().take(room));
+        for i in 0..self.completions.len() {
+            let c = self.completions[i].clone();
             let Completion::Datagram { bid, result } = self.complete(&c) else {
                 continue;
             };
@@ -422,11 +429,8 @@ pub async fn receive_loop<D: Datapath>(
         let count = arrivals.len();
         let full = count == BATCH;
         if let Some(wait) = coalescer.after_batch(count, full, Instant::now()) {
-            if dp.shares_the_executor() {
-                glommio::timer::sleep(wait).await;
-            } else {
-                intake.wait_in_ring(wait);
-            }
+            let in_ring = |wait| intake.wait_in_ring(wait);
+            wait_out(wait, dp.shares_the_executor(), in_ring).await;
         }
     }
 }
