@@ -252,7 +252,7 @@ impl<'a> ReplySource<'a> {
 
 /// Offset within the Via element just after the `rport` parameter name.
 pub fn rport_name_end(via: &Via<'_>, elem: &[u8]) -> Option<usize> {
-    via.param_at(elem, b"rport").map(|p| p.name_end)
+    via.rport_at(elem).map(|p| p.name_end)
 }
 
 /// True when the Via's sent-by host is literally `ip`.

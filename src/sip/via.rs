@@ -45,6 +45,9 @@ pub struct Via<'a> {
 struct KnownParams<'a> {
     branch: Option<Option<&'a [u8]>>,
     rport: Option<Option<&'a [u8]>>,
+    /// The name of that `rport`, as written: where a forwarded request's Via gets its value
+    /// (RFC 3581), without a second search of the parameters.
+    rport_name: Option<&'a [u8]>,
     received: Option<Option<&'a [u8]>>,
 }
 
@@ -54,7 +57,13 @@ impl<'a> KnownParams<'a> {
     fn note(&mut self, name: &'a [u8], value: Option<&'a [u8]>) {
         let slot = match name.len() {
             6 if params::eq_lowercase_letters(name, b"branch") => &mut self.branch,
-            5 if params::eq_lowercase_letters(name, b"rport") => &mut self.rport,
+            5 if params::eq_lowercase_letters(name, b"rport") => {
+                if self.rport.is_none() {
+                    self.rport = Some(value);
+                    self.rport_name = Some(name);
+                }
+                return;
+            }
             8 if params::eq_lowercase_letters(name, b"received") => &mut self.received,
             _ => return,
         };
@@ -65,9 +74,12 @@ impl<'a> KnownParams<'a> {
 
     /// Searched with the general parameter parser (a Via not of the common form).
     fn find(params: &'a [u8]) -> KnownParams<'a> {
+        let rport =
+            params::HeaderParams::new(params).find(|(n, _)| n.eq_ignore_ascii_case(b"rport"));
         KnownParams {
             branch: params::find(params, b"branch"),
-            rport: params::find(params, b"rport"),
+            rport: rport.map(|(_, value)| value),
+            rport_name: rport.map(|(name, _)| name),
             received: params::find(params, b"received"),
         }
     }
@@ -258,6 +270,20 @@ impl<'a> Via<'a> {
             params::HeaderParams::new(self.params).find(|(n, _)| n.eq_ignore_ascii_case(name))?;
         let name_end = offset_in(elem, n)? + n.len();
         let value_end = match value {
+            Some(v) => offset_in(elem, v)? + v.len(),
+            None => name_end,
+        };
+        Some(ParamAt {
+            name_end,
+            value_end,
+        })
+    }
+
+    /// Where the first `rport` sits within `elem`, this Via's text: [`param_at`](Self::param_at)
+    /// for `rport`, from what the parse found.
+    pub fn rport_at(&self, elem: &[u8]) -> Option<ParamAt> {
+        let name_end = offset_in(elem, self.known.rport_name?)? + b"rport".len();
+        let value_end = match self.known.rport.flatten() {
             Some(v) => offset_in(elem, v)? + v.len(),
             None => name_end,
         };
@@ -481,6 +507,33 @@ mod tests {
         assert!(v.has_rfc3261_branch());
         assert_eq!(v.rport(), Some(None));
         assert_eq!(v.received(), Some(&b"192.0.2.1"[..]));
+    }
+
+    /// `rport_at`, from what the parse noted, finds what a search of the parameters finds, on
+    /// the common form and the general one.
+    #[test]
+    fn rport_at_is_param_at() {
+        for text in [
+            "SIP/2.0/UDP a.example;branch=z9hG4bK1;rport",
+            "SIP/2.0/UDP a.example;RPort=5071;branch=z9hG4bK1",
+            "SIP/2.0/UDP a.example;branch=z9hG4bK1;rport=1;rport",
+            "SIP/2.0/UDP a.example;branch=z9hG4bK1",
+            "SIP/2.0/UDP 192.0.2.2 : 5070 ; branch = x ; rport",
+            "SIP/2.0/UDP [2001:db8::1];rport = 5072",
+        ] {
+            let v = via(text).unwrap();
+            let elem = text.as_bytes();
+            assert_eq!(v.rport_at(elem), v.param_at(elem, b"rport"), "{text}");
+        }
+        let text = "SIP/2.0/UDP a.example;branch=z9hG4bK1;rport";
+        let at = via(text).unwrap().rport_at(text.as_bytes());
+        assert_eq!(
+            at,
+            Some(ParamAt {
+                name_end: 43,
+                value_end: 43
+            })
+        );
     }
 
     #[test]
