@@ -282,7 +282,8 @@ impl<'a> Via<'a> {
     /// Where the first `rport` sits within `elem`, this Via's text: [`param_at`](Self::param_at)
     /// for `rport`, from what the parse found.
     pub fn rport_at(&self, elem: &[u8]) -> Option<ParamAt> {
-        let name_end = offset_in(elem, self.known.rport_name?)? + b"rport".len();
+        let name = self.known.rport_name?;
+        let name_end = offset_in(elem, name)? + name.len();
         let value_end = match self.known.rport.flatten() {
             Some(v) => offset_in(elem, v)? + v.len(),
             None => name_end,
