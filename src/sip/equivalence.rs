@@ -383,6 +383,10 @@ proptest! {
         let span = Span::new(0, b.len());
         let general = Via::parse_general_for_tests(b, span);
         prop_assert_eq!(Via::parse(b, span, 0), general, "{}", text);
+        // Where `rport` is, as the parse noted it, is where a search finds it.
+        if let Some(v) = general {
+            prop_assert_eq!(v.rport_at(b), v.param_at(b, b"rport"), "{}", text);
+        }
     }
 }
 

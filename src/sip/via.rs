@@ -44,10 +44,9 @@ pub struct Via<'a> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct KnownParams<'a> {
     branch: Option<Option<&'a [u8]>>,
-    rport: Option<Option<&'a [u8]>>,
-    /// The name of that `rport`, as written: where a forwarded request's Via gets its value
-    /// (RFC 3581), without a second search of the parameters.
-    rport_name: Option<&'a [u8]>,
+    /// With its name as written: where a forwarded request's Via gets its value (RFC 3581),
+    /// without a second search of the parameters.
+    rport: Option<(&'a [u8], Option<&'a [u8]>)>,
     received: Option<Option<&'a [u8]>>,
 }
 
@@ -58,10 +57,7 @@ impl<'a> KnownParams<'a> {
         let slot = match name.len() {
             6 if params::eq_lowercase_letters(name, b"branch") => &mut self.branch,
             5 if params::eq_lowercase_letters(name, b"rport") => {
-                if self.rport.is_none() {
-                    self.rport = Some(value);
-                    self.rport_name = Some(name);
-                }
+                self.rport.get_or_insert((name, value));
                 return;
             }
             8 if params::eq_lowercase_letters(name, b"received") => &mut self.received,
@@ -74,12 +70,10 @@ impl<'a> KnownParams<'a> {
 
     /// Searched with the general parameter parser (a Via not of the common form).
     fn find(params: &'a [u8]) -> KnownParams<'a> {
-        let rport =
-            params::HeaderParams::new(params).find(|(n, _)| n.eq_ignore_ascii_case(b"rport"));
         KnownParams {
             branch: params::find(params, b"branch"),
-            rport: rport.map(|(_, value)| value),
-            rport_name: rport.map(|(name, _)| name),
+            rport: params::HeaderParams::new(params)
+                .find(|(n, _)| n.eq_ignore_ascii_case(b"rport")),
             received: params::find(params, b"received"),
         }
     }
@@ -282,9 +276,9 @@ impl<'a> Via<'a> {
     /// Where the first `rport` sits within `elem`, this Via's text: [`param_at`](Self::param_at)
     /// for `rport`, from what the parse found.
     pub fn rport_at(&self, elem: &[u8]) -> Option<ParamAt> {
-        let name = self.known.rport_name?;
+        let (name, value) = self.known.rport?;
         let name_end = offset_in(elem, name)? + name.len();
-        let value_end = match self.known.rport.flatten() {
+        let value_end = match value {
             Some(v) => offset_in(elem, v)? + v.len(),
             None => name_end,
         };
@@ -313,7 +307,7 @@ impl<'a> Via<'a> {
     /// `rport` (RFC 3581): `None` absent, `Some(None)` present without value.
     #[inline]
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.known.rport.map(|v| v.and_then(parse_port))
+        self.known.rport.map(|(_, v)| v.and_then(parse_port))
     }
 
     pub fn maddr(&self) -> Option<&'a [u8]> {
