@@ -88,6 +88,19 @@ pub struct ParamAt {
 }
 
 impl ParamAt {
+    /// The place of a parameter found as `name` and `value`, slices of `elem`.
+    fn within(elem: &[u8], name: &[u8], value: Option<&[u8]>) -> Option<ParamAt> {
+        let name_end = offset_in(elem, name)? + name.len();
+        let value_end = match value {
+            Some(v) => offset_in(elem, v)? + v.len(),
+            None => name_end,
+        };
+        Some(ParamAt {
+            name_end,
+            value_end,
+        })
+    }
+
     pub fn has_value(&self) -> bool {
         self.value_end > self.name_end
     }
@@ -262,30 +275,14 @@ impl<'a> Via<'a> {
     pub fn param_at(&self, elem: &[u8], name: &[u8]) -> Option<ParamAt> {
         let (n, value) =
             params::HeaderParams::new(self.params).find(|(n, _)| n.eq_ignore_ascii_case(name))?;
-        let name_end = offset_in(elem, n)? + n.len();
-        let value_end = match value {
-            Some(v) => offset_in(elem, v)? + v.len(),
-            None => name_end,
-        };
-        Some(ParamAt {
-            name_end,
-            value_end,
-        })
+        ParamAt::within(elem, n, value)
     }
 
     /// Where the first `rport` sits within `elem`, this Via's text: [`param_at`](Self::param_at)
     /// for `rport`, from what the parse found.
     pub fn rport_at(&self, elem: &[u8]) -> Option<ParamAt> {
         let (name, value) = self.known.rport?;
-        let name_end = offset_in(elem, name)? + name.len();
-        let value_end = match value {
-            Some(v) => offset_in(elem, v)? + v.len(),
-            None => name_end,
-        };
-        Some(ParamAt {
-            name_end,
-            value_end,
-        })
+        ParamAt::within(elem, name, value)
     }
 
     #[inline]
